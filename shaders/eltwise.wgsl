@@ -1,0 +1,143 @@
+// Element-wise kernels: activations and their derivatives, sums, products with broadcast,
+// the Siamese absolute difference, PReLU, batch slicing. One thread per element; the grid is
+// two-dimensional so that tensors beyond 65535 * 256 elements still fit one dispatch.
+
+struct Params {
+    n: u32, c: u32, hw: u32, op: u32,
+    off: u32, len: u32, alpha: f32, beta: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> c: array<f32>;
+
+fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// op: 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
+fn activate(op: u32, x: f32) -> f32 {
+    if (op == 1u) { return select(0.5 * x, x, x > 0.0); }
+    if (op == 2u) { return max(x, 0.0); }
+    if (op == 3u) { return 1.0 / (1.0 + exp(-x)); }
+    if (op == 4u) { return tanh(x); }
+    return x;
+}
+
+// Derivative expressed through the output y, which is all these activations need.
+fn activate_grad(op: u32, y: f32) -> f32 {
+    if (op == 1u) { return select(0.5, 1.0, y > 0.0); }
+    if (op == 2u) { return select(0.0, 1.0, y > 0.0); }
+    if (op == 3u) { return y * (1.0 - y); }
+    if (op == 4u) { return 1.0 - y * y; }
+    return 1.0;
+}
+
+// out = act(a)
+@compute @workgroup_size(256)
+fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = activate(p.op, a[i]);
+}
+
+// out = b * act'(y = a)
+@compute @workgroup_size(256)
+fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = b[i] * activate_grad(p.op, a[i]);
+}
+
+// out = alpha * a + beta * b
+@compute @workgroup_size(256)
+fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = p.alpha * a[i] + p.beta * b[i];
+}
+
+// out = alpha * a * b[0]: a gradient scaled by an upstream scalar gradient that lives on the GPU.
+@compute @workgroup_size(256)
+fn scale_by_scalar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = p.alpha * a[i] * b[0];
+}
+
+// out = alpha * b[0] broadcast to n elements (the gradient of a sum or mean).
+@compute @workgroup_size(256)
+fn fill_from_scalar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = p.alpha * b[0];
+}
+
+// out = a * b, b either the same shape (op 0) or [N, 1, 1, C] broadcast over H x W (op 1).
+@compute @workgroup_size(256)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    var j = i;
+    if (p.op == 1u) {
+        let img = i / (p.hw * p.c);
+        j = img * p.c + i % p.c;
+    }
+    out[i] = a[i] * b[j];
+}
+
+// Siamese difference of a stacked batch [R; D]: out = |a[i] - a[i + len]| for i < len.
+@compute @workgroup_size(256)
+fn absdiff_halves(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.len) { return; }
+    out[i] = abs(a[i] - a[i + p.len]);
+}
+
+// Its gradient for the stacked input: +-sign(r - d) * g, and exactly 0 where r == d.
+@compute @workgroup_size(256)
+fn absdiff_halves_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.len) { return; }
+    let s = sign(a[i] - a[i + p.len]) * b[i];
+    out[i] = s;
+    out[i + p.len] = -s;
+}
+
+// PReLU with one alpha per channel (b = alpha): y = x if x >= 0 else alpha[c] x.
+@compute @workgroup_size(256)
+fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    let x = a[i];
+    out[i] = select(b[i % p.c] * x, x, x >= 0.0);
+}
+
+// Its input gradient (a = x, b = dy, c = alpha): dy if x >= 0 else alpha[c] dy.
+@compute @workgroup_size(256)
+fn prelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    let g = b[i];
+    out[i] = select(c[i % p.c] * g, g, a[i] >= 0.0);
+}
+
+// out = a[i + off]: rows [off, off + n) of a batch (a slice along the outermost axis).
+@compute @workgroup_size(256)
+fn slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = a[i + p.off];
+}
+
+// The slice's adjoint: out (n elements) = a placed at [off, off + len), zero elsewhere.
+@compute @workgroup_size(256)
+fn unslice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    var v = 0.0;
+    if (i >= p.off && i < p.off + p.len) { v = a[i - p.off]; }
+    out[i] = v;
+}

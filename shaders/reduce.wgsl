@@ -1,0 +1,64 @@
+// Column reductions of a [G, R, C] tensor to [G, C]: sums over the R rows of each column.
+// Two passes keep every workgroup busy whatever the shape: pass one writes per-chunk partial
+// sums [G, S, C], pass two (R = S) adds them and applies the scale (1/R for means).
+// MODE chooses the summand, so that batch-norm statistics, bias gradients, spatial means,
+// broadcast-product gradients and squared norms all share one kernel:
+//   0 x    1 (x - m[c])^2    2 x * y    3 x * (y - m[c])    4 x^2    5 x * y where y < 0 (PReLU alpha)
+
+override MODE: u32 = 0u;
+
+struct Params {
+    g: u32, r: u32, c: u32, rows_per_wg: u32,
+    splits: u32, scale: f32, _p0: u32, _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(4) var<storage, read> m: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+fn summand(i: u32, col: u32) -> f32 {
+    let v = x[i];
+    if (MODE == 1u) { let d = v - m[col]; return d * d; }
+    if (MODE == 2u) { return v * y[i]; }
+    if (MODE == 3u) { return v * (y[i] - m[col]); }
+    if (MODE == 4u) { return v * v; }
+    if (MODE == 5u) { let u = y[i]; return select(0.0, v * u, u < 0.0); }
+    return v;
+}
+
+@compute @workgroup_size(256)
+fn reduce_cols(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let split = wid.x;
+    let col = wid.y;
+    let grp = wid.z;
+    let row0 = split * p.rows_per_wg;
+    let row1 = min(row0 + p.rows_per_wg, p.r);
+    var s = 0.0;
+    for (var row = row0 + lid; row < row1; row += 256u) {
+        s += summand((grp * p.r + row) * p.c + col, col);
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) { partial[lid] += partial[lid + stride]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        out[(grp * p.splits + split) * p.c + col] = partial[0] * p.scale;
+    }
+}
+
+// Adds the slices of split-K partial products: out[i] = sum_s x[s * c + i] for s < r
+// (r = number of slices, c = slice length).
+@compute @workgroup_size(256)
+fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.c) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.r; k++) { s += x[k * p.c + i]; }
+    out[i] = s;
+}

@@ -1,0 +1,218 @@
+//! Image decoding for asna: PNG, JPEG and BMP, recognised by content, always returned as 8-bit RGB.
+
+use std::fs;
+use std::io::Cursor;
+use std::path::Path;
+
+use anyhow::bail;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+/// Largest accepted width or height (decompression-bomb guard).
+pub const MAX_SIDE: u32 = 16384;
+/// Largest accepted number of pixels (decompression-bomb guard), 2^28.
+pub const MAX_PIXELS: u64 = 1 << 28;
+
+/// Loads an image file as 8-bit RGB.
+///
+/// * The format is recognised from the file's content (magic bytes), not its extension:
+///   a JPEG named `x.png` decodes as JPEG; a text file named `x.png` is refused.
+///   PNG, JPEG and BMP are read; other recognised formats (GIF, TIFF, WebP, ...) are refused.
+/// * Grayscale is replicated to R=G=B.
+/// * **Alpha is dropped**: for RGBA, grayscale+alpha and palette PNGs with transparency the colour
+///   channels are kept exactly as stored (no compositing over a background, no premultiplication).
+/// * 16-bit samples are reduced to 8 bits by rounding `v / 257`.
+/// * **EXIF orientation is applied** (JPEG, and PNG `eXIf`), so the pixels are as a viewer shows them.
+/// * Images wider or taller than [`MAX_SIDE`] or with more than [`MAX_PIXELS`] pixels are refused
+///   before any pixel is decoded.
+/// * A JPEG without its end-of-image marker (a truncated file) is refused rather than returned
+///   with grey filler.
+///
+/// Every error is one line that names the file.
+pub fn load_rgb(path: &Path) -> anyhow::Result<RgbImage> {
+    let p = path.display();
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{p}: image file not found"),
+        Err(e) => bail!("{p}: cannot open image: {e}"),
+    };
+    if meta.is_dir() {
+        bail!("{p}: is a directory, not an image file");
+    }
+    if meta.len() == 0 {
+        bail!("{p}: empty file (0 bytes), not an image");
+    }
+    let bytes = fs::read(path).map_err(|e| anyhow::anyhow!("{p}: cannot read image: {e}"))?;
+    decode_rgb(&bytes, path)
+}
+
+/// Decodes an in-memory image file (same rules as [`load_rgb`]); `path` is only used in messages.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
+    let p = path.display();
+    if bytes.is_empty() {
+        bail!("{p}: empty file (0 bytes), not an image");
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(f) => f,
+        Err(_) => {
+            let ext = path
+                .extension()
+                .map(|e| format!(" despite its .{} extension", e.to_string_lossy()))
+                .unwrap_or_default();
+            bail!("{p}: not an image file{ext} (content is not PNG, JPEG or BMP)")
+        }
+    };
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp) || !format.reading_enabled() {
+        bail!("{p}: unsupported image format {format:?} (asna reads PNG, JPEG and BMP)");
+    }
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+        bail!("{p}: truncated or corrupt JPEG (no end-of-image marker)");
+    }
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    // Width/height are checked below with a clearer message; this only caps allocations
+    // (2^28 pixels of 16-bit RGBA plus slack).
+    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    reader.limits(limits);
+    let fname = format_name(format);
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(path, fname, e))?;
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
+        bail!(
+            "{p}: image is {w}x{h} pixels, over the limit of {MAX_SIDE}x{MAX_SIDE} and {MAX_PIXELS} pixels \
+             (refused as a possible decompression bomb)"
+        );
+    }
+    if w == 0 || h == 0 {
+        bail!("{p}: image has zero size ({w}x{h})");
+    }
+    // A damaged EXIF block should not make an otherwise good image unreadable.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, fname, e))?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb8(img))
+}
+
+fn format_name(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Png => "PNG",
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Bmp => "BMP",
+        _ => "image",
+    }
+}
+
+fn decode_error(path: &Path, fname: &str, e: image::ImageError) -> anyhow::Error {
+    let msg = one_line(&e.to_string());
+    match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "{}: {fname} image exceeds the decoder's memory limit ({msg}; refused as a possible decompression bomb)",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("{}: truncated or corrupt {fname} file: {msg}", path.display()),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// True when the JPEG has an end-of-image marker (FF D9) after its first start-of-scan segment.
+/// Entropy-coded data cannot contain FF D9, so a file cut short inside the scan data has none.
+fn jpeg_has_end_marker(b: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            return false; // not at a marker: corrupt header
+        }
+        let m = b[i + 1];
+        if m == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if m == 0xD9 {
+            return true;
+        }
+        if m == 0x01 || (0xD0..=0xD7).contains(&m) {
+            i += 2;
+            continue;
+        }
+        if i + 3 >= b.len() {
+            return false;
+        }
+        let len = ((b[i + 2] as usize) << 8) | b[i + 3] as usize;
+        if m == 0xDA {
+            let start = i + 2 + len;
+            return start < b.len() && b[start..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
+}
+
+/// 8-bit RGB from any decoded image: alpha dropped, gray replicated, 16-bit rounded (v / 257).
+fn to_rgb8(img: DynamicImage) -> RgbImage {
+    fn r16(v: u16) -> u8 {
+        ((v as u32 + 128) / 257) as u8
+    }
+    let (w, h) = (img.width(), img.height());
+    match img {
+        DynamicImage::ImageRgb8(i) => i,
+        DynamicImage::ImageRgba8(i) => RgbImage::from_fn(w, h, |x, y| {
+            let p = i.get_pixel(x, y).0;
+            image::Rgb([p[0], p[1], p[2]])
+        }),
+        DynamicImage::ImageLuma8(i) => RgbImage::from_fn(w, h, |x, y| {
+            let v = i.get_pixel(x, y).0[0];
+            image::Rgb([v, v, v])
+        }),
+        DynamicImage::ImageLumaA8(i) => RgbImage::from_fn(w, h, |x, y| {
+            let v = i.get_pixel(x, y).0[0];
+            image::Rgb([v, v, v])
+        }),
+        DynamicImage::ImageLuma16(i) => RgbImage::from_fn(w, h, |x, y| {
+            let v = r16(i.get_pixel(x, y).0[0]);
+            image::Rgb([v, v, v])
+        }),
+        DynamicImage::ImageLumaA16(i) => RgbImage::from_fn(w, h, |x, y| {
+            let v = r16(i.get_pixel(x, y).0[0]);
+            image::Rgb([v, v, v])
+        }),
+        DynamicImage::ImageRgb16(i) => RgbImage::from_fn(w, h, |x, y| {
+            let p = i.get_pixel(x, y).0;
+            image::Rgb([r16(p[0]), r16(p[1]), r16(p[2])])
+        }),
+        DynamicImage::ImageRgba16(i) => RgbImage::from_fn(w, h, |x, y| {
+            let p = i.get_pixel(x, y).0;
+            image::Rgb([r16(p[0]), r16(p[1]), r16(p[2])])
+        }),
+        other => other.to_rgb8(),
+    }
+}
+
+/// Loads a reference / distorted pair; refuses pairs whose sizes differ.
+pub fn load_pair(ref_path: &Path, dist_path: &Path) -> anyhow::Result<(RgbImage, RgbImage)> {
+    let r = load_rgb(ref_path)?;
+    let d = load_rgb(dist_path)?;
+    if r.dimensions() != d.dimensions() {
+        bail!(
+            "size mismatch: reference {} is {}x{} but distorted {} is {}x{}",
+            ref_path.display(),
+            r.width(),
+            r.height(),
+            dist_path.display(),
+            d.width(),
+            d.height()
+        );
+    }
+    Ok((r, d))
+}
+
+/// Error when `img` is smaller than `min` x `min` (the model's crop size, 288).
+pub fn check_min_size(img: &RgbImage, path: &Path, min: u32) -> anyhow::Result<()> {
+    let (w, h) = img.dimensions();
+    if w < min || h < min {
+        bail!("{}: image is {w}x{h}, smaller than the required {min}x{min}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! Data pipeline for ASNA: image decoding, dataset readers (PIPAL, KADID-10k, TID2013/2008, CSV),
+//! the train/validation split by reference, label standardisation, crops and augmentation, and a
+//! deterministic background batch loader. Randomness only from [`crate::rng::Rng`].
+//!
+//! Errors are `anyhow` errors of one line naming the file (and the line, for label files).
+
+pub mod augment;
+pub mod datasets;
+pub mod image_io;
+mod labels;
+pub mod loader;
+pub mod split;
+
+pub use augment::{center_crop_pair, lab_to_rgb, random_crop_pair, rgb_to_lab, scale_lightness, tta_variants, Augment};
+pub use datasets::{open_dataset, reference_set, Dataset, DatasetFormat, Direction, PairRecord};
+pub use image_io::{check_min_size, decode_rgb, load_pair, load_rgb, MAX_PIXELS, MAX_SIDE};
+pub use loader::{batch_rng, epoch_order, num_batches, Batch, BatchLoader, LoaderConfig};
+pub use split::{reference_groups, split_by_reference, LabelScaler};

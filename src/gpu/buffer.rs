@@ -1,0 +1,241 @@
+//! GPU buffers: a pool that reuses allocations by size, and the `Tensor` that owns one.
+//!
+//! Layout: activations are channels-last, `[N, H, W, C]` with C fastest. The convolutions are
+//! implicit GEMMs whose reduction runs over (ky, kx, ci): with C innermost each filter tap is
+//! one contiguous run of channels, the (h, w, c) flatten before the dense head is a no-op, and
+//! channel concatenation is a strided copy. Weights are stored `[kh, kw, in, out]` (a plain
+//! row-major K x N matrix for the GEMM); dense weights `[in, out]`.
+
+use super::context::Gpu;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// Free buffers by byte size. Training repeats the same shapes every step, so after the first
+/// step every request is served from here and GPU memory stops growing.
+#[derive(Default)]
+pub struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    pub allocated_bytes: u64,
+    pub allocations: u64,
+    pub live_bytes: u64,
+    pub peak_live_bytes: u64,
+}
+
+impl BufferPool {
+    pub fn free_bytes(&self) -> u64 {
+        self.free.iter().map(|(s, v)| s * v.len() as u64).sum()
+    }
+    /// Releases every pooled (unused) buffer back to the driver.
+    pub fn trim(&mut self) {
+        let freed = self.free_bytes();
+        self.free.clear();
+        self.allocated_bytes -= freed;
+    }
+}
+
+/// A pooled storage buffer; dropping it returns the allocation to the pool.
+pub struct PooledBuffer {
+    pub buffer: Option<wgpu::Buffer>,
+    pub size: u64,
+    pool: Weak<RefCell<BufferPool>>,
+}
+
+impl PooledBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
+            if let Ok(mut p) = pool.try_borrow_mut() {
+                p.live_bytes -= self.size;
+                p.free.entry(self.size).or_default().push(buf);
+            }
+        }
+    }
+}
+
+/// Rounds a byte size to the pool's granularity (16 bytes, at least 16).
+pub fn padded_size(bytes: u64) -> u64 {
+    bytes.max(16).div_ceil(16) * 16
+}
+
+impl Gpu {
+    /// A buffer of at least `bytes` bytes, from the pool when one of that size is free. Its
+    /// contents are undefined.
+    pub fn alloc(&self, bytes: u64) -> Rc<PooledBuffer> {
+        let size = padded_size(bytes);
+        let mut pool = self.pool.borrow_mut();
+        let buf = match pool.free.get_mut(&size).and_then(Vec::pop) {
+            Some(b) => b,
+            None => {
+                pool.allocated_bytes += size;
+                pool.allocations += 1;
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage: STORAGE_USAGE,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        pool.live_bytes += size;
+        pool.peak_live_bytes = pool.peak_live_bytes.max(pool.live_bytes);
+        Rc::new(PooledBuffer { buffer: Some(buf), size, pool: Rc::downgrade(&self.pool) })
+    }
+
+    /// Bytes the pool holds from the driver (in use and free).
+    pub fn pool_allocated_bytes(&self) -> u64 {
+        self.pool.borrow().allocated_bytes
+    }
+    pub fn pool_allocations(&self) -> u64 {
+        self.pool.borrow().allocations
+    }
+    pub fn pool_peak_live_bytes(&self) -> u64 {
+        self.pool.borrow().peak_live_bytes
+    }
+    pub fn reset_peak(&self) {
+        let mut p = self.pool.borrow_mut();
+        p.peak_live_bytes = p.live_bytes;
+    }
+    pub fn trim_pool(&self) {
+        self.pool.borrow_mut().trim();
+    }
+}
+
+/// Element type of a tensor's storage. Only f32 is used today; f16 storage is planned for
+/// scoring on adapters with SHADER_F16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+}
+
+/// A tensor on the GPU: a shape and a pooled buffer. Cloning shares the buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    pub buf: Rc<PooledBuffer>,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor{:?}", self.shape)
+    }
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buf.raw()
+    }
+    /// Channels (the last axis).
+    pub fn channels(&self) -> usize {
+        *self.shape.last().unwrap_or(&1)
+    }
+    /// The same storage seen with another shape of the same size.
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), self.numel(), "reshape {:?} -> {:?}", self.shape, shape);
+        Tensor { buf: self.buf.clone(), shape: shape.to_vec(), dtype: self.dtype }
+    }
+    /// `[N, H, W, C]` of a 4-D tensor.
+    pub fn nhwc(&self) -> (usize, usize, usize, usize) {
+        assert_eq!(self.shape.len(), 4, "expected an NHWC tensor, got {:?}", self.shape);
+        (self.shape[0], self.shape[1], self.shape[2], self.shape[3])
+    }
+}
+
+impl Gpu {
+    /// An uninitialised tensor.
+    pub fn empty(&self, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor { buf: self.alloc(n as u64 * 4), shape: shape.to_vec(), dtype: DType::F32 }
+    }
+
+    pub fn zeros(&self, shape: &[usize]) -> Tensor {
+        let t = self.empty(shape);
+        self.recorder.borrow_mut().clear(&self.device, t.raw(), t.buf.size);
+        t
+    }
+
+    pub fn upload(&self, shape: &[usize], data: &[f32]) -> Tensor {
+        let n: usize = shape.iter().product();
+        assert_eq!(n, data.len(), "upload: shape {shape:?} needs {n} values, got {}", data.len());
+        let t = self.empty(shape);
+        if !data.is_empty() {
+            self.queue_write(t.raw(), bytemuck::cast_slice(data));
+        }
+        t
+    }
+
+    pub fn full(&self, shape: &[usize], value: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        self.upload(shape, &vec![value; n])
+    }
+
+    /// Raw bytes (e.g. packed u8 pixels) in a storage buffer, padded to 4 bytes.
+    pub fn upload_bytes(&self, data: &[u8]) -> Rc<PooledBuffer> {
+        let buf = self.alloc(data.len() as u64);
+        let mut padded = data.to_vec();
+        padded.resize(data.len().div_ceil(4) * 4, 0);
+        if !padded.is_empty() {
+            self.queue_write(buf.raw(), &padded);
+        }
+        buf
+    }
+
+    /// A write ordered with the recorded work: pending dispatches are submitted first, so a
+    /// write never overtakes work recorded before it.
+    fn queue_write(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
+        self.flush();
+        self.queue.write_buffer(buf, 0, bytes);
+    }
+
+    /// Copies a tensor back to the CPU; the only operation that waits for the GPU.
+    pub fn download(&self, t: &Tensor) -> anyhow::Result<Vec<f32>> {
+        let bytes = t.bytes();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded_size(bytes),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.recorder.borrow_mut().copy(&self.device, t.raw(), &staging, padded_size(bytes));
+        self.flush();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.sync()?;
+        rx.recv()
+            .map_err(|_| anyhow::anyhow!("GPU read-back was cancelled"))?
+            .map_err(|e| anyhow::anyhow!("GPU read-back failed: {e}"))?;
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| anyhow::anyhow!("GPU read-back failed: {e}"))?;
+        let out: Vec<f32> = bytemuck::cast_slice(&view[..bytes as usize]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub fn download_scalar(&self, t: &Tensor) -> anyhow::Result<f32> {
+        Ok(self.download(t)?[0])
+    }
+}

@@ -1,0 +1,183 @@
+//! The GPU context: adapter choice, device with the adapter's own limits, and the recorder
+//! that batches dispatches into command encoders.
+
+use super::buffer::BufferPool;
+use super::pipeline::PipelineCache;
+use super::profiler::Profiler;
+use anyhow::{anyhow, bail, Result};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What a user passes to pick an adapter: `--adapter <substring>`, or the usual
+/// `WGPU_ADAPTER_NAME` / `WGPU_BACKEND` / `WGPU_POWER_PREF` environment variables.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    pub name_contains: Option<String>,
+}
+
+impl AdapterChoice {
+    pub fn from_arg(arg: Option<&str>) -> Self {
+        let name = arg.map(str::to_string).or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.is_empty());
+        AdapterChoice { name_contains: name }
+    }
+}
+
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a GPU driver with Vulkan, Metal or DX12 support, \
+or Mesa's software Vulkan driver (lavapipe) on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`";
+
+pub fn instance() -> wgpu::Instance {
+    // Mesa's device-select layer probes the window system to order GPUs and prints errors on
+    // headless machines; asna orders adapters itself, so the layer is switched off.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    // Validation layers cost time and are not installed on most machines.
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc.with_env())
+}
+
+pub fn enumerate() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// High-performance adapters first: discrete, integrated, virtual, other, then CPU (lavapipe).
+pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let mut adapters = enumerate();
+    if adapters.is_empty() {
+        bail!("{NO_ADAPTER_HELP}");
+    }
+    if let Some(want) = &choice.name_contains {
+        let needle = want.to_lowercase();
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        if adapters.is_empty() {
+            bail!("no adapter name contains \"{want}\"; available: {}", names.join(", "));
+        }
+    }
+    let low_power = std::env::var("WGPU_POWER_PREF").map(|v| v.eq_ignore_ascii_case("low")).unwrap_or(false);
+    adapters.sort_by_key(|a| {
+        let r = type_rank(a.get_info().device_type);
+        if low_power && r == 1 { 0 } else { r + 1 }
+    });
+    Ok(adapters.remove(0))
+}
+
+/// Features the engine uses where the adapter offers them.
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_F16
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub(crate) pool: Rc<RefCell<BufferPool>>,
+    pub(crate) pipelines: RefCell<PipelineCache>,
+    pub(crate) recorder: RefCell<super::recorder::Recorder>,
+    pub profiler: RefCell<Profiler>,
+    errors: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `choice`; errors are one line and say how to get an adapter.
+    pub fn new(choice: &AdapterChoice) -> Result<Rc<Gpu>> {
+        let adapter = choose_adapter(choice)?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features() & wanted_features();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("asna"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| anyhow!("could not open GPU device \"{}\": {e}", info.name))?;
+        // Errors raised asynchronously by the device (out of memory, device loss, a bug caught
+        // by validation) are kept and reported by the next `sync`, as one line.
+        let errors: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let slot = errors.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_none() {
+                *s = Some(first_line(&e.to_string()));
+            }
+        }));
+        let pool = Rc::new(RefCell::new(BufferPool::default()));
+        let recorder = super::recorder::Recorder::new(&device, &limits);
+        let profiler = Profiler::new(&device, &queue, features);
+        Ok(Rc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pool,
+            pipelines: RefCell::new(PipelineCache::default()),
+            recorder: RefCell::new(recorder),
+            profiler: RefCell::new(profiler),
+            errors,
+        }))
+    }
+
+    /// Opens the default adapter (environment variables respected).
+    pub fn default_adapter() -> Result<Rc<Gpu>> {
+        Gpu::new(&AdapterChoice::from_arg(None))
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver)
+    }
+
+    /// Submits everything recorded so far. Nothing waits.
+    pub fn flush(&self) {
+        self.recorder.borrow_mut().flush_with(&self.device, &self.queue, &mut self.profiler.borrow_mut());
+    }
+
+    /// Waits until the GPU has finished all submitted work.
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU: {e}"))?;
+        self.check_errors()
+    }
+
+    /// The first asynchronous device error since the last check, as an error.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut s = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        match s.take() {
+            Some(msg) => Err(anyhow!("GPU error on {}: {msg}", self.info.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// The largest storage binding; tensors beyond it must be split by the caller.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join(": ")
+}

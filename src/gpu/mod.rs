@@ -1,0 +1,68 @@
+//! The GPU layer: context (adapter, device), buffers and tensors, the pipeline cache, the
+//! recorder that batches dispatches, and the timestamp profiler.
+
+pub mod buffer;
+pub mod context;
+pub mod pipeline;
+pub mod profiler;
+pub mod recorder;
+
+pub use buffer::{DType, PooledBuffer, Tensor};
+pub use context::{AdapterChoice, Gpu};
+pub use pipeline::{Access, Kernel};
+
+/// Workgroups for `threads` threads of a 256-wide kernel, folded into two dimensions so that
+/// large tensors stay within the 65535 workgroups-per-dimension limit. Kernels recover the
+/// linear index as `gid.x + gid.y * nwg.x * 256`.
+pub fn grid_1d(threads: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(256).max(1);
+    if groups <= 65535 {
+        [groups as u32, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        let x = groups.div_ceil(y);
+        [x as u32, y as u32, 1]
+    }
+}
+
+/// Bit pattern of an f32 for a parameter block.
+pub fn f(x: f32) -> u32 {
+    x.to_bits()
+}
+
+impl Gpu {
+    /// Records one dispatch of `kernel`. `buffers[i]` is bound at binding i + 1, `params` is
+    /// the uniform block at binding 0. `work` = (FLOPs, bytes moved) for the profiler.
+    pub fn dispatch(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+        work: (f64, f64),
+    ) {
+        assert_eq!(buffers.len(), kernel.bindings.len(), "{}::{}: wrong number of buffers", kernel.file, kernel.entry);
+        if groups.contains(&0) {
+            return;
+        }
+        let pipeline = self.pipelines.borrow_mut().get(&self.device, kernel, constants);
+        let full = self.recorder.borrow_mut().dispatch(
+            &self.device,
+            &pipeline,
+            params,
+            buffers,
+            groups,
+            &mut self.profiler.borrow_mut(),
+            kernel.entry,
+            work,
+        );
+        if full {
+            self.flush();
+        }
+    }
+
+    pub fn compiled_pipelines(&self) -> usize {
+        self.pipelines.borrow().compiled
+    }
+}

@@ -1,0 +1,108 @@
+//! Kernels and the pipeline cache: each (shader, entry point, override constants) is compiled
+//! once per process; bind group layouts are shared by every kernel with the same bindings.
+
+use std::collections::HashMap;
+
+/// How a kernel uses one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A compute entry point in one of the embedded WGSL files. Binding 0 is always the uniform
+/// parameter block; `bindings[i]` describes binding `i + 1`.
+#[derive(Debug)]
+pub struct Kernel {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    file: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+pub struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    layouts: HashMap<Vec<Access>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<PipelineKey, std::rc::Rc<CachedPipeline>>,
+    pub compiled: usize,
+}
+
+impl PipelineCache {
+    pub fn get(
+        &mut self,
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> std::rc::Rc<CachedPipeline> {
+        let key = PipelineKey {
+            file: kernel.file,
+            entry: kernel.entry,
+            constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        };
+        if let Some(p) = self.pipelines.get(&key) {
+            return p.clone();
+        }
+        let module = self.modules.entry(kernel.file).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.file),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            })
+        });
+        let (bgl, pl) = self.layouts.entry(kernel.bindings.to_vec()).or_insert_with(|| {
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }];
+            for (i, a) in kernel.bindings.iter().enumerate() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: i as u32 + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+            }
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            (bgl, pl)
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(pl),
+            module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        self.compiled += 1;
+        let cached = std::rc::Rc::new(CachedPipeline { pipeline, layout: bgl.clone() });
+        self.pipelines.insert(key, cached.clone());
+        cached
+    }
+}

@@ -1,0 +1,18 @@
+//! asna: the ASNA full-reference image quality model (Ayyoubzadeh & Royat, NTIRE 2021) scored,
+//! trained and evaluated in WGSL compute shaders on any GPU that wgpu reaches.
+//!
+//! Layers, bottom up: `gpu` (context, buffers, pipelines, profiler), `ops` (kernel launches,
+//! forward and backward), `autograd` (the tape), `model` (ASNA and its sorter), then one
+//! module per command.
+
+pub mod autograd;
+pub mod data;
+pub mod devices;
+pub mod gpu;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod plot;
+pub mod rng;
+pub mod synth;

@@ -1,0 +1,189 @@
+//! The ASNA attention model exactly as docs/asna-model.md specifies it: a shared encoder run
+//! once on the stacked [reference; distorted] batch, absolute feature differences at four
+//! scales, a U-Net-like decoder, channel and spatial attention, residual blocks, dense head.
+
+use super::params::{ParamStore, SpecList};
+use crate::autograd::{Tape, Var};
+use crate::gpu::Tensor;
+use crate::ops::Act;
+use std::collections::BTreeMap;
+
+pub const SIZE: usize = 288;
+pub const NFS: [usize; 10] = [8, 16, 32, 64, 64, 64, 32, 16, 8, 32];
+const ENC_KERNELS: [usize; 4] = [5, 5, 3, 3];
+pub const SPEC_VERSION: &str = "asna-model/1";
+pub const ARCHITECTURE: &str = "asna-attention";
+
+/// Conv layers whose weights carry the 1e-4 L2 penalty.
+pub const L2_CONV_LAYERS: [&str; 11] = [
+    "enc.conv0", "enc.conv1", "enc.conv2", "enc.conv3", "enc.conv4", "dec.conv0", "dec.conv1", "dec.conv2", "dec.conv3", "dec.down0", "dec.down1",
+];
+
+pub fn specs() -> SpecList {
+    let mut s = SpecList::default();
+    s.conv("enc.conv0", 3, 3, 5);
+    let chans = [3, NFS[0], NFS[1], NFS[2], NFS[3]];
+    for i in 0..4 {
+        s.conv(&format!("enc.conv{}", i + 1), chans[i], chans[i + 1], ENC_KERNELS[i]);
+        s.bn(&format!("enc.bn{}", i + 1), chans[i + 1]);
+    }
+    s.conv("dec.conv0", 64, NFS[4], 3);
+    s.bn("dec.bn0", NFS[4]);
+    s.conv("dec.conv1", NFS[4] + 64, NFS[5], 3);
+    s.bn("dec.bn1", NFS[5]);
+    s.conv("dec.conv2", NFS[5] + 32, NFS[6], 3);
+    s.bn("dec.bn2", NFS[6]);
+    s.conv("dec.conv3", NFS[6] + 16, NFS[7], 3);
+    s.bn("dec.bn3", NFS[7]);
+    s.conv("dec.down0", NFS[7] + 8, NFS[9], 3);
+    s.bn("dec.down_bn0", NFS[9]);
+    s.conv("dec.down1", NFS[9], NFS[9], 3);
+    s.bn("dec.down_bn1", NFS[9]);
+    let a = NFS[8];
+    s.conv("att.conv1", NFS[9], a, 3);
+    s.bn("att.bn", a);
+    s.conv("att.conv2", a, a, 3);
+    for n in ["att.ch1", "att.ch2", "att.sp1", "att.sp2"] {
+        s.conv(n, a, a, 1);
+    }
+    s.conv("att.out", NFS[9] + 2 * a, a, 1);
+    for r in 0..3 {
+        s.conv(&format!("res{r}.conv1"), a, a, 3);
+        s.conv(&format!("res{r}.conv2"), a, a, 3);
+    }
+    s.dense("head.fc1", 36 * 36 * a, 32);
+    s.dense("head.fc2", 32, 1);
+    s.dense("head.fc3", 1, 1);
+    s
+}
+
+/// Leaf variables for every parameter of a store on one tape (trainable ones differentiable
+/// when `train`), looked up by name during the forward pass.
+pub struct Bound {
+    pub vars: BTreeMap<String, Var>,
+}
+
+impl Bound {
+    pub fn new(tape: &mut Tape, store: &ParamStore, grads: bool) -> Bound {
+        let vars = store
+            .specs
+            .iter()
+            .map(|s| (s.name.clone(), tape.leaf(store.get(&s.name).clone(), grads && s.trainable)))
+            .collect();
+        Bound { vars }
+    }
+    pub fn var(&self, name: &str) -> &Var {
+        self.vars.get(name).unwrap_or_else(|| panic!("no parameter {name}"))
+    }
+}
+
+/// Batch-norm mode: training normalises with batch statistics and reports the running
+/// statistics' update; evaluation uses the running statistics.
+pub struct BnContext<'a> {
+    pub train: bool,
+    pub updates: BTreeMap<String, Tensor>,
+    pub store: &'a ParamStore,
+}
+
+impl BnContext<'_> {
+    pub fn apply(&mut self, tape: &mut Tape, p: &Bound, name: &str, x: &Var) -> Var {
+        let gamma = p.var(&format!("{name}.gamma"));
+        let beta = p.var(&format!("{name}.beta"));
+        let rm_name = format!("{name}.running_mean");
+        let rv_name = format!("{name}.running_var");
+        if self.train {
+            let (y, stats) = tape.batch_norm_train(x, gamma, beta);
+            let (rm, rv) = crate::ops::batchnorm::running_update(tape.gpu, self.store.get(&rm_name), self.store.get(&rv_name), &stats);
+            self.updates.insert(rm_name, rm);
+            self.updates.insert(rv_name, rv);
+            y
+        } else {
+            tape.batch_norm_eval(x, gamma, beta, self.store.get(&rm_name), self.store.get(&rv_name))
+        }
+    }
+}
+
+/// Activations kept for `--map` and debugging.
+#[derive(Default)]
+pub struct Taps {
+    pub spatial_gate: Option<Tensor>,
+    pub feature_diff: Option<Tensor>,
+}
+
+fn conv(tape: &mut Tape, p: &Bound, name: &str, x: &Var, stride: usize, act: Act) -> Var {
+    tape.conv(x, p.var(&format!("{name}.weight")), Some(p.var(&format!("{name}.bias"))), stride, act)
+}
+
+/// BN(lrelu(conv(x))).
+fn conv_lrelu_bn(tape: &mut Tape, p: &Bound, bn: &mut BnContext, conv_name: &str, bn_name: &str, x: &Var, stride: usize) -> Var {
+    let y = conv(tape, p, conv_name, x, stride, Act::LeakyRelu);
+    bn.apply(tape, p, bn_name, &y)
+}
+
+/// Standardised scores [N] of N pairs, from the stacked input [2N, 288, 288, 3] (references
+/// first, then distorted images, normalised).
+pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, input: &Var, taps: Option<&mut Taps>) -> Var {
+    let n2 = input.shape()[0];
+    assert!(n2 % 2 == 0, "the stacked input holds pairs");
+    let n = n2 / 2;
+
+    // Shared encoder on [R; D].
+    let mut x = conv(tape, p, "enc.conv0", input, 1, Act::None);
+    let mut feats = Vec::with_capacity(4);
+    for i in 0..4 {
+        if i > 0 {
+            x = tape.maxpool(&x);
+        }
+        x = conv_lrelu_bn(tape, p, bn, &format!("enc.conv{}", i + 1), &format!("enc.bn{}", i + 1), &x, 1);
+        feats.push(x.clone());
+    }
+    let diffs: Vec<Var> = feats.iter().map(|f| tape.absdiff_halves(f)).collect();
+
+    // Decoder: the context branch starts from the distorted image's deepest features.
+    let ctx = tape.slice_batch(&feats[3], n, n);
+    drop(feats);
+    let b = tape.maxpool(&ctx);
+    let b = conv_lrelu_bn(tape, p, bn, "dec.conv0", "dec.bn0", &b, 1);
+    let mut b = tape.upsample(&b);
+    for (j, d) in [&diffs[3], &diffs[2], &diffs[1]].into_iter().enumerate() {
+        let cat = tape.concat(&[&b, d]);
+        let y = conv_lrelu_bn(tape, p, bn, &format!("dec.conv{}", j + 1), &format!("dec.bn{}", j + 1), &cat, 1);
+        b = tape.upsample(&y);
+    }
+    let cat = tape.concat(&[&b, &diffs[0]]);
+    drop(b);
+    let b = conv_lrelu_bn(tape, p, bn, "dec.down0", "dec.down_bn0", &cat, 4);
+    drop(cat);
+    let b = conv_lrelu_bn(tape, p, bn, "dec.down1", "dec.down_bn1", &b, 2);
+
+    // Attention block.
+    let x1 = conv(tape, p, "att.conv1", &b, 1, Act::Relu);
+    let x2 = bn.apply(tape, p, "att.bn", &x1);
+    let x3 = conv(tape, p, "att.conv2", &x2, 1, Act::None);
+    let c = tape.mean_hw(&x3);
+    let c = conv(tape, p, "att.ch1", &c, 1, Act::Relu);
+    let c = conv(tape, p, "att.ch2", &c, 1, Act::Sigmoid);
+    let ca = tape.mul(&x3, &c);
+    let s = conv(tape, p, "att.sp1", &x3, 1, Act::Relu);
+    let s = conv(tape, p, "att.sp2", &s, 1, Act::Sigmoid);
+    let sa = tape.mul(&x3, &s);
+    if let Some(t) = taps {
+        t.spatial_gate = Some(s.t.clone());
+        t.feature_diff = Some(diffs[0].t.clone());
+    }
+    let cat = tape.concat(&[&b, &ca, &sa]);
+    let mut h = conv(tape, p, "att.out", &cat, 1, Act::None);
+    for r in 0..3 {
+        let t = conv(tape, p, &format!("res{r}.conv1"), &h, 1, Act::Relu);
+        let t = conv(tape, p, &format!("res{r}.conv2"), &t, 1, Act::None);
+        h = tape.add(&h, &t);
+    }
+
+    // Head: channels-last makes the (h, w, c) flatten a reshape.
+    let (_, hh, ww, cc) = h.t.nhwc();
+    let f = tape.reshape(&h, &[n, 1, 1, hh * ww * cc]);
+    let f = conv(tape, p, "head.fc1", &f, 1, Act::Relu);
+    let f = conv(tape, p, "head.fc2", &f, 1, Act::Tanh);
+    let f = conv(tape, p, "head.fc3", &f, 1, Act::None);
+    tape.reshape(&f, &[n])
+}

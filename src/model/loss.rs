@@ -1,0 +1,66 @@
+//! The ASNA loss on one batch of L = 16 pairs (standardised targets y, predictions p):
+//! `m * mse + (1 - m) * (1 - r^2) + s * rank + l2`, with the sorter frozen in evaluation mode.
+
+use super::asna::{BnContext, Bound, L2_CONV_LAYERS};
+use super::params::ParamStore;
+use super::sorter;
+use crate::autograd::{Tape, Var};
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossWeights {
+    /// m: weight of the MSE (the Pearson term gets 1 - m).
+    pub mse: f32,
+    /// s: weight of the sorter's ranking term.
+    pub rank: f32,
+    pub l2_conv: f32,
+    pub l2_dense: f32,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights { mse: 1.0, rank: 0.01, l2_conv: 1e-4, l2_dense: 1e-6 }
+    }
+}
+
+/// The loss and its parts, each a 1-element value on the GPU.
+pub struct LossParts {
+    pub total: Var,
+    pub mse: Var,
+    pub pearson: Var,
+    pub rank: Var,
+    pub l2: Var,
+}
+
+pub fn asna_loss(
+    tape: &mut Tape,
+    params: &Bound,
+    pred: &Var,
+    target: &Var,
+    sorter_store: &ParamStore,
+    sorter_params: &Bound,
+    w: &LossWeights,
+) -> LossParts {
+    let mse = tape.mse(pred, target);
+    let pearson = tape.pearson_term(pred, target);
+    let mut frozen = BnContext { train: false, updates: Default::default(), store: sorter_store };
+    let n = pred.t.numel();
+    let p_row = tape.reshape(pred, &[1, n]);
+    let t_row = tape.reshape(target, &[1, n]);
+    let ranks_p = sorter::forward(tape, sorter_params, &mut frozen, &p_row);
+    let ranks_t = sorter::forward(tape, sorter_params, &mut frozen, &t_row);
+    let rank = tape.mse(&ranks_p, &ranks_t);
+    let mut l2: Option<Var> = None;
+    for name in L2_CONV_LAYERS {
+        let term = tape.sum_squares(params.var(&format!("{name}.weight")), w.l2_conv);
+        l2 = Some(match l2 {
+            Some(acc) => tape.add(&acc, &term),
+            None => term,
+        });
+    }
+    let dense = tape.sum_squares(params.var("head.fc1.weight"), w.l2_dense);
+    let l2 = tape.add(&l2.expect("L2 layers"), &dense);
+    let t = tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson);
+    let t = tape.axpby(1.0, &t, w.rank, &rank);
+    let total = tape.add(&t, &l2);
+    LossParts { total, mse, pearson, rank, l2 }
+}

@@ -1,0 +1,90 @@
+//! Safetensors files: reading (a header and raw arrays; loading never executes code) with
+//! one-line errors naming the file, and atomic writing (temporary file, then rename).
+
+use anyhow::{anyhow, bail, Context, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The tensors of one file, as f32 (floats of any width) or u8, with the file's metadata.
+#[derive(Default, Debug)]
+pub struct TensorFile {
+    pub floats: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    pub fn parse(data: &[u8], source: &str) -> Result<TensorFile> {
+        let st = SafeTensors::deserialize(data).map_err(|e| anyhow!("{source}: not a valid safetensors file ({e})"))?;
+        let (_, meta) = SafeTensors::read_metadata(data).map_err(|e| anyhow!("{source}: bad safetensors header ({e})"))?;
+        let mut out = TensorFile { metadata: meta.metadata().clone().unwrap_or_default().into_iter().collect(), ..Default::default() };
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            let raw = view.data();
+            let floats: Option<Vec<f32>> = match view.dtype() {
+                Dtype::F32 => Some(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+                Dtype::F64 => Some(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
+                Dtype::F16 => Some(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+                Dtype::BF16 => Some(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+                Dtype::U8 => {
+                    out.bytes.insert(name.clone(), (shape.clone(), raw.to_vec()));
+                    None
+                }
+                other => bail!("{source}: tensor \"{name}\" has unsupported type {other:?}"),
+            };
+            if let Some(v) = floats {
+                out.floats.insert(name, (shape, v));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn read(path: &Path) -> Result<TensorFile> {
+        let source = path.display().to_string();
+        if path.is_dir() {
+            bail!("{source}: is a directory, expected a .safetensors file");
+        }
+        let data = std::fs::read(path).map_err(|e| anyhow!("{source}: cannot read ({e})"))?;
+        if data.is_empty() {
+            bail!("{source}: empty file, expected a .safetensors file");
+        }
+        TensorFile::parse(&data, &source)
+    }
+
+    pub fn float(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        self.floats.get(name).cloned()
+    }
+}
+
+/// Serialises f32 tensors with metadata.
+pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, s, d)| Ok((n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), d)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    Ok(safetensors::serialize(views, &Some(meta))?)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
+/// disk, then renamed over the target, so a crash or a full disk leaves the old file intact.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("{}: write failed", path.display()))?;
+        f.sync_all().with_context(|| format!("{}: flush failed", path.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,44 @@
+//! Concatenation along channels (the last axis) and its adjoint, the split.
+
+use super::{kernel, R, RW};
+use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
+
+const COPY_CHANNELS: Kernel = kernel("concat.wgsl", "copy_channels", &[RW, R]);
+
+fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
+    let (sc, dc) = (src.channels(), dst.channels());
+    let rows = src.numel() / sc;
+    assert_eq!(rows, dst.numel() / dc, "concat: row counts differ: {:?} vs {:?}", src.shape, dst.shape);
+    let p = [rows as u32, sc as u32, dc as u32, src_off as u32, dst_off as u32, count as u32, 0, 0];
+    gpu.dispatch(&COPY_CHANNELS, &[], &p, &[dst.raw(), src.raw()], grid_1d(rows * count), (0.0, 2.0 * (rows * count * 4) as f64));
+}
+
+/// Channel concatenation of tensors with equal leading axes, in order.
+pub fn concat(gpu: &Gpu, parts: &[&Tensor]) -> Tensor {
+    let mut shape = parts[0].shape.clone();
+    let total: usize = parts.iter().map(|t| t.channels()).sum();
+    *shape.last_mut().unwrap() = total;
+    let out = gpu.empty(&shape);
+    let mut off = 0;
+    for t in parts {
+        copy(gpu, &out, off, t, 0, t.channels());
+        off += t.channels();
+    }
+    out
+}
+
+/// Splits dY of a concatenation back into parts with the given channel counts.
+pub fn split(gpu: &Gpu, dy: &Tensor, channels: &[usize]) -> Vec<Tensor> {
+    let mut off = 0;
+    channels
+        .iter()
+        .map(|&c| {
+            let mut shape = dy.shape.clone();
+            *shape.last_mut().unwrap() = c;
+            let part = gpu.empty(&shape);
+            copy(gpu, &part, 0, dy, off, c);
+            off += c;
+            part
+        })
+        .collect()
+}

@@ -1,0 +1,190 @@
+//! Convolution (and, through it, conv1d and dense layers) as implicit GEMM: forward with fused
+//! bias and activation, gradient of the input, gradient of the weight (split over K), and the
+//! bias gradient.
+
+use super::{kernel, reduce, Act, R, RW};
+use crate::gpu::{Gpu, Kernel, Tensor};
+
+const CONV: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
+const BK: usize = 16;
+
+/// TensorFlow 'same' padding along one axis: output ceil(in / s), total padding
+/// max((out - 1) s + k - in, 0), half (rounded down) before.
+pub fn same_padding(input: usize, k: usize, s: usize) -> (usize, usize) {
+    let out = input.div_ceil(s);
+    let total = ((out - 1) * s + k).saturating_sub(input);
+    (out, total / 2)
+}
+
+/// Shapes of one convolution: input [n, h, w, cin], weight [kh, kw, cin, cout], output
+/// [n, oh, ow, cout].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad_t: usize,
+    pub pad_l: usize,
+}
+
+impl ConvGeom {
+    pub fn new(x_shape: &[usize], w_shape: &[usize], stride: usize) -> ConvGeom {
+        assert_eq!(x_shape.len(), 4, "conv input must be NHWC, got {x_shape:?}");
+        assert_eq!(w_shape.len(), 4, "conv weight must be [kh, kw, in, out], got {w_shape:?}");
+        let (n, h, w, cin) = (x_shape[0], x_shape[1], x_shape[2], x_shape[3]);
+        let (kh, kw, wcin, cout) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
+        assert_eq!(cin, wcin, "conv: input has {cin} channels, weight expects {wcin}");
+        let (oh, pad_t) = same_padding(h, kh, stride);
+        let (ow, pad_l) = same_padding(w, kw, stride);
+        ConvGeom { n, h, w, cin, oh, ow, cout, kh, kw, stride, pad_t, pad_l }
+    }
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.oh, self.ow, self.cout]
+    }
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.oh * self.ow) as f64 * (self.kh * self.kw * self.cin * self.cout) as f64
+    }
+    fn params(&self, gm: usize, gn: usize, gk: usize, k_chunk: usize, has_bias: bool) -> [u32; 20] {
+        let u = |v: usize| v as u32;
+        [
+            u(self.n), u(self.h), u(self.w), u(self.cin),
+            u(self.oh), u(self.ow), u(self.cout), u(self.kh),
+            u(self.kw), u(self.stride), u(self.pad_t), u(self.pad_l),
+            u(gm), u(gn), u(gk), u(k_chunk),
+            has_bias as u32, 0, 0, 0,
+        ]
+    }
+}
+
+/// Register tile per thread and threads along N, chosen by the width of the product so that
+/// narrow layers (3 or 8 output channels) do not waste a 64-wide tile.
+struct Tiles {
+    tm: usize,
+    tn: usize,
+    threads_n: usize,
+}
+
+impl Tiles {
+    fn for_width(gn: usize) -> Tiles {
+        match gn {
+            0..=4 => Tiles { tm: 4, tn: 4, threads_n: 1 },
+            5..=8 => Tiles { tm: 4, tn: 4, threads_n: 2 },
+            9..=16 => Tiles { tm: 4, tn: 4, threads_n: 4 },
+            17..=32 => Tiles { tm: 8, tn: 4, threads_n: 8 },
+            _ => Tiles { tm: 4, tn: 8, threads_n: 8 },
+        }
+    }
+    fn bm(&self) -> usize {
+        64 / self.threads_n * self.tm
+    }
+    fn bn(&self) -> usize {
+        self.threads_n * self.tn
+    }
+    fn constants(&self, mode: u32, act: Act) -> Vec<(&'static str, f64)> {
+        vec![
+            ("MODE", mode as f64),
+            ("ACT", act as u32 as f64),
+            ("TM", self.tm as f64),
+            ("TN", self.tn as f64),
+            ("THREADS_N", self.threads_n as f64),
+        ]
+    }
+}
+
+/// M tiles folded into (y, z) so that each stays within 65535 workgroups.
+fn m_groups(tiles_m: usize) -> (u32, u32) {
+    if tiles_m <= 65535 {
+        (tiles_m as u32, 1)
+    } else {
+        let z = tiles_m.div_ceil(65535);
+        (tiles_m.div_ceil(z) as u32, z as u32)
+    }
+}
+
+/// y = act(conv(x, w) + b), TF-'same' padding.
+pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, act: Act) -> Tensor {
+    let g = ConvGeom::new(&x.shape, &w.shape, stride);
+    let y = gpu.empty(&g.out_shape());
+    let (gm, gn, gk) = (g.n * g.oh * g.ow, g.cout, g.kh * g.kw * g.cin);
+    let t = Tiles::for_width(gn);
+    let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
+    let dummy;
+    let bias = match b {
+        Some(b) => {
+            assert_eq!(b.numel(), g.cout, "conv bias size");
+            b.raw()
+        }
+        None => {
+            dummy = gpu.empty(&[1]);
+            dummy.raw()
+        }
+    };
+    let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
+    gpu.dispatch(
+        &CONV,
+        &t.constants(0, act),
+        &g.params(gm, gn, gk, gk, b.is_some()),
+        &[y.raw(), x.raw(), w.raw(), bias],
+        [gn.div_ceil(t.bn()) as u32, gy, gz],
+        (g.flops(), bytes),
+    );
+    y
+}
+
+/// dX from dZ (the gradient at the convolution's output, before activation).
+pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tensor {
+    let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
+    let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.kh * g.kw * g.cout);
+    let t = Tiles::for_width(gn);
+    let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
+    gpu.dispatch(
+        &CONV,
+        &t.constants(1, Act::None),
+        &g.params(gm, gn, gk, gk, false),
+        &[dx.raw(), dz.raw(), w.raw(), w.raw()],
+        [gn.div_ceil(t.bn()) as u32, gy, gz],
+        (g.flops(), (dz.bytes() + w.bytes() + dx.bytes()) as f64),
+    );
+    dx
+}
+
+/// dW [kh, kw, cin, cout] from the input x and dZ. The reduction runs over every output
+/// position of the batch, so it is split into slices summed afterwards.
+pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tensor {
+    let (gm, gn, gk) = (g.kh * g.kw * g.cin, g.cout, g.n * g.oh * g.ow);
+    let t = Tiles::for_width(gn);
+    let tiles = gm.div_ceil(t.bm()) * gn.div_ceil(t.bn());
+    // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
+    let want = 1024usize.div_ceil(tiles).max(1);
+    let max_splits = gk.div_ceil(BK * 8).max(1);
+    let splits = want.min(max_splits).min(4096);
+    let k_chunk = gk.div_ceil(splits).div_ceil(BK) * BK;
+    let splits = gk.div_ceil(k_chunk);
+    let work = (g.flops(), (x.bytes() + dz.bytes()) as f64);
+    let consts = t.constants(2, Act::None);
+    let groups = [gn.div_ceil(t.bn()) as u32, gm.div_ceil(t.bm()) as u32, splits as u32];
+    let wshape = [g.kh, g.kw, g.cin, g.cout];
+    if splits == 1 {
+        let dw = gpu.empty(&wshape);
+        gpu.dispatch(&CONV, &consts, &g.params(gm, gn, gk, k_chunk, false), &[dw.raw(), x.raw(), dz.raw(), dz.raw()], groups, work);
+        return dw;
+    }
+    let parts = gpu.empty(&[splits, gm * gn]);
+    gpu.dispatch(&CONV, &consts, &g.params(gm, gn, gk, k_chunk, false), &[parts.raw(), x.raw(), dz.raw(), dz.raw()], groups, work);
+    reduce::sum_splits(gpu, &parts).reshape(&wshape)
+}
+
+/// db = sum of dZ over every position.
+pub fn backward_bias(gpu: &Gpu, dz: &Tensor) -> Tensor {
+    let c = dz.channels();
+    let rows = dz.numel() / c;
+    reduce::columns(gpu, &dz.reshape(&[1, rows, c]), reduce::Summand::Value, None, None, 1.0).reshape(&[c])
+}
+

@@ -1,0 +1,50 @@
+//! 2x2 max pooling and 2x nearest upsampling, forward and backward.
+
+use super::{kernel, R, RW};
+use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
+
+const MAXPOOL_FORWARD: Kernel = kernel("pool.wgsl", "maxpool_forward", &[RW, R, R]);
+const MAXPOOL_BACKWARD: Kernel = kernel("pool.wgsl", "maxpool_backward", &[RW, R, R]);
+const UPSAMPLE_FORWARD: Kernel = kernel("pool.wgsl", "upsample_forward", &[RW, R, R]);
+const UPSAMPLE_BACKWARD: Kernel = kernel("pool.wgsl", "upsample_backward", &[RW, R, R]);
+
+fn params(n: usize, h: usize, w: usize, c: usize, oh: usize, ow: usize, total: usize) -> [u32; 8] {
+    [n as u32, h as u32, w as u32, c as u32, oh as u32, ow as u32, total as u32, 0]
+}
+
+/// [n, h, w, c] -> [n, h/2, w/2, c] (an odd last row or column is dropped, as 'valid' pooling).
+pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let (n, h, w, c) = x.nhwc();
+    let (oh, ow) = (h / 2, w / 2);
+    let y = gpu.empty(&[n, oh, ow, c]);
+    let total = y.numel();
+    gpu.dispatch(&MAXPOOL_FORWARD, &[], &params(n, h, w, c, oh, ow, total), &[y.raw(), x.raw(), x.raw()], grid_1d(total), (3.0 * total as f64, (x.bytes() + y.bytes()) as f64));
+    y
+}
+
+/// dX: each window's gradient goes to its first maximum.
+pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
+    let (n, h, w, c) = x.nhwc();
+    let dx = gpu.empty(&x.shape);
+    let total = dx.numel();
+    gpu.dispatch(&MAXPOOL_BACKWARD, &[], &params(n, h, w, c, h / 2, w / 2, total), &[dx.raw(), x.raw(), dy.raw()], grid_1d(total), (3.0 * total as f64, (x.bytes() * 2 + dy.bytes()) as f64));
+    dx
+}
+
+/// [n, h, w, c] -> [n, 2h, 2w, c].
+pub fn upsample(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let (n, h, w, c) = x.nhwc();
+    let y = gpu.empty(&[n, 2 * h, 2 * w, c]);
+    let total = y.numel();
+    gpu.dispatch(&UPSAMPLE_FORWARD, &[], &params(n, h, w, c, 2 * h, 2 * w, total), &[y.raw(), x.raw(), x.raw()], grid_1d(total), (0.0, (x.bytes() + y.bytes()) as f64));
+    y
+}
+
+pub fn upsample_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
+    let (n, oh, ow, c) = dy.nhwc();
+    let (h, w) = (oh / 2, ow / 2);
+    let dx = gpu.empty(&[n, h, w, c]);
+    let total = dx.numel();
+    gpu.dispatch(&UPSAMPLE_BACKWARD, &[], &params(n, h, w, c, oh, ow, total), &[dx.raw(), dy.raw(), dy.raw()], grid_1d(total), (3.0 * total as f64, (dx.bytes() + dy.bytes()) as f64));
+    dx
+}

@@ -1,0 +1,338 @@
+//! Image loading: every bad-input case gives a one-line error naming the file; every odd but
+//! valid image gives the documented RGB result.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use asna::data::{check_min_size, load_pair, load_rgb};
+use image::RgbImage;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "asna-test-img-{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn err_of(path: &Path) -> String {
+    let e = load_rgb(path).expect_err("expected an error").to_string();
+    assert!(!e.contains('\n'), "error should be one line: {e}");
+    assert!(e.contains(&path.display().to_string()), "error should name {}: {e}", path.display());
+    e
+}
+
+fn noise(w: u32, h: u32) -> RgbImage {
+    let mut s = 12345u32;
+    RgbImage::from_fn(w, h, |_, _| {
+        let mut b = [0u8; 3];
+        for v in &mut b {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *v = (s >> 16) as u8;
+        }
+        image::Rgb(b)
+    })
+}
+
+fn encode(img: &image::DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
+    let mut v = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut v, fmt).unwrap();
+    v.into_inner()
+}
+
+// ---- a minimal PNG writer, to make palette images and crafted headers ----
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
+/// zlib stream of stored (uncompressed) blocks.
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(65535).collect() };
+    for (i, b) in blocks.iter().enumerate() {
+        out.push((i + 1 == blocks.len()) as u8);
+        out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
+        out.extend_from_slice(b);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in data {
+        a = (a + x as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+/// PNG with the given header fields; `rows` are unfiltered scanlines (a filter byte 0 is added).
+fn png_bytes(w: u32, h: u32, depth: u8, color: u8, extra: &[(&[u8; 4], Vec<u8>)], rows: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[depth, color, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    for (k, d) in extra {
+        chunk(&mut out, k, d);
+    }
+    let mut raw = Vec::new();
+    for r in rows {
+        raw.push(0);
+        raw.extend_from_slice(r);
+    }
+    chunk(&mut out, b"IDAT", &zlib_stored(&raw));
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[test]
+fn missing_directory_and_empty_files() {
+    let d = temp_dir("basic");
+    let e = err_of(&d.join("nope.png"));
+    assert!(e.contains("not found"), "{e}");
+    fs::create_dir(d.join("dir.png")).unwrap();
+    let e = err_of(&d.join("dir.png"));
+    assert!(e.contains("is a directory"), "{e}");
+    fs::write(d.join("empty.jpg"), b"").unwrap();
+    let e = err_of(&d.join("empty.jpg"));
+    assert!(e.contains("empty file"), "{e}");
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn text_and_unsupported_formats() {
+    let d = temp_dir("fmt");
+    fs::write(d.join("notes.png"), b"this is not an image\n").unwrap();
+    let e = err_of(&d.join("notes.png"));
+    assert!(e.contains("not an image file despite its .png extension"), "{e}");
+    fs::write(d.join("anim.gif"), b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
+    let e = err_of(&d.join("anim.gif"));
+    assert!(e.contains("unsupported image format") && e.contains("Gif"), "{e}");
+    fs::write(d.join("scan.png"), b"II*\x00\x08\x00\x00\x00\x00\x00").unwrap(); // TIFF content, PNG name
+    let e = err_of(&d.join("scan.png"));
+    assert!(e.contains("unsupported image format") && e.contains("Tiff"), "{e}");
+    // Content decides: a JPEG named .png and a PNG named .bmp both load.
+    let img = image::DynamicImage::ImageRgb8(noise(16, 8));
+    fs::write(d.join("really_jpeg.png"), encode(&img, image::ImageFormat::Jpeg)).unwrap();
+    assert_eq!(load_rgb(&d.join("really_jpeg.png")).unwrap().dimensions(), (16, 8));
+    fs::write(d.join("really_png.bmp"), encode(&img, image::ImageFormat::Png)).unwrap();
+    assert_eq!(load_rgb(&d.join("really_png.bmp")).unwrap(), noise(16, 8));
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn truncated_and_corrupt_files() {
+    let d = temp_dir("trunc");
+    let img = image::DynamicImage::ImageRgb8(noise(64, 48));
+    for (name, fmt, label) in [
+        ("a.png", image::ImageFormat::Png, "PNG"),
+        ("a.jpg", image::ImageFormat::Jpeg, "JPEG"),
+        ("a.bmp", image::ImageFormat::Bmp, "BMP"),
+    ] {
+        let bytes = encode(&img, fmt);
+        let good = d.join(name);
+        fs::write(&good, &bytes).unwrap();
+        assert_eq!(load_rgb(&good).unwrap().dimensions(), (64, 48));
+        for cut in [bytes.len() / 2, 40, 10] {
+            let p = d.join(format!("cut{cut}_{name}"));
+            fs::write(&p, &bytes[..cut]).unwrap();
+            let e = err_of(&p);
+            assert!(e.contains("truncated or corrupt") && e.contains(label), "{e}");
+        }
+    }
+    // Corrupt PNG data (CRC no longer matches).
+    let mut bytes = encode(&img, image::ImageFormat::Png);
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 16] {
+        *b ^= 0x5A;
+    }
+    fs::write(d.join("bad.png"), &bytes).unwrap();
+    let e = err_of(&d.join("bad.png"));
+    assert!(e.contains("corrupt PNG"), "{e}");
+    // A JPEG header followed by garbage.
+    let mut bytes = encode(&img, image::ImageFormat::Jpeg)[..200].to_vec();
+    bytes.extend(std::iter::repeat_n(0x42u8, 300));
+    fs::write(d.join("bad.jpg"), &bytes).unwrap();
+    let e = err_of(&d.join("bad.jpg"));
+    assert!(e.contains("JPEG"), "{e}");
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn gray_alpha_and_sixteen_bit_conversions() {
+    let d = temp_dir("conv");
+    let gray = image::GrayImage::from_fn(4, 3, |x, y| image::Luma([(x * 60 + y) as u8]));
+    fs::write(d.join("g.png"), encode(&gray.clone().into(), image::ImageFormat::Png)).unwrap();
+    let g = load_rgb(&d.join("g.png")).unwrap();
+    assert_eq!(g.get_pixel(3, 2).0, [182, 182, 182]);
+
+    let ga = image::GrayAlphaImage::from_fn(4, 3, |x, _| image::LumaA([(x * 50) as u8, 0]));
+    fs::write(d.join("ga.png"), encode(&ga.into(), image::ImageFormat::Png)).unwrap();
+    assert_eq!(load_rgb(&d.join("ga.png")).unwrap().get_pixel(2, 0).0, [100, 100, 100]);
+
+    // RGBA: alpha dropped, colours kept as stored even where fully transparent.
+    let rgba = image::RgbaImage::from_fn(4, 3, |x, y| image::Rgba([10 * x as u8, 20 * y as u8, 200, (x * 80) as u8]));
+    fs::write(d.join("rgba.png"), encode(&rgba.into(), image::ImageFormat::Png)).unwrap();
+    let r = load_rgb(&d.join("rgba.png")).unwrap();
+    assert_eq!(r.get_pixel(0, 2).0, [0, 40, 200]);
+    assert_eq!(r.get_pixel(3, 1).0, [30, 20, 200]);
+
+    // 16-bit: v -> round(v / 257).
+    let vals: [u16; 8] = [0, 128, 129, 385, 386, 32896, 65406, 65535];
+    let want: Vec<u8> = vals.iter().map(|&v| (v as f64 / 257.0).round() as u8).collect();
+    assert_eq!(want, [0, 0, 1, 1, 2, 128, 254, 255]);
+    let rgb16 = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(8, 1, |x, _| {
+        image::Rgb([vals[x as usize], vals[7 - x as usize], 257 * 7])
+    });
+    fs::write(d.join("c16.png"), encode(&rgb16.into(), image::ImageFormat::Png)).unwrap();
+    let c = load_rgb(&d.join("c16.png")).unwrap();
+    for x in 0..8 {
+        assert_eq!(c.get_pixel(x, 0).0, [want[x as usize], want[7 - x as usize], 7]);
+    }
+    let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 1, |x, _| image::Luma([vals[x as usize]]));
+    fs::write(d.join("g16.png"), encode(&l16.into(), image::ImageFormat::Png)).unwrap();
+    let g = load_rgb(&d.join("g16.png")).unwrap();
+    assert_eq!(g.get_pixel(2, 0).0, [1, 1, 1]);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn palette_png_with_and_without_transparency() {
+    let d = temp_dir("pal");
+    let plte = vec![255, 0, 0, 0, 255, 0, 0, 0, 255];
+    let rows = vec![vec![0u8, 1, 2], vec![2u8, 1, 0]];
+    fs::write(d.join("p.png"), png_bytes(3, 2, 8, 3, &[(b"PLTE", plte.clone())], &rows)).unwrap();
+    let p = load_rgb(&d.join("p.png")).unwrap();
+    assert_eq!(p.get_pixel(0, 0).0, [255, 0, 0]);
+    assert_eq!(p.get_pixel(1, 1).0, [0, 255, 0]);
+    assert_eq!(p.get_pixel(0, 1).0, [0, 0, 255]);
+    let trns = vec![0u8, 128, 255];
+    fs::write(d.join("pt.png"), png_bytes(3, 2, 8, 3, &[(b"PLTE", plte), (b"tRNS", trns)], &rows)).unwrap();
+    let p = load_rgb(&d.join("pt.png")).unwrap();
+    assert_eq!(p.get_pixel(0, 0).0, [255, 0, 0]); // alpha 0 there: colour still kept
+    assert_eq!(p.dimensions(), (3, 2));
+    let _ = fs::remove_dir_all(&d);
+}
+
+/// Inserts an EXIF APP1 segment with the given orientation right after the JPEG's SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut payload = b"Exif\x00\x00".to_vec();
+    payload.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn jpeg_exif_orientation_is_applied() {
+    let d = temp_dir("exif");
+    // 64x32: left half red, right half blue.
+    let img = RgbImage::from_fn(64, 32, |x, _| if x < 32 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+    let jpeg = encode(&img.into(), image::ImageFormat::Jpeg);
+    fs::write(d.join("o1.jpg"), with_exif_orientation(&jpeg, 1)).unwrap();
+    let o1 = load_rgb(&d.join("o1.jpg")).unwrap();
+    assert_eq!(o1.dimensions(), (64, 32));
+    // Orientation 6: displayed rotated 90 degrees clockwise, so the left (red) half is on top.
+    fs::write(d.join("o6.jpg"), with_exif_orientation(&jpeg, 6)).unwrap();
+    let o6 = load_rgb(&d.join("o6.jpg")).unwrap();
+    assert_eq!(o6.dimensions(), (32, 64));
+    let top = o6.get_pixel(16, 8).0;
+    let bottom = o6.get_pixel(16, 56).0;
+    assert!(top[0] > 200 && top[2] < 60, "{top:?}");
+    assert!(bottom[2] > 200 && bottom[0] < 60, "{bottom:?}");
+    // Orientation 3 (180 degrees): red on the right.
+    fs::write(d.join("o3.jpg"), with_exif_orientation(&jpeg, 3)).unwrap();
+    let o3 = load_rgb(&d.join("o3.jpg")).unwrap();
+    assert!(o3.get_pixel(56, 16).0[0] > 200 && o3.get_pixel(8, 16).0[2] > 200);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn decompression_bombs_are_refused() {
+    let d = temp_dir("bomb");
+    // PNG headers claiming huge sizes (valid CRCs, tiny data).
+    for (w, h) in [(16385u32, 1u32), (1, 20000), (16384, 16385), (100_000, 100_000)] {
+        let p = d.join(format!("big{w}x{h}.png"));
+        fs::write(&p, png_bytes(w, h, 8, 2, &[], &[vec![0; 3]])).unwrap();
+        let e = err_of(&p);
+        assert!(e.contains("decompression bomb") && e.contains(&format!("{w}x{h}")), "{e}");
+    }
+    // BMP header claiming 30000 x 30000.
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&(54u32 + 16).to_le_bytes());
+    bmp.extend_from_slice(&[0, 0, 0, 0]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&30000i32.to_le_bytes());
+    bmp.extend_from_slice(&30000i32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    bmp.extend_from_slice(&[0; 16]);
+    let p = d.join("big.bmp");
+    fs::write(&p, &bmp).unwrap();
+    let e = err_of(&p);
+    assert!(e.contains("decompression bomb") || e.contains("BMP"), "{e}");
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn pairs_and_minimum_size() {
+    let d = temp_dir("pair");
+    let a = d.join("ref.png");
+    let b = d.join("dist.bmp");
+    noise(300, 290).save(&a).unwrap();
+    noise(300, 289).save(&b).unwrap();
+    let e = load_pair(&a, &b).unwrap_err().to_string();
+    assert!(
+        e.contains(&a.display().to_string())
+            && e.contains(&b.display().to_string())
+            && e.contains("300x290")
+            && e.contains("300x289"),
+        "{e}"
+    );
+    noise(300, 290).save(&b).unwrap();
+    let (r, t) = load_pair(&a, &b).unwrap();
+    assert_eq!(r, t);
+    assert!(check_min_size(&r, &a, 288).is_ok());
+    let small = noise(287, 400);
+    let e = check_min_size(&small, &a, 288).unwrap_err().to_string();
+    assert!(e.contains("ref.png") && e.contains("287x400") && e.contains("288x288"), "{e}");
+    assert!(check_min_size(&noise(400, 200), &a, 288).is_err());
+    let e = load_pair(&a, &d.join("absent.png")).unwrap_err().to_string();
+    assert!(e.contains("absent.png"), "{e}");
+    let _ = fs::remove_dir_all(&d);
+}
