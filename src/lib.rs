@@ -15,4 +15,8 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod score;
+pub mod scorer;
 pub mod synth;
+pub mod train;
+pub mod train_sorter;

@@ -1,11 +1,19 @@
+//! The `asna` command line: argument parsing only; each command lives in its own module.
+
+use asna::gpu::{AdapterChoice, Gpu};
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "asna", version, about = "ASNA perceptual image quality: score, train and evaluate on any GPU (wgpu)")]
+#[command(
+    name = "asna",
+    version,
+    about = "ASNA perceptual image quality: score, train and evaluate on any GPU (wgpu: Vulkan, Metal, DX12, lavapipe)",
+    after_help = "Adapter choice: high-performance GPUs first; --adapter, WGPU_ADAPTER_NAME and WGPU_BACKEND override it.\nSee `asna devices`."
+)]
 struct Cli {
-    /// Use the adapter whose name contains this text (see `asna devices`); WGPU_ADAPTER_NAME
-    /// and WGPU_BACKEND also work
-    #[arg(long, global = true)]
+    /// Use the adapter whose name contains this text (see `asna devices`)
+    #[arg(long, global = true, value_name = "NAME")]
     adapter: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -19,19 +27,251 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Predict the quality (MOS) of distorted images against their references
+    Score {
+        /// Reference image (with DIST: score one pair)
+        #[arg(value_name = "REF")]
+        reference: Option<PathBuf>,
+        /// Distorted image
+        #[arg(value_name = "DIST")]
+        distorted: Option<PathBuf>,
+        /// CSV list of pairs with columns ref,dist (paths relative to the list)
+        #[arg(long, value_name = "LIST.csv", conflicts_with_all = ["reference", "ref_dir"])]
+        pairs: Option<PathBuf>,
+        /// Directory of reference images (pairs are matched by file name with --dist-dir)
+        #[arg(long, value_name = "DIR", requires = "dist_dir", conflicts_with = "reference")]
+        ref_dir: Option<PathBuf>,
+        /// Directory of distorted images
+        #[arg(long, value_name = "DIR", requires = "ref_dir")]
+        dist_dir: Option<PathBuf>,
+        /// Model file (.safetensors or a training run directory); repeat to average an
+        /// ensemble. Default: the embedded model
+        #[arg(long, value_name = "FILE")]
+        weights: Vec<PathBuf>,
+        /// Pairs (288x288 windows) per GPU batch; capped by the adapter's largest binding
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Average over the authors' test-time variants (rotations, flips, L scales)
+        #[arg(long)]
+        tta: bool,
+        /// Write a degradation map of the pair to this PNG (same size as the input)
+        #[arg(long, value_name = "OUT.png")]
+        map: Option<PathBuf>,
+        /// Output format for lists
+        #[arg(long, value_enum, default_value = "csv")]
+        format: asna::score::Format,
+        /// Output file (written atomically); default stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Score only every N-th pair starting at K (0-based), e.g. 3/16 for job 3 of 16
+        #[arg(long, value_name = "K/N")]
+        shard: Option<asna::score::Shard>,
+        /// No progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Train ASNA on a labelled dataset
+    Train(TrainArgs),
+    /// Train the surrogate ranking network (the sorter) on synthetic vectors
+    TrainSorter {
+        /// Output file
+        #[arg(long, default_value = "sorter.safetensors")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        steps: u64,
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Held-out vectors for the final measures
+        #[arg(long, default_value_t = 4096)]
+        eval_vectors: usize,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Build a synthetic full-reference dataset labelled with TID2013's human MOS
+    Synth {
+        /// Directory of reference photographs
+        #[arg(long, value_name = "DIR")]
+        refs: PathBuf,
+        /// Output directory (images and labels.csv)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// 288x288 crops per reference image
+        #[arg(long, default_value_t = 1)]
+        crops: usize,
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Dataset format: pipal, kadid, tid2013, tid2008, csv
+    #[arg(long, default_value = "csv")]
+    dataset: String,
+    /// Dataset root directory
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Label file (csv format; default ROOT/labels.csv)
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+    /// Whether labels rise (higher) or fall (lower) with quality; default per dataset
+    #[arg(long)]
+    direction: Option<String>,
+    /// Run directory for checkpoints and logs
+    #[arg(long, value_name = "RUN_DIR")]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 20)]
+    epochs: u64,
+    /// Stop after this many steps in all
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// m: weight of the MSE term (the Pearson term gets 1 - m)
+    #[arg(long, default_value_t = 1.0)]
+    mse_weight: f32,
+    /// s: weight of the sorter's ranking term
+    #[arg(long, default_value_t = 0.01)]
+    rank_weight: f32,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f32,
+    /// Epoch from which the learning rate is multiplied by 0.1
+    #[arg(long, default_value_t = 10)]
+    lr_decay_epoch: u64,
+    /// Fraction of reference images held out for validation
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No rotation, flip or lightness augmentation
+    #[arg(long)]
+    no_augment: bool,
+    /// Save last.safetensors every N steps (and at each epoch's end)
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: u64,
+    /// Skip batches whose loss is not finite instead of stopping
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// Sorter weights (default: the shipped sorter)
+    #[arg(long, value_name = "FILE")]
+    sorter: Option<PathBuf>,
+    /// Start from these weights instead of a random initialisation
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    /// Image decoding threads
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn open_gpu(adapter: &Option<String>) -> anyhow::Result<std::rc::Rc<Gpu>> {
+    Gpu::new(&AdapterChoice::from_arg(adapter.as_deref()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Devices { json } => asna::devices::run(json),
+        Command::Score { reference, distorted, pairs, ref_dir, dist_dir, weights, batch, tta, map, format, out, shard, quiet } => {
+            if reference.is_some() != distorted.is_some() {
+                anyhow::bail!("give both REF and DIST");
+            }
+            let gpu = open_gpu(&cli.adapter)?;
+            let args = asna::score::ScoreArgs {
+                reference,
+                distorted,
+                pairs,
+                ref_dir,
+                dist_dir,
+                weights,
+                batch,
+                tta,
+                map,
+                format,
+                out,
+                shard,
+                progress: !quiet,
+            };
+            asna::score::run(&gpu, args)
+        }
+        Command::Train(a) => {
+            let root = a.root.ok_or_else(|| anyhow::anyhow!("--root is required"))?;
+            let gpu = open_gpu(&cli.adapter)?;
+            let cfg = asna::train::TrainConfig {
+                dataset: a.dataset,
+                root,
+                labels: a.labels,
+                direction: a.direction,
+                val_fraction: a.val_fraction,
+                seed: a.seed,
+                epochs: a.epochs,
+                max_steps: a.max_steps,
+                loss: asna::model::loss::LossWeights { mse: a.mse_weight, rank: a.rank_weight, ..Default::default() },
+                lr: a.lr,
+                lr_decay_epoch: a.lr_decay_epoch,
+                augment: !a.no_augment,
+                checkpoint_every: a.checkpoint_every.max(1),
+                skip_nonfinite: a.skip_nonfinite,
+                sorter: a.sorter,
+                init: a.init,
+                ..Default::default()
+            };
+            let opts = asna::train::TrainOptions { workers: a.workers, progress_bar: !a.quiet };
+            let s = asna::train::train(&gpu, cfg, &a.out, a.resume, &opts)?;
+            eprintln!(
+                "trained {} steps on {}; last loss {:.4}; best validation PLCC+SRCC {}; checkpoints in {}",
+                s.steps,
+                gpu.info.name,
+                s.last_loss,
+                s.best_main_score.filter(|v| v.is_finite()).map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into()),
+                a.out.display()
+            );
+            Ok(())
+        }
+        Command::TrainSorter { out, steps, batch, lr, seed, eval_vectors, quiet } => {
+            let gpu = open_gpu(&cli.adapter)?;
+            let cfg = asna::train_sorter::SorterConfig { steps, batch, lr, seed, eval_vectors };
+            let r = asna::train_sorter::train(&gpu, &cfg, &out, !quiet)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!("sorter written to {} ({} on {:.0} s)", out.display(), gpu.info.name, r.seconds);
+            Ok(())
+        }
+        Command::Synth { refs, out, seed, crops, quiet } => {
+            let mut cfg = asna::synth::SynthConfig::new(refs, out);
+            cfg.seed = seed;
+            cfg.crops_per_ref = crops;
+            let s = asna::synth::run(&cfg, !quiet)?;
+            eprintln!("{} distorted images of {} references written to {} ({} missed their PSNR target)", s.images.len(), s.n_refs, cfg.out.display(), s.out_of_tolerance);
+            Ok(())
+        }
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Devices { json } => asna::devices::run(json),
-    };
-    if let Err(e) = result {
+    if let Err(e) = run(cli) {
         eprintln!("error: {}", one_line(&e));
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", e.backtrace());
+        }
         std::process::exit(1);
     }
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
 }

@@ -1,6 +1,7 @@
 //! The models: ASNA and its surrogate ranking network, their parameters and the loss.
 
 pub mod asna;
+pub mod checkpoint;
 pub mod loss;
 pub mod params;
 pub mod sorter;

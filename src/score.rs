@@ -1,0 +1,274 @@
+//! `asna score`: predicted MOS for one pair, or for a list of pairs streamed through the GPU in
+//! batches (decoding on background threads), written as CSV or JSON; `--shard K/N` splits a
+//! large list across the jobs of a cluster array without any coordinator.
+
+use crate::data::load_pair;
+use crate::gpu::Gpu;
+use crate::model::checkpoint::{load_model, LoadedModel};
+use crate::scorer::Scorer;
+use anyhow::{anyhow, bail, Context, Result};
+use image::RgbImage;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (k, n) = s.split_once('/').ok_or_else(|| format!("shard \"{s}\" must be K/N, e.g. 0/8"))?;
+        let index: usize = k.trim().parse().map_err(|_| format!("shard index \"{k}\" is not a number"))?;
+        let count: usize = n.trim().parse().map_err(|_| format!("shard count \"{n}\" is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 <= K < N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Every N-th item starting at K.
+    pub fn select<T: Clone>(&self, items: &[T]) -> Vec<T> {
+        items.iter().skip(self.index).step_by(self.count).cloned().collect()
+    }
+}
+
+pub struct ScoreArgs {
+    pub reference: Option<PathBuf>,
+    pub distorted: Option<PathBuf>,
+    pub pairs: Option<PathBuf>,
+    pub ref_dir: Option<PathBuf>,
+    pub dist_dir: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
+    pub batch: usize,
+    pub tta: bool,
+    pub map: Option<PathBuf>,
+    pub format: Format,
+    pub out: Option<PathBuf>,
+    pub shard: Option<Shard>,
+    pub progress: bool,
+}
+
+/// Reads a pair list: CSV with header `ref,dist` (extra columns ignored), paths relative to
+/// the list's own directory.
+pub fn read_pair_list(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let src = path.display();
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("{src}: cannot read ({e})"))?;
+    let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| anyhow!("{src}: {e}"))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (ri, di) = match (col("ref"), col("dist")) {
+        (Some(r), Some(d)) => (r, d),
+        _ => bail!("{src}:1: header must name the columns \"ref\" and \"dist\" (found: {})", headers.iter().collect::<Vec<_>>().join(",")),
+    };
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| anyhow!("{src}:{line}: {e}"))?;
+        let (r, d) = (rec.get(ri).unwrap_or(""), rec.get(di).unwrap_or(""));
+        if r.is_empty() || d.is_empty() {
+            bail!("{src}:{line}: empty \"ref\" or \"dist\" field");
+        }
+        out.push((base.join(r), base.join(d)));
+    }
+    if out.is_empty() {
+        bail!("{src}: the list holds no pairs");
+    }
+    Ok(out)
+}
+
+/// Pairs of files with the same name in two directories.
+pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let list = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| anyhow!("{}: cannot list ({e})", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let dists = list(dist_dir)?;
+    let mut out = Vec::new();
+    for d in dists {
+        let r = ref_dir.join(d.file_name().unwrap());
+        if r.is_file() {
+            out.push((r, d));
+        }
+    }
+    if out.is_empty() {
+        bail!("{} and {}: no file names in common", ref_dir.display(), dist_dir.display());
+    }
+    Ok(out)
+}
+
+/// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
+fn decode_in_background(pairs: Vec<(PathBuf, PathBuf)>, ahead: usize) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+    let mut receivers = Vec::new();
+    for w in 0..workers {
+        let (tx, rx) = std::sync::mpsc::sync_channel(ahead.div_ceil(workers).max(1));
+        let mine: Vec<(PathBuf, PathBuf)> = pairs.iter().skip(w).step_by(workers).cloned().collect();
+        std::thread::spawn(move || {
+            for (r, d) in mine {
+                if tx.send(load_pair(&r, &d)).is_err() {
+                    return;
+                }
+            }
+        });
+        receivers.push(rx);
+    }
+    (0..pairs.len()).map(move |i| receivers[i % workers].recv().unwrap_or_else(|_| Err(anyhow!("image decoding stopped"))))
+}
+
+fn load_models(gpu: &Gpu, weights: &[PathBuf]) -> Result<Vec<LoadedModel>> {
+    if weights.is_empty() {
+        return Ok(vec![load_model(gpu, None)?]);
+    }
+    weights.iter().map(|w| load_model(gpu, Some(w))).collect()
+}
+
+/// Writes rows to a temporary file renamed into place at the end, or to stdout.
+struct Output {
+    path: Option<PathBuf>,
+    tmp: Option<PathBuf>,
+    w: Box<dyn Write>,
+    format: Format,
+    rows: usize,
+}
+
+impl Output {
+    fn open(path: Option<&Path>, format: Format) -> Result<Output> {
+        let (w, tmp): (Box<dyn Write>, Option<PathBuf>) = match path {
+            Some(p) => {
+                let tmp = p.with_file_name(format!(".{}.partial{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+                let f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", p.display()))?;
+                (Box::new(std::io::BufWriter::new(f)), Some(tmp))
+            }
+            None => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
+        };
+        let mut o = Output { path: path.map(Path::to_path_buf), tmp, w, format, rows: 0 };
+        match format {
+            Format::Csv => writeln!(o.w, "ref,dist,score")?,
+            Format::Json => write!(o.w, "[")?,
+        }
+        Ok(o)
+    }
+    fn row(&mut self, r: &Path, d: &Path, score: f64) -> Result<()> {
+        match self.format {
+            Format::Csv => {
+                let mut wtr = csv::WriterBuilder::new().has_headers(false).from_writer(vec![]);
+                wtr.write_record([r.display().to_string(), d.display().to_string(), format!("{score:.6}")])?;
+                self.w.write_all(&wtr.into_inner().map_err(|e| anyhow!("{e}"))?)?;
+            }
+            Format::Json => {
+                let sep = if self.rows == 0 { "\n" } else { ",\n" };
+                let obj = serde_json::json!({"ref": r.display().to_string(), "dist": d.display().to_string(), "score": score});
+                write!(self.w, "{sep}  {obj}")?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+    fn finish(mut self) -> Result<()> {
+        if self.format == Format::Json {
+            writeln!(self.w, "\n]")?;
+        }
+        self.w.flush()?;
+        self.w = Box::new(std::io::sink());
+        if let (Some(tmp), Some(path)) = (self.tmp.take(), &self.path) {
+            std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // An interrupted or failed run leaves no file that looks complete.
+        if let Some(tmp) = &self.tmp {
+            if tmp.exists() {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+    }
+}
+
+pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
+    let list: Vec<(PathBuf, PathBuf)> = match (&args.reference, &args.distorted, &args.pairs, &args.ref_dir, &args.dist_dir) {
+        (Some(r), Some(d), None, None, None) => vec![(r.clone(), d.clone())],
+        (None, None, Some(p), None, None) => read_pair_list(p)?,
+        (None, None, None, Some(a), Some(b)) => pairs_from_dirs(a, b)?,
+        _ => bail!("give REF DIST, or --pairs LIST.csv, or --ref-dir A --dist-dir B"),
+    };
+    let single = args.reference.is_some();
+    let list = match args.shard {
+        Some(s) => s.select(&list),
+        None => list,
+    };
+    let models = load_models(gpu, &args.weights)?;
+    let scorer = Scorer::new(gpu, models, args.batch, args.tta);
+
+    if single && args.out.is_none() && args.map.is_none() && args.format == Format::Csv {
+        let (r, d) = load_pair(&list[0].0, &list[0].1)?;
+        let s = scorer.score_pairs(&[(r, d)], |_| {})?;
+        println!("{:.4}", s[0]);
+        return Ok(());
+    }
+    if let Some(map_path) = &args.map {
+        if !single {
+            bail!("--map needs a single pair (REF DIST)");
+        }
+        let (r, d) = load_pair(&list[0].0, &list[0].1)?;
+        let map = scorer.degradation_map(&r, &d)?;
+        crate::plot::quality_map_png(map_path, d.as_raw(), d.width(), d.height(), &map, d.width(), d.height(), "feature difference", false)?;
+        let s = scorer.score_pairs(&[(r, d)], |_| {})?;
+        if args.out.is_none() {
+            println!("{:.4}", s[0]);
+            eprintln!("map written to {}", map_path.display());
+            return Ok(());
+        }
+    }
+
+    let mut out = Output::open(args.out.as_deref(), args.format)?;
+    let bar = if args.progress && list.len() > 1 {
+        let b = indicatif::ProgressBar::new(list.len() as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}").unwrap());
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // Chunks of a few batches: decoding of the next chunk overlaps the GPU on this one.
+    let chunk = scorer.batch * 4;
+    let mut decoded = decode_in_background(list.clone(), chunk * 2);
+    let mut start = 0;
+    while start < list.len() {
+        let end = (start + chunk).min(list.len());
+        let mut imgs = Vec::with_capacity(end - start);
+        for _ in start..end {
+            imgs.push(decoded.next().expect("one decoded pair per listed pair")?);
+        }
+        let scores = scorer.score_pairs(&imgs, |_| {})?;
+        for (i, s) in scores.iter().enumerate() {
+            let (r, d) = &list[start + i];
+            out.row(r, d, *s)?;
+        }
+        bar.inc((end - start) as u64);
+        start = end;
+    }
+    bar.finish_and_clear();
+    out.finish()
+}

@@ -1,0 +1,188 @@
+//! Batched inference: pairs of any size (at least 288x288) are covered by 288x288 windows that
+//! overlap at the edges, windows of many pairs go through the GPU together in bounded
+//! batches, and each pair's score is the mean over its windows (and over test-time variants
+//! and ensemble members when asked).
+
+use crate::autograd::Tape;
+use crate::data::{Augment, LabelScaler};
+use crate::gpu::{Gpu, Tensor};
+use crate::model::asna::{forward, BnContext, Bound, Taps, SIZE};
+use crate::model::checkpoint::LoadedModel;
+use crate::model::params::ParamStore;
+use anyhow::{bail, Result};
+use image::RgbImage;
+
+/// Window origins along one axis of length `len` >= 288: as few windows as cover it, evenly
+/// spread from one edge to the other (so neighbours overlap where the size is not a multiple).
+pub fn window_starts(len: usize) -> Vec<usize> {
+    assert!(len >= SIZE);
+    let count = len.div_ceil(SIZE);
+    if count == 1 {
+        return vec![0];
+    }
+    (0..count).map(|i| ((i * (len - SIZE)) as f64 / (count - 1) as f64).round() as usize).collect()
+}
+
+/// Every 288x288 window origin (x, y) of a w x h image, row by row.
+pub fn windows(w: usize, h: usize) -> Vec<(usize, usize)> {
+    let (xs, ys) = (window_starts(w), window_starts(h));
+    ys.iter().flat_map(|&y| xs.iter().map(move |&x| (x, y))).collect()
+}
+
+/// Bytes of the largest activation one pair needs in the forward pass (the 24-channel
+/// concatenation at full resolution), which bounds the batch by the adapter's binding size.
+pub const BYTES_PER_PAIR: u64 = (SIZE * SIZE * 24 * 4) as u64;
+
+/// The largest batch of pairs the adapter can hold in one binding, capped by `wanted`.
+pub fn max_batch(gpu: &Gpu, wanted: usize) -> usize {
+    ((gpu.max_binding() / BYTES_PER_PAIR) as usize).clamp(1, wanted.max(1))
+}
+
+fn crop_into(img: &RgbImage, x: usize, y: usize, out: &mut Vec<u8>) {
+    let w = img.width() as usize;
+    let raw = img.as_raw();
+    for row in y..y + SIZE {
+        out.extend_from_slice(&raw[(row * w + x) * 3..(row * w + x + SIZE) * 3]);
+    }
+}
+
+pub struct Scorer<'g> {
+    pub gpu: &'g Gpu,
+    pub models: Vec<LoadedModel>,
+    pub batch: usize,
+    pub tta: bool,
+}
+
+/// One pair's windows, queued for the GPU.
+struct Job {
+    pair: usize,
+    ref_px: Vec<u8>,
+    dist_px: Vec<u8>,
+}
+
+impl<'g> Scorer<'g> {
+    pub fn new(gpu: &'g Gpu, models: Vec<LoadedModel>, batch: usize, tta: bool) -> Scorer<'g> {
+        let batch = max_batch(gpu, batch);
+        Scorer { gpu, models, batch, tta }
+    }
+
+    fn variants(&self) -> Vec<Augment> {
+        if self.tta {
+            crate::data::tta_variants()
+        } else {
+            vec![Augment::identity()]
+        }
+    }
+
+    /// Standardised scores of `n` stacked 288x288 pairs for one model.
+    pub fn forward_standard(&self, model: &LoadedModel, ref_px: &[u8], dist_px: &[u8], n: usize, taps: Option<&mut Taps>) -> Result<Tensor> {
+        Ok(predict_standard(self.gpu, &model.store, ref_px, dist_px, n, taps))
+    }
+
+    fn run_batch(&self, jobs: &[Job], sums: &mut [f64], counts: &mut [usize]) -> Result<()> {
+        let n = jobs.len();
+        let mut r = Vec::with_capacity(n * SIZE * SIZE * 3);
+        let mut d = Vec::with_capacity(n * SIZE * SIZE * 3);
+        for j in jobs {
+            r.extend_from_slice(&j.ref_px);
+            d.extend_from_slice(&j.dist_px);
+        }
+        for model in &self.models {
+            let z = self.forward_standard(model, &r, &d, n, None)?;
+            let z = self.gpu.download(&z)?;
+            for (j, v) in jobs.iter().zip(z) {
+                if !v.is_finite() {
+                    bail!("the model produced a non-finite score (corrupt weights?)");
+                }
+                sums[j.pair] += model.scaler.from_standard(v as f64);
+                counts[j.pair] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores pairs (on the first model's label scale, averaged over windows, variants and
+    /// models). `on_pair` is called as each pair completes (for progress bars).
+    pub fn score_pairs(&self, pairs: &[(RgbImage, RgbImage)], mut on_done: impl FnMut(usize)) -> Result<Vec<f64>> {
+        let mut sums = vec![0.0; pairs.len()];
+        let mut counts = vec![0usize; pairs.len()];
+        let mut queue: Vec<Job> = Vec::new();
+        let variants = self.variants();
+        for (i, (r, d)) in pairs.iter().enumerate() {
+            if r.dimensions() != d.dimensions() {
+                bail!("pair {i}: reference {:?} and distorted {:?} differ in size", r.dimensions(), d.dimensions());
+            }
+            for v in &variants {
+                let (rv, dv) = if v.is_identity() { (r.clone(), d.clone()) } else { v.apply_pair(r, d) };
+                let (w, h) = (rv.width() as usize, rv.height() as usize);
+                if w < SIZE || h < SIZE {
+                    bail!("pair {i}: images are {w}x{h}, smaller than the model's {SIZE}x{SIZE} input");
+                }
+                for (x, y) in windows(w, h) {
+                    let mut rp = Vec::with_capacity(SIZE * SIZE * 3);
+                    let mut dp = Vec::with_capacity(SIZE * SIZE * 3);
+                    crop_into(&rv, x, y, &mut rp);
+                    crop_into(&dv, x, y, &mut dp);
+                    queue.push(Job { pair: i, ref_px: rp, dist_px: dp });
+                    if queue.len() == self.batch {
+                        self.run_batch(&queue, &mut sums, &mut counts)?;
+                        queue.clear();
+                    }
+                }
+            }
+            if queue.is_empty() {
+                on_done(i);
+            }
+        }
+        if !queue.is_empty() {
+            self.run_batch(&queue, &mut sums, &mut counts)?;
+        }
+        on_done(pairs.len());
+        Ok(sums.iter().zip(&counts).map(|(s, c)| s / *c as f64).collect())
+    }
+
+    /// Per-pixel degradation map of one pair (the channel mean of the first encoder scale's
+    /// feature difference |y1(R) - y1(D)|, averaged where windows overlap), at the image size.
+    pub fn degradation_map(&self, r: &RgbImage, d: &RgbImage) -> Result<Vec<f32>> {
+        let (w, h) = (r.width() as usize, r.height() as usize);
+        let mut acc = vec![0.0f32; w * h];
+        let mut cnt = vec![0.0f32; w * h];
+        for (x, y) in windows(w, h) {
+            let (mut rp, mut dp) = (Vec::new(), Vec::new());
+            crop_into(r, x, y, &mut rp);
+            crop_into(d, x, y, &mut dp);
+            let mut taps = Taps::default();
+            self.forward_standard(&self.models[0], &rp, &dp, 1, Some(&mut taps))?;
+            let diff = taps.feature_diff.expect("feature difference tap");
+            let c = diff.channels();
+            let v = self.gpu.download(&diff)?;
+            for yy in 0..SIZE {
+                for xx in 0..SIZE {
+                    let base = (yy * SIZE + xx) * c;
+                    let m = v[base..base + c].iter().sum::<f32>() / c as f32;
+                    let o = (y + yy) * w + x + xx;
+                    acc[o] += m;
+                    cnt[o] += 1.0;
+                }
+            }
+        }
+        Ok(acc.iter().zip(&cnt).map(|(a, c)| a / c).collect())
+    }
+}
+
+/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops.
+pub fn predict_standard(gpu: &Gpu, store: &ParamStore, ref_px: &[u8], dist_px: &[u8], n: usize, taps: Option<&mut Taps>) -> Tensor {
+    let mut stacked = Vec::with_capacity(ref_px.len() * 2);
+    stacked.extend_from_slice(ref_px);
+    stacked.extend_from_slice(dist_px);
+    let mut tape = Tape::inference(gpu);
+    let params = Bound::new(&mut tape, store, false);
+    let x = tape.leaf(crate::ops::image::to_input(gpu, &stacked, 2 * n, SIZE, SIZE), false);
+    let mut bn = BnContext { train: false, updates: Default::default(), store };
+    forward(&mut tape, &params, &mut bn, &x, taps).t
+}
+
+/// Scores in the scale of `scaler` from standardised values.
+pub fn to_scale(scaler: &LabelScaler, z: &[f32]) -> Vec<f64> {
+    z.iter().map(|v| scaler.from_standard(*v as f64)).collect()
+}
