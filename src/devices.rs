@@ -51,7 +51,12 @@ pub fn run(json: bool) -> Result<()> {
     for (i, (a, r)) in adapters.iter().zip(&rows).enumerate() {
         let l = a.limits();
         println!("[{i}] {}", r["name"].as_str().unwrap_or(""));
-        println!("    backend {}  type {}  driver {}", r["backend"].as_str().unwrap_or(""), r["type"].as_str().unwrap_or(""), r["driver"].as_str().unwrap_or(""));
+        println!(
+            "    backend {}  type {}  driver {}",
+            r["backend"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["driver"].as_str().unwrap_or("")
+        );
         println!(
             "    max storage binding {}  max buffer {}  workgroup memory {} KiB  invocations/workgroup {}  storage buffers/stage {}",
             mib(l.max_storage_buffer_binding_size),
@@ -60,8 +65,18 @@ pub fn run(json: bool) -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             l.max_storage_buffers_per_shader_stage
         );
-        let f: Vec<&str> = r["features"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
-        println!("    features used by asna: {}", if f.is_empty() { "none".to_string() } else { f.join(", ") });
+        let f: Vec<&str> = r["features"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "    features used by asna: {}",
+            if f.is_empty() {
+                "none".to_string()
+            } else {
+                f.join(", ")
+            }
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! module per command.
 
 pub mod autograd;
+pub mod bench;
 pub mod data;
 pub mod devices;
 pub mod gpu;

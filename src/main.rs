@@ -39,7 +39,12 @@ enum Command {
         #[arg(long, value_name = "LIST.csv", conflicts_with_all = ["reference", "ref_dir"])]
         pairs: Option<PathBuf>,
         /// Directory of reference images (pairs are matched by file name with --dist-dir)
-        #[arg(long, value_name = "DIR", requires = "dist_dir", conflicts_with = "reference")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "dist_dir",
+            conflicts_with = "reference"
+        )]
         ref_dir: Option<PathBuf>,
         /// Directory of distorted images
         #[arg(long, value_name = "DIR", requires = "ref_dir")]
@@ -90,6 +95,27 @@ enum Command {
         eval_vectors: usize,
         #[arg(long)]
         quiet: bool,
+    },
+    /// Measure scoring and training throughput, GPU memory and (--profile) time per kernel
+    Bench {
+        /// Scoring batch sizes (pairs)
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        batch: Vec<usize>,
+        /// Timed iterations per measurement
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        /// Only the scoring measurements
+        #[arg(long, conflicts_with = "train_only")]
+        score_only: bool,
+        /// Only the training measurement
+        #[arg(long)]
+        train_only: bool,
+        /// GPU time per kernel from timestamp queries
+        #[arg(long)]
+        profile: bool,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Build a synthetic full-reference dataset labelled with TID2013's human MOS
     Synth {
@@ -179,7 +205,21 @@ fn open_gpu(adapter: &Option<String>) -> anyhow::Result<std::rc::Rc<Gpu>> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices { json } => asna::devices::run(json),
-        Command::Score { reference, distorted, pairs, ref_dir, dist_dir, weights, batch, tta, map, format, out, shard, quiet } => {
+        Command::Score {
+            reference,
+            distorted,
+            pairs,
+            ref_dir,
+            dist_dir,
+            weights,
+            batch,
+            tta,
+            map,
+            format,
+            out,
+            shard,
+            quiet,
+        } => {
             if reference.is_some() != distorted.is_some() {
                 anyhow::bail!("give both REF and DIST");
             }
@@ -202,7 +242,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             asna::score::run(&gpu, args)
         }
         Command::Train(a) => {
-            let root = a.root.ok_or_else(|| anyhow::anyhow!("--root is required"))?;
+            let root = a
+                .root
+                .ok_or_else(|| anyhow::anyhow!("--root is required"))?;
             let gpu = open_gpu(&cli.adapter)?;
             let cfg = asna::train::TrainConfig {
                 dataset: a.dataset,
@@ -213,7 +255,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: a.seed,
                 epochs: a.epochs,
                 max_steps: a.max_steps,
-                loss: asna::model::loss::LossWeights { mse: a.mse_weight, rank: a.rank_weight, ..Default::default() },
+                loss: asna::model::loss::LossWeights {
+                    mse: a.mse_weight,
+                    rank: a.rank_weight,
+                    ..Default::default()
+                },
                 lr: a.lr,
                 lr_decay_epoch: a.lr_decay_epoch,
                 augment: !a.no_augment,
@@ -223,7 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 init: a.init,
                 ..Default::default()
             };
-            let opts = asna::train::TrainOptions { workers: a.workers, progress_bar: !a.quiet };
+            let opts = asna::train::TrainOptions {
+                workers: a.workers,
+                progress_bar: !a.quiet,
+            };
             let s = asna::train::train(&gpu, cfg, &a.out, a.resume, &opts)?;
             eprintln!(
                 "trained {} steps on {}; last loss {:.4}; best validation PLCC+SRCC {}; checkpoints in {}",
@@ -235,20 +284,74 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::TrainSorter { out, steps, batch, lr, seed, eval_vectors, quiet } => {
+        Command::TrainSorter {
+            out,
+            steps,
+            batch,
+            lr,
+            seed,
+            eval_vectors,
+            quiet,
+        } => {
             let gpu = open_gpu(&cli.adapter)?;
-            let cfg = asna::train_sorter::SorterConfig { steps, batch, lr, seed, eval_vectors };
+            let cfg = asna::train_sorter::SorterConfig {
+                steps,
+                batch,
+                lr,
+                seed,
+                eval_vectors,
+            };
             let r = asna::train_sorter::train(&gpu, &cfg, &out, !quiet)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
-            eprintln!("sorter written to {} ({} on {:.0} s)", out.display(), gpu.info.name, r.seconds);
+            eprintln!(
+                "sorter written to {} ({} on {:.0} s)",
+                out.display(),
+                gpu.info.name,
+                r.seconds
+            );
             Ok(())
         }
-        Command::Synth { refs, out, seed, crops, quiet } => {
+        Command::Bench {
+            batch,
+            iters,
+            score_only,
+            train_only,
+            profile,
+            json,
+        } => {
+            let gpu = open_gpu(&cli.adapter)?;
+            let args = asna::bench::BenchArgs {
+                batches: batch,
+                iters: iters.max(1),
+                train: !score_only,
+                score: !train_only,
+                profile,
+                json,
+            };
+            let report = asna::bench::run(&gpu, &args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
+        Command::Synth {
+            refs,
+            out,
+            seed,
+            crops,
+            quiet,
+        } => {
             let mut cfg = asna::synth::SynthConfig::new(refs, out);
             cfg.seed = seed;
             cfg.crops_per_ref = crops;
             let s = asna::synth::run(&cfg, !quiet)?;
-            eprintln!("{} distorted images of {} references written to {} ({} missed their PSNR target)", s.images.len(), s.n_refs, cfg.out.display(), s.out_of_tolerance);
+            eprintln!(
+                "{} distorted images of {} references written to {} ({} missed their PSNR target)",
+                s.images.len(),
+                s.n_refs,
+                cfg.out.display(),
+                s.out_of_tolerance
+            );
             Ok(())
         }
     }

@@ -265,7 +265,12 @@ pub fn fit_logistic4(x: &[f64], y: &[f64]) -> Logistic4 {
             }
         };
         let m = finite_mean(y);
-        Logistic4 { b1: m, b2: m, b3: finite_mean(x), b4: 1.0 }
+        Logistic4 {
+            b1: m,
+            b2: m,
+            b3: finite_mean(x),
+            b4: 1.0,
+        }
     };
     if n < 2 || !all_finite(x) || !all_finite(y) {
         return flat();
@@ -299,7 +304,10 @@ pub fn fit_logistic4(x: &[f64], y: &[f64]) -> Logistic4 {
         b3: p[2] * sx + mx,
         b4: p[3].abs() * sx,
     };
-    if [fit.b1, fit.b2, fit.b3, fit.b4].iter().all(|v| v.is_finite()) {
+    if [fit.b1, fit.b2, fit.b3, fit.b4]
+        .iter()
+        .all(|v| v.is_finite())
+    {
         fit
     } else {
         flat()
@@ -309,8 +317,16 @@ pub fn fit_logistic4(x: &[f64], y: &[f64]) -> Logistic4 {
 /// Sum of squared residuals of the logistic with parameters `p` (on the
 /// standardised data).
 fn logistic_sse(x: &[f64], y: &[f64], p: &[f64; 4]) -> f64 {
-    let l = Logistic4 { b1: p[0], b2: p[1], b3: p[2], b4: p[3] };
-    x.iter().zip(y).map(|(&a, &b)| (b - l.eval(a)).powi(2)).sum()
+    let l = Logistic4 {
+        b1: p[0],
+        b2: p[1],
+        b3: p[2],
+        b4: p[3],
+    };
+    x.iter()
+        .zip(y)
+        .map(|(&a, &b)| (b - l.eval(a)).powi(2))
+        .sum()
 }
 
 /// Levenberg–Marquardt for the 4-parameter logistic; returns (params, SSE).
@@ -482,7 +498,11 @@ pub fn psnr_rgb_u8(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() {
         return f64::NAN;
     }
-    let se: u64 = a.iter().zip(b).map(|(&p, &q)| (p as i64 - q as i64).pow(2) as u64).sum();
+    let se: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(&p, &q)| (p as i64 - q as i64).pow(2) as u64)
+        .sum();
     if se == 0 {
         return f64::INFINITY;
     }
@@ -586,14 +606,16 @@ pub fn ssim_rgb_u8(a: &[u8], b: &[u8], w: usize, h: usize) -> f64 {
     let c1 = (0.01f64 * 255.0).powi(2);
     let c2 = (0.03f64 * 255.0).powi(2);
     let mut total = 0.0;
-    let [fa, fb, faa, fbb, fab] = &filtered[..] else { unreachable!() };
+    let [fa, fb, faa, fbb, fab] = &filtered[..] else {
+        unreachable!()
+    };
     for i in 0..oh * ow {
         let (mx, my) = (fa[i], fb[i]);
         let vx = faa[i] - mx * mx;
         let vy = fbb[i] - my * my;
         let cxy = fab[i] - mx * my;
-        total += ((2.0 * mx * my + c1) * (2.0 * cxy + c2))
-            / ((mx * mx + my * my + c1) * (vx + vy + c2));
+        total +=
+            ((2.0 * mx * my + c1) * (2.0 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2));
     }
     total / (oh * ow) as f64
 }
@@ -629,8 +651,14 @@ mod tests {
 
     #[test]
     fn ties_match_scipy() {
-        assert_eq!(rankdata(&TX), vec![1.0, 2.5, 2.5, 5.0, 5.0, 5.0, 7.0, 8.5, 8.5, 10.0]);
-        assert_eq!(rankdata(&TY), vec![2.0, 1.0, 4.0, 4.0, 4.0, 8.0, 6.5, 6.5, 9.5, 9.5]);
+        assert_eq!(
+            rankdata(&TX),
+            vec![1.0, 2.5, 2.5, 5.0, 5.0, 5.0, 7.0, 8.5, 8.5, 10.0]
+        );
+        assert_eq!(
+            rankdata(&TY),
+            vec![2.0, 1.0, 4.0, 4.0, 4.0, 8.0, 6.5, 6.5, 9.5, 9.5]
+        );
         assert!(close(plcc(&TX, &TY), 0.8263588797984174, 1e-14));
         assert!(close(srcc(&TX, &TY), 0.8616352201257862, 1e-14));
         assert!(close(krcc(&TX, &TY), 0.75, 1e-14));
@@ -663,9 +691,13 @@ mod tests {
 
     #[test]
     fn kendall_many_ties_matches_naive_and_scipy() {
-        let x: Vec<f64> = (0..300u64).map(|n| ((n * 37) % 23) as f64 + 0.5 * ((n * 11) % 3) as f64).collect();
-        let y: Vec<f64> =
-            (0..300u64).zip(&x).map(|(n, &kx)| ((n * n * 7 + n) % 17) as f64 + 0.1 * kx).collect();
+        let x: Vec<f64> = (0..300u64)
+            .map(|n| ((n * 37) % 23) as f64 + 0.5 * ((n * 11) % 3) as f64)
+            .collect();
+        let y: Vec<f64> = (0..300u64)
+            .zip(&x)
+            .map(|(n, &kx)| ((n * n * 7 + n) % 17) as f64 + 0.1 * kx)
+            .collect();
         let k = krcc(&x, &y);
         assert!(close(k, krcc_naive(&x, &y), 1e-13));
         assert!(close(k, 0.1774372863445884, 1e-13));
@@ -693,7 +725,13 @@ mod tests {
         let v = [1., 2., 3., 4., 5., 6.];
         let mut nan = v;
         nan[2] = f64::NAN;
-        for (a, b) in [(&c[..], &v[..]), (&v[..], &c[..]), (&nan[..], &v[..]), (&v[..1], &v[..1]), (&[][..], &[][..])] {
+        for (a, b) in [
+            (&c[..], &v[..]),
+            (&v[..], &c[..]),
+            (&nan[..], &v[..]),
+            (&v[..1], &v[..1]),
+            (&[][..], &[][..]),
+        ] {
             assert!(plcc(a, b).is_nan());
             assert!(srcc(a, b).is_nan());
             assert!(krcc(a, b).is_nan());
@@ -714,7 +752,12 @@ mod tests {
 
     #[test]
     fn logistic_recovers_known_parameters() {
-        let truth = Logistic4 { b1: 5.0, b2: 1.0, b3: 4.5, b4: 1.2 };
+        let truth = Logistic4 {
+            b1: 5.0,
+            b2: 1.0,
+            b3: 4.5,
+            b4: 1.2,
+        };
         let x: Vec<f64> = (0..40).map(|i| i as f64 * 0.25).collect();
         // Noise-free: exact recovery.
         let y: Vec<f64> = x.iter().map(|&v| truth.eval(v)).collect();
@@ -729,9 +772,18 @@ mod tests {
             assert!(close(a, b, 1e-6), "{fd:?}");
         }
         // Noisy: same optimum as scipy.optimize.curve_fit (tight tolerances).
-        let yn: Vec<f64> = y.iter().enumerate().map(|(i, v)| v + 0.05 * (i as f64 * 1.7).sin()).collect();
+        let yn: Vec<f64> = y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 0.05 * (i as f64 * 1.7).sin())
+            .collect();
         let f = fit_logistic4(&x, &yn);
-        let want = [5.000884868834971, 1.0044609618621212, 4.504395477098745, 1.198312447603866];
+        let want = [
+            5.000884868834971,
+            1.0044609618621212,
+            4.504395477098745,
+            1.198312447603866,
+        ];
         for (a, b) in [f.b1, f.b2, f.b3, f.b4].into_iter().zip(want) {
             assert!(close(a, b, 1e-6), "{f:?}");
         }
@@ -781,7 +833,11 @@ mod tests {
         let (a, b, _, _) = ssim_pair();
         assert!(close(psnr_rgb_u8(&a, &b), 20.786467077877717, 1e-12));
         // Every byte off by 10: MSE 100, 10 log10(65025/100).
-        assert!(close(psnr_rgb_u8(&[0; 12], &[10; 12]), 28.130803608679106, 1e-12));
+        assert!(close(
+            psnr_rgb_u8(&[0; 12], &[10; 12]),
+            28.130803608679106,
+            1e-12
+        ));
         assert_eq!(psnr_rgb_u8(&a, &a), f64::INFINITY);
         assert!(psnr_rgb_u8(&[], &[]).is_nan());
     }

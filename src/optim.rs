@@ -15,16 +15,35 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(cfg: AdamConfig) -> Adam {
-        Adam { cfg, t: 0, m: BTreeMap::new(), v: BTreeMap::new() }
+        Adam {
+            cfg,
+            t: 0,
+            m: BTreeMap::new(),
+            v: BTreeMap::new(),
+        }
     }
 
     /// One step at learning rate `lr` on every parameter that has a gradient.
-    pub fn step(&mut self, gpu: &Gpu, store: &ParamStore, grads: &BTreeMap<String, Tensor>, lr: f32) {
+    pub fn step(
+        &mut self,
+        gpu: &Gpu,
+        store: &ParamStore,
+        grads: &BTreeMap<String, Tensor>,
+        lr: f32,
+    ) {
         self.t += 1;
         for (name, g) in grads {
             let p = store.get(name);
-            let m = self.m.entry(name.clone()).or_insert_with(|| gpu.zeros(&p.shape)).clone();
-            let v = self.v.entry(name.clone()).or_insert_with(|| gpu.zeros(&p.shape)).clone();
+            let m = self
+                .m
+                .entry(name.clone())
+                .or_insert_with(|| gpu.zeros(&p.shape))
+                .clone();
+            let v = self
+                .v
+                .entry(name.clone())
+                .or_insert_with(|| gpu.zeros(&p.shape))
+                .clone();
             adam::step(gpu, &self.cfg, lr, self.t, p, &m, &v, g);
         }
     }

@@ -32,80 +32,228 @@ pub const FONT_CHARS: &str =
 /// the rest are blank. `None` for unsupported characters.
 fn glyph(c: char) -> Option<&'static [&'static str]> {
     Some(match c {
-        '0' => &[" ### ", "#   #", "#  ##", "# # #", "##  #", "#   #", " ### "],
-        '1' => &["  #  ", " ##  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "],
-        '2' => &[" ### ", "#   #", "    #", "   # ", "  #  ", " #   ", "#####"],
-        '3' => &["#####", "   # ", "  #  ", "   # ", "    #", "#   #", " ### "],
-        '4' => &["   # ", "  ## ", " # # ", "#  # ", "#####", "   # ", "   # "],
-        '5' => &["#####", "#    ", "#### ", "    #", "    #", "#   #", " ### "],
-        '6' => &["  ## ", " #   ", "#    ", "#### ", "#   #", "#   #", " ### "],
-        '7' => &["#####", "    #", "   # ", "  #  ", " #   ", " #   ", " #   "],
-        '8' => &[" ### ", "#   #", "#   #", " ### ", "#   #", "#   #", " ### "],
-        '9' => &[" ### ", "#   #", "#   #", " ####", "    #", "   # ", " ##  "],
-        'A' => &[" ### ", "#   #", "#   #", "#   #", "#####", "#   #", "#   #"],
-        'B' => &["#### ", "#   #", "#   #", "#### ", "#   #", "#   #", "#### "],
-        'C' => &[" ### ", "#   #", "#    ", "#    ", "#    ", "#   #", " ### "],
-        'D' => &["###  ", "#  # ", "#   #", "#   #", "#   #", "#  # ", "###  "],
-        'E' => &["#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#####"],
-        'F' => &["#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#    "],
-        'G' => &[" ### ", "#   #", "#    ", "# ###", "#   #", "#   #", " ####"],
-        'H' => &["#   #", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"],
-        'I' => &[" ### ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "],
-        'J' => &["  ###", "   # ", "   # ", "   # ", "   # ", "#  # ", " ##  "],
-        'K' => &["#   #", "#  # ", "# #  ", "##   ", "# #  ", "#  # ", "#   #"],
-        'L' => &["#    ", "#    ", "#    ", "#    ", "#    ", "#    ", "#####"],
-        'M' => &["#   #", "## ##", "# # #", "# # #", "#   #", "#   #", "#   #"],
-        'N' => &["#   #", "#   #", "##  #", "# # #", "#  ##", "#   #", "#   #"],
-        'O' => &[" ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "],
-        'P' => &["#### ", "#   #", "#   #", "#### ", "#    ", "#    ", "#    "],
-        'Q' => &[" ### ", "#   #", "#   #", "#   #", "# # #", "#  # ", " ## #"],
-        'R' => &["#### ", "#   #", "#   #", "#### ", "# #  ", "#  # ", "#   #"],
-        'S' => &[" ####", "#    ", "#    ", " ### ", "    #", "    #", "#### "],
-        'T' => &["#####", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  "],
-        'U' => &["#   #", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "],
-        'V' => &["#   #", "#   #", "#   #", "#   #", "#   #", " # # ", "  #  "],
-        'W' => &["#   #", "#   #", "#   #", "# # #", "# # #", "# # #", " # # "],
-        'X' => &["#   #", "#   #", " # # ", "  #  ", " # # ", "#   #", "#   #"],
-        'Y' => &["#   #", "#   #", " # # ", "  #  ", "  #  ", "  #  ", "  #  "],
-        'Z' => &["#####", "    #", "   # ", "  #  ", " #   ", "#    ", "#####"],
-        'a' => &["     ", "     ", " ### ", "    #", " ####", "#   #", " ####"],
-        'b' => &["#    ", "#    ", "# ## ", "##  #", "#   #", "#   #", "#### "],
-        'c' => &["     ", "     ", " ### ", "#    ", "#    ", "#   #", " ### "],
-        'd' => &["    #", "    #", " ## #", "#  ##", "#   #", "#   #", " ####"],
-        'e' => &["     ", "     ", " ### ", "#   #", "#####", "#    ", " ### "],
-        'f' => &["  ## ", " #  #", " #   ", "###  ", " #   ", " #   ", " #   "],
-        'g' => &["     ", "     ", " ####", "#   #", "#   #", "#   #", " ####", "    #", " ### "],
-        'h' => &["#    ", "#    ", "# ## ", "##  #", "#   #", "#   #", "#   #"],
-        'i' => &["  #  ", "     ", " ##  ", "  #  ", "  #  ", "  #  ", " ### "],
-        'j' => &["   # ", "     ", "  ## ", "   # ", "   # ", "   # ", "   # ", "#  # ", " ##  "],
-        'k' => &["#    ", "#    ", "#  # ", "# #  ", "##   ", "# #  ", "#  # "],
-        'l' => &[" ##  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "],
-        'm' => &["     ", "     ", "## # ", "# # #", "# # #", "# # #", "# # #"],
-        'n' => &["     ", "     ", "# ## ", "##  #", "#   #", "#   #", "#   #"],
-        'o' => &["     ", "     ", " ### ", "#   #", "#   #", "#   #", " ### "],
-        'p' => &["     ", "     ", "#### ", "#   #", "#   #", "#   #", "#### ", "#    ", "#    "],
-        'q' => &["     ", "     ", " ####", "#   #", "#   #", "#   #", " ####", "    #", "    #"],
-        'r' => &["     ", "     ", "# ## ", "##  #", "#    ", "#    ", "#    "],
-        's' => &["     ", "     ", " ####", "#    ", " ### ", "    #", "#### "],
-        't' => &[" #   ", " #   ", "###  ", " #   ", " #   ", " #  #", "  ## "],
-        'u' => &["     ", "     ", "#   #", "#   #", "#   #", "#  ##", " ## #"],
-        'v' => &["     ", "     ", "#   #", "#   #", "#   #", " # # ", "  #  "],
-        'w' => &["     ", "     ", "#   #", "#   #", "# # #", "# # #", " # # "],
-        'x' => &["     ", "     ", "#   #", " # # ", "  #  ", " # # ", "#   #"],
-        'y' => &["     ", "     ", "#   #", "#   #", "#   #", "#   #", " ####", "    #", " ### "],
-        'z' => &["     ", "     ", "#####", "   # ", "  #  ", " #   ", "#####"],
-        '.' => &["     ", "     ", "     ", "     ", "     ", " ##  ", " ##  "],
-        ',' => &["     ", "     ", "     ", "     ", "     ", " ##  ", " ##  ", "  #  ", " #   "],
-        '-' => &["     ", "     ", "     ", "#####", "     ", "     ", "     "],
-        '+' => &["     ", "  #  ", "  #  ", "#####", "  #  ", "  #  ", "     "],
-        ':' => &["     ", " ##  ", " ##  ", "     ", " ##  ", " ##  ", "     "],
-        '=' => &["     ", "     ", "#####", "     ", "#####", "     ", "     "],
-        '(' => &["   # ", "  #  ", " #   ", " #   ", " #   ", "  #  ", "   # "],
-        ')' => &[" #   ", "  #  ", "   # ", "   # ", "   # ", "  #  ", " #   "],
-        '/' => &["     ", "    #", "   # ", "  #  ", " #   ", "#    ", "     "],
-        '%' => &["##   ", "##  #", "   # ", "  #  ", " #   ", "#  ##", "   ##"],
-        '_' => &["     ", "     ", "     ", "     ", "     ", "     ", "     ", "#####"],
-        '?' => &[" ### ", "#   #", "    #", "   # ", "  #  ", "     ", "  #  "],
+        '0' => &[
+            " ### ", "#   #", "#  ##", "# # #", "##  #", "#   #", " ### ",
+        ],
+        '1' => &[
+            "  #  ", " ##  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### ",
+        ],
+        '2' => &[
+            " ### ", "#   #", "    #", "   # ", "  #  ", " #   ", "#####",
+        ],
+        '3' => &[
+            "#####", "   # ", "  #  ", "   # ", "    #", "#   #", " ### ",
+        ],
+        '4' => &[
+            "   # ", "  ## ", " # # ", "#  # ", "#####", "   # ", "   # ",
+        ],
+        '5' => &[
+            "#####", "#    ", "#### ", "    #", "    #", "#   #", " ### ",
+        ],
+        '6' => &[
+            "  ## ", " #   ", "#    ", "#### ", "#   #", "#   #", " ### ",
+        ],
+        '7' => &[
+            "#####", "    #", "   # ", "  #  ", " #   ", " #   ", " #   ",
+        ],
+        '8' => &[
+            " ### ", "#   #", "#   #", " ### ", "#   #", "#   #", " ### ",
+        ],
+        '9' => &[
+            " ### ", "#   #", "#   #", " ####", "    #", "   # ", " ##  ",
+        ],
+        'A' => &[
+            " ### ", "#   #", "#   #", "#   #", "#####", "#   #", "#   #",
+        ],
+        'B' => &[
+            "#### ", "#   #", "#   #", "#### ", "#   #", "#   #", "#### ",
+        ],
+        'C' => &[
+            " ### ", "#   #", "#    ", "#    ", "#    ", "#   #", " ### ",
+        ],
+        'D' => &[
+            "###  ", "#  # ", "#   #", "#   #", "#   #", "#  # ", "###  ",
+        ],
+        'E' => &[
+            "#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#####",
+        ],
+        'F' => &[
+            "#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#    ",
+        ],
+        'G' => &[
+            " ### ", "#   #", "#    ", "# ###", "#   #", "#   #", " ####",
+        ],
+        'H' => &[
+            "#   #", "#   #", "#   #", "#####", "#   #", "#   #", "#   #",
+        ],
+        'I' => &[
+            " ### ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### ",
+        ],
+        'J' => &[
+            "  ###", "   # ", "   # ", "   # ", "   # ", "#  # ", " ##  ",
+        ],
+        'K' => &[
+            "#   #", "#  # ", "# #  ", "##   ", "# #  ", "#  # ", "#   #",
+        ],
+        'L' => &[
+            "#    ", "#    ", "#    ", "#    ", "#    ", "#    ", "#####",
+        ],
+        'M' => &[
+            "#   #", "## ##", "# # #", "# # #", "#   #", "#   #", "#   #",
+        ],
+        'N' => &[
+            "#   #", "#   #", "##  #", "# # #", "#  ##", "#   #", "#   #",
+        ],
+        'O' => &[
+            " ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### ",
+        ],
+        'P' => &[
+            "#### ", "#   #", "#   #", "#### ", "#    ", "#    ", "#    ",
+        ],
+        'Q' => &[
+            " ### ", "#   #", "#   #", "#   #", "# # #", "#  # ", " ## #",
+        ],
+        'R' => &[
+            "#### ", "#   #", "#   #", "#### ", "# #  ", "#  # ", "#   #",
+        ],
+        'S' => &[
+            " ####", "#    ", "#    ", " ### ", "    #", "    #", "#### ",
+        ],
+        'T' => &[
+            "#####", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ",
+        ],
+        'U' => &[
+            "#   #", "#   #", "#   #", "#   #", "#   #", "#   #", " ### ",
+        ],
+        'V' => &[
+            "#   #", "#   #", "#   #", "#   #", "#   #", " # # ", "  #  ",
+        ],
+        'W' => &[
+            "#   #", "#   #", "#   #", "# # #", "# # #", "# # #", " # # ",
+        ],
+        'X' => &[
+            "#   #", "#   #", " # # ", "  #  ", " # # ", "#   #", "#   #",
+        ],
+        'Y' => &[
+            "#   #", "#   #", " # # ", "  #  ", "  #  ", "  #  ", "  #  ",
+        ],
+        'Z' => &[
+            "#####", "    #", "   # ", "  #  ", " #   ", "#    ", "#####",
+        ],
+        'a' => &[
+            "     ", "     ", " ### ", "    #", " ####", "#   #", " ####",
+        ],
+        'b' => &[
+            "#    ", "#    ", "# ## ", "##  #", "#   #", "#   #", "#### ",
+        ],
+        'c' => &[
+            "     ", "     ", " ### ", "#    ", "#    ", "#   #", " ### ",
+        ],
+        'd' => &[
+            "    #", "    #", " ## #", "#  ##", "#   #", "#   #", " ####",
+        ],
+        'e' => &[
+            "     ", "     ", " ### ", "#   #", "#####", "#    ", " ### ",
+        ],
+        'f' => &[
+            "  ## ", " #  #", " #   ", "###  ", " #   ", " #   ", " #   ",
+        ],
+        'g' => &[
+            "     ", "     ", " ####", "#   #", "#   #", "#   #", " ####", "    #", " ### ",
+        ],
+        'h' => &[
+            "#    ", "#    ", "# ## ", "##  #", "#   #", "#   #", "#   #",
+        ],
+        'i' => &[
+            "  #  ", "     ", " ##  ", "  #  ", "  #  ", "  #  ", " ### ",
+        ],
+        'j' => &[
+            "   # ", "     ", "  ## ", "   # ", "   # ", "   # ", "   # ", "#  # ", " ##  ",
+        ],
+        'k' => &[
+            "#    ", "#    ", "#  # ", "# #  ", "##   ", "# #  ", "#  # ",
+        ],
+        'l' => &[
+            " ##  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### ",
+        ],
+        'm' => &[
+            "     ", "     ", "## # ", "# # #", "# # #", "# # #", "# # #",
+        ],
+        'n' => &[
+            "     ", "     ", "# ## ", "##  #", "#   #", "#   #", "#   #",
+        ],
+        'o' => &[
+            "     ", "     ", " ### ", "#   #", "#   #", "#   #", " ### ",
+        ],
+        'p' => &[
+            "     ", "     ", "#### ", "#   #", "#   #", "#   #", "#### ", "#    ", "#    ",
+        ],
+        'q' => &[
+            "     ", "     ", " ####", "#   #", "#   #", "#   #", " ####", "    #", "    #",
+        ],
+        'r' => &[
+            "     ", "     ", "# ## ", "##  #", "#    ", "#    ", "#    ",
+        ],
+        's' => &[
+            "     ", "     ", " ####", "#    ", " ### ", "    #", "#### ",
+        ],
+        't' => &[
+            " #   ", " #   ", "###  ", " #   ", " #   ", " #  #", "  ## ",
+        ],
+        'u' => &[
+            "     ", "     ", "#   #", "#   #", "#   #", "#  ##", " ## #",
+        ],
+        'v' => &[
+            "     ", "     ", "#   #", "#   #", "#   #", " # # ", "  #  ",
+        ],
+        'w' => &[
+            "     ", "     ", "#   #", "#   #", "# # #", "# # #", " # # ",
+        ],
+        'x' => &[
+            "     ", "     ", "#   #", " # # ", "  #  ", " # # ", "#   #",
+        ],
+        'y' => &[
+            "     ", "     ", "#   #", "#   #", "#   #", "#   #", " ####", "    #", " ### ",
+        ],
+        'z' => &[
+            "     ", "     ", "#####", "   # ", "  #  ", " #   ", "#####",
+        ],
+        '.' => &[
+            "     ", "     ", "     ", "     ", "     ", " ##  ", " ##  ",
+        ],
+        ',' => &[
+            "     ", "     ", "     ", "     ", "     ", " ##  ", " ##  ", "  #  ", " #   ",
+        ],
+        '-' => &[
+            "     ", "     ", "     ", "#####", "     ", "     ", "     ",
+        ],
+        '+' => &[
+            "     ", "  #  ", "  #  ", "#####", "  #  ", "  #  ", "     ",
+        ],
+        ':' => &[
+            "     ", " ##  ", " ##  ", "     ", " ##  ", " ##  ", "     ",
+        ],
+        '=' => &[
+            "     ", "     ", "#####", "     ", "#####", "     ", "     ",
+        ],
+        '(' => &[
+            "   # ", "  #  ", " #   ", " #   ", " #   ", "  #  ", "   # ",
+        ],
+        ')' => &[
+            " #   ", "  #  ", "   # ", "   # ", "   # ", "  #  ", " #   ",
+        ],
+        '/' => &[
+            "     ", "    #", "   # ", "  #  ", " #   ", "#    ", "     ",
+        ],
+        '%' => &[
+            "##   ", "##  #", "   # ", "  #  ", " #   ", "#  ##", "   ##",
+        ],
+        '_' => &[
+            "     ", "     ", "     ", "     ", "     ", "     ", "     ", "#####",
+        ],
+        '?' => &[
+            " ### ", "#   #", "    #", "   # ", "  #  ", "     ", "  #  ",
+        ],
         ' ' => &[],
         _ => return None,
     })
@@ -131,7 +279,15 @@ pub fn text_height(scale: u32) -> u32 {
 /// image are clipped. `vertical` rotates the text 90 degrees
 /// counter-clockwise (reading bottom to top), with (`x`, `y`) the top-left
 /// of the rotated box.
-fn draw_text_impl(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, color: Rgb<u8>, vertical: bool) {
+fn draw_text_impl(
+    img: &mut RgbImage,
+    x: i64,
+    y: i64,
+    text: &str,
+    scale: u32,
+    color: Rgb<u8>,
+    vertical: bool,
+) {
     let s = scale as i64;
     let tw = text_width(text, scale) as i64;
     for (ci, c) in text.chars().enumerate() {
@@ -147,7 +303,11 @@ fn draw_text_impl(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, co
                 for dy in 0..s {
                     for dx in 0..s {
                         let (u, v) = (hx + dx, hy + dy);
-                        let (px, py) = if vertical { (x + v, y + tw - 1 - u) } else { (x + u, y + v) };
+                        let (px, py) = if vertical {
+                            (x + v, y + tw - 1 - u)
+                        } else {
+                            (x + u, y + v)
+                        };
                         put(img, px, py, color);
                     }
                 }
@@ -163,7 +323,14 @@ pub fn draw_text(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, col
 
 /// Draws `text` rotated 90 degrees counter-clockwise (reading upwards); the
 /// rotated box has its top-left corner at (`x`, `y`).
-pub fn draw_text_vertical(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, color: Rgb<u8>) {
+pub fn draw_text_vertical(
+    img: &mut RgbImage,
+    x: i64,
+    y: i64,
+    text: &str,
+    scale: u32,
+    color: Rgb<u8>,
+) {
     draw_text_impl(img, x, y, text, scale, color, true);
 }
 
@@ -210,16 +377,25 @@ fn disc(img: &mut RgbImage, cx: f64, cy: f64, r: f64, c: Rgb<u8>, alpha: f64) {
 fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
         .context("encoding PNG")?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut tmp_name = path.file_name().context("PNG path has no file name")?.to_os_string();
+    let mut tmp_name = path
+        .file_name()
+        .context("PNG path has no file name")?
+        .to_os_string();
     tmp_name.push(".tmp");
     let tmp: PathBuf = path.with_file_name(tmp_name);
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -270,7 +446,11 @@ fn format_num(v: f64) -> String {
     if a != 0.0 && !(1e-3..1e5).contains(&a) {
         return format!("{v:.2e}");
     }
-    let decimals = if a == 0.0 { 0 } else { (3 - a.log10().floor() as i64).clamp(0, 6) as usize };
+    let decimals = if a == 0.0 {
+        0
+    } else {
+        (3 - a.log10().floor() as i64).clamp(0, 6) as usize
+    };
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -331,7 +511,14 @@ impl Axes {
 
 /// Predicted-vs-true scatter plot without a fitted curve; see
 /// [`scatter_png_with_curve`].
-pub fn scatter_png(path: &Path, x: &[f64], y: &[f64], x_label: &str, y_label: &str, title: &str) -> Result<()> {
+pub fn scatter_png(
+    path: &Path,
+    x: &[f64],
+    y: &[f64],
+    x_label: &str,
+    y_label: &str,
+    title: &str,
+) -> Result<()> {
     scatter_png_with_curve(path, x, y, x_label, y_label, title, None)
 }
 
@@ -371,8 +558,12 @@ pub fn scatter_image(
     if x.len() != y.len() {
         bail!("scatter: x has {} values but y has {}", x.len(), y.len());
     }
-    let (fx, fy): (Vec<f64>, Vec<f64>) =
-        x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a, *b)).unzip();
+    let (fx, fy): (Vec<f64>, Vec<f64>) = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (*a, *b))
+        .unzip();
     let (x0, x1) = axis_range(&fx);
     let (y0, y1) = axis_range(&fy);
     let ax = Axes { x0, x1, y0, y1 };
@@ -400,12 +591,26 @@ pub fn scatter_image(
         fill_rect(&mut img, l - 6, p, l, p + 1, black);
         let label = format!("{v:.yd$}");
         let w = text_width(&label, TEXT_SCALE) as i64;
-        draw_text(&mut img, l - 10 - w, p - 7 * TEXT_SCALE as i64 / 2, &label, TEXT_SCALE, black);
+        draw_text(
+            &mut img,
+            l - 10 - w,
+            p - 7 * TEXT_SCALE as i64 / 2,
+            &label,
+            TEXT_SCALE,
+            black,
+        );
     }
 
     // Points.
     for (&a, &c) in fx.iter().zip(&fy) {
-        disc(&mut img, ax.px(a), ax.py(c), POINT_RADIUS, POINT_COLOR, POINT_ALPHA);
+        disc(
+            &mut img,
+            ax.px(a),
+            ax.py(c),
+            POINT_RADIUS,
+            POINT_COLOR,
+            POINT_ALPHA,
+        );
     }
 
     // Fitted curve, as short segments between samples, clipped to the plot.
@@ -421,7 +626,8 @@ pub fn scatter_image(
             }
             let cur = (ax.px(xv), ax.py(yv));
             if let Some(p) = prev {
-                let n = ((cur.0 - p.0).abs().max((cur.1 - p.1).abs()).ceil() as usize).clamp(1, 4000);
+                let n =
+                    ((cur.0 - p.0).abs().max((cur.1 - p.1).abs()).ceil() as usize).clamp(1, 4000);
                 for i in 0..=n {
                     let u = i as f64 / n as f64;
                     let (qx, qy) = (p.0 + u * (cur.0 - p.0), p.1 + u * (cur.1 - p.1));
@@ -443,9 +649,23 @@ pub fn scatter_image(
 
     // Title and axis labels.
     let w = text_width(title, TEXT_SCALE) as i64;
-    draw_text(&mut img, (s as i64 - w) / 2, (t - th) / 2, title, TEXT_SCALE, black);
+    draw_text(
+        &mut img,
+        (s as i64 - w) / 2,
+        (t - th) / 2,
+        title,
+        TEXT_SCALE,
+        black,
+    );
     let w = text_width(x_label, TEXT_SCALE) as i64;
-    draw_text(&mut img, (l + r - w) / 2, b + 10 + th + 14, x_label, TEXT_SCALE, black);
+    draw_text(
+        &mut img,
+        (l + r - w) / 2,
+        b + 10 + th + 14,
+        x_label,
+        TEXT_SCALE,
+        black,
+    );
     let w = text_width(y_label, TEXT_SCALE) as i64;
     draw_text_vertical(&mut img, 12, (t + b - w) / 2, y_label, TEXT_SCALE, black);
     Ok(img)
@@ -545,10 +765,20 @@ pub fn quality_map_image(
         bail!("quality map: zero dimension (image {w}x{h}, map {map_w}x{map_h})");
     }
     if base_rgb.len() != (w as usize) * (h as usize) * 3 {
-        bail!("quality map: base image has {} bytes, expected {}x{}x3", base_rgb.len(), w, h);
+        bail!(
+            "quality map: base image has {} bytes, expected {}x{}x3",
+            base_rgb.len(),
+            w,
+            h
+        );
     }
     if map.len() != (map_w as usize) * (map_h as usize) {
-        bail!("quality map: map has {} values, expected {}x{}", map.len(), map_w, map_h);
+        bail!(
+            "quality map: map has {} values, expected {}x{}",
+            map.len(),
+            map_w,
+            map_h
+        );
     }
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for &v in map.iter().filter(|v| v.is_finite()) {
@@ -561,7 +791,8 @@ pub fn quality_map_image(
     let taps = |out: u32, src: u32| -> Vec<(usize, usize, f64)> {
         (0..out)
             .map(|o| {
-                let s = ((o as f64 + 0.5) * src as f64 / out as f64 - 0.5).clamp(0.0, (src - 1) as f64);
+                let s =
+                    ((o as f64 + 0.5) * src as f64 / out as f64 - 0.5).clamp(0.0, (src - 1) as f64);
                 let i0 = s.floor() as usize;
                 let i1 = (i0 + 1).min(src as usize - 1);
                 (i0, i1, s - i0 as f64)
@@ -573,7 +804,12 @@ pub fn quality_map_image(
 
     let out_w = if legend {
         let need = |s: &str| text_width(s, TEXT_SCALE) + 16;
-        let labels = format!("{}  {}  {}", format_num(lo), format_num((lo + hi) / 2.0), format_num(hi));
+        let labels = format!(
+            "{}  {}  {}",
+            format_num(lo),
+            format_num((lo + hi) / 2.0),
+            format_num(hi)
+        );
         w.max(need(legend_title)).max(need(&labels)).max(96)
     } else {
         w
@@ -589,10 +825,16 @@ pub fn quality_map_image(
             let bot = m(y1, x0) * (1.0 - fx) + m(y1, x1) * fx;
             let v = top * (1.0 - fy) + bot * fy;
             let i = (py * w as usize + px) * 3;
-            let grey = 0.299 * base_rgb[i] as f64 + 0.587 * base_rgb[i + 1] as f64 + 0.114 * base_rgb[i + 2] as f64;
+            let grey = 0.299 * base_rgb[i] as f64
+                + 0.587 * base_rgb[i + 1] as f64
+                + 0.114 * base_rgb[i + 2] as f64;
             let px_out = if v.is_finite() {
                 let c = colormap(norm(v));
-                c.map(|ck| (MAP_ALPHA * ck + (1.0 - MAP_ALPHA) * grey).round().clamp(0.0, 255.0) as u8)
+                c.map(|ck| {
+                    (MAP_ALPHA * ck + (1.0 - MAP_ALPHA) * grey)
+                        .round()
+                        .clamp(0.0, 255.0) as u8
+                })
             } else {
                 [grey.round().clamp(0.0, 255.0) as u8; 3]
             };
@@ -627,7 +869,11 @@ fn draw_legend(img: &mut RgbImage, h: u32, lo: f64, hi: f64, title: &str) {
     fill_rect(img, bx0 - 1, by1, bx1 + 1, by1 + 1, black);
     fill_rect(img, bx0 - 1, by0 - 1, bx0, by1 + 1, black);
     fill_rect(img, bx1, by0 - 1, bx1 + 1, by1 + 1, black);
-    let (lo, hi) = if lo <= hi { (lo, hi) } else { (f64::NAN, f64::NAN) };
+    let (lo, hi) = if lo <= hi {
+        (lo, hi)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
     let ly = by1 + 5;
     let lo_s = format_num(lo);
     let hi_s = format_num(hi);
@@ -663,7 +909,10 @@ mod tests {
                 assert_eq!(row.len(), GLYPH_W as usize, "{c:?}");
                 assert!(row.bytes().all(|b| b == b' ' || b == b'#'), "{c:?}");
             }
-            assert!(c == ' ' || g.iter().any(|r| r.contains('#')), "{c:?} is blank");
+            assert!(
+                c == ' ' || g.iter().any(|r| r.contains('#')),
+                "{c:?} is blank"
+            );
         }
         assert!(glyph('@').is_none());
         // Drawing everything (also partly outside the image, and rotated) must not panic.
@@ -674,10 +923,16 @@ mod tests {
         let w = text_width(FONT_CHARS, TEXT_SCALE);
         assert_eq!(w, (FONT_CHARS.len() as u32 * 6 - 1) * 2);
         // Ink lands inside the advertised text box only.
-        let inked: Vec<(u32, u32)> =
-            (0..980).flat_map(|x| (0..50).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0 == [0, 0, 0]).collect();
+        let inked: Vec<(u32, u32)> = (0..980)
+            .flat_map(|x| (0..50).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0 == [0, 0, 0])
+            .collect();
         assert!(!inked.is_empty());
-        assert!(inked.iter().all(|&(x, y)| x >= 2 && x < 2 + w && y >= 2 && y < 2 + text_height(TEXT_SCALE) || y >= 40));
+        assert!(inked.iter().all(|&(x, y)| x >= 2
+            && x < 2 + w
+            && y >= 2
+            && y < 2 + text_height(TEXT_SCALE)
+            || y >= 40));
         // Unsupported characters are drawn as '?'.
         let mut a = RgbImage::from_pixel(12, 20, Rgb([255, 255, 255]));
         let mut b = a.clone();
@@ -700,7 +955,11 @@ mod tests {
         let mut prev = -1.0;
         for k in 0..=1000 {
             let l = lum(colormap(k as f64 / 1000.0));
-            assert!(l > prev, "luminance not increasing at t = {}", k as f64 / 1000.0);
+            assert!(
+                l > prev,
+                "luminance not increasing at t = {}",
+                k as f64 / 1000.0
+            );
             prev = l;
         }
         assert_eq!(colormap(0.0), [68.0, 1.0, 84.0]);
@@ -731,7 +990,16 @@ mod tests {
         // (ticks at multiples of 2 in both, so the points are off the grid lines).
         let x = [1.3, 7.7];
         let y = [2.3, 9.7];
-        scatter_png_with_curve(&path, &x, &y, "predicted", "MOS", "ASNA  PLCC 1.000", Some(&|v| 0.5 * v + 3.0)).unwrap();
+        scatter_png_with_curve(
+            &path,
+            &x,
+            &y,
+            "predicted",
+            "MOS",
+            "ASNA  PLCC 1.000",
+            Some(&|v| 0.5 * v + 3.0),
+        )
+        .unwrap();
         assert!(!dir.join("scatter.png.tmp").exists());
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (800, 800));
@@ -743,9 +1011,16 @@ mod tests {
         // The other point, top right.
         let px2: f64 = 110.0 + (7.7 - 0.98) / (8.02 - 0.98) * 660.0;
         let py2: f64 = 700.0 - (9.7 - 1.93) / (10.07 - 1.93) * 640.0;
-        assert_eq!(img.get_pixel(px2.round() as u32, py2.round() as u32).0, want);
+        assert_eq!(
+            img.get_pixel(px2.round() as u32, py2.round() as u32).0,
+            want
+        );
         // Away from the points the plot area is background.
-        assert_eq!(img.get_pixel(px.round() as u32 + 10, py.round() as u32 - 10).0, [255, 255, 255]);
+        assert_eq!(
+            img.get_pixel(px.round() as u32 + 10, py.round() as u32 - 10)
+                .0,
+            [255, 255, 255]
+        );
         // The curve y = x / 2 + 3 passes through x = 5 -> y = 5.5.
         let cx = (110.0 + (5.0 - 0.98) / (8.02 - 0.98) * 660.0f64).round() as u32;
         let cy = (700.0 - (5.5 - 1.93) / (10.07 - 1.93) * 640.0f64).round() as u32;
@@ -753,13 +1028,23 @@ mod tests {
         assert!(near);
         // Mismatched lengths are an error, degenerate data are not.
         assert!(scatter_png(&path, &[1.0], &[], "", "", "").is_err());
-        scatter_png(&path, &[f64::NAN, 2.0, 2.0], &[1.0, 1.0, 1.0], "x", "y", "constant").unwrap();
+        scatter_png(
+            &path,
+            &[f64::NAN, 2.0, 2.0],
+            &[1.0, 1.0, 1.0],
+            "x",
+            "y",
+            "constant",
+        )
+        .unwrap();
         scatter_png(&path, &[], &[], "x", "y", "empty").unwrap();
         std::fs::remove_dir_all(&dir).ok();
     }
 
     fn test_base(w: u32, h: u32) -> Vec<u8> {
-        (0..w * h).flat_map(|i| [(i % 251) as u8, (i * 7 % 256) as u8, 100]).collect()
+        (0..w * h)
+            .flat_map(|i| [(i % 251) as u8, (i * 7 % 256) as u8, 100])
+            .collect()
     }
 
     #[test]
@@ -796,10 +1081,25 @@ mod tests {
 
         // A legend wider than a tiny picture widens the figure, never the picture.
         let tiny = test_base(4, 4);
-        let img = quality_map_image(&tiny, 4, 4, &[0.0, 1.0, 2.0, 3.0], 2, 2, "error map (ASNA)", true).unwrap();
+        let img = quality_map_image(
+            &tiny,
+            4,
+            4,
+            &[0.0, 1.0, 2.0, 3.0],
+            2,
+            2,
+            "error map (ASNA)",
+            true,
+        )
+        .unwrap();
         assert!(img.width() > 4);
         assert_eq!(img.height(), 4 + LEGEND_HEIGHT);
-        assert_eq!(quality_map_image(&tiny, 4, 4, &[1.0; 4], 2, 2, "", false).unwrap().dimensions(), (4, 4));
+        assert_eq!(
+            quality_map_image(&tiny, 4, 4, &[1.0; 4], 2, 2, "", false)
+                .unwrap()
+                .dimensions(),
+            (4, 4)
+        );
         // Constant and NaN maps render; bad sizes are errors.
         quality_map_image(&tiny, 4, 4, &[f32::NAN; 4], 2, 2, "nan", true).unwrap();
         assert!(quality_map_image(&tiny, 4, 4, &[0.0; 3], 2, 2, "", false).is_err());

@@ -26,9 +26,17 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (k, n) = s.split_once('/').ok_or_else(|| format!("shard \"{s}\" must be K/N, e.g. 0/8"))?;
-        let index: usize = k.trim().parse().map_err(|_| format!("shard index \"{k}\" is not a number"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("shard count \"{n}\" is not a number"))?;
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard \"{s}\" must be K/N, e.g. 0/8"))?;
+        let index: usize = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index \"{k}\" is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count \"{n}\" is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("shard {index}/{count}: need 0 <= K < N"));
         }
@@ -39,7 +47,12 @@ impl std::str::FromStr for Shard {
 impl Shard {
     /// Every N-th item starting at K.
     pub fn select<T: Clone>(&self, items: &[T]) -> Vec<T> {
-        items.iter().skip(self.index).step_by(self.count).cloned().collect()
+        items
+            .iter()
+            .skip(self.index)
+            .step_by(self.count)
+            .cloned()
+            .collect()
     }
 }
 
@@ -67,12 +80,18 @@ pub fn read_pair_list(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = path.parent().unwrap_or(Path::new(""));
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| anyhow!("{src}: {e}"))?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (ri, di) = match (col("ref"), col("dist")) {
         (Some(r), Some(d)) => (r, d),
-        _ => bail!("{src}:1: header must name the columns \"ref\" and \"dist\" (found: {})", headers.iter().collect::<Vec<_>>().join(",")),
+        _ => bail!(
+            "{src}:1: header must name the columns \"ref\" and \"dist\" (found: {})",
+            headers.iter().collect::<Vec<_>>().join(",")
+        ),
     };
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -110,18 +129,29 @@ pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, 
         }
     }
     if out.is_empty() {
-        bail!("{} and {}: no file names in common", ref_dir.display(), dist_dir.display());
+        bail!(
+            "{} and {}: no file names in common",
+            ref_dir.display(),
+            dist_dir.display()
+        );
     }
     Ok(out)
 }
 
 /// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
-fn decode_in_background(pairs: Vec<(PathBuf, PathBuf)>, ahead: usize) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+fn decode_in_background(
+    pairs: Vec<(PathBuf, PathBuf)>,
+    ahead: usize,
+) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
     let mut receivers = Vec::new();
     for w in 0..workers {
         let (tx, rx) = std::sync::mpsc::sync_channel(ahead.div_ceil(workers).max(1));
-        let mine: Vec<(PathBuf, PathBuf)> = pairs.iter().skip(w).step_by(workers).cloned().collect();
+        let mine: Vec<(PathBuf, PathBuf)> =
+            pairs.iter().skip(w).step_by(workers).cloned().collect();
         std::thread::spawn(move || {
             for (r, d) in mine {
                 if tx.send(load_pair(&r, &d)).is_err() {
@@ -131,7 +161,11 @@ fn decode_in_background(pairs: Vec<(PathBuf, PathBuf)>, ahead: usize) -> impl It
         });
         receivers.push(rx);
     }
-    (0..pairs.len()).map(move |i| receivers[i % workers].recv().unwrap_or_else(|_| Err(anyhow!("image decoding stopped"))))
+    (0..pairs.len()).map(move |i| {
+        receivers[i % workers]
+            .recv()
+            .unwrap_or_else(|_| Err(anyhow!("image decoding stopped")))
+    })
 }
 
 fn load_models(gpu: &Gpu, weights: &[PathBuf]) -> Result<Vec<LoadedModel>> {
@@ -154,13 +188,26 @@ impl Output {
     fn open(path: Option<&Path>, format: Format) -> Result<Output> {
         let (w, tmp): (Box<dyn Write>, Option<PathBuf>) = match path {
             Some(p) => {
-                let tmp = p.with_file_name(format!(".{}.partial{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-                let f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", p.display()))?;
+                let tmp = p.with_file_name(format!(
+                    ".{}.partial{}",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default(),
+                    std::process::id()
+                ));
+                let f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("{}: cannot create", p.display()))?;
                 (Box::new(std::io::BufWriter::new(f)), Some(tmp))
             }
             None => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
         };
-        let mut o = Output { path: path.map(Path::to_path_buf), tmp, w, format, rows: 0 };
+        let mut o = Output {
+            path: path.map(Path::to_path_buf),
+            tmp,
+            w,
+            format,
+            rows: 0,
+        };
         match format {
             Format::Csv => writeln!(o.w, "ref,dist,score")?,
             Format::Json => write!(o.w, "[")?,
@@ -170,9 +217,16 @@ impl Output {
     fn row(&mut self, r: &Path, d: &Path, score: f64) -> Result<()> {
         match self.format {
             Format::Csv => {
-                let mut wtr = csv::WriterBuilder::new().has_headers(false).from_writer(vec![]);
-                wtr.write_record([r.display().to_string(), d.display().to_string(), format!("{score:.6}")])?;
-                self.w.write_all(&wtr.into_inner().map_err(|e| anyhow!("{e}"))?)?;
+                let mut wtr = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(vec![]);
+                wtr.write_record([
+                    r.display().to_string(),
+                    d.display().to_string(),
+                    format!("{score:.6}"),
+                ])?;
+                self.w
+                    .write_all(&wtr.into_inner().map_err(|e| anyhow!("{e}"))?)?;
             }
             Format::Json => {
                 let sep = if self.rows == 0 { "\n" } else { ",\n" };
@@ -190,7 +244,8 @@ impl Output {
         self.w.flush()?;
         self.w = Box::new(std::io::sink());
         if let (Some(tmp), Some(path)) = (self.tmp.take(), &self.path) {
-            std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
         }
         Ok(())
     }
@@ -208,7 +263,13 @@ impl Drop for Output {
 }
 
 pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
-    let list: Vec<(PathBuf, PathBuf)> = match (&args.reference, &args.distorted, &args.pairs, &args.ref_dir, &args.dist_dir) {
+    let list: Vec<(PathBuf, PathBuf)> = match (
+        &args.reference,
+        &args.distorted,
+        &args.pairs,
+        &args.ref_dir,
+        &args.dist_dir,
+    ) {
         (Some(r), Some(d), None, None, None) => vec![(r.clone(), d.clone())],
         (None, None, Some(p), None, None) => read_pair_list(p)?,
         (None, None, None, Some(a), Some(b)) => pairs_from_dirs(a, b)?,
@@ -234,7 +295,17 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
         }
         let (r, d) = load_pair(&list[0].0, &list[0].1)?;
         let map = scorer.degradation_map(&r, &d)?;
-        crate::plot::quality_map_png(map_path, d.as_raw(), d.width(), d.height(), &map, d.width(), d.height(), "feature difference", false)?;
+        crate::plot::quality_map_png(
+            map_path,
+            d.as_raw(),
+            d.width(),
+            d.height(),
+            &map,
+            d.width(),
+            d.height(),
+            "feature difference",
+            false,
+        )?;
         let s = scorer.score_pairs(&[(r, d)], |_| {})?;
         if args.out.is_none() {
             println!("{:.4}", s[0]);
@@ -246,7 +317,12 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
     let mut out = Output::open(args.out.as_deref(), args.format)?;
     let bar = if args.progress && list.len() > 1 {
         let b = indicatif::ProgressBar::new(list.len() as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}").unwrap());
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}",
+            )
+            .unwrap(),
+        );
         b
     } else {
         indicatif::ProgressBar::hidden()

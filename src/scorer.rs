@@ -20,13 +20,17 @@ pub fn window_starts(len: usize) -> Vec<usize> {
     if count == 1 {
         return vec![0];
     }
-    (0..count).map(|i| ((i * (len - SIZE)) as f64 / (count - 1) as f64).round() as usize).collect()
+    (0..count)
+        .map(|i| ((i * (len - SIZE)) as f64 / (count - 1) as f64).round() as usize)
+        .collect()
 }
 
 /// Every 288x288 window origin (x, y) of a w x h image, row by row.
 pub fn windows(w: usize, h: usize) -> Vec<(usize, usize)> {
     let (xs, ys) = (window_starts(w), window_starts(h));
-    ys.iter().flat_map(|&y| xs.iter().map(move |&x| (x, y))).collect()
+    ys.iter()
+        .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
+        .collect()
 }
 
 /// Bytes of the largest activation one pair needs in the forward pass (the 24-channel
@@ -63,7 +67,12 @@ struct Job {
 impl<'g> Scorer<'g> {
     pub fn new(gpu: &'g Gpu, models: Vec<LoadedModel>, batch: usize, tta: bool) -> Scorer<'g> {
         let batch = max_batch(gpu, batch);
-        Scorer { gpu, models, batch, tta }
+        Scorer {
+            gpu,
+            models,
+            batch,
+            tta,
+        }
     }
 
     fn variants(&self) -> Vec<Augment> {
@@ -75,8 +84,22 @@ impl<'g> Scorer<'g> {
     }
 
     /// Standardised scores of `n` stacked 288x288 pairs for one model.
-    pub fn forward_standard(&self, model: &LoadedModel, ref_px: &[u8], dist_px: &[u8], n: usize, taps: Option<&mut Taps>) -> Result<Tensor> {
-        Ok(predict_standard(self.gpu, &model.store, ref_px, dist_px, n, taps))
+    pub fn forward_standard(
+        &self,
+        model: &LoadedModel,
+        ref_px: &[u8],
+        dist_px: &[u8],
+        n: usize,
+        taps: Option<&mut Taps>,
+    ) -> Result<Tensor> {
+        Ok(predict_standard(
+            self.gpu,
+            &model.store,
+            ref_px,
+            dist_px,
+            n,
+            taps,
+        ))
     }
 
     fn run_batch(&self, jobs: &[Job], sums: &mut [f64], counts: &mut [usize]) -> Result<()> {
@@ -103,17 +126,29 @@ impl<'g> Scorer<'g> {
 
     /// Scores pairs (on the first model's label scale, averaged over windows, variants and
     /// models). `on_pair` is called as each pair completes (for progress bars).
-    pub fn score_pairs(&self, pairs: &[(RgbImage, RgbImage)], mut on_done: impl FnMut(usize)) -> Result<Vec<f64>> {
+    pub fn score_pairs(
+        &self,
+        pairs: &[(RgbImage, RgbImage)],
+        mut on_done: impl FnMut(usize),
+    ) -> Result<Vec<f64>> {
         let mut sums = vec![0.0; pairs.len()];
         let mut counts = vec![0usize; pairs.len()];
         let mut queue: Vec<Job> = Vec::new();
         let variants = self.variants();
         for (i, (r, d)) in pairs.iter().enumerate() {
             if r.dimensions() != d.dimensions() {
-                bail!("pair {i}: reference {:?} and distorted {:?} differ in size", r.dimensions(), d.dimensions());
+                bail!(
+                    "pair {i}: reference {:?} and distorted {:?} differ in size",
+                    r.dimensions(),
+                    d.dimensions()
+                );
             }
             for v in &variants {
-                let (rv, dv) = if v.is_identity() { (r.clone(), d.clone()) } else { v.apply_pair(r, d) };
+                let (rv, dv) = if v.is_identity() {
+                    (r.clone(), d.clone())
+                } else {
+                    v.apply_pair(r, d)
+                };
                 let (w, h) = (rv.width() as usize, rv.height() as usize);
                 if w < SIZE || h < SIZE {
                     bail!("pair {i}: images are {w}x{h}, smaller than the model's {SIZE}x{SIZE} input");
@@ -123,7 +158,11 @@ impl<'g> Scorer<'g> {
                     let mut dp = Vec::with_capacity(SIZE * SIZE * 3);
                     crop_into(&rv, x, y, &mut rp);
                     crop_into(&dv, x, y, &mut dp);
-                    queue.push(Job { pair: i, ref_px: rp, dist_px: dp });
+                    queue.push(Job {
+                        pair: i,
+                        ref_px: rp,
+                        dist_px: dp,
+                    });
                     if queue.len() == self.batch {
                         self.run_batch(&queue, &mut sums, &mut counts)?;
                         queue.clear();
@@ -138,7 +177,11 @@ impl<'g> Scorer<'g> {
             self.run_batch(&queue, &mut sums, &mut counts)?;
         }
         on_done(pairs.len());
-        Ok(sums.iter().zip(&counts).map(|(s, c)| s / *c as f64).collect())
+        Ok(sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| s / *c as f64)
+            .collect())
     }
 
     /// Per-pixel degradation map of one pair (the channel mean of the first encoder scale's
@@ -171,14 +214,28 @@ impl<'g> Scorer<'g> {
 }
 
 /// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops.
-pub fn predict_standard(gpu: &Gpu, store: &ParamStore, ref_px: &[u8], dist_px: &[u8], n: usize, taps: Option<&mut Taps>) -> Tensor {
+pub fn predict_standard(
+    gpu: &Gpu,
+    store: &ParamStore,
+    ref_px: &[u8],
+    dist_px: &[u8],
+    n: usize,
+    taps: Option<&mut Taps>,
+) -> Tensor {
     let mut stacked = Vec::with_capacity(ref_px.len() * 2);
     stacked.extend_from_slice(ref_px);
     stacked.extend_from_slice(dist_px);
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
-    let x = tape.leaf(crate::ops::image::to_input(gpu, &stacked, 2 * n, SIZE, SIZE), false);
-    let mut bn = BnContext { train: false, updates: Default::default(), store };
+    let x = tape.leaf(
+        crate::ops::image::to_input(gpu, &stacked, 2 * n, SIZE, SIZE),
+        false,
+    );
+    let mut bn = BnContext {
+        train: false,
+        updates: Default::default(),
+        store,
+    };
     forward(&mut tape, &params, &mut bn, &x, taps).t
 }
 

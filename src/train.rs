@@ -4,15 +4,17 @@
 //! with the step schedule; validation every epoch; checkpoints that resume exactly.
 
 use crate::autograd::Tape;
-use crate::data::{self, BatchLoader, Dataset, DatasetFormat, Direction, LabelScaler, LoaderConfig};
+use crate::data::{
+    self, BatchLoader, Dataset, DatasetFormat, Direction, LabelScaler, LoaderConfig,
+};
 use crate::gpu::Gpu;
 use crate::metrics;
 use crate::model::asna::{self, forward, BnContext, Bound, SIZE};
 use crate::model::checkpoint::{self, check_architecture, load_adam, load_store, model_metadata};
 use crate::model::loss::{asna_loss, LossWeights};
 use crate::model::params::ParamStore;
-use crate::model::weights::{write_atomic, TensorFile};
 use crate::model::sorter;
+use crate::model::weights::{write_atomic, TensorFile};
 use crate::ops::adam::AdamConfig;
 use crate::optim::Adam;
 use anyhow::{anyhow, bail, Context, Result};
@@ -96,8 +98,14 @@ pub struct TrainSummary {
 
 fn sorter_store(gpu: &Gpu, path: Option<&Path>) -> Result<ParamStore> {
     let (bytes, source) = match path {
-        Some(p) => (std::fs::read(p).map_err(|e| anyhow!("{}: cannot read ({e})", p.display()))?, p.display().to_string()),
-        None => (DEFAULT_SORTER.to_vec(), "embedded sorter (weights/sorter.safetensors)".to_string()),
+        Some(p) => (
+            std::fs::read(p).map_err(|e| anyhow!("{}: cannot read ({e})", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            DEFAULT_SORTER.to_vec(),
+            "embedded sorter (weights/sorter.safetensors)".to_string(),
+        ),
     };
     let file = TensorFile::parse(&bytes, &source)?;
     check_architecture(&file, sorter::ARCHITECTURE, &source)?;
@@ -107,7 +115,10 @@ fn sorter_store(gpu: &Gpu, path: Option<&Path>) -> Result<ParamStore> {
 fn open(cfg: &TrainConfig) -> Result<Dataset> {
     let format: DatasetFormat = cfg.dataset.parse().map_err(|e| anyhow!("--dataset: {e}"))?;
     let direction = match &cfg.direction {
-        Some(d) => Some(d.parse::<Direction>().map_err(|_| anyhow!("--direction must be \"higher\" or \"lower\""))?),
+        Some(d) => Some(
+            d.parse::<Direction>()
+                .map_err(|_| anyhow!("--direction must be \"higher\" or \"lower\""))?,
+        ),
         None => None,
     };
     data::open_dataset(format, &cfg.root, cfg.labels.as_deref(), direction)
@@ -122,20 +133,48 @@ fn lr_at(cfg: &TrainConfig, epoch: u64) -> f32 {
 }
 
 /// Validation: evaluation-mode predictions on centre crops of the validation pairs.
-pub fn validate(gpu: &Gpu, store: &ParamStore, ds: &Dataset, val: &[usize], targets: &Arc<Vec<f32>>, workers: usize) -> Result<metrics::Correlations> {
-    let cfg = LoaderConfig { batch: crate::scorer::max_batch(gpu, 16), size: SIZE, train: false, augment: false, workers, seed: 0, drop_last: false };
-    let loader = BatchLoader::new(Arc::new(ds.pairs.clone()), val.to_vec(), targets.clone(), cfg, 0, 0);
+pub fn validate(
+    gpu: &Gpu,
+    store: &ParamStore,
+    ds: &Dataset,
+    val: &[usize],
+    targets: &Arc<Vec<f32>>,
+    workers: usize,
+) -> Result<metrics::Correlations> {
+    let cfg = LoaderConfig {
+        batch: crate::scorer::max_batch(gpu, 16),
+        size: SIZE,
+        train: false,
+        augment: false,
+        workers,
+        seed: 0,
+        drop_last: false,
+    };
+    let loader = BatchLoader::new(
+        Arc::new(ds.pairs.clone()),
+        val.to_vec(),
+        targets.clone(),
+        cfg,
+        0,
+        0,
+    );
     let (mut pred, mut truth) = (Vec::new(), Vec::new());
     for b in loader {
         let b = b?;
-        let z = gpu.download(&crate::scorer::predict_standard(gpu, store, &b.ref_u8, &b.dist_u8, b.n, None))?;
+        let z = gpu.download(&crate::scorer::predict_standard(
+            gpu, store, &b.ref_u8, &b.dist_u8, b.n, None,
+        ))?;
         pred.extend(z.iter().map(|v| *v as f64));
         truth.extend(b.targets.iter().map(|v| *v as f64));
     }
     Ok(metrics::correlations(&pred, &truth))
 }
 
-fn metadata(scaler: &LabelScaler, cfg: &TrainConfig, progress: &Progress) -> Result<BTreeMap<String, String>> {
+fn metadata(
+    scaler: &LabelScaler,
+    cfg: &TrainConfig,
+    progress: &Progress,
+) -> Result<BTreeMap<String, String>> {
     let mut m = model_metadata(scaler);
     m.insert("train_config".into(), serde_json::to_string(cfg)?);
     m.insert("progress".into(), serde_json::to_string(progress)?);
@@ -148,7 +187,10 @@ fn metadata(scaler: &LabelScaler, cfg: &TrainConfig, progress: &Progress) -> Res
 }
 
 /// Reads a run's last checkpoint for `--resume`.
-fn read_resume(gpu: &Gpu, run_dir: &Path) -> Result<(TrainConfig, Progress, ParamStore, Adam, LabelScaler)> {
+fn read_resume(
+    gpu: &Gpu,
+    run_dir: &Path,
+) -> Result<(TrainConfig, Progress, ParamStore, Adam, LabelScaler)> {
     let path = run_dir.join("last.safetensors");
     let source = path.display().to_string();
     if !path.is_file() {
@@ -156,60 +198,108 @@ fn read_resume(gpu: &Gpu, run_dir: &Path) -> Result<(TrainConfig, Progress, Para
     }
     let file = TensorFile::read(&path)?;
     check_architecture(&file, asna::ARCHITECTURE, &source)?;
-    let get = |k: &str| file.metadata.get(k).ok_or_else(|| anyhow!("{source}: not a training checkpoint (no \"{k}\")"));
-    let cfg: TrainConfig = serde_json::from_str(get("train_config")?).map_err(|e| anyhow!("{source}: bad train_config ({e})"))?;
-    let progress: Progress = serde_json::from_str(get("progress")?).map_err(|e| anyhow!("{source}: bad progress ({e})"))?;
+    let get = |k: &str| {
+        file.metadata
+            .get(k)
+            .ok_or_else(|| anyhow!("{source}: not a training checkpoint (no \"{k}\")"))
+    };
+    let cfg: TrainConfig = serde_json::from_str(get("train_config")?)
+        .map_err(|e| anyhow!("{source}: bad train_config ({e})"))?;
+    let progress: Progress = serde_json::from_str(get("progress")?)
+        .map_err(|e| anyhow!("{source}: bad progress ({e})"))?;
     let store = load_store(gpu, &file, &asna::specs(), &source)?;
-    let adam = load_adam(gpu, &file, &store, &source)?.ok_or_else(|| anyhow!("{source}: holds no optimiser state"))?;
+    let adam = load_adam(gpu, &file, &store, &source)?
+        .ok_or_else(|| anyhow!("{source}: holds no optimiser state"))?;
     let model = checkpoint::parse_model(gpu, &std::fs::read(&path)?, &source)?;
     Ok((cfg, progress, store, adam, model.scaler))
 }
 
 /// Trains; `resume` continues the run in `run_dir` exactly where its last checkpoint left it.
-pub fn train(gpu: &Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool, opts: &TrainOptions) -> Result<TrainSummary> {
-    std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
+pub fn train(
+    gpu: &Gpu,
+    cfg: TrainConfig,
+    run_dir: &Path,
+    resume: bool,
+    opts: &TrainOptions,
+) -> Result<TrainSummary> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
     let (cfg, mut progress, mut store, mut adam, resumed_scaler) = if resume {
         let (c, p, s, a, sc) = read_resume(gpu, run_dir)?;
         (c, p, s, a, Some(sc))
     } else {
         if run_dir.join("last.safetensors").exists() {
-            bail!("{}: holds a run already; use --resume to continue it or choose another --out", run_dir.display());
+            bail!(
+                "{}: holds a run already; use --resume to continue it or choose another --out",
+                run_dir.display()
+            );
         }
         let store = match &cfg.init {
             Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
             None => ParamStore::init(gpu, &asna::specs(), cfg.seed),
         };
-        let adam = Adam::new(AdamConfig { lr: cfg.lr, ..Default::default() });
+        let adam = Adam::new(AdamConfig {
+            lr: cfg.lr,
+            ..Default::default()
+        });
         (cfg, Progress::default(), store, adam, None)
     };
     if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
-        bail!("--batch must be {} (the sorter's length) when the rank loss is used", sorter::LENGTH);
+        bail!(
+            "--batch must be {} (the sorter's length) when the rank loss is used",
+            sorter::LENGTH
+        );
     }
     let ds = open(&cfg)?;
     let (train_idx, val_idx) = data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
     if train_idx.len() < cfg.batch {
-        bail!("{}: only {} training pairs, fewer than one batch of {}", ds.labels_file.display(), train_idx.len(), cfg.batch);
+        bail!(
+            "{}: only {} training pairs, fewer than one batch of {}",
+            ds.labels_file.display(),
+            train_idx.len(),
+            cfg.batch
+        );
     }
     let train_scores: Vec<f64> = train_idx.iter().map(|&i| ds.pairs[i].score).collect();
     let scaler = resumed_scaler.unwrap_or_else(|| LabelScaler::fit(&train_scores, ds.direction));
-    let targets: Arc<Vec<f32>> = Arc::new(ds.pairs.iter().map(|p| scaler.to_standard(p.score) as f32).collect());
+    let targets: Arc<Vec<f32>> = Arc::new(
+        ds.pairs
+            .iter()
+            .map(|p| scaler.to_standard(p.score) as f32)
+            .collect(),
+    );
     let pairs = Arc::new(ds.pairs.clone());
     let sorter = sorter_store(gpu, cfg.sorter.as_deref())?;
     let batches_per_epoch = data::num_batches(train_idx.len(), cfg.batch, true) as u64;
-    let total_steps = cfg.max_steps.unwrap_or(u64::MAX).min(batches_per_epoch * cfg.epochs);
+    let total_steps = cfg
+        .max_steps
+        .unwrap_or(u64::MAX)
+        .min(batches_per_epoch * cfg.epochs);
     let log_path = run_dir.join("metrics.jsonl");
-    std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
+    std::fs::write(
+        run_dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)?,
+    )?;
 
     let bar = if opts.progress_bar {
         let b = indicatif::ProgressBar::new(total_steps);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}").unwrap());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+                .unwrap(),
+        );
         b.set_position(progress.step);
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
     let save = |store: &ParamStore, adam: &Adam, progress: &Progress, name: &str| -> Result<()> {
-        checkpoint::save(gpu, &run_dir.join(name), store, Some(adam), &metadata(&scaler, &cfg, progress)?)
+        checkpoint::save(
+            gpu,
+            &run_dir.join(name),
+            store,
+            Some(adam),
+            &metadata(&scaler, &cfg, progress)?,
+        )
     };
 
     let mut losses = Vec::new();
@@ -217,13 +307,41 @@ pub fn train(gpu: &Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool, opts: &T
     let started = std::time::Instant::now();
     let mut pairs_done = 0usize;
     'epochs: while progress.epoch < cfg.epochs && progress.step < total_steps {
-        let order: Vec<usize> = data::epoch_order(train_idx.len(), cfg.seed, progress.epoch, true).into_iter().map(|i| train_idx[i]).collect();
-        let lcfg = LoaderConfig { batch: cfg.batch, size: SIZE, train: true, augment: cfg.augment, workers: opts.workers, seed: cfg.seed, drop_last: true };
-        let loader = BatchLoader::new(pairs.clone(), order, targets.clone(), lcfg, progress.epoch, progress.batch);
+        let order: Vec<usize> = data::epoch_order(train_idx.len(), cfg.seed, progress.epoch, true)
+            .into_iter()
+            .map(|i| train_idx[i])
+            .collect();
+        let lcfg = LoaderConfig {
+            batch: cfg.batch,
+            size: SIZE,
+            train: true,
+            augment: cfg.augment,
+            workers: opts.workers,
+            seed: cfg.seed,
+            drop_last: true,
+        };
+        let loader = BatchLoader::new(
+            pairs.clone(),
+            order,
+            targets.clone(),
+            lcfg,
+            progress.epoch,
+            progress.batch,
+        );
         let lr = lr_at(&cfg, progress.epoch);
         for batch in loader {
             let batch = batch?;
-            let loss = train_step(gpu, &mut store, &mut adam, &sorter, &cfg.loss, &batch, lr, progress.step, cfg.skip_nonfinite)?;
+            let loss = train_step(
+                gpu,
+                &mut store,
+                &mut adam,
+                &sorter,
+                &cfg.loss,
+                &batch,
+                lr,
+                progress.step,
+                cfg.skip_nonfinite,
+            )?;
             progress.batch += 1;
             progress.step += 1;
             pairs_done += batch.n;
@@ -233,7 +351,12 @@ pub fn train(gpu: &Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool, opts: &T
             }
             let rate = pairs_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_position(progress.step);
-            bar.set_message(format!("epoch {} loss {:.4}  {:.1} pairs/s", progress.epoch + 1, last_loss, rate));
+            bar.set_message(format!(
+                "epoch {} loss {:.4}  {:.1} pairs/s",
+                progress.epoch + 1,
+                last_loss,
+                rate
+            ));
             if progress.step % cfg.checkpoint_every == 0 {
                 save(&store, &adam, &progress, "last.safetensors")?;
             }
@@ -244,9 +367,25 @@ pub fn train(gpu: &Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool, opts: &T
         // End of epoch: validate, log, keep the best and the last checkpoint.
         progress.epoch += 1;
         progress.batch = 0;
-        end_of_epoch(gpu, &store, &ds, &val_idx, &targets, opts, &mut progress, &log_path, last_loss)?;
+        end_of_epoch(
+            gpu,
+            &store,
+            &ds,
+            &val_idx,
+            &targets,
+            opts,
+            &mut progress,
+            &log_path,
+            last_loss,
+        )?;
         save(&store, &adam, &progress, "last.safetensors")?;
-        if progress.last_metrics.as_ref().and_then(|m| m["main_score"].as_f64()) == progress.best_main_score && progress.best_main_score.is_some() {
+        if progress
+            .last_metrics
+            .as_ref()
+            .and_then(|m| m["main_score"].as_f64())
+            == progress.best_main_score
+            && progress.best_main_score.is_some()
+        {
             save(&store, &adam, &progress, "best.safetensors")?;
         }
     }
@@ -254,13 +393,28 @@ pub fn train(gpu: &Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool, opts: &T
         // Stopped by --max-steps inside an epoch.
         save(&store, &adam, &progress, "last.safetensors")?;
         if !run_dir.join("best.safetensors").exists() {
-            end_of_epoch(gpu, &store, &ds, &val_idx, &targets, opts, &mut progress, &log_path, last_loss)?;
+            end_of_epoch(
+                gpu,
+                &store,
+                &ds,
+                &val_idx,
+                &targets,
+                opts,
+                &mut progress,
+                &log_path,
+                last_loss,
+            )?;
             save(&store, &adam, &progress, "last.safetensors")?;
             save(&store, &adam, &progress, "best.safetensors")?;
         }
     }
     bar.finish_and_clear();
-    Ok(TrainSummary { steps: progress.step, last_loss, losses, best_main_score: progress.best_main_score })
+    Ok(TrainSummary {
+        steps: progress.step,
+        last_loss,
+        losses,
+        best_main_score: progress.best_main_score,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -319,12 +473,27 @@ pub fn train_step(
     let mut tape = Tape::new(gpu);
     let params = Bound::new(&mut tape, store, true);
     let sorter_params = Bound::new(&mut tape, sorter_store, false);
-    let x = tape.leaf(crate::ops::image::to_input(gpu, &stacked, 2 * n, batch.size, batch.size), false);
+    let x = tape.leaf(
+        crate::ops::image::to_input(gpu, &stacked, 2 * n, batch.size, batch.size),
+        false,
+    );
     let target = tape.leaf(gpu.upload(&[n], &batch.targets), false);
-    let mut bn = BnContext { train: true, updates: BTreeMap::new(), store };
+    let mut bn = BnContext {
+        train: true,
+        updates: BTreeMap::new(),
+        store,
+    };
     let pred = forward(&mut tape, &params, &mut bn, &x, None);
     let updates = std::mem::take(&mut bn.updates);
-    let parts = asna_loss(&mut tape, &params, &pred, &target, sorter_store, &sorter_params, weights);
+    let parts = asna_loss(
+        &mut tape,
+        &params,
+        &pred,
+        &target,
+        sorter_store,
+        &sorter_params,
+        weights,
+    );
     tape.backward(&parts.total);
     let loss = gpu.download_scalar(&parts.total.t)?;
     if !loss.is_finite() {

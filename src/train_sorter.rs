@@ -38,7 +38,11 @@ pub fn synthetic_vectors(rng: &mut Rng, count: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(count * LENGTH);
     for i in 0..count {
         for _ in 0..LENGTH {
-            v.push(if i < count / 2 { (rng.normal() * 2.0) as f32 } else { rng.range(-10.0, 10.0) as f32 });
+            v.push(if i < count / 2 {
+                (rng.normal() * 2.0) as f32
+            } else {
+                rng.range(-10.0, 10.0) as f32
+            });
         }
     }
     v
@@ -47,7 +51,11 @@ pub fn synthetic_vectors(rng: &mut Rng, count: usize) -> Vec<f32> {
 /// 1-based ranks of each row (average ranks for ties, as scipy's rankdata).
 pub fn true_ranks(v: &[f32]) -> Vec<f32> {
     v.chunks(LENGTH)
-        .flat_map(|row| crate::metrics::rankdata(&row.iter().map(|x| *x as f64).collect::<Vec<_>>()).into_iter().map(|r| r as f32))
+        .flat_map(|row| {
+            crate::metrics::rankdata(&row.iter().map(|x| *x as f64).collect::<Vec<_>>())
+                .into_iter()
+                .map(|r| r as f32)
+        })
         .collect()
 }
 
@@ -57,7 +65,11 @@ pub fn predict(gpu: &Gpu, store: &ParamStore, v: &[f32]) -> Result<Vec<f32>> {
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
     let x = tape.leaf(gpu.upload(&[count, LENGTH], v), false);
-    let mut bn = BnContext { train: false, updates: BTreeMap::new(), store };
+    let mut bn = BnContext {
+        train: false,
+        updates: BTreeMap::new(),
+        store,
+    };
     gpu.download(&sorter::forward(&mut tape, &params, &mut bn, &x).t)
 }
 
@@ -68,13 +80,20 @@ pub fn evaluate(gpu: &Gpu, store: &ParamStore, seed: u64, count: usize) -> Resul
     let y = synthetic_vectors(&mut rng, count);
     let ranks = true_ranks(&y);
     let approx = predict(gpu, store, &y)?;
-    let rank_err = approx.iter().zip(&ranks).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / ranks.len() as f64;
+    let rank_err = approx
+        .iter()
+        .zip(&ranks)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .sum::<f64>()
+        / ranks.len() as f64;
     let p: Vec<f32> = y
         .chunks(LENGTH)
         .enumerate()
         .flat_map(|(i, row)| {
             let noise = [0.1, 0.5, 1.0, 3.0][i % 4];
-            row.iter().map(|v| v + (rng.normal() * noise) as f32).collect::<Vec<_>>()
+            row.iter()
+                .map(|v| v + (rng.normal() * noise) as f32)
+                .collect::<Vec<_>>()
         })
         .collect();
     let approx_p = predict(gpu, store, &p)?;
@@ -97,10 +116,20 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
     let started = std::time::Instant::now();
     let store = ParamStore::init(gpu, &sorter::specs(), cfg.seed);
     let mut store = store;
-    let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..Default::default() });
+    let mut adam = Adam::new(AdamConfig {
+        lr: cfg.lr,
+        ..Default::default()
+    });
     let mut rng = Rng::new(cfg.seed);
-    let bar = if progress { indicatif::ProgressBar::new(cfg.steps) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}").unwrap());
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+            .unwrap(),
+    );
     let mut last = f32::NAN;
     for step in 0..cfg.steps {
         let v = synthetic_vectors(&mut rng, cfg.batch);
@@ -109,7 +138,11 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         let params = Bound::new(&mut tape, &store, true);
         let x = tape.leaf(gpu.upload(&[cfg.batch, LENGTH], &v), false);
         let t = tape.leaf(gpu.upload(&[cfg.batch, LENGTH], &ranks), false);
-        let mut bn = BnContext { train: true, updates: BTreeMap::new(), store: &store };
+        let mut bn = BnContext {
+            train: true,
+            updates: BTreeMap::new(),
+            store: &store,
+        };
         let out = sorter::forward(&mut tape, &params, &mut bn, &x);
         let updates = std::mem::take(&mut bn.updates);
         let loss = tape.mae(&out, &t);
@@ -147,7 +180,13 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
     meta.insert("architecture".into(), sorter::ARCHITECTURE.to_string());
     meta.insert("spec_version".into(), SPEC_VERSION.to_string());
     meta.insert("length".into(), LENGTH.to_string());
-    meta.insert("trained_by".into(), format!("asna train-sorter --steps {} --batch {} --lr {} --seed {}", cfg.steps, cfg.batch, cfg.lr, cfg.seed));
+    meta.insert(
+        "trained_by".into(),
+        format!(
+            "asna train-sorter --steps {} --batch {} --lr {} --seed {}",
+            cfg.steps, cfg.batch, cfg.lr, cfg.seed
+        ),
+    );
     meta.insert("adapter".into(), gpu.describe());
     meta.insert("report".into(), serde_json::to_string(&report)?);
     checkpoint::save(gpu, out, &store, None, &meta)?;

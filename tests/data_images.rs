@@ -24,7 +24,11 @@ fn temp_dir(name: &str) -> PathBuf {
 fn err_of(path: &Path) -> String {
     let e = load_rgb(path).expect_err("expected an error").to_string();
     assert!(!e.contains('\n'), "error should be one line: {e}");
-    assert!(e.contains(&path.display().to_string()), "error should name {}: {e}", path.display());
+    assert!(
+        e.contains(&path.display().to_string()),
+        "error should name {}: {e}",
+        path.display()
+    );
     e
 }
 
@@ -53,7 +57,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -70,7 +78,11 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// zlib stream of stored (uncompressed) blocks.
 fn zlib_stored(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(65535).collect() };
+    let blocks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(65535).collect()
+    };
     for (i, b) in blocks.iter().enumerate() {
         out.push((i + 1 == blocks.len()) as u8);
         out.extend_from_slice(&(b.len() as u16).to_le_bytes());
@@ -87,7 +99,14 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
 }
 
 /// PNG with the given header fields; `rows` are unfiltered scanlines (a filter byte 0 is added).
-fn png_bytes(w: u32, h: u32, depth: u8, color: u8, extra: &[(&[u8; 4], Vec<u8>)], rows: &[Vec<u8>]) -> Vec<u8> {
+fn png_bytes(
+    w: u32,
+    h: u32,
+    depth: u8,
+    color: u8,
+    extra: &[(&[u8; 4], Vec<u8>)],
+    rows: &[Vec<u8>],
+) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&w.to_be_bytes());
@@ -126,18 +145,38 @@ fn text_and_unsupported_formats() {
     let d = temp_dir("fmt");
     fs::write(d.join("notes.png"), b"this is not an image\n").unwrap();
     let e = err_of(&d.join("notes.png"));
-    assert!(e.contains("not an image file despite its .png extension"), "{e}");
+    assert!(
+        e.contains("not an image file despite its .png extension"),
+        "{e}"
+    );
     fs::write(d.join("anim.gif"), b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
     let e = err_of(&d.join("anim.gif"));
-    assert!(e.contains("unsupported image format") && e.contains("Gif"), "{e}");
+    assert!(
+        e.contains("unsupported image format") && e.contains("Gif"),
+        "{e}"
+    );
     fs::write(d.join("scan.png"), b"II*\x00\x08\x00\x00\x00\x00\x00").unwrap(); // TIFF content, PNG name
     let e = err_of(&d.join("scan.png"));
-    assert!(e.contains("unsupported image format") && e.contains("Tiff"), "{e}");
+    assert!(
+        e.contains("unsupported image format") && e.contains("Tiff"),
+        "{e}"
+    );
     // Content decides: a JPEG named .png and a PNG named .bmp both load.
     let img = image::DynamicImage::ImageRgb8(noise(16, 8));
-    fs::write(d.join("really_jpeg.png"), encode(&img, image::ImageFormat::Jpeg)).unwrap();
-    assert_eq!(load_rgb(&d.join("really_jpeg.png")).unwrap().dimensions(), (16, 8));
-    fs::write(d.join("really_png.bmp"), encode(&img, image::ImageFormat::Png)).unwrap();
+    fs::write(
+        d.join("really_jpeg.png"),
+        encode(&img, image::ImageFormat::Jpeg),
+    )
+    .unwrap();
+    assert_eq!(
+        load_rgb(&d.join("really_jpeg.png")).unwrap().dimensions(),
+        (16, 8)
+    );
+    fs::write(
+        d.join("really_png.bmp"),
+        encode(&img, image::ImageFormat::Png),
+    )
+    .unwrap();
     assert_eq!(load_rgb(&d.join("really_png.bmp")).unwrap(), noise(16, 8));
     let _ = fs::remove_dir_all(&d);
 }
@@ -159,7 +198,10 @@ fn truncated_and_corrupt_files() {
             let p = d.join(format!("cut{cut}_{name}"));
             fs::write(&p, &bytes[..cut]).unwrap();
             let e = err_of(&p);
-            assert!(e.contains("truncated or corrupt") && e.contains(label), "{e}");
+            assert!(
+                e.contains("truncated or corrupt") && e.contains(label),
+                "{e}"
+            );
         }
     }
     // Corrupt PNG data (CRC no longer matches).
@@ -184,35 +226,68 @@ fn truncated_and_corrupt_files() {
 fn gray_alpha_and_sixteen_bit_conversions() {
     let d = temp_dir("conv");
     let gray = image::GrayImage::from_fn(4, 3, |x, y| image::Luma([(x * 60 + y) as u8]));
-    fs::write(d.join("g.png"), encode(&gray.clone().into(), image::ImageFormat::Png)).unwrap();
+    fs::write(
+        d.join("g.png"),
+        encode(&gray.clone().into(), image::ImageFormat::Png),
+    )
+    .unwrap();
     let g = load_rgb(&d.join("g.png")).unwrap();
     assert_eq!(g.get_pixel(3, 2).0, [182, 182, 182]);
 
     let ga = image::GrayAlphaImage::from_fn(4, 3, |x, _| image::LumaA([(x * 50) as u8, 0]));
-    fs::write(d.join("ga.png"), encode(&ga.into(), image::ImageFormat::Png)).unwrap();
-    assert_eq!(load_rgb(&d.join("ga.png")).unwrap().get_pixel(2, 0).0, [100, 100, 100]);
+    fs::write(
+        d.join("ga.png"),
+        encode(&ga.into(), image::ImageFormat::Png),
+    )
+    .unwrap();
+    assert_eq!(
+        load_rgb(&d.join("ga.png")).unwrap().get_pixel(2, 0).0,
+        [100, 100, 100]
+    );
 
     // RGBA: alpha dropped, colours kept as stored even where fully transparent.
-    let rgba = image::RgbaImage::from_fn(4, 3, |x, y| image::Rgba([10 * x as u8, 20 * y as u8, 200, (x * 80) as u8]));
-    fs::write(d.join("rgba.png"), encode(&rgba.into(), image::ImageFormat::Png)).unwrap();
+    let rgba = image::RgbaImage::from_fn(4, 3, |x, y| {
+        image::Rgba([10 * x as u8, 20 * y as u8, 200, (x * 80) as u8])
+    });
+    fs::write(
+        d.join("rgba.png"),
+        encode(&rgba.into(), image::ImageFormat::Png),
+    )
+    .unwrap();
     let r = load_rgb(&d.join("rgba.png")).unwrap();
     assert_eq!(r.get_pixel(0, 2).0, [0, 40, 200]);
     assert_eq!(r.get_pixel(3, 1).0, [30, 20, 200]);
 
     // 16-bit: v -> round(v / 257).
     let vals: [u16; 8] = [0, 128, 129, 385, 386, 32896, 65406, 65535];
-    let want: Vec<u8> = vals.iter().map(|&v| (v as f64 / 257.0).round() as u8).collect();
+    let want: Vec<u8> = vals
+        .iter()
+        .map(|&v| (v as f64 / 257.0).round() as u8)
+        .collect();
     assert_eq!(want, [0, 0, 1, 1, 2, 128, 254, 255]);
     let rgb16 = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(8, 1, |x, _| {
         image::Rgb([vals[x as usize], vals[7 - x as usize], 257 * 7])
     });
-    fs::write(d.join("c16.png"), encode(&rgb16.into(), image::ImageFormat::Png)).unwrap();
+    fs::write(
+        d.join("c16.png"),
+        encode(&rgb16.into(), image::ImageFormat::Png),
+    )
+    .unwrap();
     let c = load_rgb(&d.join("c16.png")).unwrap();
     for x in 0..8 {
-        assert_eq!(c.get_pixel(x, 0).0, [want[x as usize], want[7 - x as usize], 7]);
+        assert_eq!(
+            c.get_pixel(x, 0).0,
+            [want[x as usize], want[7 - x as usize], 7]
+        );
     }
-    let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 1, |x, _| image::Luma([vals[x as usize]]));
-    fs::write(d.join("g16.png"), encode(&l16.into(), image::ImageFormat::Png)).unwrap();
+    let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 1, |x, _| {
+        image::Luma([vals[x as usize]])
+    });
+    fs::write(
+        d.join("g16.png"),
+        encode(&l16.into(), image::ImageFormat::Png),
+    )
+    .unwrap();
     let g = load_rgb(&d.join("g16.png")).unwrap();
     assert_eq!(g.get_pixel(2, 0).0, [1, 1, 1]);
     let _ = fs::remove_dir_all(&d);
@@ -223,13 +298,21 @@ fn palette_png_with_and_without_transparency() {
     let d = temp_dir("pal");
     let plte = vec![255, 0, 0, 0, 255, 0, 0, 0, 255];
     let rows = vec![vec![0u8, 1, 2], vec![2u8, 1, 0]];
-    fs::write(d.join("p.png"), png_bytes(3, 2, 8, 3, &[(b"PLTE", plte.clone())], &rows)).unwrap();
+    fs::write(
+        d.join("p.png"),
+        png_bytes(3, 2, 8, 3, &[(b"PLTE", plte.clone())], &rows),
+    )
+    .unwrap();
     let p = load_rgb(&d.join("p.png")).unwrap();
     assert_eq!(p.get_pixel(0, 0).0, [255, 0, 0]);
     assert_eq!(p.get_pixel(1, 1).0, [0, 255, 0]);
     assert_eq!(p.get_pixel(0, 1).0, [0, 0, 255]);
     let trns = vec![0u8, 128, 255];
-    fs::write(d.join("pt.png"), png_bytes(3, 2, 8, 3, &[(b"PLTE", plte), (b"tRNS", trns)], &rows)).unwrap();
+    fs::write(
+        d.join("pt.png"),
+        png_bytes(3, 2, 8, 3, &[(b"PLTE", plte), (b"tRNS", trns)], &rows),
+    )
+    .unwrap();
     let p = load_rgb(&d.join("pt.png")).unwrap();
     assert_eq!(p.get_pixel(0, 0).0, [255, 0, 0]); // alpha 0 there: colour still kept
     assert_eq!(p.dimensions(), (3, 2));
@@ -260,7 +343,13 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 fn jpeg_exif_orientation_is_applied() {
     let d = temp_dir("exif");
     // 64x32: left half red, right half blue.
-    let img = RgbImage::from_fn(64, 32, |x, _| if x < 32 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+    let img = RgbImage::from_fn(64, 32, |x, _| {
+        if x < 32 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
     let jpeg = encode(&img.into(), image::ImageFormat::Jpeg);
     fs::write(d.join("o1.jpg"), with_exif_orientation(&jpeg, 1)).unwrap();
     let o1 = load_rgb(&d.join("o1.jpg")).unwrap();
@@ -284,11 +373,19 @@ fn jpeg_exif_orientation_is_applied() {
 fn decompression_bombs_are_refused() {
     let d = temp_dir("bomb");
     // PNG headers claiming huge sizes (valid CRCs, tiny data).
-    for (w, h) in [(16385u32, 1u32), (1, 20000), (16384, 16385), (100_000, 100_000)] {
+    for (w, h) in [
+        (16385u32, 1u32),
+        (1, 20000),
+        (16384, 16385),
+        (100_000, 100_000),
+    ] {
         let p = d.join(format!("big{w}x{h}.png"));
         fs::write(&p, png_bytes(w, h, 8, 2, &[], &[vec![0; 3]])).unwrap();
         let e = err_of(&p);
-        assert!(e.contains("decompression bomb") && e.contains(&format!("{w}x{h}")), "{e}");
+        assert!(
+            e.contains("decompression bomb") && e.contains(&format!("{w}x{h}")),
+            "{e}"
+        );
     }
     // BMP header claiming 30000 x 30000.
     let mut bmp = b"BM".to_vec();
@@ -330,9 +427,14 @@ fn pairs_and_minimum_size() {
     assert!(check_min_size(&r, &a, 288).is_ok());
     let small = noise(287, 400);
     let e = check_min_size(&small, &a, 288).unwrap_err().to_string();
-    assert!(e.contains("ref.png") && e.contains("287x400") && e.contains("288x288"), "{e}");
+    assert!(
+        e.contains("ref.png") && e.contains("287x400") && e.contains("288x288"),
+        "{e}"
+    );
     assert!(check_min_size(&noise(400, 200), &a, 288).is_err());
-    let e = load_pair(&a, &d.join("absent.png")).unwrap_err().to_string();
+    let e = load_pair(&a, &d.join("absent.png"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("absent.png"), "{e}");
     let _ = fs::remove_dir_all(&d);
 }

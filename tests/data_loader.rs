@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asna::data::{
-    center_crop_pair, epoch_order, load_pair, num_batches, Batch, BatchLoader, LoaderConfig, PairRecord,
+    center_crop_pair, epoch_order, load_pair, num_batches, Batch, BatchLoader, LoaderConfig,
+    PairRecord,
 };
 use asna::rng::Rng;
 use image::RgbImage;
@@ -23,7 +24,13 @@ fn make_pairs(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PairRecord> {
     let mut rng = Rng::new(99);
     (0..n)
         .map(|i| {
-            let r = RgbImage::from_fn(w, h, |_, _| image::Rgb([rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8]));
+            let r = RgbImage::from_fn(w, h, |_, _| {
+                image::Rgb([
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                ])
+            });
             let d = RgbImage::from_fn(w, h, |x, y| {
                 let p = r.get_pixel(x, y).0;
                 image::Rgb([p[0] / 2, p[1], 255 - p[2]])
@@ -32,18 +39,45 @@ fn make_pairs(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PairRecord> {
             let dp = dir.join(format!("d{i}.png"));
             r.save(&rp).unwrap();
             d.save(&dp).unwrap();
-            PairRecord { ref_path: rp, dist_path: dp, score: i as f64, dis_type: String::new(), line: i + 2 }
+            PairRecord {
+                ref_path: rp,
+                dist_path: dp,
+                score: i as f64,
+                dis_type: String::new(),
+                line: i + 2,
+            }
         })
         .collect()
 }
 
 fn cfg(workers: usize, train: bool) -> LoaderConfig {
-    LoaderConfig { batch: 3, size: 32, train, augment: true, workers, seed: 7, drop_last: false }
+    LoaderConfig {
+        batch: 3,
+        size: 32,
+        train,
+        augment: true,
+        workers,
+        seed: 7,
+        drop_last: false,
+    }
 }
 
-fn run(pairs: &Arc<Vec<PairRecord>>, order: &[usize], c: LoaderConfig, epoch: u64, start: usize) -> Vec<Batch> {
-    let targets = Arc::new(pairs.iter().map(|p| p.score as f32 * 0.5).collect::<Vec<f32>>());
-    BatchLoader::new(pairs.clone(), order.to_vec(), targets, c, epoch, start).map(|b| b.unwrap()).collect()
+fn run(
+    pairs: &Arc<Vec<PairRecord>>,
+    order: &[usize],
+    c: LoaderConfig,
+    epoch: u64,
+    start: usize,
+) -> Vec<Batch> {
+    let targets = Arc::new(
+        pairs
+            .iter()
+            .map(|p| p.score as f32 * 0.5)
+            .collect::<Vec<f32>>(),
+    );
+    BatchLoader::new(pairs.clone(), order.to_vec(), targets, c, epoch, start)
+        .map(|b| b.unwrap())
+        .collect()
 }
 
 #[test]
@@ -59,7 +93,10 @@ fn deterministic_across_workers_and_resumable() {
     assert_eq!(one.len(), 4);
     assert_eq!(one.iter().map(|b| b.n).collect::<Vec<_>>(), [3, 3, 3, 1]);
     for w in [0, 3] {
-        assert!(run(&pairs, &order, cfg(w, true), 3, 0) == one, "workers = {w} differs");
+        assert!(
+            run(&pairs, &order, cfg(w, true), 3, 0) == one,
+            "workers = {w} differs"
+        );
     }
     // Resume from batch 2: exactly the tail of the full run.
     assert!(run(&pairs, &order, cfg(3, true), 3, 2) == one[2..]);
@@ -67,7 +104,16 @@ fn deterministic_across_workers_and_resumable() {
     // Another epoch draws other crops.
     assert!(run(&pairs, &order, cfg(2, true), 4, 0) != one);
     // drop_last.
-    let dl = run(&pairs, &order, LoaderConfig { drop_last: true, ..cfg(2, true) }, 3, 0);
+    let dl = run(
+        &pairs,
+        &order,
+        LoaderConfig {
+            drop_last: true,
+            ..cfg(2, true)
+        },
+        3,
+        0,
+    );
     assert!(dl == one[..3]);
     assert_eq!(num_batches(10, 3, true), 3);
     assert_eq!(num_batches(10, 3, false), 4);
@@ -101,13 +147,26 @@ fn evaluation_mode_is_centre_crop_without_augmentation() {
     assert_eq!(&b.ref_u8[..], cr.as_raw().as_slice());
     assert_eq!(&b.dist_u8[..], cd.as_raw().as_slice());
     // Training without augmentation: random crops of the stored pixels, same window for both.
-    let plain = run(&pairs, &order, LoaderConfig { augment: false, ..cfg(2, true) }, 0, 0);
-    let r0 = load_pair(&pairs[0].ref_path, &pairs[0].dist_path).unwrap().0;
+    let plain = run(
+        &pairs,
+        &order,
+        LoaderConfig {
+            augment: false,
+            ..cfg(2, true)
+        },
+        0,
+        0,
+    );
+    let r0 = load_pair(&pairs[0].ref_path, &pairs[0].dist_path)
+        .unwrap()
+        .0;
     let first = &plain[0].ref_u8[..32 * 3];
-    let found = (0..=(41 - 32)).any(|x| (0..=(37 - 32)).any(|y| {
-        let c = image::imageops::crop_imm(&r0, x, y, 32, 32).to_image();
-        &c.as_raw()[..32 * 3] == first
-    }));
+    let found = (0..=(41 - 32)).any(|x| {
+        (0..=(37 - 32)).any(|y| {
+            let c = image::imageops::crop_imm(&r0, x, y, 32, 32).to_image();
+            &c.as_raw()[..32 * 3] == first
+        })
+    });
     assert!(found);
     let _ = fs::remove_dir_all(&dir);
 }
@@ -121,7 +180,14 @@ fn errors_end_the_iteration() {
     let order: Vec<usize> = (0..7).collect();
     for workers in [0, 1, 3] {
         let targets = Arc::new(vec![0.0f32; 7]);
-        let mut it = BatchLoader::new(pairs.clone(), order.clone(), targets, cfg(workers, true), 0, 0);
+        let mut it = BatchLoader::new(
+            pairs.clone(),
+            order.clone(),
+            targets,
+            cfg(workers, true),
+            0,
+            0,
+        );
         assert!(it.next().unwrap().is_ok());
         let e = it.next().unwrap().unwrap_err().to_string();
         assert!(e.contains("missing.png") && e.contains("not found"), "{e}");
@@ -130,16 +196,32 @@ fn errors_end_the_iteration() {
     // Images smaller than the crop.
     let small = Arc::new(make_pairs(&dir, 2, 20, 40));
     let targets = Arc::new(vec![0.0f32; 2]);
-    let e = BatchLoader::new(small.clone(), vec![0, 1], targets.clone(), cfg(2, true), 0, 0)
+    let e = BatchLoader::new(
+        small.clone(),
+        vec![0, 1],
+        targets.clone(),
+        cfg(2, true),
+        0,
+        0,
+    )
+    .next()
+    .unwrap()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("r0.png") && e.contains("20x40") && e.contains("32x32"),
+        "{e}"
+    );
+    // Bad indices / missing targets are errors, not panics.
+    let e = BatchLoader::new(small.clone(), vec![5], targets.clone(), cfg(1, true), 0, 0)
         .next()
         .unwrap()
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("r0.png") && e.contains("20x40") && e.contains("32x32"), "{e}");
-    // Bad indices / missing targets are errors, not panics.
-    let e = BatchLoader::new(small.clone(), vec![5], targets.clone(), cfg(1, true), 0, 0).next().unwrap().unwrap_err();
+        .unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
-    let e = BatchLoader::new(small, vec![1], Arc::new(vec![]), cfg(0, true), 0, 0).next().unwrap().unwrap_err();
+    let e = BatchLoader::new(small, vec![1], Arc::new(vec![]), cfg(0, true), 0, 0)
+        .next()
+        .unwrap()
+        .unwrap_err();
     assert!(e.to_string().contains("no target"), "{e}");
     let _ = fs::remove_dir_all(&dir);
 }
@@ -151,7 +233,15 @@ fn dropping_mid_epoch_returns_promptly() {
     // 200 batches of one pair at 288x288: far more work than is done before the drop.
     let order: Vec<usize> = (0..200).map(|i| i % 6).collect();
     let targets = Arc::new(vec![0.0f32; 6]);
-    let c = LoaderConfig { batch: 1, size: 288, train: true, augment: true, workers: 3, seed: 1, drop_last: true };
+    let c = LoaderConfig {
+        batch: 1,
+        size: 288,
+        train: true,
+        augment: true,
+        workers: 3,
+        seed: 1,
+        drop_last: true,
+    };
     let mut it = BatchLoader::new(pairs.clone(), order, targets, c, 0, 0);
     let b = it.next().unwrap().unwrap();
     assert_eq!(b.ref_u8.len(), 288 * 288 * 3);

@@ -5,20 +5,42 @@ mod common;
 use asna::ops::{self, Act};
 use common::*;
 
+/// Both kernel families (workgroup tiles and direct) must agree with the reference.
 fn check_conv(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, bias: bool, act: Act) {
+    for tiled in [true, false] {
+        check_conv_variant(seed, xs, k, cout, stride, bias, act, tiled);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_conv_variant(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, bias: bool, act: Act, tiled: bool) {
     let gpu = gpu();
+    gpu.prefer_tiled.set(Some(tiled));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);
     let w = r.vec(ws.iter().product(), -0.5, 0.5);
     let b = r.vec(cout, -0.5, 0.5);
-    let (want, shape) = conv_ref(&f64s(&x), xs, &f64s(&w), ws, bias.then(|| f64s(&b)).as_deref(), stride, act);
+    let (want, shape) = conv_ref(
+        &f64s(&x),
+        xs,
+        &f64s(&w),
+        ws,
+        bias.then(|| f64s(&b)).as_deref(),
+        stride,
+        act,
+    );
     let xt = gpu.upload(&xs, &x);
     let wt = gpu.upload(&ws, &w);
     let bt = gpu.upload(&[cout], &b);
     let y = ops::conv::forward(&gpu, &xt, &wt, bias.then_some(&bt), stride, act);
     assert_eq!(y.shape, shape.to_vec(), "conv output shape");
-    assert_close(&format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?}"), &download(&gpu, &y), &want, 1e-5);
+    assert_close(
+        &format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} tiled={tiled}"),
+        &download(&gpu, &y),
+        &want,
+        1e-5,
+    );
 }
 
 #[test]
@@ -75,10 +97,20 @@ fn pooling_and_upsampling() {
         let xt = gpu.upload(&xs, &x);
         let y = ops::pool::maxpool(&gpu, &xt);
         assert_eq!(y.shape, vec![xs[0], xs[1] / 2, xs[2] / 2, xs[3]]);
-        assert_close("maxpool", &download(&gpu, &y), &maxpool_ref(&f64s(&x), xs), 0.0);
+        assert_close(
+            "maxpool",
+            &download(&gpu, &y),
+            &maxpool_ref(&f64s(&x), xs),
+            0.0,
+        );
         let u = ops::pool::upsample(&gpu, &xt);
         assert_eq!(u.shape, vec![xs[0], xs[1] * 2, xs[2] * 2, xs[3]]);
-        assert_close("upsample", &download(&gpu, &u), &upsample_ref(&f64s(&x), xs), 0.0);
+        assert_close(
+            "upsample",
+            &download(&gpu, &u),
+            &upsample_ref(&f64s(&x), xs),
+            0.0,
+        );
     }
 }
 
@@ -91,7 +123,15 @@ fn concat_split_absdiff_slice() {
     let bt = gpu.upload(&[2, 3, 5, 1], &b);
     let c = ops::concat::concat(&gpu, &[&at, &bt]);
     assert_eq!(c.shape, vec![2, 3, 5, 5]);
-    let want: Vec<f64> = (0..30).flat_map(|row| a[row * 4..row * 4 + 4].iter().chain(&b[row..row + 1]).map(|&v| v as f64).collect::<Vec<_>>()).collect();
+    let want: Vec<f64> = (0..30)
+        .flat_map(|row| {
+            a[row * 4..row * 4 + 4]
+                .iter()
+                .chain(&b[row..row + 1])
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert_close("concat", &download(&gpu, &c), &want, 0.0);
     let parts = ops::concat::split(&gpu, &c, &[4, 1]);
     assert_close("split a", &download(&gpu, &parts[0]), &f64s(&a), 0.0);
@@ -102,7 +142,9 @@ fn concat_split_absdiff_slice() {
     let yt = gpu.upload(&[4, 3, 3, 2], &y);
     let d = ops::eltwise::absdiff_halves(&gpu, &yt);
     assert_eq!(d.shape, vec![2, 3, 3, 2]);
-    let want: Vec<f64> = (0..36).map(|i| (y[i] as f64 - y[i + 36] as f64).abs()).collect();
+    let want: Vec<f64> = (0..36)
+        .map(|i| (y[i] as f64 - y[i + 36] as f64).abs())
+        .collect();
     assert_close("absdiff", &download(&gpu, &d), &want, 1e-7);
     let s = ops::eltwise::slice_batch(&gpu, &yt, 2, 2);
     assert_close("slice", &download(&gpu, &s), &f64s(&y[36..]), 0.0);
@@ -121,26 +163,60 @@ fn activations_prelu_mul_add() {
     }
     let alpha = r.vec(3, 0.0, 0.3);
     let y = ops::eltwise::prelu(&gpu, &xt, &gpu.upload(&[3], &alpha));
-    let want: Vec<f64> = x.iter().enumerate().map(|(i, &v)| if v >= 0.0 { v as f64 } else { alpha[i % 3] as f64 * v as f64 }).collect();
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0.0 {
+                v as f64
+            } else {
+                alpha[i % 3] as f64 * v as f64
+            }
+        })
+        .collect();
     assert_close("prelu", &download(&gpu, &y), &want, 1e-7);
     // Broadcast product with a [N, 1, 1, C] gate, and same-shape product.
     let g = r.vec(9, 0.0, 1.0);
     let y = ops::eltwise::mul(&gpu, &xt, &gpu.upload(&[3, 1, 1, 3], &g));
-    let want: Vec<f64> = x.iter().enumerate().map(|(i, &v)| v as f64 * g[(i / 105) * 3 + i % 3] as f64).collect();
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v as f64 * g[(i / 105) * 3 + i % 3] as f64)
+        .collect();
     assert_close("mul broadcast", &download(&gpu, &y), &want, 1e-7);
     let z = r.vec(x.len(), -1.0, 1.0);
     let zt = gpu.upload(&xt.shape, &z);
     let y = ops::eltwise::mul(&gpu, &xt, &zt);
-    assert_close("mul", &download(&gpu, &y), &x.iter().zip(&z).map(|(a, b)| *a as f64 * *b as f64).collect::<Vec<_>>(), 1e-7);
+    assert_close(
+        "mul",
+        &download(&gpu, &y),
+        &x.iter()
+            .zip(&z)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .collect::<Vec<_>>(),
+        1e-7,
+    );
     let y = ops::eltwise::add(&gpu, &xt, &zt);
-    assert_close("add", &download(&gpu, &y), &x.iter().zip(&z).map(|(a, b)| *a as f64 + *b as f64).collect::<Vec<_>>(), 1e-7);
+    assert_close(
+        "add",
+        &download(&gpu, &y),
+        &x.iter()
+            .zip(&z)
+            .map(|(a, b)| *a as f64 + *b as f64)
+            .collect::<Vec<_>>(),
+        1e-7,
+    );
 }
 
 #[test]
 fn batch_norm_train_and_eval_and_running_update() {
     let gpu = gpu();
     let mut r = Rand::new(23);
-    for (xs, c) in [([4usize, 5, 7, 3], 3usize), ([2, 9, 9, 1], 1), ([6, 1, 16, 16], 16)] {
+    for (xs, c) in [
+        ([4usize, 5, 7, 3], 3usize),
+        ([2, 9, 9, 1], 1),
+        ([6, 1, 16, 16], 16),
+    ] {
         let n: usize = xs.iter().product();
         let x = r.vec(n, -2.0, 3.0);
         let gamma = r.vec(c, 0.5, 1.5);
@@ -157,10 +233,27 @@ fn batch_norm_train_and_eval_and_running_update() {
         assert_close("bn train", &download(&gpu, &y), &want, 1e-5);
         let (rmt, rvt) = (gpu.upload(&[c], &rm), gpu.upload(&[c], &rv));
         let ye = ops::batchnorm::normalize(&gpu, &xt, &rmt, &rvt, &gt, &bt);
-        assert_close("bn eval", &download(&gpu, &ye), &bn_eval_ref(&f64s(&x), c, &f64s(&rm), &f64s(&rv), &f64s(&gamma), &f64s(&beta), 1e-3), 1e-6);
+        assert_close(
+            "bn eval",
+            &download(&gpu, &ye),
+            &bn_eval_ref(
+                &f64s(&x),
+                c,
+                &f64s(&rm),
+                &f64s(&rv),
+                &f64s(&gamma),
+                &f64s(&beta),
+                1e-3,
+            ),
+            1e-6,
+        );
         let (nm, nv) = ops::batchnorm::running_update(&gpu, &rmt, &rvt, &stats);
-        let want_m: Vec<f64> = (0..c).map(|i| 0.99 * rm[i] as f64 + 0.01 * mean[i]).collect();
-        let want_v: Vec<f64> = (0..c).map(|i| 0.99 * rv[i] as f64 + 0.01 * var[i]).collect();
+        let want_m: Vec<f64> = (0..c)
+            .map(|i| 0.99 * rm[i] as f64 + 0.01 * mean[i])
+            .collect();
+        let want_v: Vec<f64> = (0..c)
+            .map(|i| 0.99 * rv[i] as f64 + 0.01 * var[i])
+            .collect();
         assert_close("running mean", &download(&gpu, &nm), &want_m, 1e-6);
         assert_close("running var", &download(&gpu, &nv), &want_v, 1e-6);
     }
@@ -174,16 +267,33 @@ fn reductions_large_and_small() {
     for (g, rows, c) in [(1usize, 70001usize, 3usize), (3, 49, 8), (2, 1, 5)] {
         let x = r.vec(g * rows * c, -1.0, 1.0);
         let xt = gpu.upload(&[g, rows, c], &x);
-        let m = ops::reduce::columns(&gpu, &xt, ops::reduce::Summand::Value, None, None, 1.0 / rows as f32);
-        let want: Vec<f64> = (0..g * c).map(|i| {
-            let (gg, cc) = (i / c, i % c);
-            (0..rows).map(|rr| x[(gg * rows + rr) * c + cc] as f64).sum::<f64>() / rows as f64
-        }).collect();
+        let m = ops::reduce::columns(
+            &gpu,
+            &xt,
+            ops::reduce::Summand::Value,
+            None,
+            None,
+            1.0 / rows as f32,
+        );
+        let want: Vec<f64> = (0..g * c)
+            .map(|i| {
+                let (gg, cc) = (i / c, i % c);
+                (0..rows)
+                    .map(|rr| x[(gg * rows + rr) * c + cc] as f64)
+                    .sum::<f64>()
+                    / rows as f64
+            })
+            .collect();
         assert_close("column mean", &download(&gpu, &m), &want, 1e-5);
     }
     let x = r.vec(1000, -1.0, 1.0);
     let s = ops::reduce::total(&gpu, &gpu.upload(&[1000], &x), ops::reduce::Summand::Square);
-    assert_close("squared norm", &download(&gpu, &s), &[x.iter().map(|v| (*v as f64).powi(2)).sum()], 1e-6);
+    assert_close(
+        "squared norm",
+        &download(&gpu, &s),
+        &[x.iter().map(|v| (*v as f64).powi(2)).sum()],
+        1e-6,
+    );
 }
 
 #[test]
@@ -203,8 +313,23 @@ fn losses_forward() {
     let a = r.vec(16, -2.0, 2.0);
     let b = r.vec(16, -2.0, 2.0);
     let (at, bt) = (gpu.upload(&[16], &a), gpu.upload(&[16], &b));
-    let mse: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / 16.0;
-    assert_close("mse", &download(&gpu, &ops::loss::mse(&gpu, &at, &bt)), &[mse], 1e-6);
+    let mse: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / 16.0;
+    assert_close(
+        "mse",
+        &download(&gpu, &ops::loss::mse(&gpu, &at, &bt)),
+        &[mse],
+        1e-6,
+    );
     let rr = pearson_ref(&f64s(&a), &f64s(&b));
-    assert_close("pearson", &download(&gpu, &ops::loss::pearson_term(&gpu, &at, &bt)), &[1.0 - rr * rr], 1e-5);
+    assert_close(
+        "pearson",
+        &download(&gpu, &ops::loss::pearson_term(&gpu, &at, &bt)),
+        &[1.0 - rr * rr],
+        1e-5,
+    );
 }

@@ -5,29 +5,65 @@
 fn every_shader_parses_and_validates() {
     assert!(asna::ops::SHADERS.len() >= 9);
     for (name, src) in asna::ops::SHADERS {
-        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
-        validator.validate(&module).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        assert!(module.entry_points.iter().all(|ep| ep.stage == naga::ShaderStage::Compute), "{name}: compute only");
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        let mut validator = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        );
+        validator
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert!(
+            module
+                .entry_points
+                .iter()
+                .all(|ep| ep.stage == naga::ShaderStage::Compute),
+            "{name}: compute only"
+        );
         assert!(!module.entry_points.is_empty(), "{name}: no entry point");
     }
 }
 
 #[test]
 fn conv_kernel_specialisations_validate() {
-    let src = asna::ops::SHADERS.iter().find(|(n, _)| *n == "conv.wgsl").unwrap().1;
+    let src = asna::ops::SHADERS
+        .iter()
+        .find(|(n, _)| *n == "conv.wgsl")
+        .unwrap()
+        .1;
     let module = naga::front::wgsl::parse_str(src).unwrap();
-    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
     let info = validator.validate(&module).unwrap();
     for mode in 0..3 {
-        for (tm, tn, threads_n) in [(4, 4, 1), (4, 4, 2), (4, 4, 4), (8, 4, 8), (4, 8, 8)] {
-            let mut constants = naga::back::PipelineConstants::default();
-            constants.insert("MODE".into(), mode as f64);
-            constants.insert("TM".into(), tm as f64);
-            constants.insert("TN".into(), tn as f64);
-            constants.insert("THREADS_N".into(), threads_n as f64);
-            naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
-                .unwrap_or_else(|e| panic!("conv MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n}: {e:?}"));
+        for entry in ["conv_gemm", "conv_direct"] {
+            for (tm, tn, threads_n) in [
+                (2, 4, 1),
+                (4, 4, 2),
+                (4, 4, 4),
+                (8, 4, 8),
+                (4, 8, 8),
+                (8, 1, 8),
+                (8, 2, 8),
+            ] {
+                let mut constants = naga::back::PipelineConstants::default();
+                constants.insert("MODE".into(), mode as f64);
+                constants.insert("TM".into(), tm as f64);
+                constants.insert("TN".into(), tn as f64);
+                constants.insert("THREADS_N".into(), threads_n as f64);
+                naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((naga::ShaderStage::Compute, entry)),
+                    &constants,
+                )
+                .unwrap_or_else(|e| {
+                    panic!("{entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n}: {e:?}")
+                });
+            }
         }
     }
 }

@@ -26,24 +26,84 @@ impl Var {
 }
 
 enum Op {
-    Conv { x: Var, w: Var, b: Option<Var>, y: Tensor, act: Act, geom: ConvGeom },
-    Activation { x: Var, y: Tensor, act: Act },
-    BatchNormTrain { x: Var, gamma: Var, beta: Var, stats: BatchStats },
-    BatchNormEval { x: Var, gamma: Var, beta: Var, running_mean: Tensor, running_var: Tensor },
-    MaxPool { x: Var },
-    Upsample { x: Var },
-    Concat { parts: Vec<Var> },
-    AbsDiffHalves { x: Var },
-    SliceBatch { x: Var, start: usize },
-    Mul { a: Var, b: Var },
-    Axpby { a: Var, alpha: f32, b: Var, beta: f32 },
-    Prelu { x: Var, alpha: Var },
-    MeanHw { x: Var },
-    Reshape { x: Var },
-    Mse { a: Var, b: Var },
-    Mae { a: Var, b: Var },
-    PearsonTerm { a: Var, b: Var },
-    SumSquares { x: Var, scale: f32 },
+    Conv {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        y: Tensor,
+        act: Act,
+        geom: ConvGeom,
+    },
+    Activation {
+        x: Var,
+        y: Tensor,
+        act: Act,
+    },
+    BatchNormTrain {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        stats: BatchStats,
+    },
+    BatchNormEval {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        running_mean: Tensor,
+        running_var: Tensor,
+    },
+    MaxPool {
+        x: Var,
+    },
+    Upsample {
+        x: Var,
+    },
+    Concat {
+        parts: Vec<Var>,
+    },
+    AbsDiffHalves {
+        x: Var,
+    },
+    SliceBatch {
+        x: Var,
+        start: usize,
+    },
+    Mul {
+        a: Var,
+        b: Var,
+    },
+    Axpby {
+        a: Var,
+        alpha: f32,
+        b: Var,
+        beta: f32,
+    },
+    Prelu {
+        x: Var,
+        alpha: Var,
+    },
+    MeanHw {
+        x: Var,
+    },
+    Reshape {
+        x: Var,
+    },
+    Mse {
+        a: Var,
+        b: Var,
+    },
+    Mae {
+        a: Var,
+        b: Var,
+    },
+    PearsonTerm {
+        a: Var,
+        b: Var,
+    },
+    SumSquares {
+        x: Var,
+        scale: f32,
+    },
 }
 
 struct Node {
@@ -62,12 +122,21 @@ pub struct Tape<'g> {
 impl<'g> Tape<'g> {
     /// A tape that records for `backward`.
     pub fn new(gpu: &'g Gpu) -> Self {
-        Tape { gpu, recording: true, next_id: 0, nodes: Vec::new(), grads: HashMap::new() }
+        Tape {
+            gpu,
+            recording: true,
+            next_id: 0,
+            nodes: Vec::new(),
+            grads: HashMap::new(),
+        }
     }
 
     /// Forward only: nothing is kept, so memory is that of the live values alone.
     pub fn inference(gpu: &'g Gpu) -> Self {
-        Tape { recording: false, ..Tape::new(gpu) }
+        Tape {
+            recording: false,
+            ..Tape::new(gpu)
+        }
     }
 
     pub fn is_recording(&self) -> bool {
@@ -78,7 +147,11 @@ impl<'g> Tape<'g> {
     pub fn leaf(&mut self, t: Tensor, requires_grad: bool) -> Var {
         let id = self.next_id;
         self.next_id += 1;
-        Var { id, t, requires_grad: requires_grad && self.recording }
+        Var {
+            id,
+            t,
+            requires_grad: requires_grad && self.recording,
+        }
     }
 
     fn push(&mut self, t: Tensor, inputs: &[&Var], op: impl FnOnce() -> Op) -> Var {
@@ -86,7 +159,10 @@ impl<'g> Tape<'g> {
         let v = self.leaf(t, false);
         let v = Var { requires_grad, ..v };
         if requires_grad {
-            self.nodes.push(Node { op: op(), out: v.id });
+            self.nodes.push(Node {
+                op: op(),
+                out: v.id,
+            });
         }
         v
     }
@@ -102,27 +178,55 @@ impl<'g> Tape<'g> {
             inputs.push(b);
         }
         let saved = y.clone();
-        self.push(y, &inputs, || Op::Conv { x: x.clone(), w: w.clone(), b: b.cloned(), y: saved, act, geom })
+        self.push(y, &inputs, || Op::Conv {
+            x: x.clone(),
+            w: w.clone(),
+            b: b.cloned(),
+            y: saved,
+            act,
+            geom,
+        })
     }
 
     pub fn activation(&mut self, x: &Var, act: Act) -> Var {
         let y = ops::eltwise::activation(self.gpu, &x.t, act);
         let saved = y.clone();
-        self.push(y, &[x], || Op::Activation { x: x.clone(), y: saved, act })
+        self.push(y, &[x], || Op::Activation {
+            x: x.clone(),
+            y: saved,
+            act,
+        })
     }
 
     /// Training-mode batch norm; returns the output and the batch statistics (for the
     /// running-statistics update).
     pub fn batch_norm_train(&mut self, x: &Var, gamma: &Var, beta: &Var) -> (Var, BatchStats) {
         let stats = ops::batchnorm::batch_stats(self.gpu, &x.t);
-        let y = ops::batchnorm::normalize(self.gpu, &x.t, &stats.mean, &stats.var, &gamma.t, &beta.t);
-        let kept = BatchStats { mean: stats.mean.clone(), var: stats.var.clone() };
-        let out = self.push(y, &[x, gamma, beta], || Op::BatchNormTrain { x: x.clone(), gamma: gamma.clone(), beta: beta.clone(), stats: kept });
+        let y =
+            ops::batchnorm::normalize(self.gpu, &x.t, &stats.mean, &stats.var, &gamma.t, &beta.t);
+        let kept = BatchStats {
+            mean: stats.mean.clone(),
+            var: stats.var.clone(),
+        };
+        let out = self.push(y, &[x, gamma, beta], || Op::BatchNormTrain {
+            x: x.clone(),
+            gamma: gamma.clone(),
+            beta: beta.clone(),
+            stats: kept,
+        });
         (out, stats)
     }
 
-    pub fn batch_norm_eval(&mut self, x: &Var, gamma: &Var, beta: &Var, running_mean: &Tensor, running_var: &Tensor) -> Var {
-        let y = ops::batchnorm::normalize(self.gpu, &x.t, running_mean, running_var, &gamma.t, &beta.t);
+    pub fn batch_norm_eval(
+        &mut self,
+        x: &Var,
+        gamma: &Var,
+        beta: &Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+    ) -> Var {
+        let y =
+            ops::batchnorm::normalize(self.gpu, &x.t, running_mean, running_var, &gamma.t, &beta.t);
         self.push(y, &[x, gamma, beta], || Op::BatchNormEval {
             x: x.clone(),
             gamma: gamma.clone(),
@@ -145,7 +249,9 @@ impl<'g> Tape<'g> {
     pub fn concat(&mut self, parts: &[&Var]) -> Var {
         let tensors: Vec<&Tensor> = parts.iter().map(|v| &v.t).collect();
         let y = ops::concat::concat(self.gpu, &tensors);
-        self.push(y, parts, || Op::Concat { parts: parts.iter().map(|v| (*v).clone()).collect() })
+        self.push(y, parts, || Op::Concat {
+            parts: parts.iter().map(|v| (*v).clone()).collect(),
+        })
     }
 
     /// |x[:N] - x[N:]| of a stacked [R; D] batch.
@@ -156,18 +262,29 @@ impl<'g> Tape<'g> {
 
     pub fn slice_batch(&mut self, x: &Var, start: usize, count: usize) -> Var {
         let y = ops::eltwise::slice_batch(self.gpu, &x.t, start, count);
-        self.push(y, &[x], || Op::SliceBatch { x: x.clone(), start })
+        self.push(y, &[x], || Op::SliceBatch {
+            x: x.clone(),
+            start,
+        })
     }
 
     /// a * b, b of a's shape or [N, 1, 1, C].
     pub fn mul(&mut self, a: &Var, b: &Var) -> Var {
         let y = ops::eltwise::mul(self.gpu, &a.t, &b.t);
-        self.push(y, &[a, b], || Op::Mul { a: a.clone(), b: b.clone() })
+        self.push(y, &[a, b], || Op::Mul {
+            a: a.clone(),
+            b: b.clone(),
+        })
     }
 
     pub fn axpby(&mut self, alpha: f32, a: &Var, beta: f32, b: &Var) -> Var {
         let y = ops::eltwise::axpby(self.gpu, alpha, &a.t, beta, &b.t);
-        self.push(y, &[a, b], || Op::Axpby { a: a.clone(), alpha, b: b.clone(), beta })
+        self.push(y, &[a, b], || Op::Axpby {
+            a: a.clone(),
+            alpha,
+            b: b.clone(),
+            beta,
+        })
     }
 
     pub fn add(&mut self, a: &Var, b: &Var) -> Var {
@@ -176,14 +293,24 @@ impl<'g> Tape<'g> {
 
     pub fn prelu(&mut self, x: &Var, alpha: &Var) -> Var {
         let y = ops::eltwise::prelu(self.gpu, &x.t, &alpha.t);
-        self.push(y, &[x, alpha], || Op::Prelu { x: x.clone(), alpha: alpha.clone() })
+        self.push(y, &[x, alpha], || Op::Prelu {
+            x: x.clone(),
+            alpha: alpha.clone(),
+        })
     }
 
     /// Mean over H x W: [N, H, W, C] -> [N, 1, 1, C].
     pub fn mean_hw(&mut self, x: &Var) -> Var {
         let (n, h, w, c) = x.t.nhwc();
-        let y = ops::reduce::columns(self.gpu, &x.t.reshape(&[n, h * w, c]), ops::reduce::Summand::Value, None, None, 1.0 / (h * w) as f32)
-            .reshape(&[n, 1, 1, c]);
+        let y = ops::reduce::columns(
+            self.gpu,
+            &x.t.reshape(&[n, h * w, c]),
+            ops::reduce::Summand::Value,
+            None,
+            None,
+            1.0 / (h * w) as f32,
+        )
+        .reshape(&[n, 1, 1, c]);
         self.push(y, &[x], || Op::MeanHw { x: x.clone() })
     }
 
@@ -194,28 +321,47 @@ impl<'g> Tape<'g> {
 
     pub fn mse(&mut self, a: &Var, b: &Var) -> Var {
         let y = ops::loss::mse(self.gpu, &a.t, &b.t);
-        self.push(y, &[a, b], || Op::Mse { a: a.clone(), b: b.clone() })
+        self.push(y, &[a, b], || Op::Mse {
+            a: a.clone(),
+            b: b.clone(),
+        })
     }
 
     /// mean(|a - b|); b must be a constant.
     pub fn mae(&mut self, a: &Var, b: &Var) -> Var {
         assert!(!b.requires_grad, "mae: the target must be a constant");
         let y = ops::loss::mae(self.gpu, &a.t, &b.t);
-        self.push(y, &[a, b], || Op::Mae { a: a.clone(), b: b.clone() })
+        self.push(y, &[a, b], || Op::Mae {
+            a: a.clone(),
+            b: b.clone(),
+        })
     }
 
     /// 1 - clamp(pearson(a, b), -1, 1)^2; b must be a constant.
     pub fn pearson_term(&mut self, a: &Var, b: &Var) -> Var {
-        assert!(!b.requires_grad, "pearson_term: the target must be a constant");
+        assert!(
+            !b.requires_grad,
+            "pearson_term: the target must be a constant"
+        );
         let y = ops::loss::pearson_term(self.gpu, &a.t, &b.t);
-        self.push(y, &[a, b], || Op::PearsonTerm { a: a.clone(), b: b.clone() })
+        self.push(y, &[a, b], || Op::PearsonTerm {
+            a: a.clone(),
+            b: b.clone(),
+        })
     }
 
     /// scale * sum(x^2) as a 1-element value.
     pub fn sum_squares(&mut self, x: &Var, scale: f32) -> Var {
         let s = ops::reduce::total(self.gpu, &x.t, ops::reduce::Summand::Square);
-        let y = if scale == 1.0 { s } else { ops::eltwise::scale(self.gpu, &s, scale) };
-        self.push(y, &[x], || Op::SumSquares { x: x.clone(), scale })
+        let y = if scale == 1.0 {
+            s
+        } else {
+            ops::eltwise::scale(self.gpu, &s, scale)
+        };
+        self.push(y, &[x], || Op::SumSquares {
+            x: x.clone(),
+            scale,
+        })
     }
 
     // ------------------------------------------------------------------ backward
@@ -228,7 +374,9 @@ impl<'g> Tape<'g> {
         self.grads.insert(root.id, gpu.full(&[1], 1.0));
         let nodes = std::mem::take(&mut self.nodes);
         for node in nodes.into_iter().rev() {
-            let Some(dy) = self.grads.remove(&node.out) else { continue };
+            let Some(dy) = self.grads.remove(&node.out) else {
+                continue;
+            };
             let grads = node_backward(gpu, node.op, &dy);
             for (v, g) in grads {
                 if v.requires_grad {
@@ -263,7 +411,14 @@ impl<'g> Tape<'g> {
 fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
     use ops::{batchnorm, concat, conv, eltwise, loss, pool};
     match op {
-        Op::Conv { x, w, b, y, act, geom } => {
+        Op::Conv {
+            x,
+            w,
+            b,
+            y,
+            act,
+            geom,
+        } => {
             let dz = eltwise::activation_backward(gpu, &y, dy, act);
             let mut out = Vec::new();
             if x.requires_grad {
@@ -278,14 +433,31 @@ fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
             out
         }
         Op::Activation { x, y, act } => vec![(x, eltwise::activation_backward(gpu, &y, dy, act))],
-        Op::BatchNormTrain { x, gamma, beta, stats } => {
+        Op::BatchNormTrain {
+            x,
+            gamma,
+            beta,
+            stats,
+        } => {
             let (dx, dgamma, dbeta) = batchnorm::backward(gpu, &x.t, dy, &stats, &gamma.t);
             vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
         }
-        Op::BatchNormEval { x, gamma, beta, running_mean, running_var } => {
-            let mut out = vec![(x.clone(), batchnorm::backward_eval(gpu, &x.t, dy, &running_var, &gamma.t))];
+        Op::BatchNormEval {
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+        } => {
+            let mut out = vec![(
+                x.clone(),
+                batchnorm::backward_eval(gpu, &x.t, dy, &running_var, &gamma.t),
+            )];
             if gamma.requires_grad || beta.requires_grad {
-                let stats = BatchStats { mean: running_mean, var: running_var };
+                let stats = BatchStats {
+                    mean: running_mean,
+                    var: running_var,
+                };
                 let (_, dgamma, dbeta) = batchnorm::backward(gpu, &x.t, dy, &stats, &gamma.t);
                 out.push((gamma, dgamma));
                 out.push((beta, dbeta));
@@ -299,7 +471,10 @@ fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
         Op::Upsample { x } => vec![(x, pool::upsample_backward(gpu, dy))],
         Op::Concat { parts } => {
             let channels: Vec<usize> = parts.iter().map(|p| p.t.channels()).collect();
-            parts.into_iter().zip(concat::split(gpu, dy, &channels)).collect()
+            parts
+                .into_iter()
+                .zip(concat::split(gpu, dy, &channels))
+                .collect()
         }
         Op::AbsDiffHalves { x } => {
             let dx = eltwise::absdiff_halves_backward(gpu, &x.t, dy);
@@ -316,10 +491,24 @@ fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
         Op::Axpby { a, alpha, b, beta } => {
             let mut out = Vec::new();
             if a.requires_grad {
-                out.push((a, if alpha == 1.0 { dy.clone() } else { eltwise::scale(gpu, dy, alpha) }));
+                out.push((
+                    a,
+                    if alpha == 1.0 {
+                        dy.clone()
+                    } else {
+                        eltwise::scale(gpu, dy, alpha)
+                    },
+                ));
             }
             if b.requires_grad {
-                out.push((b, if beta == 1.0 { dy.clone() } else { eltwise::scale(gpu, dy, beta) }));
+                out.push((
+                    b,
+                    if beta == 1.0 {
+                        dy.clone()
+                    } else {
+                        eltwise::scale(gpu, dy, beta)
+                    },
+                ));
             }
             out
         }
@@ -347,7 +536,9 @@ fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
             out
         }
         Op::Mae { a, b } => vec![(a.clone(), loss::mae_backward(gpu, &a.t, &b.t, dy))],
-        Op::PearsonTerm { a, b } => vec![(a.clone(), loss::pearson_term_backward(gpu, &a.t, &b.t, dy))],
+        Op::PearsonTerm { a, b } => {
+            vec![(a.clone(), loss::pearson_term_backward(gpu, &a.t, &b.t, dy))]
+        }
         Op::SumSquares { x, scale } => {
             let dx = eltwise::scale_by_scalar(gpu, &x.t, 2.0 * scale, dy);
             vec![(x, dx)]

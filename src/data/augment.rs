@@ -20,7 +20,11 @@ fn check_crop(a: &RgbImage, b: &RgbImage, size: u32) -> anyhow::Result<()> {
         );
     }
     if size == 0 || a.width() < size || a.height() < size {
-        bail!("image {}x{} is smaller than the {size}x{size} crop", a.width(), a.height());
+        bail!(
+            "image {}x{} is smaller than the {size}x{size} crop",
+            a.width(),
+            a.height()
+        );
     }
     Ok(())
 }
@@ -31,7 +35,12 @@ fn crop_at(img: &RgbImage, x: u32, y: u32, size: u32) -> RgbImage {
 
 /// The same uniformly random `size` x `size` window of both images (two `Rng::below` draws: x, then y).
 /// Errors (no panic) when the images differ in size or are smaller than the crop.
-pub fn random_crop_pair(a: &RgbImage, b: &RgbImage, size: u32, rng: &mut Rng) -> anyhow::Result<(RgbImage, RgbImage)> {
+pub fn random_crop_pair(
+    a: &RgbImage,
+    b: &RgbImage,
+    size: u32,
+    rng: &mut Rng,
+) -> anyhow::Result<(RgbImage, RgbImage)> {
     check_crop(a, b, size)?;
     let x = rng.below((a.width() - size + 1) as u64) as u32;
     let y = rng.below((a.height() - size + 1) as u64) as u32;
@@ -39,7 +48,11 @@ pub fn random_crop_pair(a: &RgbImage, b: &RgbImage, size: u32, rng: &mut Rng) ->
 }
 
 /// The central `size` x `size` window of both images (offsets rounded down).
-pub fn center_crop_pair(a: &RgbImage, b: &RgbImage, size: u32) -> anyhow::Result<(RgbImage, RgbImage)> {
+pub fn center_crop_pair(
+    a: &RgbImage,
+    b: &RgbImage,
+    size: u32,
+) -> anyhow::Result<(RgbImage, RgbImage)> {
     check_crop(a, b, size)?;
     let x = (a.width() - size) / 2;
     let y = (a.height() - size) / 2;
@@ -68,7 +81,12 @@ impl Default for Augment {
 
 impl Augment {
     pub fn identity() -> Self {
-        Augment { rot90: 0, flip_h: false, flip_v: false, l_scale: 1.0 }
+        Augment {
+            rot90: 0,
+            flip_h: false,
+            flip_v: false,
+            l_scale: 1.0,
+        }
     }
 
     /// Training augmentation: rotation uniform in {0, 90, 180, 270} degrees, each flip with
@@ -79,7 +97,12 @@ impl Augment {
         let flip_h = rng.uniform() < 0.5;
         let flip_v = rng.uniform() < 0.5;
         let l_scale = rng.range(0.3, 1.5) as f32;
-        Augment { rot90, flip_h, flip_v, l_scale }
+        Augment {
+            rot90,
+            flip_h,
+            flip_v,
+            l_scale,
+        }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -121,8 +144,15 @@ pub fn tta_variants() -> Vec<Augment> {
     let mut v: Vec<Augment> = (0..4).map(|r| Augment { rot90: r, ..id }).collect();
     v.push(Augment { flip_h: true, ..id });
     v.push(Augment { flip_v: true, ..id });
-    v.push(Augment { flip_h: true, flip_v: true, ..id });
-    v.extend((1..=15).map(|i| Augment { l_scale: i as f32 / 10.0, ..id }));
+    v.push(Augment {
+        flip_h: true,
+        flip_v: true,
+        ..id
+    });
+    v.extend((1..=15).map(|i| Augment {
+        l_scale: i as f32 / 10.0,
+        ..id
+    }));
     v
 }
 
@@ -204,10 +234,18 @@ pub fn lab_to_rgb(lab: [f32; 3]) -> [f32; 3] {
     let fy = (lab[0] + 16.0) / 116.0;
     let fx = fy + lab[1] / 500.0;
     let fz = fy - lab[2] / 200.0;
-    let xyz = [WHITE[0] * lab_f_inv(fx), WHITE[1] * lab_f_inv(fy), WHITE[2] * lab_f_inv(fz)];
+    let xyz = [
+        WHITE[0] * lab_f_inv(fx),
+        WHITE[1] * lab_f_inv(fy),
+        WHITE[2] * lab_f_inv(fz),
+    ];
     let lin = mat(&M_XYZ_TO_RGB, xyz);
     lin.map(|c| {
-        let s = if c < 0.0 { -linear_to_srgb(-c) } else { linear_to_srgb(c) };
+        let s = if c < 0.0 {
+            -linear_to_srgb(-c)
+        } else {
+            linear_to_srgb(c)
+        };
         s * 255.0
     })
 }
@@ -223,7 +261,11 @@ pub fn scale_lightness(img: &RgbImage, factor: f32) -> RgbImage {
 fn scale_lightness_in_place(img: &mut RgbImage, factor: f32) {
     let lut: Vec<f32> = (0..256).map(|i| srgb_to_linear(i as f32 / 255.0)).collect();
     for px in img.pixels_mut() {
-        let lin = [lut[px.0[0] as usize], lut[px.0[1] as usize], lut[px.0[2] as usize]];
+        let lin = [
+            lut[px.0[0] as usize],
+            lut[px.0[1] as usize],
+            lut[px.0[2] as usize],
+        ];
         let mut lab = linear_to_lab(lin);
         lab[0] *= factor;
         let rgb = lab_to_rgb(lab);
@@ -237,26 +279,43 @@ mod tests {
 
     fn test_image(w: u32, h: u32, seed: u64) -> RgbImage {
         let mut r = Rng::new(seed);
-        RgbImage::from_fn(w, h, |_, _| image::Rgb([r.below(256) as u8, r.below(256) as u8, r.below(256) as u8]))
+        RgbImage::from_fn(w, h, |_, _| {
+            image::Rgb([r.below(256) as u8, r.below(256) as u8, r.below(256) as u8])
+        })
     }
 
     #[test]
     fn lab_known_values() {
         let w = rgb_to_lab([255.0, 255.0, 255.0]);
-        assert!((w[0] - 100.0).abs() < 1e-3 && w[1].abs() < 1e-3 && w[2].abs() < 1e-3, "{w:?}");
+        assert!(
+            (w[0] - 100.0).abs() < 1e-3 && w[1].abs() < 1e-3 && w[2].abs() < 1e-3,
+            "{w:?}"
+        );
         let k = rgb_to_lab([0.0, 0.0, 0.0]);
         assert!(k.iter().all(|v| v.abs() < 1e-4), "{k:?}");
         // Reference values (D65): sRGB red = (53.24, 80.09, 67.20); mid grey 128 has L = 53.59.
         let r = rgb_to_lab([255.0, 0.0, 0.0]);
-        assert!((r[0] - 53.24).abs() < 0.02 && (r[1] - 80.09).abs() < 0.05 && (r[2] - 67.20).abs() < 0.05, "{r:?}");
+        assert!(
+            (r[0] - 53.24).abs() < 0.02
+                && (r[1] - 80.09).abs() < 0.05
+                && (r[2] - 67.20).abs() < 0.05,
+            "{r:?}"
+        );
         let g = rgb_to_lab([128.0, 128.0, 128.0]);
-        assert!((g[0] - 53.59).abs() < 0.02 && g[1].abs() < 1e-3 && g[2].abs() < 1e-3, "{g:?}");
+        assert!(
+            (g[0] - 53.59).abs() < 0.02 && g[1].abs() < 1e-3 && g[2].abs() < 1e-3,
+            "{g:?}"
+        );
     }
 
     #[test]
     fn lab_round_trip_within_one_level() {
         let mut worst = 0.0f32;
-        let grid: Vec<f32> = (0..=255).step_by(3).chain([254, 255]).map(|v| v as f32).collect();
+        let grid: Vec<f32> = (0..=255)
+            .step_by(3)
+            .chain([254, 255])
+            .map(|v| v as f32)
+            .collect();
         for &r in &grid {
             for &g in &grid {
                 for &b in &grid {
@@ -273,7 +332,10 @@ mod tests {
     #[test]
     fn geometry_is_exact_permutation() {
         let img = test_image(5, 7, 1);
-        let r1 = Augment { rot90: 1, ..Augment::identity() };
+        let r1 = Augment {
+            rot90: 1,
+            ..Augment::identity()
+        };
         let mut x = img.clone();
         for _ in 0..4 {
             x = r1.apply(&x);
@@ -282,17 +344,42 @@ mod tests {
         assert_eq!(r1.apply(&img).dimensions(), (7, 5));
         // Clockwise: the top-left pixel goes to the top-right corner.
         assert_eq!(r1.apply(&img).get_pixel(6, 0), img.get_pixel(0, 0));
-        let fh = Augment { flip_h: true, ..Augment::identity() };
-        let fv = Augment { flip_v: true, ..Augment::identity() };
+        let fh = Augment {
+            flip_h: true,
+            ..Augment::identity()
+        };
+        let fv = Augment {
+            flip_v: true,
+            ..Augment::identity()
+        };
         assert_eq!(fh.apply(&fh.apply(&img)), img);
         assert_eq!(fv.apply(&fv.apply(&img)), img);
         assert_eq!(fh.apply(&img).get_pixel(4, 0), img.get_pixel(0, 0));
         assert_eq!(fv.apply(&img).get_pixel(0, 6), img.get_pixel(0, 0));
-        let both = Augment { flip_h: true, flip_v: true, ..Augment::identity() };
-        assert_eq!(both.apply(&img), Augment { rot90: 2, ..Augment::identity() }.apply(&img));
+        let both = Augment {
+            flip_h: true,
+            flip_v: true,
+            ..Augment::identity()
+        };
+        assert_eq!(
+            both.apply(&img),
+            Augment {
+                rot90: 2,
+                ..Augment::identity()
+            }
+            .apply(&img)
+        );
         // A permutation: same multiset of pixels.
         let mut a: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
-        let mut b: Vec<[u8; 3]> = Augment { rot90: 3, flip_h: true, ..Augment::identity() }.apply(&img).pixels().map(|p| p.0).collect();
+        let mut b: Vec<[u8; 3]> = Augment {
+            rot90: 3,
+            flip_h: true,
+            ..Augment::identity()
+        }
+        .apply(&img)
+        .pixels()
+        .map(|p| p.0)
+        .collect();
         a.sort();
         b.sort();
         assert_eq!(a, b);
@@ -310,7 +397,8 @@ mod tests {
             let (x, y) = aug.apply_pair(&a, &b);
             assert_eq!(x, y);
         }
-        let (ca, cb) = random_crop_pair(&test_image(40, 30, 3), &test_image(40, 30, 3), 16, &mut rng).unwrap();
+        let (ca, cb) =
+            random_crop_pair(&test_image(40, 30, 3), &test_image(40, 30, 3), 16, &mut rng).unwrap();
         assert_eq!(ca, cb);
         assert_eq!(ca.dimensions(), (16, 16));
     }
@@ -322,13 +410,19 @@ mod tests {
         let mut rng = Rng::new(9);
         for _ in 0..20 {
             let (ca, cb) = random_crop_pair(&a, &b, 10, &mut rng).unwrap();
-            let (x0, y0) = (cb.get_pixel(0, 0).0[0] as u32, cb.get_pixel(0, 0).0[1] as u32);
+            let (x0, y0) = (
+                cb.get_pixel(0, 0).0[0] as u32,
+                cb.get_pixel(0, 0).0[1] as u32,
+            );
             assert!(x0 <= 30 && y0 <= 20);
             assert_eq!(ca, imageops::crop_imm(&a, x0, y0, 10, 10).to_image());
         }
         let (_, cb) = center_crop_pair(&a, &b, 10).unwrap();
         assert_eq!(cb.get_pixel(0, 0).0, [15, 10, 0]);
-        assert!(center_crop_pair(&a, &b, 31).unwrap_err().to_string().contains("smaller than the 31x31 crop"));
+        assert!(center_crop_pair(&a, &b, 31)
+            .unwrap_err()
+            .to_string()
+            .contains("smaller than the 31x31 crop"));
         assert!(random_crop_pair(&a, &test_image(30, 40, 1), 8, &mut rng).is_err());
     }
 
@@ -342,16 +436,25 @@ mod tests {
             }
         }
         // Darkening keeps chroma (a, b) for in-gamut results and lowers L by the factor.
-        let mid = RgbImage::from_fn(8, 8, |x, y| image::Rgb([100 + 8 * x as u8, 120, 90 + 6 * y as u8]));
+        let mid = RgbImage::from_fn(8, 8, |x, y| {
+            image::Rgb([100 + 8 * x as u8, 120, 90 + 6 * y as u8])
+        });
         let dark = scale_lightness(&mid, 0.7);
         for (p, q) in mid.pixels().zip(dark.pixels()) {
             let lp = rgb_to_lab(p.0.map(|v| v as f32));
             let lq = rgb_to_lab(q.0.map(|v| v as f32));
             assert!((lq[0] - 0.7 * lp[0]).abs() < 0.6, "{lp:?} {lq:?}");
-            assert!((lq[1] - lp[1]).abs() < 1.5 && (lq[2] - lp[2]).abs() < 1.5, "{lp:?} {lq:?}");
+            assert!(
+                (lq[1] - lp[1]).abs() < 1.5 && (lq[2] - lp[2]).abs() < 1.5,
+                "{lp:?} {lq:?}"
+            );
         }
         let bright = scale_lightness(&mid, 1.3);
-        let mean = |i: &RgbImage| i.pixels().map(|p| rgb_to_lab(p.0.map(|v| v as f32))[0]).sum::<f32>();
+        let mean = |i: &RgbImage| {
+            i.pixels()
+                .map(|p| rgb_to_lab(p.0.map(|v| v as f32))[0])
+                .sum::<f32>()
+        };
         assert!(mean(&bright) > mean(&mid) && mean(&dark) < mean(&mid));
         let white = RgbImage::from_pixel(2, 2, image::Rgb([255, 255, 255]));
         assert_eq!(scale_lightness(&white, 1.5), white); // clamped

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail};
 
 use super::labels::{
-    csv_rows, field, header_columns, parse_score, read_label_bytes, safe_relative, whitespace_rows, DirIndex, Row,
+    csv_rows, field, header_columns, parse_score, read_label_bytes, safe_relative, whitespace_rows,
+    DirIndex, Row,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +69,10 @@ impl FromStr for DatasetFormat {
             "tid2013" => DatasetFormat::Tid2013,
             "tid2008" => DatasetFormat::Tid2008,
             "csv" => DatasetFormat::Csv,
-            _ => bail!("unknown dataset format \"{s}\" (expected one of: {})", DatasetFormat::all_names().join(", ")),
+            _ => bail!(
+                "unknown dataset format \"{s}\" (expected one of: {})",
+                DatasetFormat::all_names().join(", ")
+            ),
         })
     }
 }
@@ -137,27 +141,71 @@ impl Dataset {
     }
 
     pub fn num_references(&self) -> usize {
-        self.pairs.iter().map(|p| &p.ref_path).collect::<HashSet<_>>().len()
+        self.pairs
+            .iter()
+            .map(|p| &p.ref_path)
+            .collect::<HashSet<_>>()
+            .len()
     }
 }
 
 /// KADID-10k distortion types 01..25 (names as in the project's `KADID-10k.txt`).
 const KADID_TYPES: [&str; 25] = [
-    "GBLUR", "Lens_Blur", "Motion_Blur", "Color_Diffusion", "Color_Shift", "Color_Quantization",
-    "Saturation_Dist._HSV", "Saturation_Dist._Lab", "JP2K", "JPEG", "AWGN", "AWGN_YCbCr", "Impulse_Noise",
-    "Multiplicative_Noise", "Denoising", "Brighten", "Darken", "Mean_Shift", "Jitter", "Non-eccentricity_patch",
-    "Pixelate", "Quantization", "Color_Block", "High_Sharpen", "Contrast Dist.",
+    "GBLUR",
+    "Lens_Blur",
+    "Motion_Blur",
+    "Color_Diffusion",
+    "Color_Shift",
+    "Color_Quantization",
+    "Saturation_Dist._HSV",
+    "Saturation_Dist._Lab",
+    "JP2K",
+    "JPEG",
+    "AWGN",
+    "AWGN_YCbCr",
+    "Impulse_Noise",
+    "Multiplicative_Noise",
+    "Denoising",
+    "Brighten",
+    "Darken",
+    "Mean_Shift",
+    "Jitter",
+    "Non-eccentricity_patch",
+    "Pixelate",
+    "Quantization",
+    "Color_Block",
+    "High_Sharpen",
+    "Contrast Dist.",
 ];
 
 /// TID2013 distortion types 01..24 (names as in the project's `TID2013.txt`, which also calls
 /// type 24, sparse sampling and reconstruction, "Multiply_Dist."; kept for agreement with it).
 /// TID2008 uses the first 17.
 const TID_TYPES: [&str; 24] = [
-    "AWGN", "Chroma_Noise", "Pink_Noise", "Masked_Noise", "High_Frequency_Noise", "Impluse_Noise",
-    "Quantization_Noise", "GBLUR", "Denoising", "JPEG", "JP2K", "JPEG_Transmission_Error",
-    "JP2K_Transmission_Error", "Non_Eccentricity_Pattern_Noise", "Block_Dist.", "Mean_Shift", "Contrast_Dist.",
-    "Saturation_Dist.", "Multi._Gaussian Noise", "Comfort_Noise", "Multiply_Dist.", "Dithering",
-    "Chroma_Aberrations", "Multiply_Dist.",
+    "AWGN",
+    "Chroma_Noise",
+    "Pink_Noise",
+    "Masked_Noise",
+    "High_Frequency_Noise",
+    "Impluse_Noise",
+    "Quantization_Noise",
+    "GBLUR",
+    "Denoising",
+    "JPEG",
+    "JP2K",
+    "JPEG_Transmission_Error",
+    "JP2K_Transmission_Error",
+    "Non_Eccentricity_Pattern_Noise",
+    "Block_Dist.",
+    "Mean_Shift",
+    "Contrast_Dist.",
+    "Saturation_Dist.",
+    "Multi._Gaussian Noise",
+    "Comfort_Noise",
+    "Multiply_Dist.",
+    "Dithering",
+    "Chroma_Aberrations",
+    "Multiply_Dist.",
 ];
 
 /// Distortion type from a name like `I01_05_3.png`: the second `_` field, 1-based.
@@ -212,7 +260,9 @@ pub fn open_dataset(
         }
         Err(e) => bail!("dataset root {}: {e}", root.display()),
     }
-    let labels_file = labels.map(Path::to_path_buf).unwrap_or_else(|| format.default_labels(root));
+    let labels_file = labels
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| format.default_labels(root));
     let parsed = match format {
         DatasetFormat::Pipal => read_pipal(root, &labels_file)?,
         DatasetFormat::Kadid => read_kadid(root, &labels_file)?,
@@ -238,7 +288,11 @@ fn check_duplicates(parsed: &[Parsed]) -> anyhow::Result<()> {
     let mut seen: HashMap<&Path, (&Path, usize)> = HashMap::new();
     for p in parsed {
         if let Some((f0, l0)) = seen.insert(&p.rec.dist_path, (&p.file, p.rec.line)) {
-            let first = if f0 == p.file { format!("line {l0}") } else { format!("{}:{l0}", f0.display()) };
+            let first = if f0 == p.file {
+                format!("line {l0}")
+            } else {
+                format!("{}:{l0}", f0.display())
+            };
             bail!(
                 "{}:{}: duplicate row for distorted image {} (already listed at {first})",
                 p.file.display(),
@@ -284,15 +338,24 @@ fn pipal_label_files(labels: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !labels.is_dir() {
         return Ok(vec![labels.to_path_buf()]);
     }
-    let rd = std::fs::read_dir(labels).map_err(|e| anyhow!("{}: cannot list labels folder: {e}", labels.display()))?;
+    let rd = std::fs::read_dir(labels)
+        .map_err(|e| anyhow!("{}: cannot list labels folder: {e}", labels.display()))?;
     let mut files: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("txt")))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
-        bail!("{}: no .txt label files in the PIPAL labels folder", labels.display());
+        bail!(
+            "{}: no .txt label files in the PIPAL labels folder",
+            labels.display()
+        );
     }
     Ok(files)
 }
@@ -300,11 +363,17 @@ fn pipal_label_files(labels: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn read_pipal(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
     let files = pipal_label_files(labels)?;
     let refs = DirIndex::new(root.join("Train_Ref"));
-    let dist_dirs: Vec<DirIndex> = ["Distortion_1", "Distortion_2", "Distortion_3", "Distortion_4", "Train_Dis"]
-        .iter()
-        .map(|d| DirIndex::new(root.join(d)))
-        .filter(DirIndex::exists)
-        .collect();
+    let dist_dirs: Vec<DirIndex> = [
+        "Distortion_1",
+        "Distortion_2",
+        "Distortion_3",
+        "Distortion_4",
+        "Train_Dis",
+    ]
+    .iter()
+    .map(|d| DirIndex::new(root.join(d)))
+    .filter(DirIndex::exists)
+    .collect();
     if dist_dirs.is_empty() {
         bail!(
             "{}: no distorted-image folder (expected Distortion_1..Distortion_4 or Train_Dis)",
@@ -324,7 +393,13 @@ fn read_pipal(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
                 .unwrap_or_else(|| dist_dirs[0].dir.join(&name));
             let ref_path = refs.resolve(Path::new(&format!("{stem}.bmp")));
             out.push(Parsed {
-                rec: PairRecord { ref_path, dist_path, score, dis_type: "PIPAL_distortions".into(), line: row.line },
+                rec: PairRecord {
+                    ref_path,
+                    dist_path,
+                    score,
+                    dis_type: "PIPAL_distortions".into(),
+                    line: row.line,
+                },
                 file: file.clone(),
             });
         }
@@ -369,7 +444,10 @@ fn read_tid(root: &Path, labels: &Path, n_types: usize) -> anyhow::Result<Vec<Pa
         let stem = ref_stem(labels, row, &name)?;
         let ref_path = ref_cache
             .entry(stem.to_lowercase())
-            .or_insert_with(|| refs.find_stem(&stem).unwrap_or_else(|| refs.dir.join(format!("{stem}.bmp"))))
+            .or_insert_with(|| {
+                refs.find_stem(&stem)
+                    .unwrap_or_else(|| refs.dir.join(format!("{stem}.bmp")))
+            })
             .clone();
         out.push(Parsed {
             rec: PairRecord {
@@ -388,19 +466,37 @@ fn read_tid(root: &Path, labels: &Path, n_types: usize) -> anyhow::Result<Vec<Pa
 fn read_csv(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
     let bytes = read_label_bytes(labels)?;
     let rows = csv_rows(labels, &bytes)?;
-    let (cols, opt) =
-        header_columns(labels, rows.first(), &["dis_img_path", "ref_img_path", "score"], &["dis_type"])?;
+    let (cols, opt) = header_columns(
+        labels,
+        rows.first(),
+        &["dis_img_path", "ref_img_path", "score"],
+        &["dis_type"],
+    )?;
     let mut out = Vec::new();
     for row in rows.iter().skip(1) {
-        let dist = safe_relative(labels, row.line, field(labels, row, cols[0], "dis_img_path")?)?;
-        let rf = safe_relative(labels, row.line, field(labels, row, cols[1], "ref_img_path")?)?;
+        let dist = safe_relative(
+            labels,
+            row.line,
+            field(labels, row, cols[0], "dis_img_path")?,
+        )?;
+        let rf = safe_relative(
+            labels,
+            row.line,
+            field(labels, row, cols[1], "ref_img_path")?,
+        )?;
         let score = parse_score(labels, row.line, field(labels, row, cols[2], "score")?)?;
         let dis_type = match opt[0] {
             Some(i) => row.fields.get(i).cloned().unwrap_or_default(),
             None => String::new(),
         };
         out.push(Parsed {
-            rec: PairRecord { ref_path: root.join(rf), dist_path: root.join(dist), score, dis_type, line: row.line },
+            rec: PairRecord {
+                ref_path: root.join(rf),
+                dist_path: root.join(dist),
+                score,
+                dis_type,
+                line: row.line,
+            },
             file: labels.to_path_buf(),
         });
     }

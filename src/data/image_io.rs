@@ -61,7 +61,11 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
             bail!("{p}: not an image file{ext} (content is not PNG, JPEG or BMP)")
         }
     };
-    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp) || !format.reading_enabled() {
+    if !matches!(
+        format,
+        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp
+    ) || !format.reading_enabled()
+    {
         bail!("{p}: unsupported image format {format:?} (asna reads PNG, JPEG and BMP)");
     }
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
@@ -75,7 +79,9 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
     limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
     reader.limits(limits);
     let fname = format_name(format);
-    let mut decoder = reader.into_decoder().map_err(|e| decode_error(path, fname, e))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| decode_error(path, fname, e))?;
     let (w, h) = decoder.dimensions();
     if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
         bail!(
@@ -87,7 +93,9 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
         bail!("{p}: image has zero size ({w}x{h})");
     }
     // A damaged EXIF block should not make an otherwise good image unreadable.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, fname, e))?;
     img.apply_orientation(orientation);
     Ok(to_rgb8(img))
@@ -212,7 +220,10 @@ pub fn load_pair(ref_path: &Path, dist_path: &Path) -> anyhow::Result<(RgbImage,
 pub fn check_min_size(img: &RgbImage, path: &Path, min: u32) -> anyhow::Result<()> {
     let (w, h) = img.dimensions();
     if w < min || h < min {
-        bail!("{}: image is {w}x{h}, smaller than the required {min}x{min}", path.display());
+        bail!(
+            "{}: image is {w}x{h}, smaller than the required {min}x{min}",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -46,17 +46,31 @@ pub(crate) fn csv_rows(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map(|p| p.line().to_string()).unwrap_or_else(|| "?".into());
-                bail!("{}:{line}: cannot parse CSV: {}", path.display(), one_line(&e.to_string()));
+                let line = e
+                    .position()
+                    .map(|p| p.line().to_string())
+                    .unwrap_or_else(|| "?".into());
+                bail!(
+                    "{}:{line}: cannot parse CSV: {}",
+                    path.display(),
+                    one_line(&e.to_string())
+                );
             }
         }
         // Line from the byte offset (csv's own line count is off after CRLF line ends).
-        let mut off = rec.position().map(|p| p.byte() as usize).unwrap_or(0).min(bytes.len());
+        let mut off = rec
+            .position()
+            .map(|p| p.byte() as usize)
+            .unwrap_or(0)
+            .min(bytes.len());
         while off < bytes.len() && (bytes[off] == b'\r' || bytes[off] == b'\n') {
             off += 1;
         }
         if off >= counted_to {
-            counted_line += bytes[counted_to..off].iter().filter(|&&b| b == b'\n').count();
+            counted_line += bytes[counted_to..off]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
             counted_to = off;
         }
         let line = counted_line;
@@ -64,7 +78,11 @@ pub(crate) fn csv_rows(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
         for (k, f) in rec.iter().enumerate() {
             match std::str::from_utf8(f) {
                 Ok(s) => fields.push(s.trim().to_string()),
-                Err(_) => bail!("{}:{line}: field {} is not valid UTF-8", path.display(), k + 1),
+                Err(_) => bail!(
+                    "{}:{line}: field {} is not valid UTF-8",
+                    path.display(),
+                    k + 1
+                ),
             }
         }
         if fields.iter().all(|f| f.is_empty()) {
@@ -80,7 +98,8 @@ pub(crate) fn whitespace_rows(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<R
     let mut rows = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let s = std::str::from_utf8(raw).map_err(|_| anyhow!("{}:{line}: line is not valid UTF-8", path.display()))?;
+        let s = std::str::from_utf8(raw)
+            .map_err(|_| anyhow!("{}:{line}: line is not valid UTF-8", path.display()))?;
         let s = s.trim();
         if s.is_empty() {
             continue;
@@ -102,7 +121,11 @@ pub(crate) fn header_columns(
     optional: &[&str],
 ) -> anyhow::Result<(Vec<usize>, Vec<Option<usize>>)> {
     let Some(h) = header else {
-        bail!("{}: empty labels file (expected a header with columns {})", path.display(), required.join(","));
+        bail!(
+            "{}: empty labels file (expected a header with columns {})",
+            path.display(),
+            required.join(",")
+        );
     };
     let find = |name: &str| h.fields.iter().position(|f| f.eq_ignore_ascii_case(name));
     let mut req = Vec::new();
@@ -122,7 +145,12 @@ pub(crate) fn header_columns(
 }
 
 /// Field `i` of a row, or an error saying how many fields the line has.
-pub(crate) fn field<'a>(path: &Path, row: &'a Row, i: usize, what: &str) -> anyhow::Result<&'a str> {
+pub(crate) fn field<'a>(
+    path: &Path,
+    row: &'a Row,
+    i: usize,
+    what: &str,
+) -> anyhow::Result<&'a str> {
     match row.fields.get(i) {
         Some(f) => Ok(f.as_str()),
         None => bail!(
@@ -140,7 +168,10 @@ pub(crate) fn field<'a>(path: &Path, row: &'a Row, i: usize, what: &str) -> anyh
 pub(crate) fn parse_score(path: &Path, line: usize, s: &str) -> anyhow::Result<f64> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => bail!("{}:{line}: score \"{s}\" is not a finite number", path.display()),
+        Ok(_) => bail!(
+            "{}:{line}: score \"{s}\" is not a finite number",
+            path.display()
+        ),
         Err(_) => bail!("{}:{line}: score \"{s}\" is not a number", path.display()),
     }
 }
@@ -227,7 +258,9 @@ impl DirIndex {
         let mut hits: Vec<&OsString> = self
             .by_lower
             .iter()
-            .filter(|(k, _)| Path::new(k.as_str()).file_stem().and_then(|s| s.to_str()) == Some(lower.as_str()))
+            .filter(|(k, _)| {
+                Path::new(k.as_str()).file_stem().and_then(|s| s.to_str()) == Some(lower.as_str())
+            })
             .map(|(_, v)| v)
             .collect();
         hits.sort();

@@ -45,7 +45,15 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch: 8, size: 288, train: true, augment: true, workers: 2, seed: 0, drop_last: true }
+        LoaderConfig {
+            batch: 8,
+            size: 288,
+            train: true,
+            augment: true,
+            workers: 2,
+            seed: 0,
+            drop_last: true,
+        }
     }
 }
 
@@ -76,7 +84,12 @@ pub fn num_batches(n_items: usize, batch: usize, drop_last: bool) -> usize {
 
 /// The random stream of batch `batch_index` (absolute within the epoch) of `epoch`.
 pub fn batch_rng(seed: u64, epoch: u64, batch_index: usize) -> Rng {
-    Rng::derive(seed, epoch.wrapping_mul(1_000_003).wrapping_add(batch_index as u64))
+    Rng::derive(
+        seed,
+        epoch
+            .wrapping_mul(1_000_003)
+            .wrapping_add(batch_index as u64),
+    )
 }
 
 struct Job {
@@ -111,10 +124,16 @@ impl Job {
                 bail!("batch loader stopped");
             }
             let Some(p) = self.pairs.get(i) else {
-                bail!("batch loader: pair index {i} out of range ({} pairs)", self.pairs.len());
+                bail!(
+                    "batch loader: pair index {i} out of range ({} pairs)",
+                    self.pairs.len()
+                );
             };
             let Some(&t) = self.targets.get(i) else {
-                bail!("batch loader: no target for pair index {i} ({} targets)", self.targets.len());
+                bail!(
+                    "batch loader: no target for pair index {i} ({} targets)",
+                    self.targets.len()
+                );
             };
             let (r, d) = load_pair(&p.ref_path, &p.dist_path)?;
             check_min_size(&r, &p.ref_path, s32)?;
@@ -138,7 +157,9 @@ impl Job {
     fn make_batch_guarded(&self, k: usize, stop: &AtomicBool) -> anyhow::Result<Batch> {
         match catch_unwind(AssertUnwindSafe(|| self.make_batch(k, stop))) {
             Ok(r) => r,
-            Err(_) => Err(anyhow!("batch loader: worker panicked while building batch {k}")),
+            Err(_) => Err(anyhow!(
+                "batch loader: worker panicked while building batch {k}"
+            )),
         }
     }
 }
@@ -187,9 +208,18 @@ impl BatchLoader {
         let end = num_batches(indices.len(), cfg.batch, cfg.drop_last);
         let next = start_batch.min(end);
         let workers = cfg.workers;
-        let job = Arc::new(Job { pairs, indices, targets, cfg, epoch });
+        let job = Arc::new(Job {
+            pairs,
+            indices,
+            targets,
+            cfg,
+            epoch,
+        });
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { next_job: next, delivered: next }),
+            state: Mutex::new(State {
+                next_job: next,
+                delivered: next,
+            }),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -213,7 +243,16 @@ impl BatchLoader {
                 rx = None; // no thread could start: build batches inline
             }
         }
-        BatchLoader { job, shared, rx, threads, pending: BTreeMap::new(), next, end, done: false }
+        BatchLoader {
+            job,
+            shared,
+            rx,
+            threads,
+            pending: BTreeMap::new(),
+            next,
+            end,
+            done: false,
+        }
     }
 
     /// Total batches in the epoch (including those skipped by `start_batch`).
@@ -234,7 +273,13 @@ impl BatchLoader {
     }
 }
 
-fn worker(job: Arc<Job>, shared: Arc<Shared>, tx: Sender<(usize, anyhow::Result<Batch>)>, end: usize, cap: usize) {
+fn worker(
+    job: Arc<Job>,
+    shared: Arc<Shared>,
+    tx: Sender<(usize, anyhow::Result<Batch>)>,
+    end: usize,
+    cap: usize,
+) {
     loop {
         let k = {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,7 +321,11 @@ impl Iterator for BatchLoader {
                     Ok((j, r)) => {
                         self.pending.insert(j, r);
                     }
-                    Err(_) => break Err(anyhow!("batch loader: worker threads ended before batch {k}")),
+                    Err(_) => {
+                        break Err(anyhow!(
+                            "batch loader: worker threads ended before batch {k}"
+                        ))
+                    }
                 }
             },
         };

@@ -11,7 +11,10 @@ mod labels;
 pub mod loader;
 pub mod split;
 
-pub use augment::{center_crop_pair, lab_to_rgb, random_crop_pair, rgb_to_lab, scale_lightness, tta_variants, Augment};
+pub use augment::{
+    center_crop_pair, lab_to_rgb, random_crop_pair, rgb_to_lab, scale_lightness, tta_variants,
+    Augment,
+};
 pub use datasets::{open_dataset, reference_set, Dataset, DatasetFormat, Direction, PairRecord};
 pub use image_io::{check_min_size, decode_rgb, load_pair, load_rgb, MAX_PIXELS, MAX_SIDE};
 pub use loader::{batch_rng, epoch_order, num_batches, Batch, BatchLoader, LoaderConfig};

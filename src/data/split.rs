@@ -24,11 +24,19 @@ pub fn reference_groups(pairs: &[PairRecord]) -> BTreeMap<PathBuf, Vec<usize>> {
 /// `round(val_fraction * references)` references go to validation, at least one and at most
 /// all but one when there are two or more references and `val_fraction > 0`. Deterministic for
 /// a seed (and independent of the order of `pairs`). Both lists are ascending.
-pub fn split_by_reference(pairs: &[PairRecord], val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub fn split_by_reference(
+    pairs: &[PairRecord],
+    val_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
     let groups = reference_groups(pairs);
     let mut refs: Vec<&Vec<usize>> = groups.values().collect();
     let n = refs.len();
-    let frac = if val_fraction.is_finite() { val_fraction.clamp(0.0, 1.0) } else { 0.0 };
+    let frac = if val_fraction.is_finite() {
+        val_fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let mut n_val = (frac * n as f64).round() as usize;
     if frac > 0.0 && n >= 2 {
         n_val = n_val.clamp(1, n - 1);
@@ -36,8 +44,14 @@ pub fn split_by_reference(pairs: &[PairRecord], val_fraction: f64, seed: u64) ->
     n_val = n_val.min(n);
     let mut rng = Rng::derive(seed, SPLIT_STREAM);
     rng.shuffle(&mut refs);
-    let mut val: Vec<usize> = refs[..n_val].iter().flat_map(|g| g.iter().copied()).collect();
-    let mut train: Vec<usize> = refs[n_val..].iter().flat_map(|g| g.iter().copied()).collect();
+    let mut val: Vec<usize> = refs[..n_val]
+        .iter()
+        .flat_map(|g| g.iter().copied())
+        .collect();
+    let mut train: Vec<usize> = refs[n_val..]
+        .iter()
+        .flat_map(|g| g.iter().copied())
+        .collect();
     val.sort_unstable();
     train.sort_unstable();
     (train, val)
@@ -56,12 +70,28 @@ impl LabelScaler {
     /// scores, all equal, or non-finite) is replaced by 1 so the scaler stays invertible.
     pub fn fit(scores: &[f64], direction: Direction) -> Self {
         let n = scores.len();
-        let mean = if n == 0 { 0.0 } else { scores.iter().sum::<f64>() / n as f64 };
-        let var = if n == 0 { 0.0 } else { scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64 };
+        let mean = if n == 0 {
+            0.0
+        } else {
+            scores.iter().sum::<f64>() / n as f64
+        };
+        let var = if n == 0 {
+            0.0
+        } else {
+            scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64
+        };
         let std = var.sqrt();
-        let std = if std.is_finite() && std > 1e-12 { std } else { 1.0 };
+        let std = if std.is_finite() && std > 1e-12 {
+            std
+        } else {
+            1.0
+        };
         let mean = if mean.is_finite() { mean } else { 0.0 };
-        LabelScaler { mean, std, direction }
+        LabelScaler {
+            mean,
+            std,
+            direction,
+        }
     }
 
     /// Standardised score: higher is better whatever the dataset's direction.

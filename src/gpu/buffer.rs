@@ -88,7 +88,11 @@ impl Gpu {
         };
         pool.live_bytes += size;
         pool.peak_live_bytes = pool.peak_live_bytes.max(pool.live_bytes);
-        Rc::new(PooledBuffer { buffer: Some(buf), size, pool: Rc::downgrade(&self.pool) })
+        Rc::new(PooledBuffer {
+            buffer: Some(buf),
+            size,
+            pool: Rc::downgrade(&self.pool),
+        })
     }
 
     /// Bytes the pool holds from the driver (in use and free).
@@ -147,12 +151,27 @@ impl Tensor {
     }
     /// The same storage seen with another shape of the same size.
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), self.numel(), "reshape {:?} -> {:?}", self.shape, shape);
-        Tensor { buf: self.buf.clone(), shape: shape.to_vec(), dtype: self.dtype }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.numel(),
+            "reshape {:?} -> {:?}",
+            self.shape,
+            shape
+        );
+        Tensor {
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        }
     }
     /// `[N, H, W, C]` of a 4-D tensor.
     pub fn nhwc(&self) -> (usize, usize, usize, usize) {
-        assert_eq!(self.shape.len(), 4, "expected an NHWC tensor, got {:?}", self.shape);
+        assert_eq!(
+            self.shape.len(),
+            4,
+            "expected an NHWC tensor, got {:?}",
+            self.shape
+        );
         (self.shape[0], self.shape[1], self.shape[2], self.shape[3])
     }
 }
@@ -161,18 +180,29 @@ impl Gpu {
     /// An uninitialised tensor.
     pub fn empty(&self, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
-        Tensor { buf: self.alloc(n as u64 * 4), shape: shape.to_vec(), dtype: DType::F32 }
+        Tensor {
+            buf: self.alloc(n as u64 * 4),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+        }
     }
 
     pub fn zeros(&self, shape: &[usize]) -> Tensor {
         let t = self.empty(shape);
-        self.recorder.borrow_mut().clear(&self.device, t.raw(), t.buf.size);
+        self.recorder
+            .borrow_mut()
+            .clear(&self.device, t.raw(), t.buf.size);
         t
     }
 
     pub fn upload(&self, shape: &[usize], data: &[f32]) -> Tensor {
         let n: usize = shape.iter().product();
-        assert_eq!(n, data.len(), "upload: shape {shape:?} needs {n} values, got {}", data.len());
+        assert_eq!(
+            n,
+            data.len(),
+            "upload: shape {shape:?} needs {n} values, got {}",
+            data.len()
+        );
         let t = self.empty(shape);
         if !data.is_empty() {
             self.queue_write(t.raw(), bytemuck::cast_slice(data));
@@ -215,7 +245,9 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.recorder.borrow_mut().copy(&self.device, t.raw(), &staging, padded_size(bytes));
+        self.recorder
+            .borrow_mut()
+            .copy(&self.device, t.raw(), &staging, padded_size(bytes));
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

@@ -17,8 +17,13 @@ pub struct AdapterChoice {
 
 impl AdapterChoice {
     pub fn from_arg(arg: Option<&str>) -> Self {
-        let name = arg.map(str::to_string).or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.is_empty());
-        AdapterChoice { name_contains: name }
+        let name = arg
+            .map(str::to_string)
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.is_empty());
+        AdapterChoice {
+            name_contains: name,
+        }
     }
 }
 
@@ -64,13 +69,22 @@ pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
         adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
         if adapters.is_empty() {
-            bail!("no adapter name contains \"{want}\"; available: {}", names.join(", "));
+            bail!(
+                "no adapter name contains \"{want}\"; available: {}",
+                names.join(", ")
+            );
         }
     }
-    let low_power = std::env::var("WGPU_POWER_PREF").map(|v| v.eq_ignore_ascii_case("low")).unwrap_or(false);
+    let low_power = std::env::var("WGPU_POWER_PREF")
+        .map(|v| v.eq_ignore_ascii_case("low"))
+        .unwrap_or(false);
     adapters.sort_by_key(|a| {
         let r = type_rank(a.get_info().device_type);
-        if low_power && r == 1 { 0 } else { r + 1 }
+        if low_power && r == 1 {
+            0
+        } else {
+            r + 1
+        }
     });
     Ok(adapters.remove(0))
 }
@@ -94,6 +108,9 @@ pub struct Gpu {
     pub(crate) recorder: RefCell<super::recorder::Recorder>,
     pub profiler: RefCell<Profiler>,
     errors: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Forces the convolution kernel family (Some(true): workgroup tiles, Some(false): direct)
+    /// instead of the choice by device type; for tests, benchmarks and tuning.
+    pub prefer_tiled: std::cell::Cell<Option<bool>>,
 }
 
 impl Gpu {
@@ -137,6 +154,7 @@ impl Gpu {
             recorder: RefCell::new(recorder),
             profiler: RefCell::new(profiler),
             errors,
+            prefer_tiled: std::cell::Cell::new(None),
         }))
     }
 
@@ -146,12 +164,19 @@ impl Gpu {
     }
 
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver)
+        format!(
+            "{} ({:?}, {:?}, {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver
+        )
     }
 
     /// Submits everything recorded so far. Nothing waits.
     pub fn flush(&self) {
-        self.recorder.borrow_mut().flush_with(&self.device, &self.queue, &mut self.profiler.borrow_mut());
+        self.recorder.borrow_mut().flush_with(
+            &self.device,
+            &self.queue,
+            &mut self.profiler.borrow_mut(),
+        );
     }
 
     /// Waits until the GPU has finished all submitted work.
@@ -174,10 +199,17 @@ impl Gpu {
 
     /// The largest storage binding; tensors beyond it must be split by the caller.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join(": ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

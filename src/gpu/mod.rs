@@ -42,11 +42,20 @@ impl Gpu {
         groups: [u32; 3],
         work: (f64, f64),
     ) {
-        assert_eq!(buffers.len(), kernel.bindings.len(), "{}::{}: wrong number of buffers", kernel.file, kernel.entry);
+        assert_eq!(
+            buffers.len(),
+            kernel.bindings.len(),
+            "{}::{}: wrong number of buffers",
+            kernel.file,
+            kernel.entry
+        );
         if groups.contains(&0) {
             return;
         }
-        let pipeline = self.pipelines.borrow_mut().get(&self.device, kernel, constants);
+        let pipeline = self
+            .pipelines
+            .borrow_mut()
+            .get(&self.device, kernel, constants);
         let full = self.recorder.borrow_mut().dispatch(
             &self.device,
             &pipeline,

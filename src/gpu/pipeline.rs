@@ -61,47 +61,61 @@ impl PipelineCache {
                 source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
             })
         });
-        let (bgl, pl) = self.layouts.entry(kernel.bindings.to_vec()).or_insert_with(|| {
-            let mut entries = vec![wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            }];
-            for (i, a) in kernel.bindings.iter().enumerate() {
-                entries.push(wgpu::BindGroupLayoutEntry {
-                    binding: i as u32 + 1,
+        let (bgl, pl) = self
+            .layouts
+            .entry(kernel.bindings.to_vec())
+            .or_insert_with(|| {
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                        ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
                     count: None,
+                }];
+                for (i, a) in kernel.bindings.iter().enumerate() {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: i as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: *a == Access::Read,
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: None,
+                    entries: &entries,
                 });
-            }
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: None,
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (bgl, pl)
             });
-            (bgl, pl)
-        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
             layout: Some(pl),
             module,
             entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
         self.compiled += 1;
-        let cached = std::rc::Rc::new(CachedPipeline { pipeline, layout: bgl.clone() });
+        let cached = std::rc::Rc::new(CachedPipeline {
+            pipeline,
+            layout: bgl.clone(),
+        });
         self.pipelines.insert(key, cached.clone());
         cached
     }

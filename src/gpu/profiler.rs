@@ -80,7 +80,11 @@ impl Profiler {
         self.enabled
     }
 
-    pub(crate) fn begin(&mut self, label: &'static str, work: (f64, f64)) -> Option<(wgpu::QuerySet, u32)> {
+    pub(crate) fn begin(
+        &mut self,
+        label: &'static str,
+        work: (f64, f64),
+    ) -> Option<(wgpu::QuerySet, u32)> {
         if !self.enabled {
             return None;
         }
@@ -97,7 +101,11 @@ impl Profiler {
         if !self.enabled || self.pending.is_empty() {
             return;
         }
-        let (qs, rb, out) = (self.query_set.as_ref().unwrap(), self.resolve.as_ref().unwrap(), self.readback.as_ref().unwrap());
+        let (qs, rb, out) = (
+            self.query_set.as_ref().unwrap(),
+            self.resolve.as_ref().unwrap(),
+            self.readback.as_ref().unwrap(),
+        );
         let n = self.pending.len() as u32 * 2;
         enc.resolve_query_set(qs, 0..n, rb, 0);
         enc.copy_buffer_to_buffer(rb, 0, out, 0, n as u64 * 8);
@@ -111,12 +119,14 @@ impl Profiler {
         }
         let out = self.readback.as_ref().unwrap();
         let n = self.resolved;
-        out.slice(..n as u64 * 16).map_async(wgpu::MapMode::Read, |_| {});
+        out.slice(..n as u64 * 16)
+            .map_async(wgpu::MapMode::Read, |_| {});
         let _ = device.poll(wgpu::PollType::wait_indefinitely());
         if let Ok(view) = out.slice(..n as u64 * 16).get_mapped_range() {
             let ticks: &[u64] = bytemuck::cast_slice(&view);
             for (i, (label, (flops, bytes))) in self.pending.iter().enumerate() {
-                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * self.period_ns * 1e-9;
+                let dt =
+                    ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * self.period_ns * 1e-9;
                 let s = self.stats.entry(label).or_default();
                 s.calls += 1;
                 s.seconds += dt;

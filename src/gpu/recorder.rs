@@ -41,10 +41,17 @@ impl Recorder {
     }
 
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
-        self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }))
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        })
     }
 
-    pub fn flush_with(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, profiler: &mut Profiler) {
+    pub fn flush_with(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        profiler: &mut Profiler,
+    ) {
         if let Some(mut enc) = self.encoder.take() {
             profiler.resolve(&mut enc);
             if self.used_slots > 0 {
@@ -68,8 +75,15 @@ impl Recorder {
         self.encoder(device).clear_buffer(buf, 0, Some(size));
     }
 
-    pub fn copy(&mut self, device: &wgpu::Device, src: &wgpu::Buffer, dst: &wgpu::Buffer, size: u64) {
-        self.encoder(device).copy_buffer_to_buffer(src, 0, dst, 0, size);
+    pub fn copy(
+        &mut self,
+        device: &wgpu::Device,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        size: u64,
+    ) {
+        self.encoder(device)
+            .copy_buffer_to_buffer(src, 0, dst, 0, size);
     }
 
     /// Records one dispatch. Returns true when the batch is full and should be submitted.
@@ -85,10 +99,15 @@ impl Recorder {
         label: &'static str,
         work: (f64, f64),
     ) -> bool {
-        assert!(params.len() * 4 <= PARAM_SLOT as usize, "parameter block too large");
+        assert!(
+            params.len() * 4 <= PARAM_SLOT as usize,
+            "parameter block too large"
+        );
         let offset = self.used_slots * PARAM_SLOT;
-        self.params_cpu.extend_from_slice(bytemuck::cast_slice(params));
-        self.params_cpu.resize(((self.used_slots + 1) * PARAM_SLOT) as usize, 0);
+        self.params_cpu
+            .extend_from_slice(bytemuck::cast_slice(params));
+        self.params_cpu
+            .resize(((self.used_slots + 1) * PARAM_SLOT) as usize, 0);
         self.used_slots += 1;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -99,18 +118,27 @@ impl Recorder {
             }),
         }];
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
         }
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
         let timestamps = profiler.begin(label, work);
         let enc = self.encoder(device);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
-                timestamp_writes: timestamps.as_ref().map(|(qs, i)| wgpu::ComputePassTimestampWrites {
-                    query_set: qs,
-                    beginning_of_pass_write_index: Some(*i),
-                    end_of_pass_write_index: Some(*i + 1),
+                timestamp_writes: timestamps.as_ref().map(|(qs, i)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: qs,
+                        beginning_of_pass_write_index: Some(*i),
+                        end_of_pass_write_index: Some(*i + 1),
+                    }
                 }),
             });
             pass.set_pipeline(&pipeline.pipeline);
@@ -119,6 +147,8 @@ impl Recorder {
         }
         self.dispatches += 1;
         self.total_dispatches += 1;
-        self.used_slots >= PARAM_SLOTS || self.dispatches >= DISPATCHES_PER_SUBMIT || profiler.full()
+        self.used_slots >= PARAM_SLOTS
+            || self.dispatches >= DISPATCHES_PER_SUBMIT
+            || profiler.full()
     }
 }

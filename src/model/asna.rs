@@ -16,7 +16,17 @@ pub const ARCHITECTURE: &str = "asna-attention";
 
 /// Conv layers whose weights carry the 1e-4 L2 penalty.
 pub const L2_CONV_LAYERS: [&str; 11] = [
-    "enc.conv0", "enc.conv1", "enc.conv2", "enc.conv3", "enc.conv4", "dec.conv0", "dec.conv1", "dec.conv2", "dec.conv3", "dec.down0", "dec.down1",
+    "enc.conv0",
+    "enc.conv1",
+    "enc.conv2",
+    "enc.conv3",
+    "enc.conv4",
+    "dec.conv0",
+    "dec.conv1",
+    "dec.conv2",
+    "dec.conv3",
+    "dec.down0",
+    "dec.down1",
 ];
 
 pub fn specs() -> SpecList {
@@ -24,7 +34,12 @@ pub fn specs() -> SpecList {
     s.conv("enc.conv0", 3, 3, 5);
     let chans = [3, NFS[0], NFS[1], NFS[2], NFS[3]];
     for i in 0..4 {
-        s.conv(&format!("enc.conv{}", i + 1), chans[i], chans[i + 1], ENC_KERNELS[i]);
+        s.conv(
+            &format!("enc.conv{}", i + 1),
+            chans[i],
+            chans[i + 1],
+            ENC_KERNELS[i],
+        );
         s.bn(&format!("enc.bn{}", i + 1), chans[i + 1]);
     }
     s.conv("dec.conv0", 64, NFS[4], 3);
@@ -68,12 +83,19 @@ impl Bound {
         let vars = store
             .specs
             .iter()
-            .map(|s| (s.name.clone(), tape.leaf(store.get(&s.name).clone(), grads && s.trainable)))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    tape.leaf(store.get(&s.name).clone(), grads && s.trainable),
+                )
+            })
             .collect();
         Bound { vars }
     }
     pub fn var(&self, name: &str) -> &Var {
-        self.vars.get(name).unwrap_or_else(|| panic!("no parameter {name}"))
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
     }
 }
 
@@ -93,12 +115,23 @@ impl BnContext<'_> {
         let rv_name = format!("{name}.running_var");
         if self.train {
             let (y, stats) = tape.batch_norm_train(x, gamma, beta);
-            let (rm, rv) = crate::ops::batchnorm::running_update(tape.gpu, self.store.get(&rm_name), self.store.get(&rv_name), &stats);
+            let (rm, rv) = crate::ops::batchnorm::running_update(
+                tape.gpu,
+                self.store.get(&rm_name),
+                self.store.get(&rv_name),
+                &stats,
+            );
             self.updates.insert(rm_name, rm);
             self.updates.insert(rv_name, rv);
             y
         } else {
-            tape.batch_norm_eval(x, gamma, beta, self.store.get(&rm_name), self.store.get(&rv_name))
+            tape.batch_norm_eval(
+                x,
+                gamma,
+                beta,
+                self.store.get(&rm_name),
+                self.store.get(&rv_name),
+            )
         }
     }
 }
@@ -111,18 +144,38 @@ pub struct Taps {
 }
 
 fn conv(tape: &mut Tape, p: &Bound, name: &str, x: &Var, stride: usize, act: Act) -> Var {
-    tape.conv(x, p.var(&format!("{name}.weight")), Some(p.var(&format!("{name}.bias"))), stride, act)
+    tape.conv(
+        x,
+        p.var(&format!("{name}.weight")),
+        Some(p.var(&format!("{name}.bias"))),
+        stride,
+        act,
+    )
 }
 
 /// BN(lrelu(conv(x))).
-fn conv_lrelu_bn(tape: &mut Tape, p: &Bound, bn: &mut BnContext, conv_name: &str, bn_name: &str, x: &Var, stride: usize) -> Var {
+fn conv_lrelu_bn(
+    tape: &mut Tape,
+    p: &Bound,
+    bn: &mut BnContext,
+    conv_name: &str,
+    bn_name: &str,
+    x: &Var,
+    stride: usize,
+) -> Var {
     let y = conv(tape, p, conv_name, x, stride, Act::LeakyRelu);
     bn.apply(tape, p, bn_name, &y)
 }
 
 /// Standardised scores [N] of N pairs, from the stacked input [2N, 288, 288, 3] (references
 /// first, then distorted images, normalised).
-pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, input: &Var, taps: Option<&mut Taps>) -> Var {
+pub fn forward(
+    tape: &mut Tape,
+    p: &Bound,
+    bn: &mut BnContext,
+    input: &Var,
+    taps: Option<&mut Taps>,
+) -> Var {
     let n2 = input.shape()[0];
     assert!(n2 % 2 == 0, "the stacked input holds pairs");
     let n = n2 / 2;
@@ -134,7 +187,15 @@ pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, input: &Var, taps
         if i > 0 {
             x = tape.maxpool(&x);
         }
-        x = conv_lrelu_bn(tape, p, bn, &format!("enc.conv{}", i + 1), &format!("enc.bn{}", i + 1), &x, 1);
+        x = conv_lrelu_bn(
+            tape,
+            p,
+            bn,
+            &format!("enc.conv{}", i + 1),
+            &format!("enc.bn{}", i + 1),
+            &x,
+            1,
+        );
         feats.push(x.clone());
     }
     let diffs: Vec<Var> = feats.iter().map(|f| tape.absdiff_halves(f)).collect();
@@ -147,7 +208,15 @@ pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, input: &Var, taps
     let mut b = tape.upsample(&b);
     for (j, d) in [&diffs[3], &diffs[2], &diffs[1]].into_iter().enumerate() {
         let cat = tape.concat(&[&b, d]);
-        let y = conv_lrelu_bn(tape, p, bn, &format!("dec.conv{}", j + 1), &format!("dec.bn{}", j + 1), &cat, 1);
+        let y = conv_lrelu_bn(
+            tape,
+            p,
+            bn,
+            &format!("dec.conv{}", j + 1),
+            &format!("dec.bn{}", j + 1),
+            &cat,
+            1,
+        );
         b = tape.upsample(&y);
     }
     let cat = tape.concat(&[&b, &diffs[0]]);

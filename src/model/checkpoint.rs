@@ -25,7 +25,9 @@ pub struct LoadedModel {
 }
 
 fn meta<'a>(m: &'a BTreeMap<String, String>, key: &str, source: &str) -> Result<&'a str> {
-    m.get(key).map(String::as_str).ok_or_else(|| anyhow!("{source}: metadata lacks \"{key}\" (not an asna model file?)"))
+    m.get(key)
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("{source}: metadata lacks \"{key}\" (not an asna model file?)"))
 }
 
 /// Checks a file's metadata names the architecture we expect, at a spec version we read.
@@ -41,7 +43,12 @@ pub fn check_architecture(file: &TensorFile, want: &str, source: &str) -> Result
     Ok(())
 }
 
-pub fn load_store(gpu: &Gpu, file: &TensorFile, specs: &SpecList, source: &str) -> Result<ParamStore> {
+pub fn load_store(
+    gpu: &Gpu,
+    file: &TensorFile,
+    specs: &SpecList,
+    source: &str,
+) -> Result<ParamStore> {
     ParamStore::from_file_tensors(gpu, specs, |name| file.float(name), source)
 }
 
@@ -51,17 +58,31 @@ pub fn parse_model(gpu: &Gpu, bytes: &[u8], source: &str) -> Result<LoadedModel>
     let store = load_store(gpu, &file, &asna::specs(), source)?;
     let num = |k: &str| -> Result<f64> {
         let v = meta(&file.metadata, k, source)?;
-        v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| anyhow!("{source}: metadata \"{k}\" = \"{v}\" is not a number"))
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| anyhow!("{source}: metadata \"{k}\" = \"{v}\" is not a number"))
     };
     let direction: Direction = meta(&file.metadata, "label_direction", source)?
         .parse()
-        .map_err(|_| anyhow!("{source}: metadata \"label_direction\" must be \"higher\" or \"lower\""))?;
+        .map_err(|_| {
+            anyhow!("{source}: metadata \"label_direction\" must be \"higher\" or \"lower\"")
+        })?;
     let std = num("label_std")?;
     if std <= 0.0 {
         bail!("{source}: metadata \"label_std\" must be positive");
     }
-    let scaler = LabelScaler { mean: num("label_mean")?, std, direction };
-    Ok(LoadedModel { store, scaler, metadata: file.metadata, source: source.to_string() })
+    let scaler = LabelScaler {
+        mean: num("label_mean")?,
+        std,
+        direction,
+    };
+    Ok(LoadedModel {
+        store,
+        scaler,
+        metadata: file.metadata,
+        source: source.to_string(),
+    })
 }
 
 /// A model from a file, or the embedded default when `path` is None.
@@ -92,7 +113,10 @@ pub fn model_metadata(scaler: &LabelScaler) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("architecture".into(), ARCHITECTURE.into());
     m.insert("spec_version".into(), SPEC_VERSION.into());
-    m.insert("format".into(), "asna model; tensors in the spec's layouts (conv [out,in,kh,kw], dense [out,in])".into());
+    m.insert(
+        "format".into(),
+        "asna model; tensors in the spec's layouts (conv [out,in,kh,kw], dense [out,in])".into(),
+    );
     m.insert("label_mean".into(), format!("{}", scaler.mean));
     m.insert("label_std".into(), format!("{}", scaler.std));
     m.insert("label_direction".into(), scaler.direction.as_str().into());
@@ -101,7 +125,13 @@ pub fn model_metadata(scaler: &LabelScaler) -> BTreeMap<String, String> {
 }
 
 /// Writes parameters (and Adam's state, for resuming) with metadata, atomically.
-pub fn save(gpu: &Gpu, path: &Path, store: &ParamStore, adam: Option<&Adam>, metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    gpu: &Gpu,
+    path: &Path,
+    store: &ParamStore,
+    adam: Option<&Adam>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut tensors = store.to_file_tensors(gpu)?;
     let mut metadata = metadata.clone();
     if let Some(adam) = adam {
@@ -109,14 +139,25 @@ pub fn save(gpu: &Gpu, path: &Path, store: &ParamStore, adam: Option<&Adam>, met
         metadata.insert("adam".into(), serde_json::to_string(&adam.cfg)?);
         for spec in store.specs.iter().filter(|s| s.trainable) {
             if let (Some(m), Some(v)) = (adam.m.get(&spec.name), adam.v.get(&spec.name)) {
-                tensors.push((format!("adam.m.{}", spec.name), spec.file_shape.clone(), to_file(spec, &gpu.download(m)?)));
-                tensors.push((format!("adam.v.{}", spec.name), spec.file_shape.clone(), to_file(spec, &gpu.download(v)?)));
+                tensors.push((
+                    format!("adam.m.{}", spec.name),
+                    spec.file_shape.clone(),
+                    to_file(spec, &gpu.download(m)?),
+                ));
+                tensors.push((
+                    format!("adam.v.{}", spec.name),
+                    spec.file_shape.clone(),
+                    to_file(spec, &gpu.download(v)?),
+                ));
             }
         }
     }
     for (_, _, data) in &tensors {
         if data.iter().any(|v| !v.is_finite()) {
-            bail!("{}: refusing to save parameters holding NaN or infinity", path.display());
+            bail!(
+                "{}: refusing to save parameters holding NaN or infinity",
+                path.display()
+            );
         }
     }
     let bytes = serialize(&tensors, &metadata)?;
@@ -124,21 +165,40 @@ pub fn save(gpu: &Gpu, path: &Path, store: &ParamStore, adam: Option<&Adam>, met
 }
 
 /// Adam's state from a checkpoint written by `save` (None when it holds none).
-pub fn load_adam(gpu: &Gpu, file: &TensorFile, store: &ParamStore, source: &str) -> Result<Option<Adam>> {
-    let Some(t) = file.metadata.get("adam_t") else { return Ok(None) };
+pub fn load_adam(
+    gpu: &Gpu,
+    file: &TensorFile,
+    store: &ParamStore,
+    source: &str,
+) -> Result<Option<Adam>> {
+    let Some(t) = file.metadata.get("adam_t") else {
+        return Ok(None);
+    };
     let t: u64 = t.parse().map_err(|_| anyhow!("{source}: bad adam_t"))?;
-    let cfg = serde_json::from_str(file.metadata.get("adam").ok_or_else(|| anyhow!("{source}: lacks adam settings"))?)
-        .map_err(|e| anyhow!("{source}: bad adam settings ({e})"))?;
+    let cfg = serde_json::from_str(
+        file.metadata
+            .get("adam")
+            .ok_or_else(|| anyhow!("{source}: lacks adam settings"))?,
+    )
+    .map_err(|e| anyhow!("{source}: bad adam settings ({e})"))?;
     let mut adam = Adam::new(cfg);
     adam.t = t;
     for spec in store.specs.iter().filter(|s| s.trainable) {
         for (which, map) in [("m", &mut adam.m), ("v", &mut adam.v)] {
             let key = format!("adam.{which}.{}", spec.name);
-            let (shape, data) = file.float(&key).ok_or_else(|| anyhow!("{source}: missing tensor \"{key}\""))?;
+            let (shape, data) = file
+                .float(&key)
+                .ok_or_else(|| anyhow!("{source}: missing tensor \"{key}\""))?;
             if shape != spec.file_shape {
-                bail!("{source}: tensor \"{key}\" has shape {shape:?}, expected {:?}", spec.file_shape);
+                bail!(
+                    "{source}: tensor \"{key}\" has shape {shape:?}, expected {:?}",
+                    spec.file_shape
+                );
             }
-            map.insert(spec.name.clone(), gpu.upload(&spec.engine_shape(), &super::params::to_engine(spec, &data)));
+            map.insert(
+                spec.name.clone(),
+                gpu.upload(&spec.engine_shape(), &super::params::to_engine(spec, &data)),
+            );
         }
     }
     Ok(Some(adam))

@@ -18,7 +18,12 @@ pub struct LossWeights {
 
 impl Default for LossWeights {
     fn default() -> Self {
-        LossWeights { mse: 1.0, rank: 0.01, l2_conv: 1e-4, l2_dense: 1e-6 }
+        LossWeights {
+            mse: 1.0,
+            rank: 0.01,
+            l2_conv: 1e-4,
+            l2_dense: 1e-6,
+        }
     }
 }
 
@@ -42,7 +47,11 @@ pub fn asna_loss(
 ) -> LossParts {
     let mse = tape.mse(pred, target);
     let pearson = tape.pearson_term(pred, target);
-    let mut frozen = BnContext { train: false, updates: Default::default(), store: sorter_store };
+    let mut frozen = BnContext {
+        train: false,
+        updates: Default::default(),
+        store: sorter_store,
+    };
     let n = pred.t.numel();
     let p_row = tape.reshape(pred, &[1, n]);
     let t_row = tape.reshape(target, &[1, n]);
@@ -62,5 +71,11 @@ pub fn asna_loss(
     let t = tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson);
     let t = tape.axpby(1.0, &t, w.rank, &rank);
     let total = tape.add(&t, &l2);
-    LossParts { total, mse, pearson, rank, l2 }
+    LossParts {
+        total,
+        mse,
+        pearson,
+        rank,
+        l2,
+    }
 }

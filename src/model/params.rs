@@ -70,7 +70,8 @@ pub fn to_engine(spec: &ParamSpec, file: &[f32]) -> Vec<f32> {
         for ci in 0..inp {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    e[((ky * kw + kx) * inp + ci) * out + co] = file[((co * inp + ci) * kh + ky) * kw + kx];
+                    e[((ky * kw + kx) * inp + ci) * out + co] =
+                        file[((co * inp + ci) * kh + ky) * kw + kx];
                 }
             }
         }
@@ -92,7 +93,8 @@ pub fn to_file(spec: &ParamSpec, engine: &[f32]) -> Vec<f32> {
         for ci in 0..inp {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    f[((co * inp + ci) * kh + ky) * kw + kx] = engine[((ky * kw + kx) * inp + ci) * out + co];
+                    f[((co * inp + ci) * kh + ky) * kw + kx] =
+                        engine[((ky * kw + kx) * inp + ci) * out + co];
                 }
             }
         }
@@ -105,26 +107,69 @@ pub fn to_file(spec: &ParamSpec, engine: &[f32]) -> Vec<f32> {
 pub struct SpecList(pub Vec<ParamSpec>);
 
 impl SpecList {
-    fn push(&mut self, name: String, kind: Kind, file_shape: Vec<usize>, trainable: bool, init: f32) {
-        self.0.push(ParamSpec { name, kind, file_shape, trainable, init });
+    fn push(
+        &mut self,
+        name: String,
+        kind: Kind,
+        file_shape: Vec<usize>,
+        trainable: bool,
+        init: f32,
+    ) {
+        self.0.push(ParamSpec {
+            name,
+            kind,
+            file_shape,
+            trainable,
+            init,
+        });
     }
     pub fn conv(&mut self, name: &str, cin: usize, cout: usize, k: usize) {
-        self.push(format!("{name}.weight"), Kind::Conv2d, vec![cout, cin, k, k], true, 0.0);
+        self.push(
+            format!("{name}.weight"),
+            Kind::Conv2d,
+            vec![cout, cin, k, k],
+            true,
+            0.0,
+        );
         self.push(format!("{name}.bias"), Kind::Vector, vec![cout], true, 0.0);
     }
     pub fn conv1d(&mut self, name: &str, cin: usize, cout: usize, k: usize) {
-        self.push(format!("{name}.weight"), Kind::Conv1d, vec![cout, cin, k], true, 0.0);
+        self.push(
+            format!("{name}.weight"),
+            Kind::Conv1d,
+            vec![cout, cin, k],
+            true,
+            0.0,
+        );
         self.push(format!("{name}.bias"), Kind::Vector, vec![cout], true, 0.0);
     }
     pub fn dense(&mut self, name: &str, fin: usize, fout: usize) {
-        self.push(format!("{name}.weight"), Kind::Dense, vec![fout, fin], true, 0.0);
+        self.push(
+            format!("{name}.weight"),
+            Kind::Dense,
+            vec![fout, fin],
+            true,
+            0.0,
+        );
         self.push(format!("{name}.bias"), Kind::Vector, vec![fout], true, 0.0);
     }
     pub fn bn(&mut self, name: &str, c: usize) {
         self.push(format!("{name}.gamma"), Kind::Vector, vec![c], true, 1.0);
         self.push(format!("{name}.beta"), Kind::Vector, vec![c], true, 0.0);
-        self.push(format!("{name}.running_mean"), Kind::Vector, vec![c], false, 0.0);
-        self.push(format!("{name}.running_var"), Kind::Vector, vec![c], false, 1.0);
+        self.push(
+            format!("{name}.running_mean"),
+            Kind::Vector,
+            vec![c],
+            false,
+            0.0,
+        );
+        self.push(
+            format!("{name}.running_var"),
+            Kind::Vector,
+            vec![c],
+            false,
+            1.0,
+        );
     }
     pub fn vector(&mut self, name: &str, c: usize, init: f32) {
         self.push(name.to_string(), Kind::Vector, vec![c], true, init);
@@ -148,11 +193,19 @@ impl ParamStore {
             } else {
                 let (fi, fo) = spec.fans();
                 let lim = (6.0 / (fi + fo) as f64).sqrt();
-                (0..spec.numel()).map(|_| rng.range(-lim, lim) as f32).collect()
+                (0..spec.numel())
+                    .map(|_| rng.range(-lim, lim) as f32)
+                    .collect()
             };
-            values.insert(spec.name.clone(), gpu.upload(&spec.engine_shape(), &to_engine(spec, &data)));
+            values.insert(
+                spec.name.clone(),
+                gpu.upload(&spec.engine_shape(), &to_engine(spec, &data)),
+            );
         }
-        ParamStore { specs: specs.0.clone(), values }
+        ParamStore {
+            specs: specs.0.clone(),
+            values,
+        }
     }
 
     /// From file-layout tensors found by `lookup(name)`; every spec must be present with its
@@ -165,24 +218,44 @@ impl ParamStore {
     ) -> Result<ParamStore> {
         let mut values = BTreeMap::new();
         for spec in &specs.0 {
-            let (shape, data) = lookup(&spec.name).ok_or_else(|| anyhow!("{source}: missing tensor \"{}\"", spec.name))?;
+            let (shape, data) = lookup(&spec.name)
+                .ok_or_else(|| anyhow!("{source}: missing tensor \"{}\"", spec.name))?;
             if shape != spec.file_shape {
-                bail!("{source}: tensor \"{}\" has shape {:?}, expected {:?}", spec.name, shape, spec.file_shape);
+                bail!(
+                    "{source}: tensor \"{}\" has shape {:?}, expected {:?}",
+                    spec.name,
+                    shape,
+                    spec.file_shape
+                );
             }
             if data.iter().any(|v| !v.is_finite()) {
-                bail!("{source}: tensor \"{}\" holds NaN or infinite values", spec.name);
+                bail!(
+                    "{source}: tensor \"{}\" holds NaN or infinite values",
+                    spec.name
+                );
             }
-            values.insert(spec.name.clone(), gpu.upload(&spec.engine_shape(), &to_engine(spec, &data)));
+            values.insert(
+                spec.name.clone(),
+                gpu.upload(&spec.engine_shape(), &to_engine(spec, &data)),
+            );
         }
-        Ok(ParamStore { specs: specs.0.clone(), values })
+        Ok(ParamStore {
+            specs: specs.0.clone(),
+            values,
+        })
     }
 
     pub fn get(&self, name: &str) -> &Tensor {
-        self.values.get(name).unwrap_or_else(|| panic!("no parameter {name}"))
+        self.values
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
     }
 
     pub fn set(&mut self, name: &str, t: Tensor) {
-        let old = self.values.get(name).unwrap_or_else(|| panic!("no parameter {name}"));
+        let old = self
+            .values
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"));
         assert_eq!(old.numel(), t.numel(), "{name}: size changes");
         let shape = old.shape.clone();
         self.values.insert(name.to_string(), t.reshape(&shape));
@@ -196,12 +269,22 @@ impl ParamStore {
     pub fn to_file_tensors(&self, gpu: &Gpu) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         self.specs
             .iter()
-            .map(|s| Ok((s.name.clone(), s.file_shape.clone(), to_file(s, &gpu.download(self.get(&s.name))?))))
+            .map(|s| {
+                Ok((
+                    s.name.clone(),
+                    s.file_shape.clone(),
+                    to_file(s, &gpu.download(self.get(&s.name))?),
+                ))
+            })
             .collect()
     }
 
     pub fn trainable_names(&self) -> Vec<String> {
-        self.specs.iter().filter(|s| s.trainable).map(|s| s.name.clone()).collect()
+        self.specs
+            .iter()
+            .filter(|s| s.trainable)
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 
@@ -211,8 +294,19 @@ mod tests {
 
     #[test]
     fn layouts_round_trip() {
-        for (kind, shape) in [(Kind::Conv2d, vec![4, 3, 5, 2]), (Kind::Conv1d, vec![6, 2, 7]), (Kind::Dense, vec![3, 5]), (Kind::Vector, vec![7])] {
-            let spec = ParamSpec { name: "x".into(), kind, file_shape: shape.clone(), trainable: true, init: 0.0 };
+        for (kind, shape) in [
+            (Kind::Conv2d, vec![4, 3, 5, 2]),
+            (Kind::Conv1d, vec![6, 2, 7]),
+            (Kind::Dense, vec![3, 5]),
+            (Kind::Vector, vec![7]),
+        ] {
+            let spec = ParamSpec {
+                name: "x".into(),
+                kind,
+                file_shape: shape.clone(),
+                trainable: true,
+                init: 0.0,
+            };
             let data: Vec<f32> = (0..spec.numel()).map(|i| i as f32).collect();
             let e = to_engine(&spec, &data);
             assert_eq!(to_file(&spec, &e), data);

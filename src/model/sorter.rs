@@ -8,8 +8,15 @@ use crate::autograd::{Tape, Var};
 
 pub const LENGTH: usize = 16;
 /// (in, out, kernel, batch norm) of each conv1d layer; every layer ends in a PReLU.
-pub const LAYERS: [(usize, usize, usize, bool); 7] =
-    [(1, 8, 2, false), (8, 16, 3, true), (16, 32, 5, true), (32, 64, 7, true), (64, 96, 10, false), (96, 128, 7, true), (128, 256, 7, true)];
+pub const LAYERS: [(usize, usize, usize, bool); 7] = [
+    (1, 8, 2, false),
+    (8, 16, 3, true),
+    (16, 32, 5, true),
+    (32, 64, 7, true),
+    (64, 96, 10, false),
+    (96, 128, 7, true),
+    (128, 256, 7, true),
+];
 pub const ARCHITECTURE: &str = "asna-sorter";
 
 pub fn specs() -> SpecList {
@@ -32,7 +39,13 @@ pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, v: &Var) -> Var {
     // Each vector is a one-row image of L positions with one channel.
     let mut x = tape.reshape(v, &[b, 1, l, 1]);
     for (i, (_, _, _, has_bn)) in LAYERS.iter().enumerate() {
-        x = tape.conv(&x, p.var(&format!("sorter.conv{i}.weight")), Some(p.var(&format!("sorter.conv{i}.bias"))), 1, crate::ops::Act::None);
+        x = tape.conv(
+            &x,
+            p.var(&format!("sorter.conv{i}.weight")),
+            Some(p.var(&format!("sorter.conv{i}.bias"))),
+            1,
+            crate::ops::Act::None,
+        );
         if *has_bn {
             x = bn.apply(tape, p, &format!("sorter.bn{i}"), &x);
         }
@@ -41,6 +54,12 @@ pub fn forward(tape: &mut Tape, p: &Bound, bn: &mut BnContext, v: &Var) -> Var {
     // (position, channel) flatten, then the dense layer.
     let c = x.t.channels();
     let f = tape.reshape(&x, &[b, 1, 1, l * c]);
-    let y = tape.conv(&f, p.var("sorter.fc.weight"), Some(p.var("sorter.fc.bias")), 1, crate::ops::Act::None);
+    let y = tape.conv(
+        &f,
+        p.var("sorter.fc.weight"),
+        Some(p.var("sorter.fc.bias")),
+        1,
+        crate::ops::Act::None,
+    );
     tape.reshape(&y, &[b, l])
 }

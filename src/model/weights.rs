@@ -16,19 +16,46 @@ pub struct TensorFile {
 
 impl TensorFile {
     pub fn parse(data: &[u8], source: &str) -> Result<TensorFile> {
-        let st = SafeTensors::deserialize(data).map_err(|e| anyhow!("{source}: not a valid safetensors file ({e})"))?;
-        let (_, meta) = SafeTensors::read_metadata(data).map_err(|e| anyhow!("{source}: bad safetensors header ({e})"))?;
-        let mut out = TensorFile { metadata: meta.metadata().clone().unwrap_or_default().into_iter().collect(), ..Default::default() };
+        let st = SafeTensors::deserialize(data)
+            .map_err(|e| anyhow!("{source}: not a valid safetensors file ({e})"))?;
+        let (_, meta) = SafeTensors::read_metadata(data)
+            .map_err(|e| anyhow!("{source}: bad safetensors header ({e})"))?;
+        let mut out = TensorFile {
+            metadata: meta
+                .metadata()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
             let raw = view.data();
             let floats: Option<Vec<f32>> = match view.dtype() {
-                Dtype::F32 => Some(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-                Dtype::F64 => Some(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
-                Dtype::F16 => Some(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-                Dtype::BF16 => Some(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+                Dtype::F32 => Some(
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                ),
+                Dtype::F64 => Some(
+                    raw.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect(),
+                ),
+                Dtype::F16 => Some(
+                    raw.chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                ),
+                Dtype::BF16 => Some(
+                    raw.chunks_exact(2)
+                        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                ),
                 Dtype::U8 => {
-                    out.bytes.insert(name.clone(), (shape.clone(), raw.to_vec()));
+                    out.bytes
+                        .insert(name.clone(), (shape.clone(), raw.to_vec()));
                     None
                 }
                 other => bail!("{source}: tensor \"{name}\" has unsupported type {other:?}"),
@@ -58,12 +85,28 @@ impl TensorFile {
 }
 
 /// Serialises f32 tensors with metadata.
-pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+pub fn serialize(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                s.clone(),
+                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(n, s, d)| Ok((n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), d)?)))
+        .map(|(n, s, d)| {
+            Ok((
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), d)?,
+            ))
+        })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     Ok(safetensors::serialize(views, &Some(meta))?)
@@ -73,14 +116,27 @@ pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: &BTreeMap
 /// disk, then renamed over the target, so a crash or a full disk leaves the old file intact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("{}: write failed", path.display()))?;
-        f.sync_all().with_context(|| format!("{}: flush failed", path.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("{}: write failed", path.display()))?;
+        f.sync_all()
+            .with_context(|| format!("{}: flush failed", path.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("{}: cannot replace", path.display()))?;
         Ok(())
     })();
     if result.is_err() {

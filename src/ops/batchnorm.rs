@@ -6,8 +6,16 @@ use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
 
 const BN_NORMALIZE: Kernel = kernel("batchnorm.wgsl", "bn_normalize", &[RW, R, R, R, R, R, R, R]);
 const BN_BACKWARD: Kernel = kernel("batchnorm.wgsl", "bn_backward", &[RW, R, R, R, R, R, R, R]);
-const BN_BACKWARD_EVAL: Kernel = kernel("batchnorm.wgsl", "bn_backward_eval", &[RW, R, R, R, R, R, R, R]);
-const BN_GAMMA_GRAD: Kernel = kernel("batchnorm.wgsl", "bn_gamma_grad", &[RW, R, R, R, R, R, R, R]);
+const BN_BACKWARD_EVAL: Kernel = kernel(
+    "batchnorm.wgsl",
+    "bn_backward_eval",
+    &[RW, R, R, R, R, R, R, R],
+);
+const BN_GAMMA_GRAD: Kernel = kernel(
+    "batchnorm.wgsl",
+    "bn_gamma_grad",
+    &[RW, R, R, R, R, R, R, R],
+);
 
 pub const EPS: f32 = 1e-3;
 pub const MOMENTUM: f32 = 0.99;
@@ -28,7 +36,15 @@ pub fn batch_stats(gpu: &Gpu, x: &Tensor) -> BatchStats {
     let x3 = x.reshape(&[1, rows, c]);
     let inv = 1.0 / rows as f32;
     let mean = reduce::columns(gpu, &x3, reduce::Summand::Value, None, None, inv).reshape(&[c]);
-    let var = reduce::columns(gpu, &x3, reduce::Summand::SquaredDeviation, None, Some(&mean), inv).reshape(&[c]);
+    let var = reduce::columns(
+        gpu,
+        &x3,
+        reduce::Summand::SquaredDeviation,
+        None,
+        Some(&mean),
+        inv,
+    )
+    .reshape(&[c]);
     BatchStats { mean, var }
 }
 
@@ -38,14 +54,30 @@ fn params(x: &Tensor) -> [u32; 8] {
 }
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta with the given statistics.
-pub fn normalize(gpu: &Gpu, x: &Tensor, mean: &Tensor, var: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
+pub fn normalize(
+    gpu: &Gpu,
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Tensor {
     let y = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
         &BN_NORMALIZE,
         &[],
         &params(x),
-        &[y.raw(), x.raw(), x.raw(), mean.raw(), var.raw(), gamma.raw(), beta.raw(), beta.raw()],
+        &[
+            y.raw(),
+            x.raw(),
+            x.raw(),
+            mean.raw(),
+            var.raw(),
+            gamma.raw(),
+            beta.raw(),
+            beta.raw(),
+        ],
         grid_1d(n),
         (4.0 * n as f64, 2.0 * x.bytes() as f64),
     );
@@ -53,7 +85,12 @@ pub fn normalize(gpu: &Gpu, x: &Tensor, mean: &Tensor, var: &Tensor, gamma: &Ten
 }
 
 /// running <- momentum * running + (1 - momentum) * batch, as new tensors.
-pub fn running_update(gpu: &Gpu, running_mean: &Tensor, running_var: &Tensor, stats: &BatchStats) -> (Tensor, Tensor) {
+pub fn running_update(
+    gpu: &Gpu,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    stats: &BatchStats,
+) -> (Tensor, Tensor) {
     (
         super::eltwise::axpby(gpu, MOMENTUM, running_mean, 1.0 - MOMENTUM, &stats.mean),
         super::eltwise::axpby(gpu, MOMENTUM, running_var, 1.0 - MOMENTUM, &stats.var),
@@ -61,19 +98,41 @@ pub fn running_update(gpu: &Gpu, running_mean: &Tensor, running_var: &Tensor, st
 }
 
 /// Training-mode gradients (dX, dGamma, dBeta) through the batch statistics.
-pub fn backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, stats: &BatchStats, gamma: &Tensor) -> (Tensor, Tensor, Tensor) {
+pub fn backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    stats: &BatchStats,
+    gamma: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
     let (rows, c) = rows_c(x);
     let dy3 = dy.reshape(&[1, rows, c]);
     let sum_dy = reduce::columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
-    let sum_dy_xc = reduce::columns(gpu, &dy3, reduce::Summand::ProductWithDeviation, Some(&x.reshape(&[1, rows, c])), Some(&stats.mean), 1.0)
-        .reshape(&[c]);
+    let sum_dy_xc = reduce::columns(
+        gpu,
+        &dy3,
+        reduce::Summand::ProductWithDeviation,
+        Some(&x.reshape(&[1, rows, c])),
+        Some(&stats.mean),
+        1.0,
+    )
+    .reshape(&[c]);
     let dx = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
         &BN_BACKWARD,
         &[],
         &params(x),
-        &[dx.raw(), x.raw(), dy.raw(), stats.mean.raw(), stats.var.raw(), gamma.raw(), sum_dy.raw(), sum_dy_xc.raw()],
+        &[
+            dx.raw(),
+            x.raw(),
+            dy.raw(),
+            stats.mean.raw(),
+            stats.var.raw(),
+            gamma.raw(),
+            sum_dy.raw(),
+            sum_dy_xc.raw(),
+        ],
         grid_1d(n),
         (8.0 * n as f64, 3.0 * x.bytes() as f64),
     );
@@ -82,7 +141,16 @@ pub fn backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, stats: &BatchStats, gamma: &
         &BN_GAMMA_GRAD,
         &[],
         &[c as u32, c as u32, rows as u32, 0, f(EPS), 0, 0, 0],
-        &[dgamma.raw(), x.raw(), dy.raw(), stats.mean.raw(), stats.var.raw(), gamma.raw(), sum_dy.raw(), sum_dy_xc.raw()],
+        &[
+            dgamma.raw(),
+            x.raw(),
+            dy.raw(),
+            stats.mean.raw(),
+            stats.var.raw(),
+            gamma.raw(),
+            sum_dy.raw(),
+            sum_dy_xc.raw(),
+        ],
         grid_1d(c),
         (0.0, 0.0),
     );
@@ -90,14 +158,29 @@ pub fn backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, stats: &BatchStats, gamma: &
 }
 
 /// Evaluation-mode gradient of the input (the running statistics are constants).
-pub fn backward_eval(gpu: &Gpu, x: &Tensor, dy: &Tensor, running_var: &Tensor, gamma: &Tensor) -> Tensor {
+pub fn backward_eval(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    running_var: &Tensor,
+    gamma: &Tensor,
+) -> Tensor {
     let dx = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
         &BN_BACKWARD_EVAL,
         &[],
         &params(x),
-        &[dx.raw(), x.raw(), dy.raw(), running_var.raw(), running_var.raw(), gamma.raw(), gamma.raw(), gamma.raw()],
+        &[
+            dx.raw(),
+            x.raw(),
+            dy.raw(),
+            running_var.raw(),
+            running_var.raw(),
+            gamma.raw(),
+            gamma.raw(),
+            gamma.raw(),
+        ],
         grid_1d(n),
         (2.0 * n as f64, 2.0 * x.bytes() as f64),
     );

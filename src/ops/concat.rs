@@ -8,9 +8,31 @@ const COPY_CHANNELS: Kernel = kernel("concat.wgsl", "copy_channels", &[RW, R]);
 fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
     let (sc, dc) = (src.channels(), dst.channels());
     let rows = src.numel() / sc;
-    assert_eq!(rows, dst.numel() / dc, "concat: row counts differ: {:?} vs {:?}", src.shape, dst.shape);
-    let p = [rows as u32, sc as u32, dc as u32, src_off as u32, dst_off as u32, count as u32, 0, 0];
-    gpu.dispatch(&COPY_CHANNELS, &[], &p, &[dst.raw(), src.raw()], grid_1d(rows * count), (0.0, 2.0 * (rows * count * 4) as f64));
+    assert_eq!(
+        rows,
+        dst.numel() / dc,
+        "concat: row counts differ: {:?} vs {:?}",
+        src.shape,
+        dst.shape
+    );
+    let p = [
+        rows as u32,
+        sc as u32,
+        dc as u32,
+        src_off as u32,
+        dst_off as u32,
+        count as u32,
+        0,
+        0,
+    ];
+    gpu.dispatch(
+        &COPY_CHANNELS,
+        &[],
+        &p,
+        &[dst.raw(), src.raw()],
+        grid_1d(rows * count),
+        (0.0, 2.0 * (rows * count * 4) as f64),
+    );
 }
 
 /// Channel concatenation of tensors with equal leading axes, in order.

@@ -5,7 +5,30 @@
 use super::{kernel, reduce, Act, R, RW};
 use crate::gpu::{Gpu, Kernel, Tensor};
 
-const CONV: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
+const CONV_TILED: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
+const CONV_DIRECT: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R]);
+
+/// Which convolution kernel runs: workgroup-memory tiles (GPUs) or direct loads without
+/// barriers (CPU drivers, where workgroup memory is ordinary memory and barriers are costly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Tiled,
+    Direct,
+}
+
+/// The variant for this adapter: `Gpu::prefer_tiled`, then `ASNA_CONV=tiled|direct`, override
+/// the choice by device type.
+pub fn variant(gpu: &Gpu) -> Variant {
+    if let Some(tiled) = gpu.prefer_tiled.get() {
+        return if tiled { Variant::Tiled } else { Variant::Direct };
+    }
+    match std::env::var("ASNA_CONV").as_deref() {
+        Ok("tiled") => Variant::Tiled,
+        Ok("direct") => Variant::Direct,
+        _ if gpu.info.device_type == wgpu::DeviceType::Cpu => Variant::Direct,
+        _ => Variant::Tiled,
+    }
+}
 const BK: usize = 16;
 
 /// TensorFlow 'same' padding along one axis: output ceil(in / s), total padding
@@ -36,29 +59,69 @@ pub struct ConvGeom {
 
 impl ConvGeom {
     pub fn new(x_shape: &[usize], w_shape: &[usize], stride: usize) -> ConvGeom {
+        assert!(
+            stride.is_power_of_two(),
+            "conv stride must be a power of two, got {stride}"
+        );
         assert_eq!(x_shape.len(), 4, "conv input must be NHWC, got {x_shape:?}");
-        assert_eq!(w_shape.len(), 4, "conv weight must be [kh, kw, in, out], got {w_shape:?}");
+        assert_eq!(
+            w_shape.len(),
+            4,
+            "conv weight must be [kh, kw, in, out], got {w_shape:?}"
+        );
         let (n, h, w, cin) = (x_shape[0], x_shape[1], x_shape[2], x_shape[3]);
         let (kh, kw, wcin, cout) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-        assert_eq!(cin, wcin, "conv: input has {cin} channels, weight expects {wcin}");
+        assert_eq!(
+            cin, wcin,
+            "conv: input has {cin} channels, weight expects {wcin}"
+        );
         let (oh, pad_t) = same_padding(h, kh, stride);
         let (ow, pad_l) = same_padding(w, kw, stride);
-        ConvGeom { n, h, w, cin, oh, ow, cout, kh, kw, stride, pad_t, pad_l }
+        ConvGeom {
+            n,
+            h,
+            w,
+            cin,
+            oh,
+            ow,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad_t,
+            pad_l,
+        }
     }
     pub fn out_shape(&self) -> [usize; 4] {
         [self.n, self.oh, self.ow, self.cout]
     }
     pub fn flops(&self) -> f64 {
-        2.0 * (self.n * self.oh * self.ow) as f64 * (self.kh * self.kw * self.cin * self.cout) as f64
+        2.0 * (self.n * self.oh * self.ow) as f64
+            * (self.kh * self.kw * self.cin * self.cout) as f64
     }
     fn params(&self, gm: usize, gn: usize, gk: usize, k_chunk: usize, has_bias: bool) -> [u32; 20] {
         let u = |v: usize| v as u32;
         [
-            u(self.n), u(self.h), u(self.w), u(self.cin),
-            u(self.oh), u(self.ow), u(self.cout), u(self.kh),
-            u(self.kw), u(self.stride), u(self.pad_t), u(self.pad_l),
-            u(gm), u(gn), u(gk), u(k_chunk),
-            has_bias as u32, 0, 0, 0,
+            u(self.n),
+            u(self.h),
+            u(self.w),
+            u(self.cin),
+            u(self.oh),
+            u(self.ow),
+            u(self.cout),
+            u(self.kh),
+            u(self.kw),
+            u(self.stride),
+            u(self.pad_t),
+            u(self.pad_l),
+            u(gm),
+            u(gn),
+            u(gk),
+            u(k_chunk),
+            has_bias as u32,
+            self.stride.trailing_zeros(),
+            0,
+            0,
         ]
     }
 }
@@ -72,13 +135,26 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn for_width(gn: usize) -> Tiles {
+    fn for_width(variant: Variant, gn: usize) -> Tiles {
+        let t = |tm, tn, threads_n| Tiles { tm, tn, threads_n };
+        if variant == Variant::Direct {
+            // Neighbouring threads take neighbouring output channels (contiguous weight loads).
+            return match gn {
+                0..=1 => t(8, 1, 1),
+                2 => t(8, 1, 2),
+                3..=4 => t(8, 1, 4),
+                5..=8 => t(8, 1, 8),
+                9..=16 => t(8, 2, 8),
+                17..=32 => t(8, 4, 8),
+                _ => t(4, 8, 8),
+            };
+        }
         match gn {
-            0..=4 => Tiles { tm: 4, tn: 4, threads_n: 1 },
-            5..=8 => Tiles { tm: 4, tn: 4, threads_n: 2 },
-            9..=16 => Tiles { tm: 4, tn: 4, threads_n: 4 },
-            17..=32 => Tiles { tm: 8, tn: 4, threads_n: 8 },
-            _ => Tiles { tm: 4, tn: 8, threads_n: 8 },
+            0..=4 => t(2, 4, 1),
+            5..=8 => t(4, 4, 2),
+            9..=16 => t(4, 4, 4),
+            17..=32 => t(8, 4, 8),
+            _ => t(4, 8, 8),
         }
     }
     fn bm(&self) -> usize {
@@ -109,11 +185,24 @@ fn m_groups(tiles_m: usize) -> (u32, u32) {
 }
 
 /// y = act(conv(x, w) + b), TF-'same' padding.
-pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, act: Act) -> Tensor {
+pub fn forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+) -> Tensor {
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
     let y = gpu.empty(&g.out_shape());
     let (gm, gn, gk) = (g.n * g.oh * g.ow, g.cout, g.kh * g.kw * g.cin);
-    let t = Tiles::for_width(gn);
+    let v = variant(gpu);
+    let t = Tiles::for_width(v, gn);
+    let kernel = if v == Variant::Direct {
+        &CONV_DIRECT
+    } else {
+        &CONV_TILED
+    };
     let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
     let dummy;
     let bias = match b {
@@ -128,7 +217,7 @@ pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: us
     };
     let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
     gpu.dispatch(
-        &CONV,
+        kernel,
         &t.constants(0, act),
         &g.params(gm, gn, gk, gk, b.is_some()),
         &[y.raw(), x.raw(), w.raw(), bias],
@@ -142,10 +231,16 @@ pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: us
 pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tensor {
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
     let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.kh * g.kw * g.cout);
-    let t = Tiles::for_width(gn);
+    let v = variant(gpu);
+    let t = Tiles::for_width(v, gn);
+    let kernel = if v == Variant::Direct {
+        &CONV_DIRECT
+    } else {
+        &CONV_TILED
+    };
     let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
     gpu.dispatch(
-        &CONV,
+        kernel,
         &t.constants(1, Act::None),
         &g.params(gm, gn, gk, gk, false),
         &[dx.raw(), dz.raw(), w.raw(), w.raw()],
@@ -159,7 +254,13 @@ pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tenso
 /// position of the batch, so it is split into slices summed afterwards.
 pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tensor {
     let (gm, gn, gk) = (g.kh * g.kw * g.cin, g.cout, g.n * g.oh * g.ow);
-    let t = Tiles::for_width(gn);
+    let v = variant(gpu);
+    let t = Tiles::for_width(v, gn);
+    let kernel = if v == Variant::Direct {
+        &CONV_DIRECT
+    } else {
+        &CONV_TILED
+    };
     let tiles = gm.div_ceil(t.bm()) * gn.div_ceil(t.bn());
     // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
     let want = 1024usize.div_ceil(tiles).max(1);
@@ -169,15 +270,33 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
     let splits = gk.div_ceil(k_chunk);
     let work = (g.flops(), (x.bytes() + dz.bytes()) as f64);
     let consts = t.constants(2, Act::None);
-    let groups = [gn.div_ceil(t.bn()) as u32, gm.div_ceil(t.bm()) as u32, splits as u32];
+    let groups = [
+        gn.div_ceil(t.bn()) as u32,
+        gm.div_ceil(t.bm()) as u32,
+        splits as u32,
+    ];
     let wshape = [g.kh, g.kw, g.cin, g.cout];
     if splits == 1 {
         let dw = gpu.empty(&wshape);
-        gpu.dispatch(&CONV, &consts, &g.params(gm, gn, gk, k_chunk, false), &[dw.raw(), x.raw(), dz.raw(), dz.raw()], groups, work);
+        gpu.dispatch(
+            kernel,
+            &consts,
+            &g.params(gm, gn, gk, k_chunk, false),
+            &[dw.raw(), x.raw(), dz.raw(), dz.raw()],
+            groups,
+            work,
+        );
         return dw;
     }
     let parts = gpu.empty(&[splits, gm * gn]);
-    gpu.dispatch(&CONV, &consts, &g.params(gm, gn, gk, k_chunk, false), &[parts.raw(), x.raw(), dz.raw(), dz.raw()], groups, work);
+    gpu.dispatch(
+        kernel,
+        &consts,
+        &g.params(gm, gn, gk, k_chunk, false),
+        &[parts.raw(), x.raw(), dz.raw(), dz.raw()],
+        groups,
+        work,
+    );
     reduce::sum_splits(gpu, &parts).reshape(&wshape)
 }
 
@@ -185,6 +304,13 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
 pub fn backward_bias(gpu: &Gpu, dz: &Tensor) -> Tensor {
     let c = dz.channels();
     let rows = dz.numel() / c;
-    reduce::columns(gpu, &dz.reshape(&[1, rows, c]), reduce::Summand::Value, None, None, 1.0).reshape(&[c])
+    reduce::columns(
+        gpu,
+        &dz.reshape(&[1, rows, c]),
+        reduce::Summand::Value,
+        None,
+        None,
+        1.0,
+    )
+    .reshape(&[c])
 }
-

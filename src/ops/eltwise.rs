@@ -31,20 +31,58 @@ struct P {
 
 impl P {
     fn words(&self) -> [u32; 8] {
-        [self.n as u32, self.c as u32, self.hw as u32, self.op, self.off as u32, self.len as u32, f(self.alpha), f(self.beta)]
+        [
+            self.n as u32,
+            self.c as u32,
+            self.hw as u32,
+            self.op,
+            self.off as u32,
+            self.len as u32,
+            f(self.alpha),
+            f(self.beta),
+        ]
     }
 }
 
-fn run(gpu: &Gpu, k: &Kernel, p: P, out: &Tensor, a: &Tensor, b: Option<&Tensor>, c: Option<&Tensor>, threads: usize) {
+fn run(
+    gpu: &Gpu,
+    k: &Kernel,
+    p: P,
+    out: &Tensor,
+    a: &Tensor,
+    b: Option<&Tensor>,
+    c: Option<&Tensor>,
+    threads: usize,
+) {
     let bb = b.unwrap_or(a);
     let cc = c.unwrap_or(a);
     let bytes = (out.bytes() + a.bytes()) as f64;
-    gpu.dispatch(k, &[], &p.words(), &[out.raw(), a.raw(), bb.raw(), cc.raw()], grid_1d(threads), (threads as f64, bytes));
+    gpu.dispatch(
+        k,
+        &[],
+        &p.words(),
+        &[out.raw(), a.raw(), bb.raw(), cc.raw()],
+        grid_1d(threads),
+        (threads as f64, bytes),
+    );
 }
 
 pub fn activation(gpu: &Gpu, x: &Tensor, act: Act) -> Tensor {
     let out = gpu.empty(&x.shape);
-    run(gpu, &ACT_FORWARD, P { n: x.numel(), op: act as u32, ..Default::default() }, &out, x, None, None, x.numel());
+    run(
+        gpu,
+        &ACT_FORWARD,
+        P {
+            n: x.numel(),
+            op: act as u32,
+            ..Default::default()
+        },
+        &out,
+        x,
+        None,
+        None,
+        x.numel(),
+    );
     out
 }
 
@@ -54,15 +92,48 @@ pub fn activation_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, act: Act) -> Tens
         return dy.clone();
     }
     let out = gpu.empty(&y.shape);
-    run(gpu, &ACT_BACKWARD, P { n: y.numel(), op: act as u32, ..Default::default() }, &out, y, Some(dy), None, y.numel());
+    run(
+        gpu,
+        &ACT_BACKWARD,
+        P {
+            n: y.numel(),
+            op: act as u32,
+            ..Default::default()
+        },
+        &out,
+        y,
+        Some(dy),
+        None,
+        y.numel(),
+    );
     out
 }
 
 /// alpha * a + beta * b (same shapes).
 pub fn axpby(gpu: &Gpu, alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Tensor {
-    assert_eq!(a.numel(), b.numel(), "axpby: {:?} vs {:?}", a.shape, b.shape);
+    assert_eq!(
+        a.numel(),
+        b.numel(),
+        "axpby: {:?} vs {:?}",
+        a.shape,
+        b.shape
+    );
     let out = gpu.empty(&a.shape);
-    run(gpu, &AXPBY, P { n: a.numel(), alpha, beta, ..Default::default() }, &out, a, Some(b), None, a.numel());
+    run(
+        gpu,
+        &AXPBY,
+        P {
+            n: a.numel(),
+            alpha,
+            beta,
+            ..Default::default()
+        },
+        &out,
+        a,
+        Some(b),
+        None,
+        a.numel(),
+    );
     out
 }
 
@@ -77,7 +148,20 @@ pub fn scale(gpu: &Gpu, a: &Tensor, s: f32) -> Tensor {
 /// alpha * a * g[0], for g a 1-element tensor on the GPU.
 pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor {
     let out = gpu.empty(&a.shape);
-    run(gpu, &SCALE_BY_SCALAR, P { n: a.numel(), alpha, ..Default::default() }, &out, a, Some(g), None, a.numel());
+    run(
+        gpu,
+        &SCALE_BY_SCALAR,
+        P {
+            n: a.numel(),
+            alpha,
+            ..Default::default()
+        },
+        &out,
+        a,
+        Some(g),
+        None,
+        a.numel(),
+    );
     out
 }
 
@@ -85,7 +169,20 @@ pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor 
 pub fn fill_from_scalar(gpu: &Gpu, shape: &[usize], alpha: f32, g: &Tensor) -> Tensor {
     let out = gpu.empty(shape);
     let n = out.numel();
-    run(gpu, &FILL_FROM_SCALAR, P { n, alpha, ..Default::default() }, &out, g, Some(g), None, n);
+    run(
+        gpu,
+        &FILL_FROM_SCALAR,
+        P {
+            n,
+            alpha,
+            ..Default::default()
+        },
+        &out,
+        g,
+        Some(g),
+        None,
+        n,
+    );
     out
 }
 
@@ -95,9 +192,21 @@ pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
     let (n, h, w, c) = a.nhwc();
     let broadcast = b.numel() != a.numel();
     if broadcast {
-        assert_eq!(b.shape, vec![n, 1, 1, c], "mul: cannot broadcast {:?} to {:?}", b.shape, a.shape);
+        assert_eq!(
+            b.shape,
+            vec![n, 1, 1, c],
+            "mul: cannot broadcast {:?} to {:?}",
+            b.shape,
+            a.shape
+        );
     }
-    let p = P { n: a.numel(), c, hw: h * w, op: broadcast as u32, ..Default::default() };
+    let p = P {
+        n: a.numel(),
+        c,
+        hw: h * w,
+        op: broadcast as u32,
+        ..Default::default()
+    };
     run(gpu, &MUL, p, &out, a, Some(b), None, a.numel());
     out
 }
@@ -109,8 +218,15 @@ pub fn mul_backward(gpu: &Gpu, a: &Tensor, b: &Tensor, dy: &Tensor) -> (Tensor, 
         mul(gpu, dy, a)
     } else {
         let (n, h, w, c) = a.nhwc();
-        reduce::columns(gpu, &dy.reshape(&[n, h * w, c]), reduce::Summand::Product, Some(&a.reshape(&[n, h * w, c])), None, 1.0)
-            .reshape(&b.shape)
+        reduce::columns(
+            gpu,
+            &dy.reshape(&[n, h * w, c]),
+            reduce::Summand::Product,
+            Some(&a.reshape(&[n, h * w, c])),
+            None,
+            1.0,
+        )
+        .reshape(&b.shape)
     };
     (da, db)
 }
@@ -122,14 +238,40 @@ pub fn absdiff_halves(gpu: &Gpu, x: &Tensor) -> Tensor {
     shape[0] /= 2;
     let out = gpu.empty(&shape);
     let len = out.numel();
-    run(gpu, &ABSDIFF, P { n: x.numel(), len, ..Default::default() }, &out, x, None, None, len);
+    run(
+        gpu,
+        &ABSDIFF,
+        P {
+            n: x.numel(),
+            len,
+            ..Default::default()
+        },
+        &out,
+        x,
+        None,
+        None,
+        len,
+    );
     out
 }
 
 pub fn absdiff_halves_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
     let out = gpu.empty(&x.shape);
     let len = dy.numel();
-    run(gpu, &ABSDIFF_BACKWARD, P { n: x.numel(), len, ..Default::default() }, &out, x, Some(dy), None, len);
+    run(
+        gpu,
+        &ABSDIFF_BACKWARD,
+        P {
+            n: x.numel(),
+            len,
+            ..Default::default()
+        },
+        &out,
+        x,
+        Some(dy),
+        None,
+        len,
+    );
     out
 }
 
@@ -138,7 +280,20 @@ pub fn prelu(gpu: &Gpu, x: &Tensor, alpha: &Tensor) -> Tensor {
     let out = gpu.empty(&x.shape);
     let c = x.channels();
     assert_eq!(alpha.numel(), c, "prelu: one alpha per channel");
-    run(gpu, &PRELU_FORWARD, P { n: x.numel(), c, ..Default::default() }, &out, x, Some(alpha), None, x.numel());
+    run(
+        gpu,
+        &PRELU_FORWARD,
+        P {
+            n: x.numel(),
+            c,
+            ..Default::default()
+        },
+        &out,
+        x,
+        Some(alpha),
+        None,
+        x.numel(),
+    );
     out
 }
 
@@ -146,10 +301,30 @@ pub fn prelu(gpu: &Gpu, x: &Tensor, alpha: &Tensor) -> Tensor {
 pub fn prelu_backward(gpu: &Gpu, x: &Tensor, alpha: &Tensor, dy: &Tensor) -> (Tensor, Tensor) {
     let c = x.channels();
     let dx = gpu.empty(&x.shape);
-    run(gpu, &PRELU_BACKWARD, P { n: x.numel(), c, ..Default::default() }, &dx, x, Some(dy), Some(alpha), x.numel());
+    run(
+        gpu,
+        &PRELU_BACKWARD,
+        P {
+            n: x.numel(),
+            c,
+            ..Default::default()
+        },
+        &dx,
+        x,
+        Some(dy),
+        Some(alpha),
+        x.numel(),
+    );
     let rows = x.numel() / c;
-    let da = reduce::columns(gpu, &dy.reshape(&[1, rows, c]), reduce::Summand::ProductWhereNegative, Some(&x.reshape(&[1, rows, c])), None, 1.0)
-        .reshape(&[c]);
+    let da = reduce::columns(
+        gpu,
+        &dy.reshape(&[1, rows, c]),
+        reduce::Summand::ProductWhereNegative,
+        Some(&x.reshape(&[1, rows, c])),
+        None,
+        1.0,
+    )
+    .reshape(&[c]);
     (dx, da)
 }
 
@@ -160,7 +335,20 @@ pub fn slice_batch(gpu: &Gpu, x: &Tensor, start: usize, count: usize) -> Tensor 
     shape[0] = count;
     let out = gpu.empty(&shape);
     let n = out.numel();
-    run(gpu, &SLICE, P { n, off: start * item, ..Default::default() }, &out, x, None, None, n);
+    run(
+        gpu,
+        &SLICE,
+        P {
+            n,
+            off: start * item,
+            ..Default::default()
+        },
+        &out,
+        x,
+        None,
+        None,
+        n,
+    );
     out
 }
 
@@ -169,6 +357,20 @@ pub fn unslice_batch(gpu: &Gpu, dy: &Tensor, full: &[usize], start: usize) -> Te
     let out = gpu.empty(full);
     let item = out.numel() / full[0];
     let n = out.numel();
-    run(gpu, &UNSLICE, P { n, off: start * item, len: dy.numel(), ..Default::default() }, &out, dy, None, None, n);
+    run(
+        gpu,
+        &UNSLICE,
+        P {
+            n,
+            off: start * item,
+            len: dy.numel(),
+            ..Default::default()
+        },
+        &out,
+        dy,
+        None,
+        None,
+        n,
+    );
     out
 }

@@ -12,15 +12,33 @@ const PEARSON_FORWARD: Kernel = kernel("loss.wgsl", "pearson_forward", &[RW, R, 
 const PEARSON_BACKWARD: Kernel = kernel("loss.wgsl", "pearson_backward", &[RW, R, R, R]);
 
 fn scalar_op(gpu: &Gpu, k: &Kernel, a: &Tensor, b: &Tensor) -> Tensor {
-    assert_eq!(a.numel(), b.numel(), "loss: prediction and target sizes differ");
+    assert_eq!(
+        a.numel(),
+        b.numel(),
+        "loss: prediction and target sizes differ"
+    );
     let out = gpu.empty(&[1]);
-    gpu.dispatch(k, &[], &[a.numel() as u32, 0, 0, 0], &[out.raw(), a.raw(), b.raw(), a.raw()], [1, 1, 1], (4.0 * a.numel() as f64, 0.0));
+    gpu.dispatch(
+        k,
+        &[],
+        &[a.numel() as u32, 0, 0, 0],
+        &[out.raw(), a.raw(), b.raw(), a.raw()],
+        [1, 1, 1],
+        (4.0 * a.numel() as f64, 0.0),
+    );
     out
 }
 
 fn grad_op(gpu: &Gpu, k: &Kernel, a: &Tensor, b: &Tensor, g: &Tensor) -> Tensor {
     let out = gpu.empty(&a.shape);
-    gpu.dispatch(k, &[], &[a.numel() as u32, 0, 0, 0], &[out.raw(), a.raw(), b.raw(), g.raw()], [1, 1, 1], (8.0 * a.numel() as f64, 0.0));
+    gpu.dispatch(
+        k,
+        &[],
+        &[a.numel() as u32, 0, 0, 0],
+        &[out.raw(), a.raw(), b.raw(), g.raw()],
+        [1, 1, 1],
+        (8.0 * a.numel() as f64, 0.0),
+    );
     out
 }
 

@@ -16,7 +16,10 @@ use crate::gpu::{Access, Kernel};
 /// Every embedded shader file, by name, for validation and for the pipeline cache.
 pub const SHADERS: &[(&str, &str)] = &[
     ("adam.wgsl", include_str!("../../shaders/adam.wgsl")),
-    ("batchnorm.wgsl", include_str!("../../shaders/batchnorm.wgsl")),
+    (
+        "batchnorm.wgsl",
+        include_str!("../../shaders/batchnorm.wgsl"),
+    ),
     ("concat.wgsl", include_str!("../../shaders/concat.wgsl")),
     ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
     ("eltwise.wgsl", include_str!("../../shaders/eltwise.wgsl")),
@@ -56,8 +59,17 @@ const fn const_eq(a: &str, b: &str) -> bool {
 pub(crate) const R: Access = Access::Read;
 pub(crate) const RW: Access = Access::ReadWrite;
 
-pub(crate) const fn kernel(file: &'static str, entry: &'static str, bindings: &'static [Access]) -> Kernel {
-    Kernel { file, source: shader(file), entry, bindings }
+pub(crate) const fn kernel(
+    file: &'static str,
+    entry: &'static str,
+    bindings: &'static [Access],
+) -> Kernel {
+    Kernel {
+        file,
+        source: shader(file),
+        entry,
+        bindings,
+    }
 }
 
 /// Activation functions, numbered as the shaders number them.

@@ -9,7 +9,16 @@ const UPSAMPLE_FORWARD: Kernel = kernel("pool.wgsl", "upsample_forward", &[RW, R
 const UPSAMPLE_BACKWARD: Kernel = kernel("pool.wgsl", "upsample_backward", &[RW, R, R]);
 
 fn params(n: usize, h: usize, w: usize, c: usize, oh: usize, ow: usize, total: usize) -> [u32; 8] {
-    [n as u32, h as u32, w as u32, c as u32, oh as u32, ow as u32, total as u32, 0]
+    [
+        n as u32,
+        h as u32,
+        w as u32,
+        c as u32,
+        oh as u32,
+        ow as u32,
+        total as u32,
+        0,
+    ]
 }
 
 /// [n, h, w, c] -> [n, h/2, w/2, c] (an odd last row or column is dropped, as 'valid' pooling).
@@ -18,7 +27,14 @@ pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (oh, ow) = (h / 2, w / 2);
     let y = gpu.empty(&[n, oh, ow, c]);
     let total = y.numel();
-    gpu.dispatch(&MAXPOOL_FORWARD, &[], &params(n, h, w, c, oh, ow, total), &[y.raw(), x.raw(), x.raw()], grid_1d(total), (3.0 * total as f64, (x.bytes() + y.bytes()) as f64));
+    gpu.dispatch(
+        &MAXPOOL_FORWARD,
+        &[],
+        &params(n, h, w, c, oh, ow, total),
+        &[y.raw(), x.raw(), x.raw()],
+        grid_1d(total),
+        (3.0 * total as f64, (x.bytes() + y.bytes()) as f64),
+    );
     y
 }
 
@@ -27,7 +43,14 @@ pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
     let dx = gpu.empty(&x.shape);
     let total = dx.numel();
-    gpu.dispatch(&MAXPOOL_BACKWARD, &[], &params(n, h, w, c, h / 2, w / 2, total), &[dx.raw(), x.raw(), dy.raw()], grid_1d(total), (3.0 * total as f64, (x.bytes() * 2 + dy.bytes()) as f64));
+    gpu.dispatch(
+        &MAXPOOL_BACKWARD,
+        &[],
+        &params(n, h, w, c, h / 2, w / 2, total),
+        &[dx.raw(), x.raw(), dy.raw()],
+        grid_1d(total),
+        (3.0 * total as f64, (x.bytes() * 2 + dy.bytes()) as f64),
+    );
     dx
 }
 
@@ -36,7 +59,14 @@ pub fn upsample(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
     let y = gpu.empty(&[n, 2 * h, 2 * w, c]);
     let total = y.numel();
-    gpu.dispatch(&UPSAMPLE_FORWARD, &[], &params(n, h, w, c, 2 * h, 2 * w, total), &[y.raw(), x.raw(), x.raw()], grid_1d(total), (0.0, (x.bytes() + y.bytes()) as f64));
+    gpu.dispatch(
+        &UPSAMPLE_FORWARD,
+        &[],
+        &params(n, h, w, c, 2 * h, 2 * w, total),
+        &[y.raw(), x.raw(), x.raw()],
+        grid_1d(total),
+        (0.0, (x.bytes() + y.bytes()) as f64),
+    );
     y
 }
 
@@ -45,6 +75,13 @@ pub fn upsample_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
     let (h, w) = (oh / 2, ow / 2);
     let dx = gpu.empty(&[n, h, w, c]);
     let total = dx.numel();
-    gpu.dispatch(&UPSAMPLE_BACKWARD, &[], &params(n, h, w, c, oh, ow, total), &[dx.raw(), dy.raw(), dy.raw()], grid_1d(total), (3.0 * total as f64, (dx.bytes() + dy.bytes()) as f64));
+    gpu.dispatch(
+        &UPSAMPLE_BACKWARD,
+        &[],
+        &params(n, h, w, c, oh, ow, total),
+        &[dx.raw(), dy.raw(), dy.raw()],
+        grid_1d(total),
+        (3.0 * total as f64, (dx.bytes() + dy.bytes()) as f64),
+    );
     dx
 }

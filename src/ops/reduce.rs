@@ -20,10 +20,20 @@ pub enum Summand {
 const ROWS_PER_WORKGROUP: usize = 2048;
 
 /// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]).
-pub fn columns(gpu: &Gpu, x: &Tensor, summand: Summand, y: Option<&Tensor>, m: Option<&Tensor>, scale: f32) -> Tensor {
+pub fn columns(
+    gpu: &Gpu,
+    x: &Tensor,
+    summand: Summand,
+    y: Option<&Tensor>,
+    m: Option<&Tensor>,
+    scale: f32,
+) -> Tensor {
     assert_eq!(x.shape.len(), 3, "reduce expects [G, R, C]");
     let (g, r, c) = (x.shape[0], x.shape[1], x.shape[2]);
-    assert!(c <= 65535 && g <= 65535, "reduce: too many columns or groups");
+    assert!(
+        c <= 65535 && g <= 65535,
+        "reduce: too many columns or groups"
+    );
     let splits = r.div_ceil(ROWS_PER_WORKGROUP).clamp(1, 1024);
     let rows_per = r.div_ceil(splits).max(1);
     let splits = r.div_ceil(rows_per).max(1);
@@ -31,25 +41,84 @@ pub fn columns(gpu: &Gpu, x: &Tensor, summand: Summand, y: Option<&Tensor>, m: O
     let yb = y.map(|t| t.raw()).unwrap_or(dummy.raw());
     let mb = m.map(|t| t.raw()).unwrap_or(dummy.raw());
     let consts = [("MODE", summand as u32 as f64)];
-    let work = (2.0 * x.numel() as f64, (x.bytes() + y.map_or(0, |t| t.bytes())) as f64);
+    let work = (
+        2.0 * x.numel() as f64,
+        (x.bytes() + y.map_or(0, |t| t.bytes())) as f64,
+    );
     if splits == 1 {
         let out = gpu.empty(&[g, c]);
-        let p = [g as u32, r as u32, c as u32, rows_per as u32, 1, f(scale), 0, 0];
-        gpu.dispatch(&REDUCE, &consts, &p, &[out.raw(), x.raw(), yb, mb], [1, c as u32, g as u32], work);
+        let p = [
+            g as u32,
+            r as u32,
+            c as u32,
+            rows_per as u32,
+            1,
+            f(scale),
+            0,
+            0,
+        ];
+        gpu.dispatch(
+            &REDUCE,
+            &consts,
+            &p,
+            &[out.raw(), x.raw(), yb, mb],
+            [1, c as u32, g as u32],
+            work,
+        );
         return out;
     }
     let parts = gpu.empty(&[g, splits, c]);
-    let p = [g as u32, r as u32, c as u32, rows_per as u32, splits as u32, f(1.0), 0, 0];
-    gpu.dispatch(&REDUCE, &consts, &p, &[parts.raw(), x.raw(), yb, mb], [splits as u32, c as u32, g as u32], work);
+    let p = [
+        g as u32,
+        r as u32,
+        c as u32,
+        rows_per as u32,
+        splits as u32,
+        f(1.0),
+        0,
+        0,
+    ];
+    gpu.dispatch(
+        &REDUCE,
+        &consts,
+        &p,
+        &[parts.raw(), x.raw(), yb, mb],
+        [splits as u32, c as u32, g as u32],
+        work,
+    );
     let out = gpu.empty(&[g, c]);
-    let p2 = [g as u32, splits as u32, c as u32, splits as u32, 1, f(scale), 0, 0];
-    gpu.dispatch(&REDUCE, &[("MODE", 0.0)], &p2, &[out.raw(), parts.raw(), dummy.raw(), dummy.raw()], [1, c as u32, g as u32], (0.0, 0.0));
+    let p2 = [
+        g as u32,
+        splits as u32,
+        c as u32,
+        splits as u32,
+        1,
+        f(scale),
+        0,
+        0,
+    ];
+    gpu.dispatch(
+        &REDUCE,
+        &[("MODE", 0.0)],
+        &p2,
+        &[out.raw(), parts.raw(), dummy.raw(), dummy.raw()],
+        [1, c as u32, g as u32],
+        (0.0, 0.0),
+    );
     out
 }
 
 /// Sum of all elements of x, as a 1-element tensor; with `Summand::Square`, the squared norm.
 pub fn total(gpu: &Gpu, x: &Tensor, summand: Summand) -> Tensor {
-    columns(gpu, &x.reshape(&[1, x.numel(), 1]), summand, None, None, 1.0).reshape(&[1])
+    columns(
+        gpu,
+        &x.reshape(&[1, x.numel(), 1]),
+        summand,
+        None,
+        None,
+        1.0,
+    )
+    .reshape(&[1])
 }
 
 /// out[i] = sum_s parts[s, i] for parts [S, L].
@@ -58,6 +127,13 @@ pub fn sum_splits(gpu: &Gpu, parts: &Tensor) -> Tensor {
     let out = gpu.empty(&[len]);
     let dummy = gpu.empty(&[1]);
     let p = [1, s as u32, len as u32, 0, 1, f(1.0), 0, 0];
-    gpu.dispatch(&SUM_SPLITS, &[("MODE", 0.0)], &p, &[out.raw(), parts.raw(), dummy.raw(), dummy.raw()], grid_1d(len), (s as f64 * len as f64, parts.bytes() as f64));
+    gpu.dispatch(
+        &SUM_SPLITS,
+        &[("MODE", 0.0)],
+        &p,
+        &[out.raw(), parts.raw(), dummy.raw(), dummy.raw()],
+        grid_1d(len),
+        (s as f64 * len as f64, parts.bytes() as f64),
+    );
     out
 }

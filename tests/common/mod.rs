@@ -35,14 +35,25 @@ pub fn download(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
 /// Relative L2 error ||got - want|| / max(||want||, 1e-6 sqrt(n)), the golden files' measure.
 pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len(), "length mismatch");
-    let num: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - w).powi(2)).sum::<f64>().sqrt();
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = want.iter().map(|w| w * w).sum::<f64>().sqrt();
     num / den.max(1e-6 * (want.len() as f64).sqrt())
 }
 
 #[track_caller]
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
     let e = rel_err(got, want);
     let worst = got
         .iter()
@@ -64,7 +75,13 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
 pub fn act_ref(x: f64, act: Act) -> f64 {
     match act {
         Act::None => x,
-        Act::LeakyRelu => if x > 0.0 { x } else { 0.5 * x },
+        Act::LeakyRelu => {
+            if x > 0.0 {
+                x
+            } else {
+                0.5 * x
+            }
+        }
         Act::Relu => x.max(0.0),
         Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Act::Tanh => x.tanh(),
@@ -81,7 +98,15 @@ pub fn same(input: usize, k: usize, s: usize) -> (usize, usize) {
 
 /// x [n, h, w, ci], w [kh, kw, ci, co] -> [n, oh, ow, co].
 #[allow(clippy::too_many_arguments)]
-pub fn conv_ref(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], b: Option<&[f64]>, stride: usize, act: Act) -> (Vec<f64>, [usize; 4]) {
+pub fn conv_ref(
+    x: &[f64],
+    xs: [usize; 4],
+    w: &[f64],
+    ws: [usize; 4],
+    b: Option<&[f64]>,
+    stride: usize,
+    act: Act,
+) -> (Vec<f64>, [usize; 4]) {
     let [n, h, wd, ci] = xs;
     let [kh, kw, wci, co] = ws;
     assert_eq!(ci, wci);
@@ -104,7 +129,8 @@ pub fn conv_ref(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], b: Option<
                                 continue;
                             }
                             for c in 0..ci {
-                                s += x[((img * h + iy as usize) * wd + ix as usize) * ci + c] * w[((ky * kw + kx) * ci + c) * co + o];
+                                s += x[((img * h + iy as usize) * wd + ix as usize) * ci + c]
+                                    * w[((ky * kw + kx) * ci + c) * co + o];
                             }
                         }
                     }
@@ -124,7 +150,10 @@ pub fn maxpool_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
             for ox in 0..ow {
                 for ch in 0..c {
                     let at = |yy: usize, xx: usize| x[((img * h + yy) * w + xx) * c + ch];
-                    let m = at(2 * oy, 2 * ox).max(at(2 * oy, 2 * ox + 1)).max(at(2 * oy + 1, 2 * ox)).max(at(2 * oy + 1, 2 * ox + 1));
+                    let m = at(2 * oy, 2 * ox)
+                        .max(at(2 * oy, 2 * ox + 1))
+                        .max(at(2 * oy + 1, 2 * ox))
+                        .max(at(2 * oy + 1, 2 * ox + 1));
                     y[((img * oh + oy) * ow + ox) * c + ch] = m;
                 }
             }
@@ -139,7 +168,8 @@ pub fn upsample_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
         for yy in 0..2 * h {
             for xx in 0..2 * w {
                 for ch in 0..c {
-                    y[((img * 2 * h + yy) * 2 * w + xx) * c + ch] = x[((img * h + yy / 2) * w + xx / 2) * c + ch];
+                    y[((img * 2 * h + yy) * 2 * w + xx) * c + ch] =
+                        x[((img * h + yy / 2) * w + xx / 2) * c + ch];
                 }
             }
         }
@@ -148,7 +178,13 @@ pub fn upsample_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
 }
 
 /// Training-mode batch norm over rows of [rows, c]: (y, mean, biased var).
-pub fn bn_train_ref(x: &[f64], c: usize, gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn bn_train_ref(
+    x: &[f64],
+    c: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let rows = x.len() / c;
     let mut mean = vec![0.0; c];
     let mut var = vec![0.0; c];
@@ -169,11 +205,21 @@ pub fn bn_train_ref(x: &[f64], c: usize, gamma: &[f64], beta: &[f64], eps: f64) 
     (y.collect(), mean, var)
 }
 
-pub fn bn_eval_ref(x: &[f64], c: usize, rm: &[f64], rv: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
-    (0..x.len()).map(|i| {
-        let ch = i % c;
-        (x[i] - rm[ch]) / (rv[ch] + eps).sqrt() * gamma[ch] + beta[ch]
-    }).collect()
+pub fn bn_eval_ref(
+    x: &[f64],
+    c: usize,
+    rm: &[f64],
+    rv: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let ch = i % c;
+            (x[i] - rm[ch]) / (rv[ch] + eps).sqrt() * gamma[ch] + beta[ch]
+        })
+        .collect()
 }
 
 pub fn pearson_ref(a: &[f64], b: &[f64]) -> f64 {

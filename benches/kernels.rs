@@ -1,0 +1,137 @@
+//! Kernel-level benchmarks behind `asna bench`: the convolution shapes of the ASNA model, each
+//! timed forward, grad-input and grad-weight on the default adapter (GPU time from timestamp
+//! queries where available, wall time otherwise). `cargo bench --bench kernels [-- FILTER]`.
+
+use asna::gpu::Gpu;
+use asna::ops::{self, Act};
+use std::time::Instant;
+
+struct Case {
+    name: &'static str,
+    x: [usize; 4],
+    k: usize,
+    cout: usize,
+    stride: usize,
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let scale: usize = std::env::var("ASNA_BENCH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let n = scale;
+    let cases = [
+        Case {
+            name: "enc.conv0 288 3->3 k5",
+            x: [n, 288, 288, 3],
+            k: 5,
+            cout: 3,
+            stride: 1,
+        },
+        Case {
+            name: "enc.conv1 288 3->8 k5",
+            x: [n, 288, 288, 3],
+            k: 5,
+            cout: 8,
+            stride: 1,
+        },
+        Case {
+            name: "enc.conv2 144 8->16 k5",
+            x: [n, 144, 144, 8],
+            k: 5,
+            cout: 16,
+            stride: 1,
+        },
+        Case {
+            name: "enc.conv3 72 16->32 k3",
+            x: [n, 72, 72, 16],
+            k: 3,
+            cout: 32,
+            stride: 1,
+        },
+        Case {
+            name: "enc.conv4 36 32->64 k3",
+            x: [n, 36, 36, 32],
+            k: 3,
+            cout: 64,
+            stride: 1,
+        },
+        Case {
+            name: "dec.conv1 36 128->64 k3",
+            x: [n, 36, 36, 128],
+            k: 3,
+            cout: 64,
+            stride: 1,
+        },
+        Case {
+            name: "dec.conv3 144 48->16 k3",
+            x: [n, 144, 144, 48],
+            k: 3,
+            cout: 16,
+            stride: 1,
+        },
+        Case {
+            name: "dec.down0 288 24->32 k3 s4",
+            x: [n, 288, 288, 24],
+            k: 3,
+            cout: 32,
+            stride: 4,
+        },
+    ];
+    let gpu = Gpu::default_adapter().expect("adapter");
+    let profiling = gpu.profiler.borrow_mut().set_enabled(true);
+    println!(
+        "adapter: {}  ({} images per case; GPU time: {})",
+        gpu.describe(),
+        n,
+        if profiling {
+            "timestamps"
+        } else {
+            "wall clock"
+        }
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>12}",
+        "case", "fwd GFLOP/s", "dX GFLOP/s", "dW GFLOP/s"
+    );
+    for c in cases
+        .iter()
+        .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
+    {
+        let ws = [c.k, c.k, c.x[3], c.cout];
+        let x = gpu.full(&c.x, 0.5);
+        let w = gpu.full(&ws, 0.01);
+        let b = gpu.full(&[c.cout], 0.0);
+        let g = ops::conv::ConvGeom::new(&c.x, &ws, c.stride);
+        let dy = gpu.full(&g.out_shape(), 0.1);
+        let mut rates = Vec::new();
+        for which in 0..3 {
+            let run = || match which {
+                0 => ops::conv::forward(&gpu, &x, &w, Some(&b), c.stride, Act::LeakyRelu),
+                1 => ops::conv::backward_input(&gpu, &dy, &w, &g),
+                _ => ops::conv::backward_weight(&gpu, &x, &dy, &g),
+            };
+            gpu.download(&run()).unwrap(); // compile and warm up
+            gpu.profiler.borrow_mut().set_enabled(profiling);
+            let t = Instant::now();
+            gpu.download(&run()).unwrap();
+            let wall = t.elapsed().as_secs_f64();
+            let secs = if profiling {
+                gpu.profiler
+                    .borrow()
+                    .stats
+                    .values()
+                    .map(|s| s.seconds)
+                    .sum::<f64>()
+            } else {
+                wall
+            };
+            rates.push(g.flops() / secs / 1e9);
+        }
+        println!(
+            "{:<28} {:>12.2} {:>12.2} {:>12.2}",
+            c.name, rates[0], rates[1], rates[2]
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! `asna bench`: end-to-end scoring throughput (pairs/s at several batch sizes), training
+//! steps/s at batch 16, peak GPU memory, and with `--profile` the GPU time of every kernel
+//! from timestamp queries (share of the total, achieved GFLOP/s and GB/s).
+
+use crate::autograd::Tape;
+use crate::data::Batch;
+use crate::gpu::Gpu;
+use crate::model::asna::{self, SIZE};
+use crate::model::params::ParamStore;
+use crate::model::sorter;
+use crate::optim::Adam;
+use crate::rng::Rng;
+use anyhow::Result;
+use std::time::Instant;
+
+pub struct BenchArgs {
+    pub batches: Vec<usize>,
+    pub iters: usize,
+    pub train: bool,
+    pub score: bool,
+    pub profile: bool,
+    pub json: bool,
+}
+
+fn random_pixels(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n * SIZE * SIZE * 3)
+        .map(|_| rng.below(256) as u8)
+        .collect()
+}
+
+fn profile_table(gpu: &Gpu) -> serde_json::Value {
+    let prof = gpu.profiler.borrow();
+    let total: f64 = prof.stats.values().map(|s| s.seconds).sum();
+    let mut rows: Vec<_> = prof.stats.iter().collect();
+    rows.sort_by(|a, b| b.1.seconds.partial_cmp(&a.1.seconds).unwrap());
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|(k, s)| {
+                serde_json::json!({
+                    "kernel": k, "calls": s.calls, "seconds": s.seconds,
+                    "share": if total > 0.0 { s.seconds / total } else { 0.0 },
+                    "gflops": if s.seconds > 0.0 { s.flops / s.seconds / 1e9 } else { 0.0 },
+                    "gbytes_per_s": if s.seconds > 0.0 { s.bytes / s.seconds / 1e9 } else { 0.0 },
+                })
+            })
+            .collect(),
+    )
+}
+
+fn print_profile(title: &str, table: &serde_json::Value) {
+    eprintln!("  {title}: GPU time per kernel");
+    eprintln!(
+        "    {:<28} {:>7} {:>10} {:>7} {:>9} {:>8}",
+        "kernel", "calls", "ms", "share", "GFLOP/s", "GB/s"
+    );
+    for r in table.as_array().into_iter().flatten() {
+        eprintln!(
+            "    {:<28} {:>7} {:>10.2} {:>6.1}% {:>9.1} {:>8.1}",
+            r["kernel"].as_str().unwrap_or(""),
+            r["calls"],
+            r["seconds"].as_f64().unwrap_or(0.0) * 1e3,
+            r["share"].as_f64().unwrap_or(0.0) * 100.0,
+            r["gflops"].as_f64().unwrap_or(0.0),
+            r["gbytes_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
+    let mut rng = Rng::new(1);
+    let store = ParamStore::init(gpu, &asna::specs(), 0);
+    let mut report =
+        serde_json::json!({ "adapter": gpu.describe(), "max_binding_bytes": gpu.max_binding() });
+    if args.profile && !gpu.profiler.borrow().available() {
+        eprintln!("note: this adapter has no timestamp queries; --profile is unavailable");
+    }
+    if args.score {
+        for &wanted in &args.batches {
+            let b = crate::scorer::max_batch(gpu, wanted);
+            let (r, d) = (random_pixels(&mut rng, b), random_pixels(&mut rng, b));
+            // Warm-up compiles every pipeline.
+            gpu.download(&crate::scorer::predict_standard(
+                gpu, &store, &r, &d, b, None,
+            ))?;
+            gpu.trim_pool();
+            gpu.reset_peak();
+            let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
+            let t = Instant::now();
+            for _ in 0..args.iters {
+                gpu.download(&crate::scorer::predict_standard(
+                    gpu, &store, &r, &d, b, None,
+                ))?;
+            }
+            let dt = t.elapsed().as_secs_f64();
+            let key = format!("score_b{wanted}");
+            report[&key] = serde_json::json!({
+                "batch": b, "pairs_per_s": (b * args.iters) as f64 / dt,
+                "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
+            });
+            if b != wanted {
+                report[&key]["note"] =
+                    format!("batch capped at {b} by the adapter's largest binding").into();
+            }
+            if profiling {
+                report[&key]["profile"] = profile_table(gpu);
+                gpu.profiler.borrow_mut().set_enabled(false);
+            }
+            if !args.json {
+                eprintln!(
+                    "score batch {b:>3}: {:.2} pairs/s, peak GPU memory {:.0} MiB",
+                    (b * args.iters) as f64 / dt,
+                    gpu.pool_peak_live_bytes() as f64 / 1048576.0
+                );
+                if profiling {
+                    print_profile(&key, &report[&key]["profile"]);
+                }
+            }
+        }
+    }
+    if args.train {
+        let sorter_store = ParamStore::init(gpu, &sorter::specs(), 1);
+        let mut train_store = ParamStore::init(gpu, &asna::specs(), 2);
+        let mut adam = Adam::new(Default::default());
+        let n = sorter::LENGTH;
+        let batch = Batch {
+            ref_u8: random_pixels(&mut rng, n),
+            dist_u8: random_pixels(&mut rng, n),
+            targets: (0..n).map(|_| rng.normal() as f32).collect(),
+            indices: (0..n).collect(),
+            n,
+            size: SIZE,
+        };
+        let w = Default::default();
+        crate::train::train_step(
+            gpu,
+            &mut train_store,
+            &mut adam,
+            &sorter_store,
+            &w,
+            &batch,
+            1e-4,
+            0,
+            false,
+        )?;
+        gpu.trim_pool();
+        gpu.reset_peak();
+        let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
+        let t = Instant::now();
+        for i in 0..args.iters {
+            crate::train::train_step(
+                gpu,
+                &mut train_store,
+                &mut adam,
+                &sorter_store,
+                &w,
+                &batch,
+                1e-4,
+                i as u64 + 1,
+                false,
+            )?;
+        }
+        let dt = t.elapsed().as_secs_f64();
+        report["train_b16"] = serde_json::json!({"steps_per_s": args.iters as f64 / dt, "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0});
+        if profiling {
+            report["train_b16"]["profile"] = profile_table(gpu);
+            gpu.profiler.borrow_mut().set_enabled(false);
+        }
+        if !args.json {
+            eprintln!(
+                "train batch 16: {:.3} steps/s, peak GPU memory {:.0} MiB",
+                args.iters as f64 / dt,
+                gpu.pool_peak_live_bytes() as f64 / 1048576.0
+            );
+            if profiling {
+                print_profile("train_b16", &report["train_b16"]["profile"]);
+            }
+        }
+        let _ = Tape::new(gpu);
+    }
+    Ok(report)
+}
