@@ -9,6 +9,7 @@ pub mod eltwise;
 pub mod image;
 pub mod loss;
 pub mod pool;
+pub mod quality;
 pub mod reduce;
 
 use crate::gpu::{Access, Kernel};
@@ -26,6 +27,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("image.wgsl", include_str!("../../shaders/image.wgsl")),
     ("loss.wgsl", include_str!("../../shaders/loss.wgsl")),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
+    ("quality.wgsl", include_str!("../../shaders/quality.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
 ];
 
