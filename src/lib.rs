@@ -9,6 +9,7 @@ pub mod autograd;
 pub mod bench;
 pub mod data;
 pub mod devices;
+pub mod eval;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

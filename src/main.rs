@@ -75,6 +75,40 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Evaluate on a labelled dataset: PLCC, SRCC, KRCC, RMSE, with PSNR and SSIM baselines
+    Eval {
+        /// Dataset format: pipal, kadid, tid2013, tid2008, csv
+        #[arg(long)]
+        dataset: String,
+        /// Dataset root directory
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Label file (csv format; default ROOT/labels.csv)
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Whether labels rise (higher) or fall (lower) with quality; default per dataset
+        #[arg(long)]
+        direction: Option<String>,
+        /// Model file(s); default: the embedded model
+        #[arg(long, value_name = "FILE")]
+        weights: Vec<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Average over test-time variants
+        #[arg(long)]
+        tta: bool,
+        /// Scatter plot of predicted against true scores
+        #[arg(long, value_name = "OUT.png")]
+        plot: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        /// Only the first N pairs
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Train ASNA on a labelled dataset
     Train(TrainArgs),
     /// Train the surrogate ranking network (the sorter) on synthetic vectors
@@ -240,6 +274,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: !quiet,
             };
             asna::score::run(&gpu, args)
+        }
+        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, quiet } => {
+            let gpu = open_gpu(&cli.adapter)?;
+            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit };
+            asna::eval::run(&gpu, &args).map(|_| ())
         }
         Command::Train(a) => {
             let root = a

@@ -139,7 +139,7 @@ pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, 
 }
 
 /// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
-fn decode_in_background(
+pub fn decode_in_background(
     pairs: Vec<(PathBuf, PathBuf)>,
     ahead: usize,
 ) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {

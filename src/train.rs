@@ -225,7 +225,10 @@ pub fn train(
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
     let (cfg, mut progress, mut store, mut adam, resumed_scaler) = if resume {
-        let (c, p, s, a, sc) = read_resume(gpu, run_dir)?;
+        let (mut c, p, s, a, sc) = read_resume(gpu, run_dir)?;
+        // A resumed run keeps its configuration; only how far it goes may change.
+        c.max_steps = cfg.max_steps;
+        c.epochs = cfg.epochs;
         (c, p, s, a, Some(sc))
     } else {
         if run_dir.join("last.safetensors").exists() {
@@ -269,7 +272,7 @@ pub fn train(
             .collect(),
     );
     let pairs = Arc::new(ds.pairs.clone());
-    let sorter = sorter_store(gpu, cfg.sorter.as_deref())?;
+    let sorter = if cfg.loss.rank != 0.0 { Some(sorter_store(gpu, cfg.sorter.as_deref())?) } else { None };
     let batches_per_epoch = data::num_batches(train_idx.len(), cfg.batch, true) as u64;
     let total_steps = cfg
         .max_steps
@@ -335,7 +338,7 @@ pub fn train(
                 gpu,
                 &mut store,
                 &mut adam,
-                &sorter,
+                sorter.as_ref(),
                 &cfg.loss,
                 &batch,
                 lr,
@@ -459,7 +462,7 @@ pub fn train_step(
     gpu: &Gpu,
     store: &mut ParamStore,
     adam: &mut Adam,
-    sorter_store: &ParamStore,
+    sorter_store: Option<&ParamStore>,
     weights: &LossWeights,
     batch: &data::Batch,
     lr: f32,
@@ -472,7 +475,7 @@ pub fn train_step(
     stacked.extend_from_slice(&batch.dist_u8);
     let mut tape = Tape::new(gpu);
     let params = Bound::new(&mut tape, store, true);
-    let sorter_params = Bound::new(&mut tape, sorter_store, false);
+    let sorter_params = sorter_store.map(|s| Bound::new(&mut tape, s, false));
     let x = tape.leaf(
         crate::ops::image::to_input(gpu, &stacked, 2 * n, batch.size, batch.size),
         false,
@@ -485,15 +488,8 @@ pub fn train_step(
     };
     let pred = forward(&mut tape, &params, &mut bn, &x, None);
     let updates = std::mem::take(&mut bn.updates);
-    let parts = asna_loss(
-        &mut tape,
-        &params,
-        &pred,
-        &target,
-        sorter_store,
-        &sorter_params,
-        weights,
-    );
+    let sorter = sorter_store.zip(sorter_params.as_ref());
+    let parts = asna_loss(&mut tape, &params, &pred, &target, sorter, weights);
     tape.backward(&parts.total);
     let loss = gpu.download_scalar(&parts.total.t)?;
     if !loss.is_finite() {

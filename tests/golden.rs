@@ -171,8 +171,7 @@ fn asna_matches_pytorch_oracle() {
             &params,
             &pred,
             &target_var,
-            &sorter_store,
-            &sorter_params,
+            Some((&sorter_store, &sorter_params)),
             &weights,
         );
         let updates = std::mem::take(&mut bn.updates);

@@ -36,28 +36,29 @@ pub struct LossParts {
     pub l2: Var,
 }
 
-pub fn asna_loss(
-    tape: &mut Tape,
-    params: &Bound,
-    pred: &Var,
-    target: &Var,
-    sorter_store: &ParamStore,
-    sorter_params: &Bound,
-    w: &LossWeights,
-) -> LossParts {
+pub fn asna_loss(tape: &mut Tape, params: &Bound, pred: &Var, target: &Var, sorter: Option<(&ParamStore, &Bound)>, w: &LossWeights) -> LossParts {
     let mse = tape.mse(pred, target);
-    let pearson = tape.pearson_term(pred, target);
-    let mut frozen = BnContext {
-        train: false,
-        updates: Default::default(),
-        store: sorter_store,
+    // A term with weight 0 stays out of the graph: 0 * NaN (Pearson of a constant prediction,
+    // common at initialisation) would otherwise poison the loss and every gradient. It is
+    // still computed for the log.
+    let pearson = if w.mse != 1.0 {
+        tape.pearson_term(pred, target)
+    } else {
+        tape.leaf(crate::ops::loss::pearson_term(tape.gpu, &pred.t, &target.t), false)
     };
-    let n = pred.t.numel();
-    let p_row = tape.reshape(pred, &[1, n]);
-    let t_row = tape.reshape(target, &[1, n]);
-    let ranks_p = sorter::forward(tape, sorter_params, &mut frozen, &p_row);
-    let ranks_t = sorter::forward(tape, sorter_params, &mut frozen, &t_row);
-    let rank = tape.mse(&ranks_p, &ranks_t);
+    // The ranking term needs the sorter (and batches of its length); with s = 0 it is left out.
+    let rank = match sorter {
+        Some((store, bound)) if w.rank != 0.0 => {
+            let mut frozen = BnContext { train: false, updates: Default::default(), store };
+            let n = pred.t.numel();
+            let p_row = tape.reshape(pred, &[1, n]);
+            let t_row = tape.reshape(target, &[1, n]);
+            let ranks_p = sorter::forward(tape, bound, &mut frozen, &p_row);
+            let ranks_t = sorter::forward(tape, bound, &mut frozen, &t_row);
+            tape.mse(&ranks_p, &ranks_t)
+        }
+        _ => tape.leaf(tape.gpu.zeros(&[1]), false),
+    };
     let mut l2: Option<Var> = None;
     for name in L2_CONV_LAYERS {
         let term = tape.sum_squares(params.var(&format!("{name}.weight")), w.l2_conv);
@@ -68,9 +69,11 @@ pub fn asna_loss(
     }
     let dense = tape.sum_squares(params.var("head.fc1.weight"), w.l2_dense);
     let l2 = tape.add(&l2.expect("L2 layers"), &dense);
-    let t = tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson);
-    let t = tape.axpby(1.0, &t, w.rank, &rank);
-    let total = tape.add(&t, &l2);
+    let mut total = if w.mse != 1.0 { tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson) } else { mse.clone() };
+    if w.rank != 0.0 {
+        total = tape.axpby(1.0, &total, w.rank, &rank);
+    }
+    let total = tape.add(&total, &l2);
     LossParts {
         total,
         mse,

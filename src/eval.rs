@@ -1,0 +1,104 @@
+//! `asna eval`: scores a labelled dataset and reports how well the scores agree with the human
+//! labels (PLCC, SRCC, KRCC, RMSE and PLCC after the 4-parameter logistic mapping), with PSNR
+//! and SSIM computed on the GPU for the same pairs as baselines in the same table.
+
+use crate::data::{self, DatasetFormat, Direction};
+use crate::gpu::Gpu;
+use crate::metrics::{correlations, fit_logistic4, Correlations};
+use crate::model::checkpoint::load_model;
+use crate::scorer::Scorer;
+use anyhow::{anyhow, Result};
+use std::path::PathBuf;
+
+pub struct EvalArgs {
+    pub dataset: String,
+    pub root: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub direction: Option<String>,
+    pub weights: Vec<PathBuf>,
+    pub batch: usize,
+    pub tta: bool,
+    pub plot: Option<PathBuf>,
+    pub json: bool,
+    pub progress: bool,
+    pub limit: Option<usize>,
+}
+
+pub struct EvalReport {
+    pub rows: Vec<(String, Correlations)>,
+    pub predictions: Vec<f64>,
+    pub truth: Vec<f64>,
+}
+
+fn row_json(name: &str, c: &Correlations) -> serde_json::Value {
+    serde_json::json!({"method": name, "n": c.n, "plcc": c.plcc, "srcc": c.srcc, "krcc": c.krcc, "rmse": c.rmse, "plcc_logistic": c.plcc_logistic})
+}
+
+pub fn print_table(rows: &[(String, Correlations)]) {
+    println!("{:<8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>10}", "method", "pairs", "PLCC", "SRCC", "KRCC", "RMSE", "PLCC(log)");
+    for (name, c) in rows {
+        println!("{:<8} {:>6} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>10.4}", name, c.n, c.plcc, c.srcc, c.krcc, c.rmse, c.plcc_logistic);
+    }
+}
+
+pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
+    let format: DatasetFormat = args.dataset.parse().map_err(|e| anyhow!("--dataset: {e}"))?;
+    let direction = match &args.direction {
+        Some(d) => Some(d.parse::<Direction>().map_err(|_| anyhow!("--direction must be \"higher\" or \"lower\""))?),
+        None => None,
+    };
+    let ds = data::open_dataset(format, &args.root, args.labels.as_deref(), direction)?;
+    let mut pairs = ds.pairs.clone();
+    if let Some(l) = args.limit {
+        pairs.truncate(l);
+    }
+    let models = if args.weights.is_empty() {
+        vec![load_model(gpu, None)?]
+    } else {
+        args.weights.iter().map(|w| load_model(gpu, Some(w))).collect::<Result<_>>()?
+    };
+    let scorer = Scorer::new(gpu, models, args.batch, args.tta);
+    let bar = if args.progress { indicatif::ProgressBar::new(pairs.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}").unwrap());
+    let list: Vec<(PathBuf, PathBuf)> = pairs.iter().map(|p| (p.ref_path.clone(), p.dist_path.clone())).collect();
+    let mut decoded = crate::score::decode_in_background(list, scorer.batch * 8);
+    let (mut pred, mut psnr, mut ssim) = (Vec::new(), Vec::new(), Vec::new());
+    let chunk = scorer.batch * 4;
+    let mut done = 0;
+    while done < pairs.len() {
+        let end = (done + chunk).min(pairs.len());
+        let mut imgs = Vec::with_capacity(end - done);
+        for _ in done..end {
+            imgs.push(decoded.next().expect("one decoded pair per listed pair")?);
+        }
+        pred.extend(scorer.score_pairs(&imgs, |_| {})?);
+        for (r, d) in &imgs {
+            let (w, h) = (r.width() as usize, r.height() as usize);
+            psnr.extend(crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?);
+            ssim.extend(crate::ops::quality::ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?);
+        }
+        bar.inc((end - done) as u64);
+        done = end;
+    }
+    bar.finish_and_clear();
+    // Everything compared as "higher is better": labels that fall with quality are negated.
+    let sign = if ds.direction == Direction::LowerIsBetter { -1.0 } else { 1.0 };
+    let truth: Vec<f64> = pairs.iter().map(|p| sign * p.score).collect();
+    let pred_up: Vec<f64> = pred.iter().map(|v| v * if scorer.models[0].scaler.direction == Direction::LowerIsBetter { -1.0 } else { 1.0 }).collect();
+    // PSNR is +inf for identical pairs; cap it for the statistics.
+    let psnr: Vec<f64> = psnr.iter().map(|v| v.min(100.0)).collect();
+    let rows = vec![("ASNA".to_string(), correlations(&pred_up, &truth)), ("PSNR".to_string(), correlations(&psnr, &truth)), ("SSIM".to_string(), correlations(&ssim, &truth))];
+    if let Some(plot) = &args.plot {
+        let f = fit_logistic4(&pred_up, &truth);
+        let c = &rows[0].1;
+        let title = format!("ASNA  PLCC {:.3}  SRCC {:.3}  n {}", c.plcc, c.srcc, c.n);
+        crate::plot::scatter_png_with_curve(plot, &pred_up, &truth, "predicted score", "label", &title, Some(&|x| f.eval(x)))?;
+    }
+    if args.json {
+        let v = serde_json::json!({"dataset": ds.format.as_str(), "labels": ds.labels_file.display().to_string(), "rows": rows.iter().map(|(n, c)| row_json(n, c)).collect::<Vec<_>>()});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(EvalReport { rows, predictions: pred, truth })
+}
