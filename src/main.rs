@@ -202,6 +202,9 @@ struct TrainArgs {
     rank_weight: f32,
     #[arg(long, default_value_t = 1e-4)]
     lr: f32,
+    /// Pairs per batch; must be 16 (the sorter's length) unless --rank-weight is 0
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
     /// Epoch from which the learning rate is multiplied by 0.1
     #[arg(long, default_value_t = 10)]
     lr_decay_epoch: u64,
@@ -301,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 lr: a.lr,
                 lr_decay_epoch: a.lr_decay_epoch,
+                batch: a.batch,
                 augment: !a.no_augment,
                 checkpoint_every: a.checkpoint_every.max(1),
                 skip_nonfinite: a.skip_nonfinite,

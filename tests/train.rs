@@ -77,8 +77,16 @@ fn loss_falls_when_training_on_a_batch() {
     let px = |rng: &mut Rng| (0..n * 288 * 288 * 3).map(|_| rng.below(256) as u8).collect::<Vec<u8>>();
     let batch = Batch { ref_u8: px(&mut rng), dist_u8: px(&mut rng), targets: vec![1.0, -1.0, 0.5, -0.5], indices: (0..n).collect(), n, size: 288 };
     let w = asna::model::loss::LossWeights { rank: 0.0, ..Default::default() };
-    let losses: Vec<f32> = (0..4).map(|i| asna::train::train_step(&gpu, &mut store, &mut adam, Some(&sorter), &w, &batch, 1e-3, i, false).unwrap().unwrap()).collect();
+    let mut losses = Vec::new();
+    let mut pool = Vec::new();
+    for i in 0..4 {
+        losses.push(asna::train::train_step(&gpu, &mut store, &mut adam, Some(&sorter), &w, &batch, 1e-3, i, false).unwrap().unwrap());
+        pool.push((gpu.pool_allocated_bytes(), gpu.pool_allocations()));
+    }
     assert!(losses[3] < losses[0] * 0.8, "loss should fall: {losses:?}");
+    // Saved activations go back to the pool after each step: from the second step on, every
+    // buffer is reused and GPU memory stops growing.
+    assert_eq!(pool[1], pool[3], "the buffer pool grew after the second step: {pool:?}");
 }
 
 #[test]
@@ -123,6 +131,19 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
     let scaler = LabelScaler { mean: meta["label_mean"].parse().unwrap(), std: meta["label_std"].parse().unwrap(), direction: Direction::HigherIsBetter };
     assert!(scaler.std > 0.0 && (3.0..4.5).contains(&scaler.mean), "label statistics stored: {scaler:?}");
     assert!(std::fs::read_to_string(full.join("metrics.jsonl")).unwrap().contains("\"srcc\""), "validation metrics logged");
+
+    // `asna eval` on the same labelled set: ASNA, PSNR and SSIM rows over the same pairs.
+    let out = std::process::Command::new(bin)
+        .args(["eval", "--dataset", "csv", "--root", root.to_str().unwrap(), "--weights", full.to_str().unwrap(), "--json", "--limit", "6", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["method"].as_str().unwrap()).collect::<Vec<_>>(), ["ASNA", "PSNR", "SSIM"]);
+    assert!(rows.iter().all(|r| r["n"] == 6));
+    // PSNR falls with noise, as the labels do: a perfect rank correlation on this set.
+    assert!(rows[1]["srcc"].as_f64().unwrap() > 0.6, "{rows:?}");
 }
 
 #[test]
