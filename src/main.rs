@@ -28,9 +28,10 @@ enum Command {
         json: bool,
     },
     /// Predict the quality (MOS) of distorted images against their references
+    #[command(group(clap::ArgGroup::new("input").required(true).args(["reference", "pairs", "ref_dir"])))]
     Score {
         /// Reference image (with DIST: score one pair)
-        #[arg(value_name = "REF")]
+        #[arg(value_name = "REF", requires = "distorted")]
         reference: Option<PathBuf>,
         /// Distorted image
         #[arg(value_name = "DIST")]
@@ -257,9 +258,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shard,
             quiet,
         } => {
-            if reference.is_some() != distorted.is_some() {
-                anyhow::bail!("give both REF and DIST");
-            }
             let gpu = open_gpu(&cli.adapter)?;
             let args = asna::score::ScoreArgs {
                 reference,
@@ -414,7 +412,7 @@ fn main() {
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
-        let s = c.to_string().replace('\n', " ");
+        let s = c.to_string().replace(|ch: char| ch.is_control(), " ");
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

@@ -2,8 +2,9 @@
 //! batches (decoding on background threads), written as CSV or JSON; `--shard K/N` splits a
 //! large list across the jobs of a cluster array without any coordinator.
 
-use crate::data::load_pair;
+use crate::data::{check_min_size, load_pair};
 use crate::gpu::Gpu;
+use crate::model::asna::SIZE;
 use crate::model::checkpoint::{load_model, LoadedModel};
 use crate::scorer::Scorer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,6 +80,9 @@ pub fn read_pair_list(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let bytes = std::fs::read(path).map_err(|e| anyhow!("{src}: cannot read ({e})"))?;
     let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if text.trim().is_empty() {
+        bail!("{src}: empty list (expected a header \"ref,dist\" and one pair per line)");
+    }
     let base = path.parent().unwrap_or(Path::new(""));
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
@@ -90,7 +94,7 @@ pub fn read_pair_list(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
         (Some(r), Some(d)) => (r, d),
         _ => bail!(
             "{src}:1: header must name the columns \"ref\" and \"dist\" (found: {})",
-            headers.iter().collect::<Vec<_>>().join(",")
+            headers.iter().collect::<Vec<_>>().join(",").escape_debug()
         ),
     };
     let mut out = Vec::new();
@@ -138,6 +142,13 @@ pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, 
     Ok(out)
 }
 
+/// Loads a pair and checks it is large enough for the model, with errors naming the file.
+fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
+    let pair = load_pair(r, d)?;
+    check_min_size(&pair.0, r, SIZE as u32)?;
+    Ok(pair)
+}
+
 /// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
 pub fn decode_in_background(
     pairs: Vec<(PathBuf, PathBuf)>,
@@ -154,7 +165,7 @@ pub fn decode_in_background(
             pairs.iter().skip(w).step_by(workers).cloned().collect();
         std::thread::spawn(move || {
             for (r, d) in mine {
-                if tx.send(load_pair(&r, &d)).is_err() {
+                if tx.send(load_scorable(&r, &d)).is_err() {
                     return;
                 }
             }
@@ -284,7 +295,7 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
     let scorer = Scorer::new(gpu, models, args.batch, args.tta);
 
     if single && args.out.is_none() && args.map.is_none() && args.format == Format::Csv {
-        let (r, d) = load_pair(&list[0].0, &list[0].1)?;
+        let (r, d) = load_scorable(&list[0].0, &list[0].1)?;
         let s = scorer.score_pairs(&[(r, d)], |_| {})?;
         println!("{:.4}", s[0]);
         return Ok(());
@@ -293,7 +304,7 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
         if !single {
             bail!("--map needs a single pair (REF DIST)");
         }
-        let (r, d) = load_pair(&list[0].0, &list[0].1)?;
+        let (r, d) = load_scorable(&list[0].0, &list[0].1)?;
         let map = scorer.degradation_map(&r, &d)?;
         crate::plot::quality_map_png(
             map_path,

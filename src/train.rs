@@ -222,14 +222,15 @@ pub fn train(
     resume: bool,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
-    let (cfg, mut progress, mut store, mut adam, resumed_scaler) = if resume {
+    // The dataset is read and checked before any GPU work and before the run directory is
+    // created, so a bad label file fails fast and leaves nothing behind.
+    let (cfg, ds, mut progress, mut store, mut adam, resumed_scaler) = if resume {
         let (mut c, p, s, a, sc) = read_resume(gpu, run_dir)?;
         // A resumed run keeps its configuration; only how far it goes may change.
         c.max_steps = cfg.max_steps;
         c.epochs = cfg.epochs;
-        (c, p, s, a, Some(sc))
+        let ds = open(&c)?;
+        (c, ds, p, s, a, Some(sc))
     } else {
         if run_dir.join("last.safetensors").exists() {
             bail!(
@@ -237,6 +238,7 @@ pub fn train(
                 run_dir.display()
             );
         }
+        let ds = open(&cfg)?;
         let store = match &cfg.init {
             Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
             None => ParamStore::init(gpu, &asna::specs(), cfg.seed),
@@ -245,7 +247,7 @@ pub fn train(
             lr: cfg.lr,
             ..Default::default()
         });
-        (cfg, Progress::default(), store, adam, None)
+        (cfg, ds, Progress::default(), store, adam, None)
     };
     if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
         bail!(
@@ -253,7 +255,6 @@ pub fn train(
             sorter::LENGTH
         );
     }
-    let ds = open(&cfg)?;
     let (train_idx, val_idx) = data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
     if train_idx.len() < cfg.batch {
         bail!(
@@ -279,10 +280,11 @@ pub fn train(
         .unwrap_or(u64::MAX)
         .min(batches_per_epoch * cfg.epochs);
     let log_path = run_dir.join("metrics.jsonl");
-    std::fs::write(
-        run_dir.join("config.json"),
-        serde_json::to_string_pretty(&cfg)?,
-    )?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
+    let config_path = run_dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string_pretty(&cfg)?)
+        .with_context(|| format!("{}: cannot write", config_path.display()))?;
 
     let bar = if opts.progress_bar {
         let b = indicatif::ProgressBar::new(total_steps);

@@ -9,8 +9,8 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail};
 
 use super::labels::{
-    csv_rows, field, header_columns, parse_score, read_label_bytes, safe_relative, whitespace_rows,
-    DirIndex, Row,
+    csv_rows, escape_controls, field, header_columns, parse_score, read_label_bytes, safe_relative,
+    whitespace_rows, DirIndex, Row,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,6 +247,18 @@ struct Parsed {
 /// default (higher is better for all formats). Image paths in label files must be relative
 /// and stay inside `root` (absolute paths and `..` are refused).
 pub fn open_dataset(
+    format: DatasetFormat,
+    root: &Path,
+    labels: Option<&Path>,
+    direction: Option<Direction>,
+) -> anyhow::Result<Dataset> {
+    // Messages quote label text, which may hold line breaks (in quoted CSV fields): escaped,
+    // so that every error stays one line.
+    read_dataset(format, root, labels, direction)
+        .map_err(|e| anyhow!(escape_controls(&e.to_string())))
+}
+
+fn read_dataset(
     format: DatasetFormat,
     root: &Path,
     labels: Option<&Path>,

@@ -208,6 +208,19 @@ pub(crate) fn safe_relative(path: &Path, line: usize, s: &str) -> anyhow::Result
     Ok(out)
 }
 
+/// `s` with control characters (line breaks, tabs, ...) written as escapes, e.g. `\r\n`.
+pub(crate) fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
