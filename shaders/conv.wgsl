@@ -79,6 +79,74 @@ fn odometer_step(d: Odometer, by: u32) -> Odometer {
     return r;
 }
 
+// One element of the implicit A matrix: row data (r0, r1, r2) decomposed once per thread (see
+// the kernels), column k given by its odometer. Zero outside the image (the 'same' padding)
+// and, for the input gradient, where the stride does not divide the offset.
+fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> f32 {
+    if (MODE == 0u) {
+        let iy = r1 + i32(d.o);
+        let ix = r2 + i32(d.m);
+        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+            return a_src[((u32(r0 + iy)) * p.w + u32(ix)) * p.cin + d.i];
+        }
+    } else if (MODE == 1u) {
+        let ty = r1 - i32(d.o);
+        let tx = r2 - i32(d.m);
+        let smask = p.stride - 1u;
+        if (ty >= 0 && tx >= 0 && (u32(ty) & smask) == 0u && (u32(tx) & smask) == 0u) {
+            let oy = u32(ty) >> p.stride_shift;
+            let ox = u32(tx) >> p.stride_shift;
+            if (oy < p.oh && ox < p.ow) {
+                return a_src[((u32(r0) + oy) * p.ow + ox) * p.cout + d.i];
+            }
+        }
+    } else {
+        let iy = i32(d.m * p.stride) + r0 - i32(p.pad_t);
+        let ix = i32(d.i * p.stride) + r1 - i32(p.pad_l);
+        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+            return a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2)];
+        }
+    }
+    return 0.0;
+}
+
+// Per-row data of the A matrix, decomposed once: MODE 0 (img * h, oy * s - pt, ox * s - pl);
+// MODE 1 (img * oh, iy + pt, ix + pl); MODE 2 (ky, kx, ci).
+fn decompose_row(m: u32) -> vec3<i32> {
+    if (MODE == 0u) {
+        let plane = p.oh * p.ow;
+        let img = m / plane;
+        let rem = m - img * plane;
+        let oy = rem / p.ow;
+        let ox = rem - oy * p.ow;
+        return vec3<i32>(i32(img * p.h), i32(oy * p.stride) - i32(p.pad_t), i32(ox * p.stride) - i32(p.pad_l));
+    } else if (MODE == 1u) {
+        let plane = p.h * p.w;
+        let img = m / plane;
+        let rem = m - img * plane;
+        let iy = rem / p.w;
+        let ix = rem - iy * p.w;
+        return vec3<i32>(i32(img * p.oh), i32(iy + p.pad_t), i32(ix + p.pad_l));
+    }
+    let ci = m % p.cin;
+    let t = m / p.cin;
+    return vec3<i32>(i32(t / p.kw), i32(t % p.kw), i32(ci));
+}
+
+// The epilogue: bias and activation for the forward product, slice `split` of the partial
+// sums for the weight gradient.
+fn store_c(m: u32, n: u32, split: u32, acc: f32) {
+    if (MODE == 0u) {
+        var v = acc;
+        if (p.has_bias != 0u) { v += bias[n]; }
+        out[m * p.gn + n] = activate(v);
+    } else if (MODE == 1u) {
+        out[m * p.gn + n] = acc;
+    } else {
+        out[(split * p.gm + m) * p.gn + n] = acc;
+    }
+}
+
 @compute @workgroup_size(64)
 fn conv_gemm(@builtin(local_invocation_index) lid: u32,
              @builtin(workgroup_id) wid: vec3<u32>,
@@ -107,8 +175,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
     let row_lane = lid % rp;
     let k_lane = lid / rp;
     let rows = bm / rp;
-    // Per row: MODE 0: (img * h, oy * s - pt, ox * s - pl); MODE 1: (img * oh, iy + pt, ix + pl);
-    // MODE 2: (ky, kx, ci). Invalid rows are marked by rv = 0.
+    // Rows decomposed once (decompose_row); invalid rows are marked by rv = 0.
     var r0: array<i32, 4>;
     var r1: array<i32, 4>;
     var r2: array<i32, 4>;
@@ -116,37 +183,15 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
     for (var r = 0u; r < rows; r++) {
         let m = m0 + row_lane + rp * r;
         rv[r] = select(0u, 1u, m < p.gm);
-        if (MODE == 0u) {
-            let plane = p.oh * p.ow;
-            let img = m / plane;
-            let rem = m - img * plane;
-            let oy = rem / p.ow;
-            let ox = rem - oy * p.ow;
-            r0[r] = i32(img * p.h);
-            r1[r] = i32(oy * p.stride) - i32(p.pad_t);
-            r2[r] = i32(ox * p.stride) - i32(p.pad_l);
-        } else if (MODE == 1u) {
-            let plane = p.h * p.w;
-            let img = m / plane;
-            let rem = m - img * plane;
-            let iy = rem / p.w;
-            let ix = rem - iy * p.w;
-            r0[r] = i32(img * p.oh);
-            r1[r] = i32(iy + p.pad_t);
-            r2[r] = i32(ix + p.pad_l);
-        } else {
-            let ci = m % p.cin;
-            let t = m / p.cin;
-            r0[r] = i32(t / p.kw);
-            r1[r] = i32(t % p.kw);
-            r2[r] = i32(ci);
-        }
+        let q = decompose_row(m);
+        r0[r] = q.x;
+        r1[r] = q.y;
+        r2[r] = q.z;
     }
     // B-tile loading: thread owns column nb_lane and walks every klb-th k from kb_lane.
     let klb = WG / bn;
     let nb_lane = lid % bn;
     let kb_lane = lid / bn;
-    let smask = p.stride - 1u;
 
     var acc: array<f32, 32>;
     for (var i = 0u; i < 32u; i++) { acc[i] = 0.0; }
@@ -159,31 +204,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
             let k_ok = k < k_end;
             for (var r = 0u; r < rows; r++) {
                 var v = 0.0;
-                if (k_ok && rv[r] != 0u) {
-                    if (MODE == 0u) {
-                        let iy = r1[r] + i32(d.o);
-                        let ix = r2[r] + i32(d.m);
-                        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-                            v = a_src[((u32(r0[r] + iy)) * p.w + u32(ix)) * p.cin + d.i];
-                        }
-                    } else if (MODE == 1u) {
-                        let ty = r1[r] - i32(d.o);
-                        let tx = r2[r] - i32(d.m);
-                        if (ty >= 0 && tx >= 0 && (u32(ty) & smask) == 0u && (u32(tx) & smask) == 0u) {
-                            let oy = u32(ty) >> p.stride_shift;
-                            let ox = u32(tx) >> p.stride_shift;
-                            if (oy < p.oh && ox < p.ow) {
-                                v = a_src[((u32(r0[r]) + oy) * p.ow + ox) * p.cout + d.i];
-                            }
-                        }
-                    } else {
-                        let iy = i32(d.m * p.stride) + r0[r] - i32(p.pad_t);
-                        let ix = i32(d.i * p.stride) + r1[r] - i32(p.pad_l);
-                        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-                            v = a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2[r])];
-                        }
-                    }
-                }
+                if (k_ok && rv[r] != 0u) { v = gather_a(r0[r], r1[r], r2[r], d); }
                 tile_a[kk * bm + row_lane + rp * r] = v;
             }
             d = odometer_step(d, kl);
@@ -238,15 +259,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
         for (var j = 0u; j < TN; j++) {
             let n = n0 + tn_idx + j * THREADS_N;
             if (n >= p.gn) { continue; }
-            var v = acc[i * TN + j];
-            if (MODE == 0u) {
-                if (p.has_bias != 0u) { v += bias[n]; }
-                out[m * p.gn + n] = activate(v);
-            } else if (MODE == 1u) {
-                out[m * p.gn + n] = v;
-            } else {
-                out[(wid.z * p.gm + m) * p.gn + n] = v;
-            }
+            store_c(m, n, wid.z, acc[i * TN + j]);
         }
     }
 }
@@ -284,36 +297,13 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
     for (var r = 0u; r < TM; r++) {
         let m = m0 + r;
         rv[r] = select(0u, 1u, m < p.gm);
-        if (MODE == 0u) {
-            let plane = p.oh * p.ow;
-            let img = m / plane;
-            let rem = m - img * plane;
-            let oy = rem / p.ow;
-            let ox = rem - oy * p.ow;
-            r0[r] = i32(img * p.h);
-            r1[r] = i32(oy * p.stride) - i32(p.pad_t);
-            r2[r] = i32(ox * p.stride) - i32(p.pad_l);
-        } else if (MODE == 1u) {
-            let plane = p.h * p.w;
-            let img = m / plane;
-            let rem = m - img * plane;
-            let iy = rem / p.w;
-            let ix = rem - iy * p.w;
-            r0[r] = i32(img * p.oh);
-            r1[r] = i32(iy + p.pad_t);
-            r2[r] = i32(ix + p.pad_l);
-        } else {
-            let ci = m % p.cin;
-            let t = m / p.cin;
-            r0[r] = i32(t / p.kw);
-            r1[r] = i32(t % p.kw);
-            r2[r] = i32(ci);
-        }
+        let q = decompose_row(m);
+        r0[r] = q.x;
+        r1[r] = q.y;
+        r2[r] = q.z;
     }
     var nv: array<u32, 8>;
     for (var j = 0u; j < TN; j++) { nv[j] = select(0u, 1u, n0 + j * THREADS_N < p.gn); }
-    let smask = p.stride - 1u;
-
     var acc: array<f32, 32>;
     for (var i = 0u; i < 32u; i++) { acc[i] = 0.0; }
     var d = odometer_at(k_begin);
@@ -327,31 +317,7 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
             var bv: array<f32, 8>;
             for (var r = 0u; r < TM; r++) {
                 var v = 0.0;
-                if (rv[r] != 0u) {
-                    if (MODE == 0u) {
-                        let iy = r1[r] + i32(d.o);
-                        let ix = r2[r] + i32(d.m);
-                        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-                            v = a_src[((u32(r0[r] + iy)) * p.w + u32(ix)) * p.cin + d.i];
-                        }
-                    } else if (MODE == 1u) {
-                        let ty = r1[r] - i32(d.o);
-                        let tx = r2[r] - i32(d.m);
-                        if (ty >= 0 && tx >= 0 && (u32(ty) & smask) == 0u && (u32(tx) & smask) == 0u) {
-                            let oy = u32(ty) >> p.stride_shift;
-                            let ox = u32(tx) >> p.stride_shift;
-                            if (oy < p.oh && ox < p.ow) {
-                                v = a_src[((u32(r0[r]) + oy) * p.ow + ox) * p.cout + d.i];
-                            }
-                        }
-                    } else {
-                        let iy = i32(d.m * p.stride) + r0[r] - i32(p.pad_t);
-                        let ix = i32(d.i * p.stride) + r1[r] - i32(p.pad_l);
-                        if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-                            v = a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2[r])];
-                        }
-                    }
-                }
+                if (rv[r] != 0u) { v = gather_a(r0[r], r1[r], r2[r], d); }
                 av[r] = v;
             }
             for (var j = 0u; j < TN; j++) {
@@ -384,15 +350,7 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
         for (var j = 0u; j < TN; j++) {
             let n = n0 + j * THREADS_N;
             if (n >= p.gn) { continue; }
-            var v = acc[r * TN + j];
-            if (MODE == 0u) {
-                if (p.has_bias != 0u) { v += bias[n]; }
-                out[m * p.gn + n] = activate(v);
-            } else if (MODE == 1u) {
-                out[m * p.gn + n] = v;
-            } else {
-                out[(wid.z * p.gm + m) * p.gn + n] = v;
-            }
+            store_c(m, n, wid.z, acc[r * TN + j]);
         }
     }
 }

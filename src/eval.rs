@@ -22,6 +22,8 @@ pub struct EvalArgs {
     pub json: bool,
     pub progress: bool,
     pub limit: Option<usize>,
+    /// Only the PSNR and SSIM baselines (no model).
+    pub baselines_only: bool,
 }
 
 pub struct EvalReport {
@@ -52,7 +54,9 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     if let Some(l) = args.limit {
         pairs.truncate(l);
     }
-    let models = if args.weights.is_empty() {
+    let models = if args.baselines_only {
+        Vec::new()
+    } else if args.weights.is_empty() {
         vec![load_model(gpu, None)?]
     } else {
         args.weights.iter().map(|w| load_model(gpu, Some(w))).collect::<Result<_>>()?
@@ -71,7 +75,9 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         for _ in done..end {
             imgs.push(decoded.next().expect("one decoded pair per listed pair")?);
         }
-        pred.extend(scorer.score_pairs(&imgs, |_| {})?);
+        if !args.baselines_only {
+            pred.extend(scorer.score_pairs(&imgs, |_| {})?);
+        }
         for (r, d) in &imgs {
             let (w, h) = (r.width() as usize, r.height() as usize);
             psnr.extend(crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?);
@@ -84,11 +90,17 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     // Everything compared as "higher is better": labels that fall with quality are negated.
     let sign = if ds.direction == Direction::LowerIsBetter { -1.0 } else { 1.0 };
     let truth: Vec<f64> = pairs.iter().map(|p| sign * p.score).collect();
-    let pred_up: Vec<f64> = pred.iter().map(|v| v * if scorer.models[0].scaler.direction == Direction::LowerIsBetter { -1.0 } else { 1.0 }).collect();
+    let flip = scorer.models.first().is_some_and(|m| m.scaler.direction == Direction::LowerIsBetter);
+    let pred_up: Vec<f64> = pred.iter().map(|v| if flip { -v } else { *v }).collect();
     // PSNR is +inf for identical pairs; cap it for the statistics.
     let psnr: Vec<f64> = psnr.iter().map(|v| v.min(100.0)).collect();
-    let rows = vec![("ASNA".to_string(), correlations(&pred_up, &truth)), ("PSNR".to_string(), correlations(&psnr, &truth)), ("SSIM".to_string(), correlations(&ssim, &truth))];
-    if let Some(plot) = &args.plot {
+    let mut rows = Vec::new();
+    if !args.baselines_only {
+        rows.push(("ASNA".to_string(), correlations(&pred_up, &truth)));
+    }
+    rows.push(("PSNR".to_string(), correlations(&psnr, &truth)));
+    rows.push(("SSIM".to_string(), correlations(&ssim, &truth)));
+    if let Some(plot) = args.plot.as_ref().filter(|_| !args.baselines_only) {
         let f = fit_logistic4(&pred_up, &truth);
         let c = &rows[0].1;
         let title = format!("ASNA  PLCC {:.3}  SRCC {:.3}  n {}", c.plcc, c.srcc, c.n);

@@ -107,6 +107,9 @@ enum Command {
         /// Only the first N pairs
         #[arg(long)]
         limit: Option<usize>,
+        /// Only the PSNR and SSIM baselines, without a model
+        #[arg(long)]
+        baselines_only: bool,
         #[arg(long)]
         quiet: bool,
     },
@@ -276,9 +279,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             asna::score::run(&gpu, args)
         }
-        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, quiet } => {
+        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, baselines_only, quiet } => {
             let gpu = open_gpu(&cli.adapter)?;
-            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit };
+            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit, baselines_only };
             asna::eval::run(&gpu, &args).map(|_| ())
         }
         Command::Train(a) => {

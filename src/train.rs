@@ -265,6 +265,11 @@ pub fn train(
         );
     }
     let train_scores: Vec<f64> = train_idx.iter().map(|&i| ds.pairs[i].score).collect();
+    let refs_of = |idx: &[usize]| -> Vec<String> {
+        let set: std::collections::BTreeSet<String> = idx.iter().map(|&i| ds.pairs[i].ref_path.display().to_string()).collect();
+        set.into_iter().collect()
+    };
+    let split_json = serde_json::json!({"train_references": refs_of(&train_idx), "validation_references": refs_of(&val_idx)});
     let scaler = resumed_scaler.unwrap_or_else(|| LabelScaler::fit(&train_scores, ds.direction));
     let targets: Arc<Vec<f32>> = Arc::new(
         ds.pairs
@@ -282,6 +287,7 @@ pub fn train(
     let log_path = run_dir.join("metrics.jsonl");
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
+    write_atomic(&run_dir.join("split.json"), serde_json::to_string_pretty(&split_json)?.as_bytes())?;
     let config_path = run_dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&cfg)?)
         .with_context(|| format!("{}: cannot write", config_path.display()))?;

@@ -182,3 +182,43 @@ fn non_finite_loss_stops_the_run_without_a_poisoned_checkpoint() {
     let s = train(&gpu, c, &run2, false, &quiet());
     assert!(s.is_ok() || s.err().unwrap().to_string().contains("NaN"), "skipping keeps the run alive");
 }
+
+#[test]
+fn killed_run_resumes_from_its_last_checkpoint() {
+    let root = temp_dir("data4");
+    tiny_dataset(&root, 3);
+    let run = temp_dir("killed");
+    let bin = env!("CARGO_BIN_EXE_asna");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = ["train", "--dataset", "csv", "--root", root.to_str().unwrap(), "--out", run.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for a in ["--batch", "2", "--rank-weight", "0", "--checkpoint-every", "1", "--max-steps", "4", "--val-fraction", "0.34", "--quiet"] {
+            v.push(a.to_string());
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut child = std::process::Command::new(bin).args(args(&[])).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let last = run.join("last.safetensors");
+    let started = std::time::Instant::now();
+    while !last.exists() {
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint appeared");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("training ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    // Whatever the moment of the kill, the last checkpoint is complete and loadable.
+    let meta = TensorFile::read(&last).unwrap().metadata;
+    let step: u64 = meta["step"].parse().unwrap();
+    assert!(step >= 1);
+    let out = std::process::Command::new(bin).args(args(&["--resume"])).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = TensorFile::read(&last).unwrap().metadata;
+    assert_eq!(meta["step"], "4", "the resumed run finished the remaining steps");
+    assert!(run.join("best.safetensors").exists());
+}
