@@ -11,6 +11,7 @@ use crate::model::checkpoint::LoadedModel;
 use crate::model::params::ParamStore;
 use anyhow::{bail, Result};
 use image::RgbImage;
+use std::borrow::Cow;
 
 /// Window origins along one axis of length `len` >= 288: as few windows as cover it, evenly
 /// spread from one edge to the other (so neighbours overlap where the size is not a multiple).
@@ -144,10 +145,12 @@ impl<'g> Scorer<'g> {
                 );
             }
             for v in &variants {
-                let (rv, dv) = if v.is_identity() {
-                    (r.clone(), d.clone())
+                // The identity variant borrows the decoded images instead of copying them.
+                let (rv, dv): (Cow<RgbImage>, Cow<RgbImage>) = if v.is_identity() {
+                    (Cow::Borrowed(r), Cow::Borrowed(d))
                 } else {
-                    v.apply_pair(r, d)
+                    let (a, b) = v.apply_pair(r, d);
+                    (Cow::Owned(a), Cow::Owned(b))
                 };
                 let (w, h) = (rv.width() as usize, rv.height() as usize);
                 if w < SIZE || h < SIZE {

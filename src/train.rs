@@ -210,8 +210,8 @@ fn read_resume(
     let store = load_store(gpu, &file, &asna::specs(), &source)?;
     let adam = load_adam(gpu, &file, &store, &source)?
         .ok_or_else(|| anyhow!("{source}: holds no optimiser state"))?;
-    let model = checkpoint::parse_model(gpu, &std::fs::read(&path)?, &source)?;
-    Ok((cfg, progress, store, adam, model.scaler))
+    let scaler = checkpoint::scaler_from_metadata(&file.metadata, &source)?;
+    Ok((cfg, progress, store, adam, scaler))
 }
 
 /// Trains; `resume` continues the run in `run_dir` exactly where its last checkpoint left it.

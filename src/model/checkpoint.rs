@@ -56,33 +56,33 @@ pub fn parse_model(gpu: &Gpu, bytes: &[u8], source: &str) -> Result<LoadedModel>
     let file = TensorFile::parse(bytes, source)?;
     check_architecture(&file, ARCHITECTURE, source)?;
     let store = load_store(gpu, &file, &asna::specs(), source)?;
-    let num = |k: &str| -> Result<f64> {
-        let v = meta(&file.metadata, k, source)?;
-        v.parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| anyhow!("{source}: metadata \"{k}\" = \"{v}\" is not a number"))
-    };
-    let direction: Direction = meta(&file.metadata, "label_direction", source)?
-        .parse()
-        .map_err(|_| {
-            anyhow!("{source}: metadata \"label_direction\" must be \"higher\" or \"lower\"")
-        })?;
-    let std = num("label_std")?;
-    if std <= 0.0 {
-        bail!("{source}: metadata \"label_std\" must be positive");
-    }
-    let scaler = LabelScaler {
-        mean: num("label_mean")?,
-        std,
-        direction,
-    };
+    let scaler = scaler_from_metadata(&file.metadata, source)?;
     Ok(LoadedModel {
         store,
         scaler,
         metadata: file.metadata,
         source: source.to_string(),
     })
+}
+
+/// The label scale a model's outputs are read on: mean, standard deviation and direction of
+/// its training labels.
+pub fn scaler_from_metadata(m: &BTreeMap<String, String>, source: &str) -> Result<LabelScaler> {
+    let num = |k: &str| -> Result<f64> {
+        let v = meta(m, k, source)?;
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| anyhow!("{source}: metadata \"{k}\" = \"{v}\" is not a number"))
+    };
+    let direction: Direction = meta(m, "label_direction", source)?.parse().map_err(|_| {
+        anyhow!("{source}: metadata \"label_direction\" must be \"higher\" or \"lower\"")
+    })?;
+    let std = num("label_std")?;
+    if std <= 0.0 {
+        bail!("{source}: metadata \"label_std\" must be positive");
+    }
+    Ok(LabelScaler { mean: num("label_mean")?, std, direction })
 }
 
 /// A model from a file, or the embedded default when `path` is None.
