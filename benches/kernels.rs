@@ -134,4 +134,43 @@ fn main() {
             c.name, rates[0], rates[1], rates[2]
         );
     }
+    reductions(&gpu, n, filter.as_deref(), profiling);
+}
+
+/// Column reductions shaped like the model's batch-norm statistics (sum of squared deviations
+/// over every position of a channels-last activation), in GB/s read.
+fn reductions(gpu: &Gpu, n: usize, filter: Option<&str>, profiling: bool) {
+    use asna::ops::reduce::{columns, Summand};
+    let cases = [
+        ("bn stats 288x288x8", 288 * 288, 8),
+        ("bn stats 144x144x16", 144 * 144, 16),
+        ("bn stats 36x36x64", 36 * 36, 64),
+        ("bias grad 288x288x3", 288 * 288, 3),
+    ];
+    println!("{:<28} {:>12}", "reduction", "GB/s");
+    for (name, positions, c) in cases
+        .iter()
+        .filter(|c| filter.is_none_or(|f| c.0.contains(f)))
+    {
+        let rows = 2 * n * positions;
+        let x = gpu.full(&[1, rows, *c], 0.5);
+        let m = gpu.full(&[*c], 0.25);
+        let run = || columns(gpu, &x, Summand::SquaredDeviation, None, Some(&m), 1.0);
+        gpu.download(&run()).unwrap();
+        gpu.profiler.borrow_mut().set_enabled(profiling);
+        let t = Instant::now();
+        gpu.download(&run()).unwrap();
+        let wall = t.elapsed().as_secs_f64();
+        let secs = if profiling {
+            gpu.profiler
+                .borrow()
+                .stats
+                .values()
+                .map(|s| s.seconds)
+                .sum::<f64>()
+        } else {
+            wall
+        };
+        println!("{:<28} {:>12.2}", name, x.bytes() as f64 / secs / 1e9);
+    }
 }

@@ -1,6 +1,6 @@
 // Column reductions of a [G, R, C] tensor to [G, C]: sums over the R rows of each column.
-// Two passes keep every workgroup busy whatever the shape: pass one writes per-chunk partial
-// sums [G, S, C], pass two (R = S) adds them and applies the scale (1/R for means).
+// Long reductions are split: a pass writes per-slice partial sums [G, S, C], which are reduced
+// again (R = S) until one slice remains; the last pass applies the scale (1/R for means).
 // MODE chooses the summand, so that batch-norm statistics, bias gradients, spatial means,
 // broadcast-product gradients and squared norms all share one kernel:
 //   0 x    1 (x - m[c])^2    2 x * y    3 x * (y - m[c])    4 x^2    5 x * y where y < 0 (PReLU alpha)
@@ -9,7 +9,7 @@ override MODE: u32 = 0u;
 
 struct Params {
     g: u32, r: u32, c: u32, rows_per_wg: u32,
-    splits: u32, scale: f32, _p0: u32, _p1: u32,
+    splits: u32, scale: f32, cw: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,25 +30,33 @@ fn summand(i: u32, col: u32) -> f32 {
     return v;
 }
 
+// A workgroup covers CW = p.cw adjacent columns (a power of two, at most 256) and 256 / CW
+// rows at a time, so that neighbouring threads read neighbouring addresses of the channels-last
+// tensor (one column per workgroup would read one float per cache line). Threads sharing a
+// column are then combined by a tree in workgroup memory.
 @compute @workgroup_size(256)
 fn reduce_cols(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let split = wid.x;
-    let col = wid.y;
+    let cw = p.cw;
+    let col = wid.y * cw + (lid & (cw - 1u));
+    let row_lanes = 256u / cw;
     let grp = wid.z;
     let row0 = split * p.rows_per_wg;
     let row1 = min(row0 + p.rows_per_wg, p.r);
     var s = 0.0;
-    for (var row = row0 + lid; row < row1; row += 256u) {
-        s += summand((grp * p.r + row) * p.c + col, col);
+    if (col < p.c) {
+        for (var row = row0 + lid / cw; row < row1; row += row_lanes) {
+            s += summand((grp * p.r + row) * p.c + col, col);
+        }
     }
     partial[lid] = s;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    for (var stride = 128u; stride >= cw; stride >>= 1u) {
         if (lid < stride) { partial[lid] += partial[lid + stride]; }
         workgroupBarrier();
     }
-    if (lid == 0u) {
-        out[(grp * p.splits + split) * p.c + col] = partial[0] * p.scale;
+    if (lid < cw && col < p.c) {
+        out[(grp * p.splits + split) * p.c + col] = partial[lid] * p.scale;
     }
 }
 

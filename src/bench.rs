@@ -2,7 +2,6 @@
 //! steps/s at batch 16, peak GPU memory, and with `--profile` the GPU time of every kernel
 //! from timestamp queries (share of the total, achieved GFLOP/s and GB/s).
 
-use crate::autograd::Tape;
 use crate::data::Batch;
 use crate::gpu::Gpu;
 use crate::model::asna::{self, SIZE};
@@ -20,6 +19,8 @@ pub struct BenchArgs {
     pub score: bool,
     pub profile: bool,
     pub json: bool,
+    /// Tuning settings to measure (false: defaults, true: the tuning cache).
+    pub tuning: Vec<bool>,
 }
 
 fn random_pixels(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -66,6 +67,118 @@ fn print_profile(title: &str, table: &serde_json::Value) {
     }
 }
 
+/// Scoring pairs/s of `b` pairs per batch, with the peak memory and (if on) the profile.
+fn measure_score(
+    gpu: &Gpu,
+    store: &ParamStore,
+    rng: &mut Rng,
+    b: usize,
+    args: &BenchArgs,
+) -> Result<serde_json::Value> {
+    let (r, d) = (random_pixels(rng, b), random_pixels(rng, b));
+    // Warm-up compiles every pipeline.
+    gpu.download(&crate::scorer::predict_standard(
+        gpu, store, &r, &d, b, None,
+    ))?;
+    gpu.trim_pool();
+    gpu.reset_peak();
+    let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
+    let t = Instant::now();
+    for _ in 0..args.iters {
+        gpu.download(&crate::scorer::predict_standard(
+            gpu, store, &r, &d, b, None,
+        ))?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    let mut out = serde_json::json!({
+        "batch": b, "pairs_per_s": (b * args.iters) as f64 / dt,
+        "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
+    });
+    if profiling {
+        out["profile"] = profile_table(gpu);
+        gpu.profiler.borrow_mut().set_enabled(false);
+    }
+    Ok(out)
+}
+
+/// Training steps/s at batch 16 (the sorter's length) with the full loss and Adam.
+fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchArgs) -> Result<serde_json::Value> {
+    let sorter_store = ParamStore::init(gpu, &sorter::specs(), 1);
+    let mut train_store = ParamStore::init(gpu, &asna::specs(), 2);
+    let mut adam = Adam::new(Default::default());
+    let n = sorter::LENGTH;
+    let batch = Batch {
+        ref_u8: random_pixels(rng, n),
+        dist_u8: random_pixels(rng, n),
+        targets: (0..n).map(|_| rng.normal() as f32).collect(),
+        indices: (0..n).collect(),
+        n,
+        size: SIZE,
+    };
+    let w = Default::default();
+    let mut step = |i: u64| {
+        crate::train::train_step(
+            gpu,
+            &mut train_store,
+            &mut adam,
+            Some(&sorter_store),
+            &w,
+            &batch,
+            1e-4,
+            i,
+            false,
+        )
+    };
+    step(0)?;
+    gpu.trim_pool();
+    gpu.reset_peak();
+    let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
+    let t = Instant::now();
+    for i in 0..args.iters {
+        step(i as u64 + 1)?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    let mut out = serde_json::json!({"batch": n, "steps_per_s": args.iters as f64 / dt, "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0});
+    if profiling {
+        out["profile"] = profile_table(gpu);
+        gpu.profiler.borrow_mut().set_enabled(false);
+    }
+    Ok(out)
+}
+
+fn tuning_label(on: bool) -> &'static str {
+    if on {
+        "tuned"
+    } else {
+        "default"
+    }
+}
+
+/// Runs `measure` once per tuning setting; with both, the report holds each and the ratio
+/// of `rate` (tuned over default).
+fn per_tuning(
+    gpu: &Gpu,
+    settings: &[bool],
+    rate: &str,
+    mut measure: impl FnMut() -> Result<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let was = gpu.tuning.borrow().enabled;
+    let mut out = serde_json::json!({});
+    for &on in settings {
+        gpu.tuning.borrow_mut().enabled = on;
+        let r = measure();
+        gpu.tuning.borrow_mut().enabled = was;
+        out[tuning_label(on)] = r?;
+    }
+    if settings.len() == 2 {
+        let (d, t) = (out["default"][rate].as_f64(), out["tuned"][rate].as_f64());
+        if let (Some(d), Some(t)) = (d, t) {
+            out["tuned_speedup"] = (t / d).into();
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
     let mut rng = Rng::new(1);
     let store = ParamStore::init(gpu, &asna::specs(), 0);
@@ -77,105 +190,54 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
     if args.score {
         for &wanted in &args.batches {
             let b = crate::scorer::max_batch(gpu, wanted);
-            let (r, d) = (random_pixels(&mut rng, b), random_pixels(&mut rng, b));
-            // Warm-up compiles every pipeline.
-            gpu.download(&crate::scorer::predict_standard(
-                gpu, &store, &r, &d, b, None,
-            ))?;
-            gpu.trim_pool();
-            gpu.reset_peak();
-            let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
-            let t = Instant::now();
-            for _ in 0..args.iters {
-                gpu.download(&crate::scorer::predict_standard(
-                    gpu, &store, &r, &d, b, None,
-                ))?;
-            }
-            let dt = t.elapsed().as_secs_f64();
             let key = format!("score_b{wanted}");
-            report[&key] = serde_json::json!({
-                "batch": b, "pairs_per_s": (b * args.iters) as f64 / dt,
-                "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
-            });
+            report[&key] = per_tuning(gpu, &args.tuning, "pairs_per_s", || {
+                measure_score(gpu, &store, &mut rng, b, args)
+            })?;
             if b != wanted {
                 report[&key]["note"] =
                     format!("batch capped at {b} by the adapter's largest binding").into();
             }
-            if profiling {
-                report[&key]["profile"] = profile_table(gpu);
-                gpu.profiler.borrow_mut().set_enabled(false);
-            }
             if !args.json {
-                eprintln!(
-                    "score batch {b:>3}: {:.2} pairs/s, peak GPU memory {:.0} MiB",
-                    (b * args.iters) as f64 / dt,
-                    gpu.pool_peak_live_bytes() as f64 / 1048576.0
-                );
-                if profiling {
-                    print_profile(&key, &report[&key]["profile"]);
+                for &on in &args.tuning {
+                    let r = &report[&key][tuning_label(on)];
+                    eprintln!(
+                        "score batch {b:>3} ({:>7}): {:.2} pairs/s, peak GPU memory {:.0} MiB",
+                        tuning_label(on),
+                        r["pairs_per_s"].as_f64().unwrap_or(0.0),
+                        r["peak_gpu_mib"].as_f64().unwrap_or(0.0)
+                    );
+                    if r.get("profile").is_some() {
+                        print_profile(&key, &r["profile"]);
+                    }
+                }
+                if let Some(x) = report[&key]["tuned_speedup"].as_f64() {
+                    eprintln!("score batch {b:>3}: tuned / default = {x:.2}x");
                 }
             }
         }
     }
     if args.train {
-        let sorter_store = ParamStore::init(gpu, &sorter::specs(), 1);
-        let mut train_store = ParamStore::init(gpu, &asna::specs(), 2);
-        let mut adam = Adam::new(Default::default());
-        let n = sorter::LENGTH;
-        let batch = Batch {
-            ref_u8: random_pixels(&mut rng, n),
-            dist_u8: random_pixels(&mut rng, n),
-            targets: (0..n).map(|_| rng.normal() as f32).collect(),
-            indices: (0..n).collect(),
-            n,
-            size: SIZE,
-        };
-        let w = Default::default();
-        crate::train::train_step(
-            gpu,
-            &mut train_store,
-            &mut adam,
-            Some(&sorter_store),
-            &w,
-            &batch,
-            1e-4,
-            0,
-            false,
-        )?;
-        gpu.trim_pool();
-        gpu.reset_peak();
-        let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
-        let t = Instant::now();
-        for i in 0..args.iters {
-            crate::train::train_step(
-                gpu,
-                &mut train_store,
-                &mut adam,
-                Some(&sorter_store),
-                &w,
-                &batch,
-                1e-4,
-                i as u64 + 1,
-                false,
-            )?;
-        }
-        let dt = t.elapsed().as_secs_f64();
-        report["train_b16"] = serde_json::json!({"steps_per_s": args.iters as f64 / dt, "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0});
-        if profiling {
-            report["train_b16"]["profile"] = profile_table(gpu);
-            gpu.profiler.borrow_mut().set_enabled(false);
-        }
+        report["train_b16"] = per_tuning(gpu, &args.tuning, "steps_per_s", || {
+            measure_train(gpu, &mut rng, args)
+        })?;
         if !args.json {
-            eprintln!(
-                "train batch 16: {:.3} steps/s, peak GPU memory {:.0} MiB",
-                args.iters as f64 / dt,
-                gpu.pool_peak_live_bytes() as f64 / 1048576.0
-            );
-            if profiling {
-                print_profile("train_b16", &report["train_b16"]["profile"]);
+            for &on in &args.tuning {
+                let r = &report["train_b16"][tuning_label(on)];
+                eprintln!(
+                    "train batch 16 ({:>7}): {:.3} steps/s, peak GPU memory {:.0} MiB",
+                    tuning_label(on),
+                    r["steps_per_s"].as_f64().unwrap_or(0.0),
+                    r["peak_gpu_mib"].as_f64().unwrap_or(0.0)
+                );
+                if r.get("profile").is_some() {
+                    print_profile("train_b16", &r["profile"]);
+                }
+            }
+            if let Some(x) = report["train_b16"]["tuned_speedup"].as_f64() {
+                eprintln!("train batch 16: tuned / default = {x:.2}x");
             }
         }
-        let _ = Tape::new(gpu);
     }
     Ok(report)
 }

@@ -37,16 +37,28 @@ fn row_json(name: &str, c: &Correlations) -> serde_json::Value {
 }
 
 pub fn print_table(rows: &[(String, Correlations)]) {
-    println!("{:<8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>10}", "method", "pairs", "PLCC", "SRCC", "KRCC", "RMSE", "PLCC(log)");
+    println!(
+        "{:<8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "method", "pairs", "PLCC", "SRCC", "KRCC", "RMSE", "PLCC(log)"
+    );
     for (name, c) in rows {
-        println!("{:<8} {:>6} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>10.4}", name, c.n, c.plcc, c.srcc, c.krcc, c.rmse, c.plcc_logistic);
+        println!(
+            "{:<8} {:>6} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>10.4}",
+            name, c.n, c.plcc, c.srcc, c.krcc, c.rmse, c.plcc_logistic
+        );
     }
 }
 
 pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
-    let format: DatasetFormat = args.dataset.parse().map_err(|e| anyhow!("--dataset: {e}"))?;
+    let format: DatasetFormat = args
+        .dataset
+        .parse()
+        .map_err(|e| anyhow!("--dataset: {e}"))?;
     let direction = match &args.direction {
-        Some(d) => Some(d.parse::<Direction>().map_err(|_| anyhow!("--direction must be \"higher\" or \"lower\""))?),
+        Some(d) => Some(
+            d.parse::<Direction>()
+                .map_err(|_| anyhow!("--direction must be \"higher\" or \"lower\""))?,
+        ),
         None => None,
     };
     let ds = data::open_dataset(format, &args.root, args.labels.as_deref(), direction)?;
@@ -59,12 +71,25 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     } else if args.weights.is_empty() {
         vec![load_model(gpu, None)?]
     } else {
-        args.weights.iter().map(|w| load_model(gpu, Some(w))).collect::<Result<_>>()?
+        args.weights
+            .iter()
+            .map(|w| load_model(gpu, Some(w)))
+            .collect::<Result<_>>()?
     };
     let scorer = Scorer::new(gpu, models, args.batch, args.tta);
-    let bar = if args.progress { indicatif::ProgressBar::new(pairs.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}").unwrap());
-    let list: Vec<(PathBuf, PathBuf)> = pairs.iter().map(|p| (p.ref_path.clone(), p.dist_path.clone())).collect();
+    let bar = if args.progress {
+        indicatif::ProgressBar::new(pairs.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}")
+            .unwrap(),
+    );
+    let list: Vec<(PathBuf, PathBuf)> = pairs
+        .iter()
+        .map(|p| (p.ref_path.clone(), p.dist_path.clone()))
+        .collect();
     let mut decoded = crate::score::decode_in_background(list, scorer.batch * 8);
     let (mut pred, mut psnr, mut ssim) = (Vec::new(), Vec::new(), Vec::new());
     let chunk = scorer.batch * 4;
@@ -80,17 +105,38 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         }
         for (r, d) in &imgs {
             let (w, h) = (r.width() as usize, r.height() as usize);
-            psnr.extend(crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?);
-            ssim.extend(crate::ops::quality::ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?);
+            psnr.extend(crate::ops::quality::psnr(
+                gpu,
+                r.as_raw(),
+                d.as_raw(),
+                1,
+                h,
+                w,
+            )?);
+            ssim.extend(crate::ops::quality::ssim(
+                gpu,
+                r.as_raw(),
+                d.as_raw(),
+                1,
+                h,
+                w,
+            )?);
         }
         bar.inc((end - done) as u64);
         done = end;
     }
     bar.finish_and_clear();
     // Everything compared as "higher is better": labels that fall with quality are negated.
-    let sign = if ds.direction == Direction::LowerIsBetter { -1.0 } else { 1.0 };
+    let sign = if ds.direction == Direction::LowerIsBetter {
+        -1.0
+    } else {
+        1.0
+    };
     let truth: Vec<f64> = pairs.iter().map(|p| sign * p.score).collect();
-    let flip = scorer.models.first().is_some_and(|m| m.scaler.direction == Direction::LowerIsBetter);
+    let flip = scorer
+        .models
+        .first()
+        .is_some_and(|m| m.scaler.direction == Direction::LowerIsBetter);
     let pred_up: Vec<f64> = pred.iter().map(|v| if flip { -v } else { *v }).collect();
     // PSNR is +inf for identical pairs; cap it for the statistics.
     let psnr: Vec<f64> = psnr.iter().map(|v| v.min(100.0)).collect();
@@ -104,7 +150,15 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         let f = fit_logistic4(&pred_up, &truth);
         let c = &rows[0].1;
         let title = format!("ASNA  PLCC {:.3}  SRCC {:.3}  n {}", c.plcc, c.srcc, c.n);
-        crate::plot::scatter_png_with_curve(plot, &pred_up, &truth, "predicted score", "label", &title, Some(&|x| f.eval(x)))?;
+        crate::plot::scatter_png_with_curve(
+            plot,
+            &pred_up,
+            &truth,
+            "predicted score",
+            "label",
+            &title,
+            Some(&|x| f.eval(x)),
+        )?;
     }
     if args.json {
         let v = serde_json::json!({"dataset": ds.format.as_str(), "labels": ds.labels_file.display().to_string(), "rows": rows.iter().map(|(n, c)| row_json(n, c)).collect::<Vec<_>>()});
@@ -112,5 +166,9 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     } else {
         print_table(&rows);
     }
-    Ok(EvalReport { rows, predictions: pred, truth })
+    Ok(EvalReport {
+        rows,
+        predictions: pred,
+        truth,
+    })
 }

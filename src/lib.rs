@@ -22,3 +22,4 @@ pub mod scorer;
 pub mod synth;
 pub mod train;
 pub mod train_sorter;
+pub mod tune;

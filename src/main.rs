@@ -151,6 +151,30 @@ enum Command {
         /// GPU time per kernel from timestamp queries
         #[arg(long)]
         profile: bool,
+        /// Compare tuned kernels (`asna tune`) with the defaults: on, off or both
+        #[arg(long, value_parser = ["on", "off", "both"])]
+        tuning: Option<String>,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time candidate convolution tiles for every shape of the model on this adapter and cache the fastest
+    Tune {
+        /// Pairs per batch to time at [default: 16 on GPUs, 1 on CPU drivers]
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Shapes of: score, train or all
+        #[arg(long, default_value = "all", value_parser = ["score", "train", "all"])]
+        workload: String,
+        /// Tune only the N most expensive shapes
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Timed runs per configuration (the best counts)
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Print the cached table for this adapter and exit
+        #[arg(long)]
+        show: bool,
         /// Print JSON on stdout
         #[arg(long)]
         json: bool,
@@ -279,9 +303,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             asna::score::run(&gpu, args)
         }
-        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, baselines_only, quiet } => {
+        Command::Eval {
+            dataset,
+            root,
+            labels,
+            direction,
+            weights,
+            batch,
+            tta,
+            plot,
+            json,
+            limit,
+            baselines_only,
+            quiet,
+        } => {
             let gpu = open_gpu(&cli.adapter)?;
-            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit, baselines_only };
+            let args = asna::eval::EvalArgs {
+                dataset,
+                root,
+                labels,
+                direction,
+                weights,
+                batch,
+                tta,
+                plot,
+                json,
+                progress: !quiet,
+                limit,
+                baselines_only,
+            };
             asna::eval::run(&gpu, &args).map(|_| ())
         }
         Command::Train(a) => {
@@ -361,9 +411,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             score_only,
             train_only,
             profile,
+            tuning,
             json,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
+            let tuned = !gpu.tuning.borrow().table.is_empty();
+            let tuning = match tuning.as_deref() {
+                Some("off") => vec![false],
+                Some("on") => vec![true],
+                Some(_) if tuned => vec![false, true],
+                Some(_) => {
+                    anyhow::bail!(
+                        "--tuning both: no tuned kernels for {} in the tuning cache; run `asna tune` first",
+                        gpu.info.name
+                    )
+                }
+                None if tuned => vec![false, true],
+                None => vec![true],
+            };
             let args = asna::bench::BenchArgs {
                 batches: batch,
                 iters: iters.max(1),
@@ -371,10 +436,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 score: !train_only,
                 profile,
                 json,
+                tuning,
             };
             let report = asna::bench::run(&gpu, &args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
+        Command::Tune {
+            batch,
+            workload,
+            limit,
+            reps,
+            show,
+            json,
+        } => {
+            let gpu = open_gpu(&cli.adapter)?;
+            if show {
+                let t = gpu.tuning.borrow();
+                let path = asna::gpu::tuning::cache_path();
+                let report = serde_json::json!({
+                    "adapter": asna::gpu::tuning::adapter_key(&gpu.info),
+                    "cache": path.map(|p| p.display().to_string()),
+                    "shapes": t.table,
+                });
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            let args = asna::tune::TuneArgs {
+                batch: batch
+                    .unwrap_or_else(|| asna::tune::default_batch(&gpu))
+                    .max(1),
+                workload: match workload.as_str() {
+                    "score" => asna::tune::Workload::Score,
+                    "train" => asna::tune::Workload::Train,
+                    _ => asna::tune::Workload::All,
+                },
+                limit,
+                reps: reps.max(1),
+                progress: !json,
+            };
+            let results = asna::tune::run(&gpu, &args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&asna::tune::report_json(&gpu, &results))?
+                );
+            } else {
+                asna::tune::print_report(&gpu, &results);
             }
             Ok(())
         }

@@ -266,7 +266,10 @@ pub fn train(
     }
     let train_scores: Vec<f64> = train_idx.iter().map(|&i| ds.pairs[i].score).collect();
     let refs_of = |idx: &[usize]| -> Vec<String> {
-        let set: std::collections::BTreeSet<String> = idx.iter().map(|&i| ds.pairs[i].ref_path.display().to_string()).collect();
+        let set: std::collections::BTreeSet<String> = idx
+            .iter()
+            .map(|&i| ds.pairs[i].ref_path.display().to_string())
+            .collect();
         set.into_iter().collect()
     };
     let split_json = serde_json::json!({"train_references": refs_of(&train_idx), "validation_references": refs_of(&val_idx)});
@@ -278,7 +281,11 @@ pub fn train(
             .collect(),
     );
     let pairs = Arc::new(ds.pairs.clone());
-    let sorter = if cfg.loss.rank != 0.0 { Some(sorter_store(gpu, cfg.sorter.as_deref())?) } else { None };
+    let sorter = if cfg.loss.rank != 0.0 {
+        Some(sorter_store(gpu, cfg.sorter.as_deref())?)
+    } else {
+        None
+    };
     let batches_per_epoch = data::num_batches(train_idx.len(), cfg.batch, true) as u64;
     let total_steps = cfg
         .max_steps
@@ -287,7 +294,10 @@ pub fn train(
     let log_path = run_dir.join("metrics.jsonl");
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
-    write_atomic(&run_dir.join("split.json"), serde_json::to_string_pretty(&split_json)?.as_bytes())?;
+    write_atomic(
+        &run_dir.join("split.json"),
+        serde_json::to_string_pretty(&split_json)?.as_bytes(),
+    )?;
     let config_path = run_dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&cfg)?)
         .with_context(|| format!("{}: cannot write", config_path.display()))?;

@@ -20,13 +20,28 @@ fn up(gpu: &asna::gpu::Gpu, shape: &[usize], v: &[f32]) -> Tensor {
 }
 
 /// Both kernel families (workgroup tiles and direct) must agree with finite differences.
-fn check_conv_grads(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, act: Act) {
+fn check_conv_grads(
+    seed: u64,
+    xs: [usize; 4],
+    k: [usize; 2],
+    cout: usize,
+    stride: usize,
+    act: Act,
+) {
     for tiled in [true, false] {
         check_conv_grads_variant(seed, xs, k, cout, stride, act, tiled);
     }
 }
 
-fn check_conv_grads_variant(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, act: Act, tiled: bool) {
+fn check_conv_grads_variant(
+    seed: u64,
+    xs: [usize; 4],
+    k: [usize; 2],
+    cout: usize,
+    stride: usize,
+    act: Act,
+    tiled: bool,
+) {
     let gpu = gpu();
     gpu.prefer_tiled.set(Some(tiled));
     let mut r = Rand::new(seed);

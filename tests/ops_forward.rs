@@ -6,14 +6,31 @@ use asna::ops::{self, Act};
 use common::*;
 
 /// Both kernel families (workgroup tiles and direct) must agree with the reference.
-fn check_conv(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, bias: bool, act: Act) {
+fn check_conv(
+    seed: u64,
+    xs: [usize; 4],
+    k: [usize; 2],
+    cout: usize,
+    stride: usize,
+    bias: bool,
+    act: Act,
+) {
     for tiled in [true, false] {
         check_conv_variant(seed, xs, k, cout, stride, bias, act, tiled);
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_conv_variant(seed: u64, xs: [usize; 4], k: [usize; 2], cout: usize, stride: usize, bias: bool, act: Act, tiled: bool) {
+fn check_conv_variant(
+    seed: u64,
+    xs: [usize; 4],
+    k: [usize; 2],
+    cout: usize,
+    stride: usize,
+    bias: bool,
+    act: Act,
+    tiled: bool,
+) {
     let gpu = gpu();
     gpu.prefer_tiled.set(Some(tiled));
     let mut r = Rand::new(seed);
@@ -332,4 +349,39 @@ fn losses_forward() {
         &[1.0 - rr * rr],
         1e-5,
     );
+}
+
+/// The scoring path's fused decoder input equals upsample, Siamese difference and
+/// concatenation done one by one on the reference (odd channel counts, batch 1 and 3).
+#[test]
+fn fused_upsample_absdiff_concat() {
+    let gpu = gpu();
+    let mut r = Rand::new(41);
+    for (n, lh, lw, c1, c2) in [(1, 1, 1, 1, 1), (3, 5, 3, 7, 3), (2, 4, 6, 16, 8)] {
+        let ls = [n, lh, lw, c1];
+        let fs = [2 * n, 2 * lh, 2 * lw, c2];
+        let low = r.vec(ls.iter().product(), -1.0, 1.0);
+        let feats = r.vec(fs.iter().product(), -1.0, 1.0);
+        let up = upsample_ref(&f64s(&low), ls);
+        let half = fs.iter().product::<usize>() / 2;
+        let fd = f64s(&feats);
+        let (h, w) = (2 * lh, 2 * lw);
+        let mut want = Vec::new();
+        for row in 0..n * h * w {
+            want.extend_from_slice(&up[row * c1..(row + 1) * c1]);
+            want.extend((0..c2).map(|c| (fd[row * c2 + c] - fd[half + row * c2 + c]).abs()));
+        }
+        let y = ops::concat::upsample_absdiff_concat(
+            &gpu,
+            &gpu.upload(&ls, &low),
+            &gpu.upload(&fs, &feats),
+        );
+        assert_eq!(y.shape, vec![n, h, w, c1 + c2]);
+        assert_close(
+            &format!("fused decoder input {ls:?} {fs:?}"),
+            &download(&gpu, &y),
+            &want,
+            1e-7,
+        );
+    }
 }

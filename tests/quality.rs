@@ -25,7 +25,8 @@ fn smooth_image(r: &mut Rng, h: usize, w: usize) -> Vec<u8> {
         for x in 0..w {
             for c in 0..3 {
                 let (fy, fx) = (y as f64 / h as f64, x as f64 / w as f64);
-                let mut v = 40.0 + 150.0 * fx * (1.0 - 0.5 * fy) + 30.0 * (6.0 * fy + c as f64).sin();
+                let mut v =
+                    40.0 + 150.0 * fx * (1.0 - 0.5 * fy) + 30.0 * (6.0 * fy + c as f64).sin();
                 if fx > 0.6 && fy < 0.5 {
                     v = 254.0; // flat and bright
                 } else if fx < 0.3 && fy > 0.6 {
@@ -40,11 +41,15 @@ fn smooth_image(r: &mut Rng, h: usize, w: usize) -> Vec<u8> {
 }
 
 fn add_noise(r: &mut Rng, img: &[u8], std: f64) -> Vec<u8> {
-    img.iter().map(|&v| (v as f64 + std * r.normal()).round().clamp(0.0, 255.0) as u8).collect()
+    img.iter()
+        .map(|&v| (v as f64 + std * r.normal()).round().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 fn shift(img: &[u8], by: i32) -> Vec<u8> {
-    img.iter().map(|&v| (v as i32 + by).clamp(0, 255) as u8).collect()
+    img.iter()
+        .map(|&v| (v as i32 + by).clamp(0, 255) as u8)
+        .collect()
 }
 
 /// 3x3 box smoothing per channel, edges clamped.
@@ -70,32 +75,60 @@ fn blur(img: &[u8], h: usize, w: usize) -> Vec<u8> {
 
 /// Runs both metrics on a batch of pairs and checks every pair against the CPU; returns the
 /// worst (SSIM abs error, PSNR abs error in dB).
-fn check_batch(gpu: &Gpu, name: &str, pairs: &[(Vec<u8>, Vec<u8>)], h: usize, w: usize) -> (f64, f64) {
+fn check_batch(
+    gpu: &Gpu,
+    name: &str,
+    pairs: &[(Vec<u8>, Vec<u8>)],
+    h: usize,
+    w: usize,
+) -> (f64, f64) {
     let n = pairs.len();
     let a: Vec<u8> = pairs.iter().flat_map(|p| p.0.iter().copied()).collect();
     let b: Vec<u8> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
     let psnr = quality::psnr(gpu, &a, &b, n, h, w).expect("gpu psnr");
     let ssim = quality::ssim(gpu, &a, &b, n, h, w).expect("gpu ssim");
-    assert_eq!((psnr.len(), ssim.len()), (n, n), "{name}: one value per pair");
+    assert_eq!(
+        (psnr.len(), ssim.len()),
+        (n, n),
+        "{name}: one value per pair"
+    );
     let (mut worst_s, mut worst_p) = (0.0f64, 0.0f64);
     for (i, (pa, pb)) in pairs.iter().enumerate() {
         let (want_p, want_s) = (psnr_rgb_u8(pa, pb), ssim_rgb_u8(pa, pb, w, h));
         if want_p.is_infinite() {
-            assert_eq!(psnr[i], f64::INFINITY, "{name} pair {i}: PSNR of identical images");
+            assert_eq!(
+                psnr[i],
+                f64::INFINITY,
+                "{name} pair {i}: PSNR of identical images"
+            );
         } else {
             let e = (psnr[i] - want_p).abs();
-            assert!(e <= PSNR_TOL_DB, "{name} pair {i}: PSNR {} vs CPU {want_p} (err {e:.2e} dB)", psnr[i]);
+            assert!(
+                e <= PSNR_TOL_DB,
+                "{name} pair {i}: PSNR {} vs CPU {want_p} (err {e:.2e} dB)",
+                psnr[i]
+            );
             worst_p = worst_p.max(e);
         }
         if want_s.is_nan() {
-            assert!(ssim[i].is_nan(), "{name} pair {i}: SSIM {} where the CPU gives NaN", ssim[i]);
+            assert!(
+                ssim[i].is_nan(),
+                "{name} pair {i}: SSIM {} where the CPU gives NaN",
+                ssim[i]
+            );
         } else {
             let e = (ssim[i] - want_s).abs();
-            assert!(e <= SSIM_TOL, "{name} pair {i}: SSIM {} vs CPU {want_s} (err {e:.2e})", ssim[i]);
+            assert!(
+                e <= SSIM_TOL,
+                "{name} pair {i}: SSIM {} vs CPU {want_s} (err {e:.2e})",
+                ssim[i]
+            );
             worst_s = worst_s.max(e);
         }
     }
-    eprintln!("{name} ({n} x {h}x{w}): max |SSIM err| {worst_s:.2e}, max |PSNR err| {worst_p:.2e} dB");
+    eprintln!(
+        "{name} ({n} x {h}x{w}): max |SSIM err| {worst_s:.2e}, max |PSNR err| {worst_p:.2e} dB"
+    );
     (worst_s, worst_p)
 }
 
@@ -133,13 +166,22 @@ fn identical_images() {
     let gpu = gpu();
     let mut r = Rng::new(11);
     let (h, w) = (23, 31);
-    let imgs: Vec<Vec<u8>> = vec![random_image(&mut r, h, w), smooth_image(&mut r, h, w), vec![255; h * w * 3], vec![0; h * w * 3]];
+    let imgs: Vec<Vec<u8>> = vec![
+        random_image(&mut r, h, w),
+        smooth_image(&mut r, h, w),
+        vec![255; h * w * 3],
+        vec![0; h * w * 3],
+    ];
     let a: Vec<u8> = imgs.concat();
     let psnr = quality::psnr(&gpu, &a, &a, imgs.len(), h, w).unwrap();
     let ssim = quality::ssim(&gpu, &a, &a, imgs.len(), h, w).unwrap();
     for i in 0..imgs.len() {
         assert_eq!(psnr[i], f64::INFINITY, "PSNR of identical pair {i}");
-        assert!((ssim[i] - 1.0).abs() <= 1e-6, "SSIM of identical pair {i}: {}", ssim[i]);
+        assert!(
+            (ssim[i] - 1.0).abs() <= 1e-6,
+            "SSIM of identical pair {i}: {}",
+            ssim[i]
+        );
     }
 }
 
@@ -151,7 +193,10 @@ fn flat_images_and_too_small_for_ssim() {
     let (h, w) = (15, 21);
     let pairs = vec![
         (vec![255; h * w * 3], vec![250; h * w * 3]),
-        (vec![255; h * w * 3], add_noise(&mut r, &vec![250; h * w * 3], 0.7)),
+        (
+            vec![255; h * w * 3],
+            add_noise(&mut r, &vec![250; h * w * 3], 0.7),
+        ),
         (vec![0; h * w * 3], vec![255; h * w * 3]),
         (vec![128; h * w * 3], vec![127; h * w * 3]),
     ];
@@ -159,7 +204,10 @@ fn flat_images_and_too_small_for_ssim() {
     // Below 11 pixels on a side: PSNR still defined, SSIM NaN like the CPU.
     for (h, w) in [(10, 12), (12, 10), (1, 1), (3, 5)] {
         let img = random_image(&mut r, h, w);
-        let pairs = vec![(img.clone(), add_noise(&mut r, &img, 5.0)), (img.clone(), img.clone())];
+        let pairs = vec![
+            (img.clone(), add_noise(&mut r, &img, 5.0)),
+            (img.clone(), img.clone()),
+        ];
         check_batch(&gpu, &format!("small {h}x{w}"), &pairs, h, w);
     }
     // Empty batch.
@@ -173,7 +221,10 @@ fn full_size_288() {
     let mut r = Rng::new(17);
     let (h, w) = (288, 288);
     let img = smooth_image(&mut r, h, w);
-    let pairs = vec![(img.clone(), add_noise(&mut r, &img, 8.0)), (img.clone(), blur(&img, h, w))];
+    let pairs = vec![
+        (img.clone(), add_noise(&mut r, &img, 8.0)),
+        (img.clone(), blur(&img, h, w)),
+    ];
     // 288 * 288 * 3 bytes: several PSNR chunks per pair and a partial last chunk.
     check_batch(&gpu, "288x288", &pairs, h, w);
 }

@@ -27,6 +27,7 @@ fn every_shader_parses_and_validates() {
 
 #[test]
 fn conv_kernel_specialisations_validate() {
+    use asna::ops::conv::{TileConfig, Variant};
     let src = asna::ops::SHADERS
         .iter()
         .find(|(n, _)| *n == "conv.wgsl")
@@ -40,15 +41,16 @@ fn conv_kernel_specialisations_validate() {
     let info = validator.validate(&module).unwrap();
     for mode in 0..3 {
         for entry in ["conv_gemm", "conv_direct"] {
-            for (tm, tn, threads_n) in [
-                (2, 4, 1),
-                (4, 4, 2),
-                (4, 4, 4),
-                (8, 4, 8),
-                (4, 8, 8),
-                (8, 1, 8),
-                (8, 2, 8),
-            ] {
+            // Every configuration `asna tune` may choose, for every product width.
+            let mut configs: Vec<(usize, usize, usize)> = Vec::new();
+            for gn in [1, 3, 8, 16, 32, 64, 128] {
+                for c in TileConfig::candidates(&[Variant::Tiled, Variant::Direct], gn) {
+                    if !configs.contains(&(c.tm, c.tn, c.threads_n)) {
+                        configs.push((c.tm, c.tn, c.threads_n));
+                    }
+                }
+            }
+            for (tm, tn, threads_n) in configs {
                 let mut constants = naga::back::PipelineConstants::default();
                 constants.insert("MODE".into(), mode as f64);
                 constants.insert("TM".into(), tm as f64);

@@ -21,9 +21,15 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn photo(rng: &mut Rng, seed: f64) -> RgbImage {
     RgbImage::from_fn(300, 292, |x, y| {
-        let v = ((x as f64 / (9.0 + seed)).sin() * 70.0 + (y as f64 / (13.0 + seed)).cos() * 40.0 + 128.0) as i32;
+        let v = ((x as f64 / (9.0 + seed)).sin() * 70.0
+            + (y as f64 / (13.0 + seed)).cos() * 40.0
+            + 128.0) as i32;
         let n = (rng.normal() * 3.0) as i32;
-        image::Rgb([(v + n).clamp(0, 255) as u8, (v / 2 + 50).clamp(0, 255) as u8, (230 - v / 2 + n).clamp(0, 255) as u8])
+        image::Rgb([
+            (v + n).clamp(0, 255) as u8,
+            (v / 2 + 50).clamp(0, 255) as u8,
+            (230 - v / 2 + n).clamp(0, 255) as u8,
+        ])
     })
 }
 
@@ -51,19 +57,34 @@ fn tiny_dataset(dir: &Path, refs: usize) {
 }
 
 fn config(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig { root: root.to_path_buf(), val_fraction: 0.25, seed: 3, batch: 2, max_steps: Some(3), checkpoint_every: 1, ..Default::default() };
+    let mut c = TrainConfig {
+        root: root.to_path_buf(),
+        val_fraction: 0.25,
+        seed: 3,
+        batch: 2,
+        max_steps: Some(3),
+        checkpoint_every: 1,
+        ..Default::default()
+    };
     c.loss.rank = 0.0; // batches of 2: the sorter needs 16
     c.lr = 1e-3;
     c
 }
 
 fn quiet() -> TrainOptions {
-    TrainOptions { workers: 2, progress_bar: false }
+    TrainOptions {
+        workers: 2,
+        progress_bar: false,
+    }
 }
 
 fn params_of(path: &Path) -> Vec<(String, Vec<f32>)> {
     let f = TensorFile::read(path).unwrap();
-    f.floats.into_iter().filter(|(k, _)| !k.starts_with("adam.")).map(|(k, (_, v))| (k, v)).collect()
+    f.floats
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("adam."))
+        .map(|(k, (_, v))| (k, v))
+        .collect()
 }
 
 #[test]
@@ -74,19 +95,50 @@ fn loss_falls_when_training_on_a_batch() {
     let mut adam = asna::optim::Adam::new(Default::default());
     let mut rng = Rng::new(4);
     let n = 4;
-    let px = |rng: &mut Rng| (0..n * 288 * 288 * 3).map(|_| rng.below(256) as u8).collect::<Vec<u8>>();
-    let batch = Batch { ref_u8: px(&mut rng), dist_u8: px(&mut rng), targets: vec![1.0, -1.0, 0.5, -0.5], indices: (0..n).collect(), n, size: 288 };
-    let w = asna::model::loss::LossWeights { rank: 0.0, ..Default::default() };
+    let px = |rng: &mut Rng| {
+        (0..n * 288 * 288 * 3)
+            .map(|_| rng.below(256) as u8)
+            .collect::<Vec<u8>>()
+    };
+    let batch = Batch {
+        ref_u8: px(&mut rng),
+        dist_u8: px(&mut rng),
+        targets: vec![1.0, -1.0, 0.5, -0.5],
+        indices: (0..n).collect(),
+        n,
+        size: 288,
+    };
+    let w = asna::model::loss::LossWeights {
+        rank: 0.0,
+        ..Default::default()
+    };
     let mut losses = Vec::new();
     let mut pool = Vec::new();
     for i in 0..4 {
-        losses.push(asna::train::train_step(&gpu, &mut store, &mut adam, Some(&sorter), &w, &batch, 1e-3, i, false).unwrap().unwrap());
+        losses.push(
+            asna::train::train_step(
+                &gpu,
+                &mut store,
+                &mut adam,
+                Some(&sorter),
+                &w,
+                &batch,
+                1e-3,
+                i,
+                false,
+            )
+            .unwrap()
+            .unwrap(),
+        );
         pool.push((gpu.pool_allocated_bytes(), gpu.pool_allocations()));
     }
     assert!(losses[3] < losses[0] * 0.8, "loss should fall: {losses:?}");
     // Saved activations go back to the pool after each step: from the second step on, every
     // buffer is reused and GPU memory stops growing.
-    assert_eq!(pool[1], pool[3], "the buffer pool grew after the second step: {pool:?}");
+    assert_eq!(
+        pool[1], pool[3],
+        "the buffer pool grew after the second step: {pool:?}"
+    );
 }
 
 #[test]
@@ -107,40 +159,91 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
     let b2 = train(&gpu, config(&root), &split, true, &quiet()).unwrap();
     assert_eq!(b2.steps, 3);
     assert_eq!(b2.losses, vec![a.losses[2]], "step 3 loss after resuming");
-    let (pa, pb) = (params_of(&full.join("last.safetensors")), params_of(&split.join("last.safetensors")));
+    let (pa, pb) = (
+        params_of(&full.join("last.safetensors")),
+        params_of(&split.join("last.safetensors")),
+    );
     assert_eq!(pa.len(), pb.len());
     for ((ka, va), (kb, vb)) in pa.iter().zip(&pb) {
         assert_eq!(ka, kb);
         assert!(va == vb, "{ka} differs after resume");
     }
     // Starting over in a used directory without --resume is refused.
-    let err = train(&gpu, config(&root), &full, false, &quiet()).err().unwrap().to_string();
+    let err = train(&gpu, config(&root), &full, false, &quiet())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
 
     // The trained checkpoint (a run directory or its file) scores a pair from the command line.
     let bin = env!("CARGO_BIN_EXE_asna");
     let out = std::process::Command::new(bin)
-        .args(["score", root.join("ref0.png").to_str().unwrap(), root.join("ref0_n15.png").to_str().unwrap(), "--weights", full.to_str().unwrap()])
+        .args([
+            "score",
+            root.join("ref0.png").to_str().unwrap(),
+            root.join("ref0_n15.png").to_str().unwrap(),
+            "--weights",
+            full.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let score: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(score.is_finite());
-    let meta = TensorFile::read(&full.join("best.safetensors")).unwrap().metadata;
+    let meta = TensorFile::read(&full.join("best.safetensors"))
+        .unwrap()
+        .metadata;
     assert_eq!(meta["label_direction"], "higher");
-    let scaler = LabelScaler { mean: meta["label_mean"].parse().unwrap(), std: meta["label_std"].parse().unwrap(), direction: Direction::HigherIsBetter };
-    assert!(scaler.std > 0.0 && (3.0..4.5).contains(&scaler.mean), "label statistics stored: {scaler:?}");
-    assert!(std::fs::read_to_string(full.join("metrics.jsonl")).unwrap().contains("\"srcc\""), "validation metrics logged");
+    let scaler = LabelScaler {
+        mean: meta["label_mean"].parse().unwrap(),
+        std: meta["label_std"].parse().unwrap(),
+        direction: Direction::HigherIsBetter,
+    };
+    assert!(
+        scaler.std > 0.0 && (3.0..4.5).contains(&scaler.mean),
+        "label statistics stored: {scaler:?}"
+    );
+    assert!(
+        std::fs::read_to_string(full.join("metrics.jsonl"))
+            .unwrap()
+            .contains("\"srcc\""),
+        "validation metrics logged"
+    );
 
     // `asna eval` on the same labelled set: ASNA, PSNR and SSIM rows over the same pairs.
     let out = std::process::Command::new(bin)
-        .args(["eval", "--dataset", "csv", "--root", root.to_str().unwrap(), "--weights", full.to_str().unwrap(), "--json", "--limit", "6", "--quiet"])
+        .args([
+            "eval",
+            "--dataset",
+            "csv",
+            "--root",
+            root.to_str().unwrap(),
+            "--weights",
+            full.to_str().unwrap(),
+            "--json",
+            "--limit",
+            "6",
+            "--quiet",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.iter().map(|r| r["method"].as_str().unwrap()).collect::<Vec<_>>(), ["ASNA", "PSNR", "SSIM"]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["method"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ASNA", "PSNR", "SSIM"]
+    );
     assert!(rows.iter().all(|r| r["n"] == 6));
     // PSNR falls with noise, as the labels do: a perfect rank correlation on this set.
     assert!(rows[1]["srcc"].as_f64().unwrap() > 0.6, "{rows:?}");
@@ -152,11 +255,24 @@ fn missing_or_corrupt_checkpoints_are_refused() {
     let root = temp_dir("data2");
     tiny_dataset(&root, 2);
     let empty = temp_dir("empty");
-    let err = train(&gpu, config(&root), &empty, true, &quiet()).err().unwrap().to_string();
-    assert!(err.contains("last.safetensors") && err.contains("no checkpoint"), "{err}");
+    let err = train(&gpu, config(&root), &empty, true, &quiet())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("last.safetensors") && err.contains("no checkpoint"),
+        "{err}"
+    );
     let corrupt = temp_dir("corrupt");
-    std::fs::write(corrupt.join("last.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
-    let err = train(&gpu, config(&root), &corrupt, true, &quiet()).err().unwrap().to_string();
+    std::fs::write(
+        corrupt.join("last.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    )
+    .unwrap();
+    let err = train(&gpu, config(&root), &corrupt, true, &quiet())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("last.safetensors"), "{err}");
 }
 
@@ -169,8 +285,14 @@ fn non_finite_loss_stops_the_run_without_a_poisoned_checkpoint() {
     let mut c = config(&root);
     c.lr = 1e38; // the first update throws the weights out of range
     c.max_steps = Some(4);
-    let err = train(&gpu, c.clone(), &run, false, &quiet()).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("step") && (err.contains("not finite") || err.contains("NaN")), "{err}");
+    let err = train(&gpu, c.clone(), &run, false, &quiet())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("step") && (err.contains("not finite") || err.contains("NaN")),
+        "{err}"
+    );
     if run.join("last.safetensors").exists() {
         for (k, v) in params_of(&run.join("last.safetensors")) {
             assert!(v.iter().all(|x| x.is_finite()), "{k} poisoned");
@@ -180,7 +302,10 @@ fn non_finite_loss_stops_the_run_without_a_poisoned_checkpoint() {
     let run2 = temp_dir("nan-skip");
     c.skip_nonfinite = true;
     let s = train(&gpu, c, &run2, false, &quiet());
-    assert!(s.is_ok() || s.err().unwrap().to_string().contains("NaN"), "skipping keeps the run alive");
+    assert!(
+        s.is_ok() || s.err().unwrap().to_string().contains("NaN"),
+        "skipping keeps the run alive"
+    );
 }
 
 #[test]
@@ -190,17 +315,41 @@ fn killed_run_resumes_from_its_last_checkpoint() {
     let run = temp_dir("killed");
     let bin = env!("CARGO_BIN_EXE_asna");
     let args = |extra: &[&str]| {
-        let mut v: Vec<String> = ["train", "--dataset", "csv", "--root", root.to_str().unwrap(), "--out", run.to_str().unwrap()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        for a in ["--batch", "2", "--rank-weight", "0", "--checkpoint-every", "1", "--max-steps", "4", "--val-fraction", "0.34", "--quiet"] {
+        let mut v: Vec<String> = [
+            "train",
+            "--dataset",
+            "csv",
+            "--root",
+            root.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in [
+            "--batch",
+            "2",
+            "--rank-weight",
+            "0",
+            "--checkpoint-every",
+            "1",
+            "--max-steps",
+            "4",
+            "--val-fraction",
+            "0.34",
+            "--quiet",
+        ] {
             v.push(a.to_string());
         }
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let mut child = std::process::Command::new(bin).args(args(&[])).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args(args(&[]))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let last = run.join("last.safetensors");
     let started = std::time::Instant::now();
     while !last.exists() {
@@ -216,9 +365,19 @@ fn killed_run_resumes_from_its_last_checkpoint() {
     let meta = TensorFile::read(&last).unwrap().metadata;
     let step: u64 = meta["step"].parse().unwrap();
     assert!(step >= 1);
-    let out = std::process::Command::new(bin).args(args(&["--resume"])).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin)
+        .args(args(&["--resume"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta = TensorFile::read(&last).unwrap().metadata;
-    assert_eq!(meta["step"], "4", "the resumed run finished the remaining steps");
+    assert_eq!(
+        meta["step"], "4",
+        "the resumed run finished the remaining steps"
+    );
     assert!(run.join("best.safetensors").exists());
 }

@@ -260,6 +260,16 @@ impl<'g> Tape<'g> {
         self.push(y, &[x], || Op::AbsDiffHalves { x: x.clone() })
     }
 
+    /// concat(upsample(low), absdiff_halves(feats)) in one pass: scoring only (no gradient).
+    pub fn upsample_absdiff_concat(&mut self, low: &Var, feats: &Var) -> Var {
+        assert!(
+            !self.recording,
+            "upsample_absdiff_concat is forward only; record upsample, absdiff_halves and concat"
+        );
+        let y = ops::concat::upsample_absdiff_concat(self.gpu, &low.t, &feats.t);
+        self.leaf(y, false)
+    }
+
     pub fn slice_batch(&mut self, x: &Var, start: usize, count: usize) -> Var {
         let y = ops::eltwise::slice_batch(self.gpu, &x.t, start, count);
         self.push(y, &[x], || Op::SliceBatch {

@@ -111,6 +111,8 @@ pub struct Gpu {
     /// Forces the convolution kernel family (Some(true): workgroup tiles, Some(false): direct)
     /// instead of the choice by device type; for tests, benchmarks and tuning.
     pub prefer_tiled: std::cell::Cell<Option<bool>>,
+    /// Kernel configurations measured by `asna tune` for this adapter.
+    pub tuning: RefCell<super::tuning::Tuning>,
 }
 
 impl Gpu {
@@ -143,6 +145,7 @@ impl Gpu {
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = super::recorder::Recorder::new(&device, &limits);
         let profiler = Profiler::new(&device, &queue, features);
+        let tuning = super::tuning::Tuning::load_for(&super::tuning::adapter_key(&info));
         Ok(Rc::new(Gpu {
             device,
             queue,
@@ -155,6 +158,7 @@ impl Gpu {
             profiler: RefCell::new(profiler),
             errors,
             prefer_tiled: std::cell::Cell::new(None),
+            tuning: RefCell::new(tuning),
         }))
     }
 

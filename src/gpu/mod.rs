@@ -6,6 +6,7 @@ pub mod context;
 pub mod pipeline;
 pub mod profiler;
 pub mod recorder;
+pub mod tuning;
 
 pub use buffer::{DType, PooledBuffer, Tensor};
 pub use context::{AdapterChoice, Gpu};

@@ -198,17 +198,30 @@ pub fn forward(
         );
         feats.push(x.clone());
     }
-    let diffs: Vec<Var> = feats.iter().map(|f| tape.absdiff_halves(f)).collect();
+    // Scoring (nothing recorded) builds each decoder input in one fused pass; training keeps
+    // the three differentiable ops.
+    let fuse = !tape.is_recording();
+    let diffs: Vec<Var> = if fuse {
+        Vec::new()
+    } else {
+        feats.iter().map(|f| tape.absdiff_halves(f)).collect()
+    };
+    let decoder_input = |tape: &mut Tape, low: &Var, level: usize| -> Var {
+        if fuse {
+            tape.upsample_absdiff_concat(low, &feats[level])
+        } else {
+            let up = tape.upsample(low);
+            tape.concat(&[&up, &diffs[level]])
+        }
+    };
 
     // Decoder: the context branch starts from the distorted image's deepest features.
     let ctx = tape.slice_batch(&feats[3], n, n);
-    drop(feats);
     let b = tape.maxpool(&ctx);
-    let b = conv_lrelu_bn(tape, p, bn, "dec.conv0", "dec.bn0", &b, 1);
-    let mut b = tape.upsample(&b);
-    for (j, d) in [&diffs[3], &diffs[2], &diffs[1]].into_iter().enumerate() {
-        let cat = tape.concat(&[&b, d]);
-        let y = conv_lrelu_bn(
+    let mut low = conv_lrelu_bn(tape, p, bn, "dec.conv0", "dec.bn0", &b, 1);
+    for (j, level) in [3, 2, 1].into_iter().enumerate() {
+        let cat = decoder_input(tape, &low, level);
+        low = conv_lrelu_bn(
             tape,
             p,
             bn,
@@ -217,10 +230,16 @@ pub fn forward(
             &cat,
             1,
         );
-        b = tape.upsample(&y);
     }
-    let cat = tape.concat(&[&b, &diffs[0]]);
-    drop(b);
+    let cat = decoder_input(tape, &low, 0);
+    drop(low);
+    let feature_diff = match (&taps, fuse) {
+        (Some(_), true) => Some(tape.absdiff_halves(&feats[0]).t),
+        (Some(_), false) => Some(diffs[0].t.clone()),
+        (None, _) => None,
+    };
+    drop(diffs);
+    drop(feats);
     let b = conv_lrelu_bn(tape, p, bn, "dec.down0", "dec.down_bn0", &cat, 4);
     drop(cat);
     let b = conv_lrelu_bn(tape, p, bn, "dec.down1", "dec.down_bn1", &b, 2);
@@ -238,7 +257,7 @@ pub fn forward(
     let sa = tape.mul(&x3, &s);
     if let Some(t) = taps {
         t.spatial_gate = Some(s.t.clone());
-        t.feature_diff = Some(diffs[0].t.clone());
+        t.feature_diff = feature_diff;
     }
     let cat = tape.concat(&[&b, &ca, &sa]);
     let mut h = conv(tape, p, "att.out", &cat, 1, Act::None);

@@ -82,7 +82,11 @@ pub fn scaler_from_metadata(m: &BTreeMap<String, String>, source: &str) -> Resul
     if std <= 0.0 {
         bail!("{source}: metadata \"label_std\" must be positive");
     }
-    Ok(LabelScaler { mean: num("label_mean")?, std, direction })
+    Ok(LabelScaler {
+        mean: num("label_mean")?,
+        std,
+        direction,
+    })
 }
 
 /// A model from a file, or the embedded default when `path` is None.

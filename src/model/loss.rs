@@ -36,7 +36,14 @@ pub struct LossParts {
     pub l2: Var,
 }
 
-pub fn asna_loss(tape: &mut Tape, params: &Bound, pred: &Var, target: &Var, sorter: Option<(&ParamStore, &Bound)>, w: &LossWeights) -> LossParts {
+pub fn asna_loss(
+    tape: &mut Tape,
+    params: &Bound,
+    pred: &Var,
+    target: &Var,
+    sorter: Option<(&ParamStore, &Bound)>,
+    w: &LossWeights,
+) -> LossParts {
     let mse = tape.mse(pred, target);
     // A term with weight 0 stays out of the graph: 0 * NaN (Pearson of a constant prediction,
     // common at initialisation) would otherwise poison the loss and every gradient. It is
@@ -44,12 +51,19 @@ pub fn asna_loss(tape: &mut Tape, params: &Bound, pred: &Var, target: &Var, sort
     let pearson = if w.mse != 1.0 {
         tape.pearson_term(pred, target)
     } else {
-        tape.leaf(crate::ops::loss::pearson_term(tape.gpu, &pred.t, &target.t), false)
+        tape.leaf(
+            crate::ops::loss::pearson_term(tape.gpu, &pred.t, &target.t),
+            false,
+        )
     };
     // The ranking term needs the sorter (and batches of its length); with s = 0 it is left out.
     let rank = match sorter {
         Some((store, bound)) if w.rank != 0.0 => {
-            let mut frozen = BnContext { train: false, updates: Default::default(), store };
+            let mut frozen = BnContext {
+                train: false,
+                updates: Default::default(),
+                store,
+            };
             let n = pred.t.numel();
             let p_row = tape.reshape(pred, &[1, n]);
             let t_row = tape.reshape(target, &[1, n]);
@@ -69,7 +83,11 @@ pub fn asna_loss(tape: &mut Tape, params: &Bound, pred: &Var, target: &Var, sort
     }
     let dense = tape.sum_squares(params.var("head.fc1.weight"), w.l2_dense);
     let l2 = tape.add(&l2.expect("L2 layers"), &dense);
-    let mut total = if w.mse != 1.0 { tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson) } else { mse.clone() };
+    let mut total = if w.mse != 1.0 {
+        tape.axpby(w.mse, &mse, 1.0 - w.mse, &pearson)
+    } else {
+        mse.clone()
+    };
     if w.rank != 0.0 {
         total = tape.axpby(1.0, &total, w.rank, &rank);
     }

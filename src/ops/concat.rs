@@ -4,6 +4,8 @@ use super::{kernel, R, RW};
 use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 
 const COPY_CHANNELS: Kernel = kernel("concat.wgsl", "copy_channels", &[RW, R]);
+const UPSAMPLE_ABSDIFF_CONCAT: Kernel =
+    kernel("concat.wgsl", "upsample_absdiff_concat", &[RW, R, R]);
 
 fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
     let (sc, dc) = (src.channels(), dst.channels());
@@ -63,4 +65,41 @@ pub fn split(gpu: &Gpu, dy: &Tensor, channels: &[usize]) -> Vec<Tensor> {
             part
         })
         .collect()
+}
+
+/// concat(upsample2x(low), |feats[:n] - feats[n:]|) in one pass (forward only, for scoring):
+/// low [n, h/2, w/2, c1], feats [2n, h, w, c2] -> [n, h, w, c1 + c2].
+pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tensor {
+    let (n, lh, lw, c1) = low.nhwc();
+    let (n2, h, w, c2) = feats.nhwc();
+    assert!(
+        n2 == 2 * n && h == 2 * lh && w == 2 * lw,
+        "upsample_absdiff_concat: {:?} does not pair with {:?}",
+        low.shape,
+        feats.shape
+    );
+    let out = gpu.empty(&[n, h, w, c1 + c2]);
+    let rows = n * h * w;
+    let p = [
+        rows as u32,
+        c1 as u32,
+        (c1 + c2) as u32,
+        0,
+        0,
+        c1 as u32,
+        h as u32,
+        w as u32,
+    ];
+    gpu.dispatch(
+        &UPSAMPLE_ABSDIFF_CONCAT,
+        &[],
+        &p,
+        &[out.raw(), low.raw(), feats.raw()],
+        grid_1d(out.numel()),
+        (
+            (rows * c2) as f64,
+            (low.bytes() + feats.bytes() + out.bytes()) as f64,
+        ),
+    );
+    out
 }

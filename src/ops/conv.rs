@@ -3,6 +3,7 @@
 //! bias gradient.
 
 use super::{kernel, reduce, Act, R, RW};
+use crate::gpu::tuning::TunedKernel;
 use crate::gpu::{Gpu, Kernel, Tensor};
 
 const CONV_TILED: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
@@ -20,7 +21,11 @@ pub enum Variant {
 /// the choice by device type.
 pub fn variant(gpu: &Gpu) -> Variant {
     if let Some(tiled) = gpu.prefer_tiled.get() {
-        return if tiled { Variant::Tiled } else { Variant::Direct };
+        return if tiled {
+            Variant::Tiled
+        } else {
+            Variant::Direct
+        };
     }
     match std::env::var("ASNA_CONV").as_deref() {
         Ok("tiled") => Variant::Tiled,
@@ -126,17 +131,60 @@ impl ConvGeom {
     }
 }
 
-/// Register tile per thread and threads along N, chosen by the width of the product so that
-/// narrow layers (3 or 8 output channels) do not waste a 64-wide tile.
-struct Tiles {
-    tm: usize,
-    tn: usize,
-    threads_n: usize,
+/// The three products of the convolution kernels (the shader's MODE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    Forward,
+    GradInput,
+    GradWeight,
 }
 
-impl Tiles {
-    fn for_width(variant: Variant, gn: usize) -> Tiles {
-        let t = |tm, tn, threads_n| Tiles { tm, tn, threads_n };
+impl Product {
+    pub const ALL: [Product; 3] = [Product::Forward, Product::GradInput, Product::GradWeight];
+    fn mode(self) -> u32 {
+        self as u32
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Forward => "fwd",
+            Product::GradInput => "dx",
+            Product::GradWeight => "dw",
+        }
+    }
+    /// (M, N, K) of the product's matrix multiplication.
+    pub fn gemm(self, g: &ConvGeom) -> (usize, usize, usize) {
+        match self {
+            Product::Forward => (g.n * g.oh * g.ow, g.cout, g.kh * g.kw * g.cin),
+            Product::GradInput => (g.n * g.h * g.w, g.cin, g.kh * g.kw * g.cout),
+            Product::GradWeight => (g.kh * g.kw * g.cin, g.cout, g.n * g.oh * g.ow),
+        }
+    }
+}
+
+/// One configuration of the convolution kernels: the family, the register tile per thread
+/// (TM rows x TN columns of C) and the threads along N (64 / threads_n along M).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileConfig {
+    pub variant: Variant,
+    pub tm: usize,
+    pub tn: usize,
+    pub threads_n: usize,
+}
+
+impl TileConfig {
+    const fn new(variant: Variant, tm: usize, tn: usize, threads_n: usize) -> TileConfig {
+        TileConfig {
+            variant,
+            tm,
+            tn,
+            threads_n,
+        }
+    }
+
+    /// The built-in choice by the width of the product, so that narrow layers (3 or 8 output
+    /// channels) do not waste a 64-wide tile.
+    pub fn default_for(variant: Variant, gn: usize) -> TileConfig {
+        let t = |tm, tn, threads_n| TileConfig::new(variant, tm, tn, threads_n);
         if variant == Variant::Direct {
             // Neighbouring threads take neighbouring output channels (contiguous weight loads).
             return match gn {
@@ -157,21 +205,190 @@ impl Tiles {
             _ => t(4, 8, 8),
         }
     }
-    fn bm(&self) -> usize {
+
+    /// Whether the shader can run this configuration: register arrays hold 8 rows, 8 columns
+    /// and 32 accumulators; the tiled kernel's workgroup tiles hold BM <= 128 and BN <= 64;
+    /// every size is a power of two so that the 64 threads divide the tiles evenly.
+    pub fn valid(&self) -> bool {
+        let pow2 = |v: usize| v.is_power_of_two();
+        let sizes_ok = pow2(self.tm)
+            && pow2(self.tn)
+            && pow2(self.threads_n)
+            && self.tm <= 8
+            && self.tn <= 8
+            && self.tm * self.tn <= 32
+            && self.threads_n <= 64;
+        sizes_ok && (self.variant == Variant::Direct || (self.bm() <= 128 && self.bn() <= 64))
+    }
+
+    /// Configurations worth measuring for a product `gn` wide on this kind of adapter: the
+    /// register-blocked shapes whose tile is not much wider than the product.
+    pub fn candidates(variants: &[Variant], gn: usize) -> Vec<TileConfig> {
+        let width = gn.next_power_of_two().max(1);
+        let mut out = Vec::new();
+        for &variant in variants {
+            for tm in [1, 2, 4, 8] {
+                for tn in [1, 2, 4, 8] {
+                    for threads_n in [1, 2, 4, 8, 16] {
+                        let c = TileConfig::new(variant, tm, tn, threads_n);
+                        let blocking = tm * tn;
+                        if c.valid()
+                            && (4..=32).contains(&blocking)
+                            && c.bn() <= width.max(4)
+                            && c.bm() >= 16
+                        {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+            let d = TileConfig::default_for(variant, gn);
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    pub fn bm(&self) -> usize {
         64 / self.threads_n * self.tm
     }
-    fn bn(&self) -> usize {
+    pub fn bn(&self) -> usize {
         self.threads_n * self.tn
     }
-    fn constants(&self, mode: u32, act: Act) -> Vec<(&'static str, f64)> {
+    fn constants(&self, product: Product, act: Act) -> Vec<(&'static str, f64)> {
         vec![
-            ("MODE", mode as f64),
+            ("MODE", product.mode() as f64),
             ("ACT", act as u32 as f64),
             ("TM", self.tm as f64),
             ("TN", self.tn as f64),
             ("THREADS_N", self.threads_n as f64),
         ]
     }
+    fn kernel(&self) -> &'static Kernel {
+        match self.variant {
+            Variant::Tiled => &CONV_TILED,
+            Variant::Direct => &CONV_DIRECT,
+        }
+    }
+    pub fn describe(&self) -> String {
+        let family = match self.variant {
+            Variant::Tiled => "tiled",
+            Variant::Direct => "direct",
+        };
+        format!(
+            "{family} {}x{} per thread, {} threads along N (tile {}x{})",
+            self.tm,
+            self.tn,
+            self.threads_n,
+            self.bm(),
+            self.bn()
+        )
+    }
+    pub fn to_tuned(&self, images: usize, tuned_us: f64, default_us: f64) -> TunedKernel {
+        TunedKernel {
+            kernel: match self.variant {
+                Variant::Tiled => "tiled".into(),
+                Variant::Direct => "direct".into(),
+            },
+            tm: self.tm as u32,
+            tn: self.tn as u32,
+            threads_n: self.threads_n as u32,
+            images: images as u32,
+            tuned_us,
+            default_us,
+        }
+    }
+    /// A cache entry as a configuration; None if it names something this shader cannot run
+    /// (a cache written by another version).
+    pub fn from_tuned(t: &TunedKernel) -> Option<TileConfig> {
+        let variant = match t.kernel.as_str() {
+            "tiled" => Variant::Tiled,
+            "direct" => Variant::Direct,
+            _ => return None,
+        };
+        let c = TileConfig::new(variant, t.tm as usize, t.tn as usize, t.threads_n as usize);
+        c.valid().then_some(c)
+    }
+}
+
+/// The kernel families worth timing on this adapter: a CPU driver runs only the direct
+/// kernel well (workgroup memory is ordinary memory there and barriers are costly).
+pub fn tune_families(gpu: &Gpu) -> Vec<Variant> {
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        vec![Variant::Direct]
+    } else {
+        vec![Variant::Tiled, Variant::Direct]
+    }
+}
+
+/// The tuning-cache key of one product's shape. The batch is left out: the best tile depends
+/// on the layer's shape far more than on the number of images.
+pub fn tune_key(product: Product, g: &ConvGeom) -> String {
+    format!(
+        "conv {} {}x{}x{}->{} k{}x{} s{}",
+        product.name(),
+        g.h,
+        g.w,
+        g.cin,
+        g.cout,
+        g.kh,
+        g.kw,
+        g.stride
+    )
+}
+
+/// Parses a key made by `tune_key` back into its product and geometry (for `n` images).
+pub fn parse_tune_key(key: &str, n: usize) -> Option<(Product, ConvGeom)> {
+    let mut it = key.split(' ');
+    if it.next()? != "conv" {
+        return None;
+    }
+    let product = match it.next()? {
+        "fwd" => Product::Forward,
+        "dx" => Product::GradInput,
+        "dw" => Product::GradWeight,
+        _ => return None,
+    };
+    let (input, cout) = it.next()?.split_once("->")?;
+    let dims: Vec<usize> = input
+        .split('x')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let kernel: Vec<usize> = it
+        .next()?
+        .strip_prefix('k')?
+        .split('x')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let stride: usize = it.next()?.strip_prefix('s')?.parse().ok()?;
+    if dims.len() != 3 || kernel.len() != 2 || !stride.is_power_of_two() {
+        return None;
+    }
+    let cout: usize = cout.parse().ok()?;
+    let g = ConvGeom::new(
+        &[n, dims[0], dims[1], dims[2]],
+        &[kernel[0], kernel[1], dims[2], cout],
+        stride,
+    );
+    Some((product, g))
+}
+
+/// The configuration for one product on this adapter: a forced family (tests, `ASNA_CONV`)
+/// takes its default; otherwise the tuned entry if `asna tune` measured this shape, else the
+/// default of the adapter's family.
+pub fn choose(gpu: &Gpu, product: Product, g: &ConvGeom) -> TileConfig {
+    let (_, gn, _) = product.gemm(g);
+    let forced = gpu.prefer_tiled.get().is_some() || std::env::var_os("ASNA_CONV").is_some();
+    let key = tune_key(product, g);
+    let mut tuning = gpu.tuning.borrow_mut();
+    tuning.record(&key, g.n);
+    if !forced {
+        if let Some(c) = tuning.lookup(&key).and_then(TileConfig::from_tuned) {
+            return c;
+        }
+    }
+    TileConfig::default_for(variant(gpu), gn)
 }
 
 /// M tiles folded into (y, z) so that each stays within 65535 workgroups.
@@ -194,16 +411,23 @@ pub fn forward(
     act: Act,
 ) -> Tensor {
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
+    forward_with(gpu, x, w, b, stride, act, choose(gpu, Product::Forward, &g))
+}
+
+/// `forward` with an explicit kernel configuration (tuning, tests).
+pub fn forward_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+    cfg: TileConfig,
+) -> Tensor {
+    let g = ConvGeom::new(&x.shape, &w.shape, stride);
     let y = gpu.empty(&g.out_shape());
-    let (gm, gn, gk) = (g.n * g.oh * g.ow, g.cout, g.kh * g.kw * g.cin);
-    let v = variant(gpu);
-    let t = Tiles::for_width(v, gn);
-    let kernel = if v == Variant::Direct {
-        &CONV_DIRECT
-    } else {
-        &CONV_TILED
-    };
-    let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
+    let (gm, gn, gk) = Product::Forward.gemm(&g);
+    let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     let dummy;
     let bias = match b {
         Some(b) => {
@@ -217,11 +441,11 @@ pub fn forward(
     };
     let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
     gpu.dispatch(
-        kernel,
-        &t.constants(0, act),
+        cfg.kernel(),
+        &cfg.constants(Product::Forward, act),
         &g.params(gm, gn, gk, gk, b.is_some()),
         &[y.raw(), x.raw(), w.raw(), bias],
-        [gn.div_ceil(t.bn()) as u32, gy, gz],
+        [gn.div_ceil(cfg.bn()) as u32, gy, gz],
         (g.flops(), bytes),
     );
     y
@@ -229,22 +453,26 @@ pub fn forward(
 
 /// dX from dZ (the gradient at the convolution's output, before activation).
 pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tensor {
+    backward_input_with(gpu, dz, w, g, choose(gpu, Product::GradInput, g))
+}
+
+/// `backward_input` with an explicit kernel configuration.
+pub fn backward_input_with(
+    gpu: &Gpu,
+    dz: &Tensor,
+    w: &Tensor,
+    g: &ConvGeom,
+    cfg: TileConfig,
+) -> Tensor {
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
-    let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.kh * g.kw * g.cout);
-    let v = variant(gpu);
-    let t = Tiles::for_width(v, gn);
-    let kernel = if v == Variant::Direct {
-        &CONV_DIRECT
-    } else {
-        &CONV_TILED
-    };
-    let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
+    let (gm, gn, gk) = Product::GradInput.gemm(g);
+    let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     gpu.dispatch(
-        kernel,
-        &t.constants(1, Act::None),
+        cfg.kernel(),
+        &cfg.constants(Product::GradInput, Act::None),
         &g.params(gm, gn, gk, gk, false),
         &[dx.raw(), dz.raw(), w.raw(), w.raw()],
-        [gn.div_ceil(t.bn()) as u32, gy, gz],
+        [gn.div_ceil(cfg.bn()) as u32, gy, gz],
         (g.flops(), (dz.bytes() + w.bytes() + dx.bytes()) as f64),
     );
     dx
@@ -253,15 +481,19 @@ pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tenso
 /// dW [kh, kw, cin, cout] from the input x and dZ. The reduction runs over every output
 /// position of the batch, so it is split into slices summed afterwards.
 pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tensor {
-    let (gm, gn, gk) = (g.kh * g.kw * g.cin, g.cout, g.n * g.oh * g.ow);
-    let v = variant(gpu);
-    let t = Tiles::for_width(v, gn);
-    let kernel = if v == Variant::Direct {
-        &CONV_DIRECT
-    } else {
-        &CONV_TILED
-    };
-    let tiles = gm.div_ceil(t.bm()) * gn.div_ceil(t.bn());
+    backward_weight_with(gpu, x, dz, g, choose(gpu, Product::GradWeight, g))
+}
+
+/// `backward_weight` with an explicit kernel configuration.
+pub fn backward_weight_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    dz: &Tensor,
+    g: &ConvGeom,
+    cfg: TileConfig,
+) -> Tensor {
+    let (gm, gn, gk) = Product::GradWeight.gemm(g);
+    let tiles = gm.div_ceil(cfg.bm()) * gn.div_ceil(cfg.bn());
     // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
     let want = 1024usize.div_ceil(tiles).max(1);
     let max_splits = gk.div_ceil(BK * 8).max(1);
@@ -269,17 +501,17 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
     let k_chunk = gk.div_ceil(splits).div_ceil(BK) * BK;
     let splits = gk.div_ceil(k_chunk);
     let work = (g.flops(), (x.bytes() + dz.bytes()) as f64);
-    let consts = t.constants(2, Act::None);
+    let consts = cfg.constants(Product::GradWeight, Act::None);
     let groups = [
-        gn.div_ceil(t.bn()) as u32,
-        gm.div_ceil(t.bm()) as u32,
+        gn.div_ceil(cfg.bn()) as u32,
+        gm.div_ceil(cfg.bm()) as u32,
         splits as u32,
     ];
     let wshape = [g.kh, g.kw, g.cin, g.cout];
     if splits == 1 {
         let dw = gpu.empty(&wshape);
         gpu.dispatch(
-            kernel,
+            cfg.kernel(),
             &consts,
             &g.params(gm, gn, gk, k_chunk, false),
             &[dw.raw(), x.raw(), dz.raw(), dz.raw()],
@@ -290,7 +522,7 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
     }
     let parts = gpu.empty(&[splits, gm * gn]);
     gpu.dispatch(
-        kernel,
+        cfg.kernel(),
         &consts,
         &g.params(gm, gn, gk, k_chunk, false),
         &[parts.raw(), x.raw(), dz.raw(), dz.raw()],

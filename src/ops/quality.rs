@@ -16,10 +16,27 @@ const PSNR_CHUNK: usize = 65536;
 const SSIM_TILE: usize = 16;
 
 /// The uniform block: 8 words, then the 1-D Gaussian as 3 vec4 (the last weight unused).
-fn params(n: usize, h: usize, w: usize, chunk: usize, chunks: usize, oh: usize, ow: usize) -> [u32; 20] {
+fn params(
+    n: usize,
+    h: usize,
+    w: usize,
+    chunk: usize,
+    chunks: usize,
+    oh: usize,
+    ow: usize,
+) -> [u32; 20] {
     let mut p = [0u32; 20];
     let bytes = h * w * 3;
-    p[..8].copy_from_slice(&[n as u32, h as u32, w as u32, bytes as u32, chunk as u32, chunks as u32, oh as u32, ow as u32]);
+    p[..8].copy_from_slice(&[
+        n as u32,
+        h as u32,
+        w as u32,
+        bytes as u32,
+        chunk as u32,
+        chunks as u32,
+        oh as u32,
+        ow as u32,
+    ]);
     for (i, g) in ssim_gaussian_1d().iter().enumerate() {
         p[8 + i] = f(*g as f32);
     }
@@ -28,16 +45,36 @@ fn params(n: usize, h: usize, w: usize, chunk: usize, chunks: usize, oh: usize, 
 
 fn check(a: &[u8], b: &[u8], n: usize, h: usize, w: usize, what: &str) {
     let total = n * h * w * 3;
-    assert_eq!(a.len(), total, "{what}: a has {} bytes, expected {n} x {h} x {w} x 3", a.len());
-    assert_eq!(b.len(), total, "{what}: b has {} bytes, expected {n} x {h} x {w} x 3", b.len());
+    assert_eq!(
+        a.len(),
+        total,
+        "{what}: a has {} bytes, expected {n} x {h} x {w} x 3",
+        a.len()
+    );
+    assert_eq!(
+        b.len(),
+        total,
+        "{what}: b has {} bytes, expected {n} x {h} x {w} x 3",
+        b.len()
+    );
     assert!(n <= 65535, "{what}: at most 65535 pairs per call");
-    assert!(total < u32::MAX as usize, "{what}: batch too large for 32-bit indexing");
+    assert!(
+        total < u32::MAX as usize,
+        "{what}: batch too large for 32-bit indexing"
+    );
 }
 
 /// PSNR in dB of each of the `n` pairs (a[i], b[i]) of `h` x `w` RGB images, packed
 /// [n, h, w, 3]: over all bytes of the pair, peak 255; +inf for identical images, NaN for
 /// empty ones, as [`crate::metrics::psnr_rgb_u8`]. The squared error is summed exactly.
-pub fn psnr(gpu: &Gpu, a: &[u8], b: &[u8], n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f64>> {
+pub fn psnr(
+    gpu: &Gpu,
+    a: &[u8],
+    b: &[u8],
+    n: usize,
+    h: usize,
+    w: usize,
+) -> anyhow::Result<Vec<f64>> {
     check(a, b, n, h, w, "psnr");
     let bytes = h * w * 3;
     if n == 0 || bytes == 0 {
@@ -49,9 +86,23 @@ pub fn psnr(gpu: &Gpu, a: &[u8], b: &[u8], n: usize, h: usize, w: usize) -> anyh
     // u32 words in f32-typed tensors: downloaded and reinterpreted bit for bit.
     let parts = gpu.empty(&[n, chunks]);
     let work = (3.0 * (n * bytes) as f64, 2.0 * (n * bytes) as f64);
-    gpu.dispatch(&PSNR_PARTIALS, &[], &p, &[parts.raw(), ab.raw(), bb.raw()], [chunks as u32, n as u32, 1], work);
+    gpu.dispatch(
+        &PSNR_PARTIALS,
+        &[],
+        &p,
+        &[parts.raw(), ab.raw(), bb.raw()],
+        [chunks as u32, n as u32, 1],
+        work,
+    );
     let sums = gpu.empty(&[n, 2]);
-    gpu.dispatch(&PSNR_SUM, &[], &p, &[sums.raw(), parts.raw()], grid_1d(n), ((n * chunks) as f64, parts.bytes() as f64));
+    gpu.dispatch(
+        &PSNR_SUM,
+        &[],
+        &p,
+        &[sums.raw(), parts.raw()],
+        grid_1d(n),
+        ((n * chunks) as f64, parts.bytes() as f64),
+    );
     let words = gpu.download(&sums)?;
     Ok(words
         .chunks_exact(2)
@@ -69,7 +120,14 @@ pub fn psnr(gpu: &Gpu, a: &[u8], b: &[u8], n: usize, h: usize, w: usize) -> anyh
 /// Mean SSIM of each of the `n` pairs, as [`crate::metrics::ssim_rgb_u8`]: luma
 /// 0.299 R + 0.587 G + 0.114 B, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, L 255,
 /// valid windows only; NaN when `h` or `w` is below 11. Computed in f32.
-pub fn ssim(gpu: &Gpu, a: &[u8], b: &[u8], n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f64>> {
+pub fn ssim(
+    gpu: &Gpu,
+    a: &[u8],
+    b: &[u8],
+    n: usize,
+    h: usize,
+    w: usize,
+) -> anyhow::Result<Vec<f64>> {
     check(a, b, n, h, w, "ssim");
     if h < SSIM_WINDOW || w < SSIM_WINDOW {
         return Ok(vec![f64::NAN; n]);
@@ -85,8 +143,19 @@ pub fn ssim(gpu: &Gpu, a: &[u8], b: &[u8], n: usize, h: usize, w: usize) -> anyh
     let parts = gpu.empty(&[n, tx * ty, 1]);
     let pixels = (n * oh * ow) as f64;
     let work = (pixels * 121.0 * 10.0, 2.0 * (n * h * w * 3) as f64);
-    gpu.dispatch(&SSIM_TILES, &[], &p, &[parts.raw(), ab.raw(), bb.raw()], [tx as u32, ty as u32, n as u32], work);
+    gpu.dispatch(
+        &SSIM_TILES,
+        &[],
+        &p,
+        &[parts.raw(), ab.raw(), bb.raw()],
+        [tx as u32, ty as u32, n as u32],
+        work,
+    );
     let sums: Tensor = reduce::columns(gpu, &parts, reduce::Summand::Value, None, None, 1.0);
     let count = (oh * ow) as f64;
-    Ok(gpu.download(&sums)?.into_iter().map(|s| s as f64 / count).collect())
+    Ok(gpu
+        .download(&sums)?
+        .into_iter()
+        .map(|s| s as f64 / count)
+        .collect())
 }

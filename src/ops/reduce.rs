@@ -17,7 +17,9 @@ pub enum Summand {
     ProductWhereNegative = 5,
 }
 
-const ROWS_PER_WORKGROUP: usize = 2048;
+/// Rows each thread adds on its own before the tree: short sequential sums keep the f32
+/// rounding of long reductions (batch statistics over a whole batch) close to a tree's.
+const ROWS_PER_THREAD: usize = 16;
 
 /// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]).
 pub fn columns(
@@ -30,82 +32,50 @@ pub fn columns(
 ) -> Tensor {
     assert_eq!(x.shape.len(), 3, "reduce expects [G, R, C]");
     let (g, r, c) = (x.shape[0], x.shape[1], x.shape[2]);
+    // Columns per workgroup: all of them up to 256 (the tensors are channels-last, so a row of
+    // columns is contiguous), a power of two so that the 256 threads divide evenly.
+    let cw = c.next_power_of_two().min(256);
+    let col_groups = c.div_ceil(cw);
     assert!(
-        c <= 65535 && g <= 65535,
+        col_groups <= 65535 && g <= 65535,
         "reduce: too many columns or groups"
     );
-    let splits = r.div_ceil(ROWS_PER_WORKGROUP).clamp(1, 1024);
-    let rows_per = r.div_ceil(splits).max(1);
+    let row_lanes = 256 / cw;
+    let rows_per = (row_lanes * ROWS_PER_THREAD).max(r.div_ceil(65535));
     let splits = r.div_ceil(rows_per).max(1);
     let dummy = gpu.empty(&[1]);
     let yb = y.map(|t| t.raw()).unwrap_or(dummy.raw());
     let mb = m.map(|t| t.raw()).unwrap_or(dummy.raw());
-    let consts = [("MODE", summand as u32 as f64)];
     let work = (
         2.0 * x.numel() as f64,
         (x.bytes() + y.map_or(0, |t| t.bytes())) as f64,
     );
-    if splits == 1 {
-        let out = gpu.empty(&[g, c]);
-        let p = [
-            g as u32,
-            r as u32,
-            c as u32,
-            rows_per as u32,
-            1,
-            f(scale),
-            0,
-            0,
-        ];
-        gpu.dispatch(
-            &REDUCE,
-            &consts,
-            &p,
-            &[out.raw(), x.raw(), yb, mb],
-            [1, c as u32, g as u32],
-            work,
-        );
-        return out;
-    }
-    let parts = gpu.empty(&[g, splits, c]);
+    // One pass when the rows fit one workgroup; otherwise partial sums per slice of rows,
+    // themselves reduced the same way.
+    let pass_scale = if splits == 1 { scale } else { 1.0 };
+    let out = gpu.empty(&[g, splits, c]);
     let p = [
         g as u32,
         r as u32,
         c as u32,
         rows_per as u32,
         splits as u32,
-        f(1.0),
-        0,
+        f(pass_scale),
+        cw as u32,
         0,
     ];
     gpu.dispatch(
         &REDUCE,
-        &consts,
+        &[("MODE", summand as u32 as f64)],
         &p,
-        &[parts.raw(), x.raw(), yb, mb],
-        [splits as u32, c as u32, g as u32],
+        &[out.raw(), x.raw(), yb, mb],
+        [splits as u32, col_groups as u32, g as u32],
         work,
     );
-    let out = gpu.empty(&[g, c]);
-    let p2 = [
-        g as u32,
-        splits as u32,
-        c as u32,
-        splits as u32,
-        1,
-        f(scale),
-        0,
-        0,
-    ];
-    gpu.dispatch(
-        &REDUCE,
-        &[("MODE", 0.0)],
-        &p2,
-        &[out.raw(), parts.raw(), dummy.raw(), dummy.raw()],
-        [1, c as u32, g as u32],
-        (0.0, 0.0),
-    );
-    out
+    if splits == 1 {
+        return out.reshape(&[g, c]);
+    }
+    columns(gpu, &out, Summand::Value, None, None, scale)
 }
 
 /// Sum of all elements of x, as a 1-element tensor; with `Summand::Square`, the squared norm.

@@ -1,0 +1,346 @@
+//! `asna tune`: finds the fastest convolution configuration for every shape the model uses on
+//! this adapter and stores the winners in the tuning cache (src/gpu/tuning.rs), where every
+//! later run on the same adapter and driver picks them up.
+//!
+//! The model's shapes are collected by running one scoring forward pass and/or one training
+//! step with the shape recorder on; each shape is then timed alone at the requested batch for
+//! its default configuration and every candidate (GPU time from timestamp queries where the
+//! adapter has them, wall time otherwise; the best of `reps` runs).
+
+use crate::autograd::Tape;
+use crate::gpu::tuning::{self, Seen, TunedKernel};
+use crate::gpu::Gpu;
+use crate::model::asna::{self, BnContext, Bound, SIZE};
+use crate::model::params::ParamStore;
+use crate::ops::conv::{self, ConvGeom, Product, TileConfig};
+use crate::ops::Act;
+use crate::rng::Rng;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Score,
+    Train,
+    All,
+}
+
+pub struct TuneArgs {
+    /// Pairs per batch the shapes are timed at.
+    pub batch: usize,
+    pub workload: Workload,
+    /// Tune only the most expensive shapes (by FLOPs times uses per step).
+    pub limit: Option<usize>,
+    /// Timed runs per configuration (the best counts).
+    pub reps: usize,
+    pub progress: bool,
+}
+
+/// One tuned shape.
+#[derive(Clone, Debug)]
+pub struct ShapeResult {
+    pub key: String,
+    pub calls: usize,
+    pub images: usize,
+    pub default: TileConfig,
+    pub default_s: f64,
+    pub best: TileConfig,
+    pub best_s: f64,
+    pub candidates: usize,
+}
+
+/// The default batch to tune at: a CPU driver is timed at one pair (its kernels take seconds).
+pub fn default_batch(gpu: &Gpu) -> usize {
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        1
+    } else {
+        16
+    }
+}
+
+/// Every convolution shape one scoring pass and/or one training step dispatches, recorded at
+/// one pair per batch (images per shape: 2 for the Siamese encoder, 1 after it).
+pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, Seen>> {
+    let store = ParamStore::init(gpu, &asna::specs(), 0);
+    let mut rng = Rng::new(7);
+    let pixels: Vec<u8> = (0..2 * SIZE * SIZE * 3)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    gpu.tuning.borrow_mut().seen = Some(BTreeMap::new());
+    let run = || -> Result<()> {
+        if workload != Workload::Train {
+            let z = crate::scorer::predict_standard(
+                gpu,
+                &store,
+                &pixels[..SIZE * SIZE * 3],
+                &pixels[SIZE * SIZE * 3..],
+                1,
+                None,
+            );
+            gpu.download(&z)?;
+        }
+        if workload != Workload::Score {
+            let mut tape = Tape::new(gpu);
+            let params = Bound::new(&mut tape, &store, true);
+            let x = tape.leaf(
+                crate::ops::image::to_input(gpu, &pixels, 2, SIZE, SIZE),
+                false,
+            );
+            let mut bn = BnContext {
+                train: true,
+                updates: Default::default(),
+                store: &store,
+            };
+            let pred = asna::forward(&mut tape, &params, &mut bn, &x, None);
+            let target = tape.leaf(gpu.zeros(&[1]), false);
+            let loss = tape.mse(&pred, &target);
+            tape.backward(&loss);
+            gpu.download(&loss.t)?;
+        }
+        Ok(())
+    };
+    let result = run();
+    let seen = gpu.tuning.borrow_mut().seen.take().unwrap_or_default();
+    result?;
+    Ok(seen)
+}
+
+/// Operands of one shape, random but fixed.
+pub struct Operands {
+    pub geom: ConvGeom,
+    x: crate::gpu::Tensor,
+    w: crate::gpu::Tensor,
+    b: crate::gpu::Tensor,
+    dz: crate::gpu::Tensor,
+}
+
+impl Operands {
+    pub fn new(gpu: &Gpu, geom: ConvGeom, seed: u64) -> Operands {
+        let mut rng = Rng::new(seed);
+        let mut random = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32 * 0.1).collect();
+            gpu.upload(shape, &v)
+        };
+        let g = geom;
+        Operands {
+            x: random(&[g.n, g.h, g.w, g.cin]),
+            w: random(&[g.kh, g.kw, g.cin, g.cout]),
+            b: random(&[g.cout]),
+            dz: random(&g.out_shape()),
+            geom,
+        }
+    }
+
+    /// Records one run of `product` with `cfg`; the result goes back to the pool.
+    pub fn run(&self, gpu: &Gpu, product: Product, cfg: TileConfig) {
+        let g = &self.geom;
+        let _ = match product {
+            Product::Forward => conv::forward_with(
+                gpu,
+                &self.x,
+                &self.w,
+                Some(&self.b),
+                g.stride,
+                Act::LeakyRelu,
+                cfg,
+            ),
+            Product::GradInput => conv::backward_input_with(gpu, &self.dz, &self.w, g, cfg),
+            Product::GradWeight => conv::backward_weight_with(gpu, &self.x, &self.dz, g, cfg),
+        };
+    }
+}
+
+/// Seconds of one run of `product` with `cfg` (the best of `reps`, after a warm-up run that
+/// also compiles the pipeline).
+pub fn time_config(
+    gpu: &Gpu,
+    ops: &Operands,
+    product: Product,
+    cfg: TileConfig,
+    reps: usize,
+) -> Result<f64> {
+    ops.run(gpu, product, cfg);
+    gpu.sync()?;
+    let gpu_clock = gpu.profiler.borrow().available();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        if gpu_clock {
+            gpu.profiler.borrow_mut().set_enabled(true);
+        }
+        let t = Instant::now();
+        ops.run(gpu, product, cfg);
+        gpu.sync()?;
+        let wall = t.elapsed().as_secs_f64();
+        let seconds = if gpu_clock {
+            let mut prof = gpu.profiler.borrow_mut();
+            let s: f64 = prof.stats.values().map(|s| s.seconds).sum();
+            prof.set_enabled(false);
+            s
+        } else {
+            wall
+        };
+        best = best.min(seconds);
+    }
+    Ok(best)
+}
+
+/// Times the default and every candidate for one shape; the winner must beat the default by
+/// 2% (timing noise otherwise decides).
+pub fn tune_shape(
+    gpu: &Gpu,
+    key: &str,
+    seen: Seen,
+    batch: usize,
+    reps: usize,
+) -> Result<Option<ShapeResult>> {
+    let images = seen.images.max(1) * batch.max(1);
+    let Some((product, geom)) = conv::parse_tune_key(key, images) else {
+        return Ok(None);
+    };
+    let (_, gn, _) = product.gemm(&geom);
+    let ops = Operands::new(gpu, geom, 11);
+    let default = TileConfig::default_for(conv::variant(gpu), gn);
+    let default_s = time_config(gpu, &ops, product, default, reps)?;
+    let candidates = TileConfig::candidates(&conv::tune_families(gpu), gn);
+    let (mut best, mut best_s) = (default, default_s);
+    for &c in &candidates {
+        if c == default {
+            continue;
+        }
+        let s = time_config(gpu, &ops, product, c, reps)?;
+        if s < best_s {
+            best = c;
+            best_s = s;
+        }
+    }
+    if best_s > 0.98 * default_s {
+        best = default;
+        best_s = default_s;
+    }
+    Ok(Some(ShapeResult {
+        key: key.to_string(),
+        calls: seen.calls,
+        images,
+        default,
+        default_s,
+        best,
+        best_s,
+        candidates: candidates.len(),
+    }))
+}
+
+/// The shapes to tune, most expensive first (FLOPs per step, counting repeated uses).
+pub fn order_shapes(shapes: &BTreeMap<String, Seen>) -> Vec<(String, Seen)> {
+    let cost = |key: &str, seen: &Seen| {
+        conv::parse_tune_key(key, seen.images.max(1))
+            .map(|(_, g)| g.flops() * seen.calls as f64)
+            .unwrap_or(0.0)
+    };
+    let mut v: Vec<(String, Seen)> = shapes.iter().map(|(k, s)| (k.clone(), *s)).collect();
+    v.sort_by(|a, b| cost(&b.0, &b.1).total_cmp(&cost(&a.0, &a.1)));
+    v
+}
+
+/// Tunes the model's shapes, merges the winners into this adapter's cache entry and saves it.
+pub fn run(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
+    let Some(path) = tuning::cache_path() else {
+        bail!("no place for the tuning cache: set ASNA_TUNE_CACHE or HOME");
+    };
+    // Measure from the defaults, whatever an earlier run chose.
+    let was = std::mem::replace(&mut gpu.tuning.borrow_mut().enabled, false);
+    let result = tune_all(gpu, args);
+    gpu.tuning.borrow_mut().enabled = was;
+    let results = result?;
+    let adapter = tuning::adapter_key(&gpu.info);
+    let mut table = tuning::load(&path, &adapter).unwrap_or_default();
+    for r in &results {
+        table.insert(r.key.clone(), to_entry(r));
+    }
+    tuning::save(&path, &adapter, &table)?;
+    gpu.tuning.borrow_mut().table = table;
+    Ok(results)
+}
+
+fn to_entry(r: &ShapeResult) -> TunedKernel {
+    r.best.to_tuned(r.images, r.best_s * 1e6, r.default_s * 1e6)
+}
+
+fn tune_all(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
+    if args.progress {
+        eprintln!("collecting the model's convolution shapes ...");
+    }
+    let shapes = collect_shapes(gpu, args.workload)?;
+    let mut order = order_shapes(&shapes);
+    if let Some(limit) = args.limit {
+        order.truncate(limit);
+    }
+    let bar = if args.progress {
+        indicatif::ProgressBar::new(order.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    let mut results = Vec::new();
+    for (key, seen) in order {
+        bar.set_message(key.clone());
+        if let Some(r) = tune_shape(gpu, &key, seen, args.batch, args.reps)? {
+            results.push(r);
+        }
+        gpu.trim_pool();
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(results)
+}
+
+/// The report: one row per shape and the estimated convolution time per step.
+pub fn print_report(gpu: &Gpu, results: &[ShapeResult]) {
+    eprintln!(
+        "{:<36} {:>5} {:>11} {:>11} {:>7}  best configuration",
+        "shape", "uses", "default ms", "tuned ms", "speedup"
+    );
+    let (mut before, mut after) = (0.0, 0.0);
+    for r in results {
+        before += r.default_s * r.calls as f64;
+        after += r.best_s * r.calls as f64;
+        eprintln!(
+            "{:<36} {:>5} {:>11.3} {:>11.3} {:>6.2}x  {}",
+            r.key,
+            r.calls,
+            r.default_s * 1e3,
+            r.best_s * 1e3,
+            r.default_s / r.best_s.max(1e-12),
+            if r.best == r.default {
+                "(default)".to_string()
+            } else {
+                r.best.describe()
+            }
+        );
+    }
+    eprintln!(
+        "convolution time per pass on {}: {:.2} ms default, {:.2} ms tuned ({:.2}x)",
+        gpu.info.name,
+        before * 1e3,
+        after * 1e3,
+        before / after.max(1e-12)
+    );
+    if let Some(p) = tuning::cache_path() {
+        eprintln!("tuning cache: {}", p.display());
+    }
+}
+
+pub fn report_json(gpu: &Gpu, results: &[ShapeResult]) -> serde_json::Value {
+    serde_json::json!({
+        "adapter": gpu.describe(),
+        "cache": tuning::cache_path().map(|p| p.display().to_string()),
+        "shapes": results.iter().map(|r| serde_json::json!({
+            "shape": r.key, "uses": r.calls, "images": r.images,
+            "default_ms": r.default_s * 1e3, "tuned_ms": r.best_s * 1e3,
+            "candidates": r.candidates, "best": r.best.describe(),
+        })).collect::<Vec<_>>(),
+    })
+}

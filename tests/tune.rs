@@ -1,0 +1,266 @@
+//! `asna tune` and the tuning cache: every configuration the tuner may choose computes the
+//! same convolution as the float64 reference, cache keys round-trip, a cached winner is what
+//! the ops then use, and the command and `bench --tuning both` work end to end.
+
+mod common;
+use asna::gpu::tuning::{self, TunedKernel};
+use asna::ops::conv::{self, ConvGeom, Product, TileConfig, Variant};
+use asna::ops::Act;
+use common::*;
+use std::process::Command;
+
+/// Forward, grad-input and grad-weight of every candidate configuration of both families on
+/// an awkward shape (odd sizes, stride 2, 5 output channels) against the CPU reference and
+/// its exact adjoints.
+#[test]
+fn every_candidate_configuration_is_correct() {
+    let gpu = gpu();
+    let mut r = Rand::new(3);
+    let (xs, ws, stride) = ([2, 7, 9, 3], [3, 3, 3, 5], 2);
+    let x = r.vec(xs.iter().product(), -1.0, 1.0);
+    let w = r.vec(ws.iter().product(), -0.5, 0.5);
+    let b = r.vec(ws[3], -0.3, 0.3);
+    let (xt, wt, bt) = (
+        gpu.upload(&xs, &x),
+        gpu.upload(&ws, &w),
+        gpu.upload(&[ws[3]], &b),
+    );
+    let g = ConvGeom::new(&xs, &ws, stride);
+    let (want_y, _) = conv_ref(
+        &f64s(&x),
+        xs,
+        &f64s(&w),
+        ws,
+        Some(&f64s(&b)),
+        stride,
+        Act::Relu,
+    );
+    let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+    let dzt = gpu.upload(&g.out_shape(), &dz);
+    // The linear map's adjoints: dX = d/dx <conv(x), dz>, dW = d/dw <conv(x), dz>.
+    let (xd, wd, dzd) = (f64s(&x), f64s(&w), f64s(&dz));
+    let want_dx = fd_grad(
+        |xx| dot(&conv_ref(xx, xs, &wd, ws, None, stride, Act::None).0, &dzd),
+        &xd,
+        1e-3,
+    );
+    let want_dw = fd_grad(
+        |ww| dot(&conv_ref(&xd, xs, ww, ws, None, stride, Act::None).0, &dzd),
+        &wd,
+        1e-3,
+    );
+    let mut configs = Vec::new();
+    for gn in [ws[3], ws[2]] {
+        for c in TileConfig::candidates(&[Variant::Tiled, Variant::Direct], gn) {
+            if !configs.contains(&c) {
+                configs.push(c);
+            }
+        }
+    }
+    assert!(configs.len() > 10, "only {} candidates", configs.len());
+    for c in configs {
+        let name = c.describe();
+        let y = conv::forward_with(&gpu, &xt, &wt, Some(&bt), stride, Act::Relu, c);
+        assert_close(
+            &format!("{name} forward"),
+            &download(&gpu, &y),
+            &want_y,
+            1e-5,
+        );
+        let dx = conv::backward_input_with(&gpu, &dzt, &wt, &g, c);
+        assert_close(&format!("{name} dX"), &download(&gpu, &dx), &want_dx, 1e-4);
+        let dw = conv::backward_weight_with(&gpu, &xt, &dzt, &g, c);
+        assert_close(&format!("{name} dW"), &download(&gpu, &dw), &want_dw, 1e-4);
+    }
+}
+
+#[test]
+fn keys_round_trip_and_bad_keys_are_rejected() {
+    let g = ConvGeom::new(&[3, 288, 144, 24], &[3, 1, 24, 32], 4);
+    for p in Product::ALL {
+        let key = conv::tune_key(p, &g);
+        let (p2, g2) = conv::parse_tune_key(&key, 3).unwrap();
+        assert_eq!((p2, g2), (p, g), "{key}");
+    }
+    for bad in [
+        "",
+        "conv",
+        "conv fwd 1x2->3 k1x1 s1",
+        "conv up 4x4x3->8 k3x3 s1",
+        "conv fwd 4x4x3->8 k3x3 s3",
+        "dense fwd 4x4x3->8 k3x3 s1",
+    ] {
+        assert!(conv::parse_tune_key(bad, 1).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn cached_winner_is_used_unless_disabled_or_forced() {
+    let gpu = gpu();
+    let g = ConvGeom::new(&[1, 9, 9, 4], &[3, 3, 4, 8], 1);
+    let default = conv::choose(&gpu, Product::Forward, &g);
+    let other = TileConfig::candidates(&conv::tune_families(&gpu), 8)
+        .into_iter()
+        .find(|c| *c != default)
+        .unwrap();
+    gpu.tuning.borrow_mut().table.insert(
+        conv::tune_key(Product::Forward, &g),
+        other.to_tuned(1, 1.0, 2.0),
+    );
+    assert_eq!(conv::choose(&gpu, Product::Forward, &g), other);
+    // Other products of the same layer keep their defaults.
+    assert_ne!(
+        conv::choose(&gpu, Product::GradWeight, &g),
+        other,
+        "dW has no entry"
+    );
+    gpu.tuning.borrow_mut().enabled = false;
+    assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
+    gpu.tuning.borrow_mut().enabled = true;
+    gpu.prefer_tiled
+        .set(Some(default.variant == Variant::Tiled));
+    assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
+    gpu.prefer_tiled.set(None);
+    // An entry this shader cannot run (another version's cache) falls back to the default.
+    gpu.tuning.borrow_mut().table.insert(
+        conv::tune_key(Product::Forward, &g),
+        TunedKernel {
+            kernel: "tiled".into(),
+            tm: 3,
+            tn: 4,
+            threads_n: 4,
+            images: 1,
+            tuned_us: 1.0,
+            default_us: 1.0,
+        },
+    );
+    assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
+}
+
+#[test]
+fn cache_file_keeps_other_adapters_and_rejects_garbage() {
+    let dir = std::env::temp_dir().join(format!("asna-tune-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("sub").join("tune.json");
+    assert!(
+        tuning::load(&path, "a").unwrap().is_empty(),
+        "missing file is empty"
+    );
+    let entry = TileConfig::default_for(Variant::Direct, 8).to_tuned(2, 10.0, 12.0);
+    let mut t = std::collections::BTreeMap::new();
+    t.insert("conv fwd 9x9x4->8 k3x3 s1".to_string(), entry.clone());
+    tuning::save(&path, "adapter a", &t).unwrap();
+    tuning::save(&path, "adapter b", &Default::default()).unwrap();
+    assert_eq!(tuning::load(&path, "adapter a").unwrap(), t);
+    assert!(tuning::load(&path, "adapter b").unwrap().is_empty());
+    std::fs::write(&path, "{ not json").unwrap();
+    let err = format!("{:#}", tuning::load(&path, "adapter a").unwrap_err());
+    assert!(
+        err.contains("tune.json") && err.contains("not a tuning cache"),
+        "{err}"
+    );
+    std::fs::write(&path, r#"{"version": 99, "adapters": {}}"#).unwrap();
+    let err = format!("{:#}", tuning::load(&path, "adapter a").unwrap_err());
+    assert!(err.contains("version 99"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn asna(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_asna"))
+        .args(args)
+        .env("ASNA_TUNE_CACHE", cache)
+        .env_remove("ASNA_TUNE")
+        .env_remove("ASNA_CONV")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// The command end to end on the two most expensive scoring shapes: the cache gets this
+/// adapter's entries, `--show` prints them, `bench --tuning both` measures both settings, and
+/// a corrupt cache is reported and ignored rather than failing a scoring run.
+#[test]
+fn tune_command_writes_the_cache_and_bench_compares() {
+    let dir = std::env::temp_dir().join(format!("asna-tune-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("tune.json");
+    let out = asna(
+        &cache,
+        &[
+            "tune",
+            "--workload",
+            "score",
+            "--limit",
+            "2",
+            "--reps",
+            "1",
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tune failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shapes = report["shapes"].as_array().unwrap();
+    assert_eq!(shapes.len(), 2, "{report}");
+    for s in shapes {
+        assert!(s["shape"].as_str().unwrap().starts_with("conv fwd "), "{s}");
+        assert!(s["tuned_ms"].as_f64().unwrap() <= s["default_ms"].as_f64().unwrap());
+        assert!(s["candidates"].as_u64().unwrap() >= 2);
+    }
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let adapters = file["adapters"].as_object().unwrap();
+    assert_eq!(adapters.len(), 1);
+    assert_eq!(
+        adapters.values().next().unwrap().as_object().unwrap().len(),
+        2
+    );
+
+    let show = asna(&cache, &["tune", "--show"]);
+    assert!(show.status.success());
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["shapes"].as_object().unwrap().len(), 2, "{shown}");
+
+    let bench = asna(
+        &cache,
+        &[
+            "bench",
+            "--score-only",
+            "--batch",
+            "1",
+            "--iters",
+            "1",
+            "--tuning",
+            "both",
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&bench.stderr);
+    assert!(bench.status.success(), "bench failed: {stderr}");
+    let b: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    for setting in ["default", "tuned"] {
+        assert!(
+            b["score_b1"][setting]["pairs_per_s"].as_f64().unwrap() > 0.0,
+            "{b}"
+        );
+    }
+    assert!(b["score_b1"]["tuned_speedup"].as_f64().unwrap() > 0.0);
+
+    std::fs::write(&cache, "garbage").unwrap();
+    let score = asna(
+        &cache,
+        &["score", "data/demo/ref.png", "data/demo/dist.png"],
+    );
+    let stderr = String::from_utf8_lossy(&score.stderr);
+    assert!(score.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tuning cache ignored") && stderr.contains("tune.json"),
+        "{stderr}"
+    );
+    let both = asna(&cache, &["bench", "--tuning", "both", "--score-only"]);
+    assert_eq!(both.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(stderr.contains("run `asna tune` first"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
