@@ -20,6 +20,8 @@ pub struct BenchArgs {
     pub score: bool,
     pub profile: bool,
     pub json: bool,
+    /// Storage precision of the scoring measurements.
+    pub precision: crate::scorer::Precision,
 }
 
 fn random_pixels(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -75,6 +77,11 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
         eprintln!("note: this adapter has no timestamp queries; --profile is unavailable");
     }
     if args.score {
+        let dtype = args.precision.dtype();
+        crate::scorer::check_precision(gpu, dtype)?;
+        let store = store.to_dtype(gpu, dtype)?;
+        let precision = format!("{:?}", args.precision).to_lowercase();
+        report["score_precision"] = precision.clone().into();
         for &wanted in &args.batches {
             let b = crate::scorer::max_batch(gpu, wanted);
             let (r, d) = (random_pixels(&mut rng, b), random_pixels(&mut rng, b));
@@ -107,7 +114,7 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
             }
             if !args.json {
                 eprintln!(
-                    "score batch {b:>3}: {:.2} pairs/s, peak GPU memory {:.0} MiB",
+                    "score batch {b:>3} ({precision}): {:.2} pairs/s, peak GPU memory {:.0} MiB",
                     (b * args.iters) as f64 / dt,
                     gpu.pool_peak_live_bytes() as f64 / 1048576.0
                 );

@@ -72,6 +72,9 @@ enum Command {
         /// Score only every N-th pair starting at K (0-based), e.g. 3/16 for job 3 of 16
         #[arg(long, value_name = "K/N")]
         shard: Option<asna::score::Shard>,
+        /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
         /// No progress bar
         #[arg(long)]
         quiet: bool,
@@ -110,6 +113,9 @@ enum Command {
         /// Only the PSNR and SSIM baselines, without a model
         #[arg(long)]
         baselines_only: bool,
+        /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
         #[arg(long)]
         quiet: bool,
     },
@@ -154,6 +160,9 @@ enum Command {
         /// Print JSON on stdout
         #[arg(long)]
         json: bool,
+        /// Storage precision of the scoring measurements (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
     },
     /// Build a synthetic full-reference dataset labelled with TID2013's human MOS
     Synth {
@@ -259,6 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             out,
             shard,
+            precision,
             quiet,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
@@ -276,12 +286,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
                 shard,
                 progress: !quiet,
+                precision,
             };
             asna::score::run(&gpu, args)
         }
-        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, baselines_only, quiet } => {
+        Command::Eval { dataset, root, labels, direction, weights, batch, tta, plot, json, limit, baselines_only, precision, quiet } => {
             let gpu = open_gpu(&cli.adapter)?;
-            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit, baselines_only };
+            let args = asna::eval::EvalArgs { dataset, root, labels, direction, weights, batch, tta, plot, json, progress: !quiet, limit, baselines_only, precision };
             asna::eval::run(&gpu, &args).map(|_| ())
         }
         Command::Train(a) => {
@@ -362,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             train_only,
             profile,
             json,
+            precision,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
             let args = asna::bench::BenchArgs {
@@ -371,6 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 score: !train_only,
                 profile,
                 json,
+                precision,
             };
             let report = asna::bench::run(&gpu, &args)?;
             if json {

@@ -1,12 +1,16 @@
 //! Convolution (and, through it, conv1d and dense layers) as implicit GEMM: forward with fused
-//! bias and activation, gradient of the input, gradient of the weight (split over K), and the
-//! bias gradient.
+//! bias and activation (and, for scoring, a folded evaluation-mode batch norm), gradient of
+//! the input, gradient of the weight (split over K), and the bias gradient.
 
-use super::{kernel, reduce, Act, R, RW};
-use crate::gpu::{Gpu, Kernel, Tensor};
+use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
+use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
-const CONV_TILED: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
-const CONV_DIRECT: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R]);
+// The forward product runs on f32 or f16 storage; the gradients (same entry points, other
+// MODEs) only on f32.
+const CONV_TILED: Kernel = kernel_f16("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
+const CONV_DIRECT: Kernel = kernel_f16("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
+const CONV_TILED_GRAD: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
+const CONV_DIRECT_GRAD: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
 
 /// Which convolution kernel runs: workgroup-memory tiles (GPUs) or direct loads without
 /// barriers (CPU drivers, where workgroup memory is ordinary memory and barriers are costly).
@@ -20,7 +24,11 @@ pub enum Variant {
 /// the choice by device type.
 pub fn variant(gpu: &Gpu) -> Variant {
     if let Some(tiled) = gpu.prefer_tiled.get() {
-        return if tiled { Variant::Tiled } else { Variant::Direct };
+        return if tiled {
+            Variant::Tiled
+        } else {
+            Variant::Direct
+        };
     }
     match std::env::var("ASNA_CONV").as_deref() {
         Ok("tiled") => Variant::Tiled,
@@ -99,7 +107,15 @@ impl ConvGeom {
         2.0 * (self.n * self.oh * self.ow) as f64
             * (self.kh * self.kw * self.cin * self.cout) as f64
     }
-    fn params(&self, gm: usize, gn: usize, gk: usize, k_chunk: usize, has_bias: bool) -> [u32; 20] {
+    fn params(
+        &self,
+        gm: usize,
+        gn: usize,
+        gk: usize,
+        k_chunk: usize,
+        has_bias: bool,
+        has_bn: bool,
+    ) -> [u32; 20] {
         let u = |v: usize| v as u32;
         [
             u(self.n),
@@ -120,7 +136,7 @@ impl ConvGeom {
             u(k_chunk),
             has_bias as u32,
             self.stride.trailing_zeros(),
-            0,
+            has_bn as u32,
             0,
         ]
     }
@@ -193,8 +209,25 @@ pub fn forward(
     stride: usize,
     act: Act,
 ) -> Tensor {
+    forward_affine(gpu, x, w, b, stride, act, None)
+}
+
+/// y = act(conv(x, w) + b) * scale + shift per output channel, with `affine` the packed f32
+/// [scale; shift] of an evaluation-mode batch norm (see `batchnorm::fold`), or plain
+/// `forward` without it. x and w share their element type (f32 or f16), which y takes; the
+/// bias and the affine map stay f32.
+pub fn forward_affine(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+    affine: Option<&Tensor>,
+) -> Tensor {
+    let dtype = same_dtype("conv", &[x, w]);
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
-    let y = gpu.empty(&g.out_shape());
+    let y = gpu.empty_as(&g.out_shape(), dtype);
     let (gm, gn, gk) = (g.n * g.oh * g.ow, g.cout, g.kh * g.kw * g.cin);
     let v = variant(gpu);
     let t = Tiles::for_width(v, gn);
@@ -204,23 +237,24 @@ pub fn forward(
         &CONV_TILED
     };
     let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
-    let dummy;
-    let bias = match b {
-        Some(b) => {
-            assert_eq!(b.numel(), g.cout, "conv bias size");
-            b.raw()
-        }
-        None => {
-            dummy = gpu.empty(&[1]);
-            dummy.raw()
-        }
-    };
+    if let Some(b) = b {
+        assert_eq!(b.numel(), g.cout, "conv bias size");
+        assert_eq!(b.dtype, DType::F32, "conv bias is f32");
+    }
+    if let Some(a) = affine {
+        assert_eq!(a.numel(), 2 * g.cout, "conv affine map: [scale; shift]");
+        assert_eq!(a.dtype, DType::F32, "conv affine map is f32");
+    }
+    // Absent vectors are bound to a tensor already at hand; the kernel never reads them.
+    let bias = b.unwrap_or(w).raw();
+    let bn = affine.unwrap_or(w).raw();
     let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
-    gpu.dispatch(
+    gpu.dispatch_as(
         kernel,
+        dtype,
         &t.constants(0, act),
-        &g.params(gm, gn, gk, gk, b.is_some()),
-        &[y.raw(), x.raw(), w.raw(), bias],
+        &g.params(gm, gn, gk, gk, b.is_some(), affine.is_some()),
+        &[y.raw(), x.raw(), w.raw(), bias, bn],
         [gn.div_ceil(t.bn()) as u32, gy, gz],
         (g.flops(), bytes),
     );
@@ -229,21 +263,22 @@ pub fn forward(
 
 /// dX from dZ (the gradient at the convolution's output, before activation).
 pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tensor {
+    f32_only("conv backward_input", &[dz, w]);
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
     let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.kh * g.kw * g.cout);
     let v = variant(gpu);
     let t = Tiles::for_width(v, gn);
     let kernel = if v == Variant::Direct {
-        &CONV_DIRECT
+        &CONV_DIRECT_GRAD
     } else {
-        &CONV_TILED
+        &CONV_TILED_GRAD
     };
     let (gy, gz) = m_groups(gm.div_ceil(t.bm()));
     gpu.dispatch(
         kernel,
         &t.constants(1, Act::None),
-        &g.params(gm, gn, gk, gk, false),
-        &[dx.raw(), dz.raw(), w.raw(), w.raw()],
+        &g.params(gm, gn, gk, gk, false, false),
+        &[dx.raw(), dz.raw(), w.raw(), w.raw(), w.raw()],
         [gn.div_ceil(t.bn()) as u32, gy, gz],
         (g.flops(), (dz.bytes() + w.bytes() + dx.bytes()) as f64),
     );
@@ -253,13 +288,14 @@ pub fn backward_input(gpu: &Gpu, dz: &Tensor, w: &Tensor, g: &ConvGeom) -> Tenso
 /// dW [kh, kw, cin, cout] from the input x and dZ. The reduction runs over every output
 /// position of the batch, so it is split into slices summed afterwards.
 pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tensor {
+    f32_only("conv backward_weight", &[x, dz]);
     let (gm, gn, gk) = (g.kh * g.kw * g.cin, g.cout, g.n * g.oh * g.ow);
     let v = variant(gpu);
     let t = Tiles::for_width(v, gn);
     let kernel = if v == Variant::Direct {
-        &CONV_DIRECT
+        &CONV_DIRECT_GRAD
     } else {
-        &CONV_TILED
+        &CONV_TILED_GRAD
     };
     let tiles = gm.div_ceil(t.bm()) * gn.div_ceil(t.bn());
     // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
@@ -281,8 +317,8 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
         gpu.dispatch(
             kernel,
             &consts,
-            &g.params(gm, gn, gk, k_chunk, false),
-            &[dw.raw(), x.raw(), dz.raw(), dz.raw()],
+            &g.params(gm, gn, gk, k_chunk, false, false),
+            &[dw.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
             groups,
             work,
         );
@@ -292,8 +328,8 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
     gpu.dispatch(
         kernel,
         &consts,
-        &g.params(gm, gn, gk, k_chunk, false),
-        &[parts.raw(), x.raw(), dz.raw(), dz.raw()],
+        &g.params(gm, gn, gk, k_chunk, false, false),
+        &[parts.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
         groups,
         work,
     );
@@ -302,6 +338,7 @@ pub fn backward_weight(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom) -> Tens
 
 /// db = sum of dZ over every position.
 pub fn backward_bias(gpu: &Gpu, dz: &Tensor) -> Tensor {
+    f32_only("conv backward_bias", &[dz]);
     let c = dz.channels();
     let rows = dz.numel() / c;
     reduce::columns(

@@ -1,9 +1,11 @@
 //! Column reductions ([G, R, C] -> [G, C]) and the sum of split-K slices.
 
-use super::{kernel, R, RW};
-use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
+use super::{f32_only, kernel, kernel_f16, R, RW};
+use crate::gpu::{f, grid_1d, DType, Gpu, Kernel, Tensor};
 
-const REDUCE: Kernel = kernel("reduce.wgsl", "reduce_cols", &[RW, R, R, R]);
+// Column sums also serve the scoring pass (the attention's spatial mean), so they run on f16
+// too; sums are accumulated in f32 either way.
+const REDUCE: Kernel = kernel_f16("reduce.wgsl", "reduce_cols", &[RW, R, R, R]);
 const SUM_SPLITS: Kernel = kernel("reduce.wgsl", "sum_splits", &[RW, R, R, R]);
 
 /// What is summed for each element x (and the optional same-shaped y and per-column m).
@@ -19,7 +21,8 @@ pub enum Summand {
 
 const ROWS_PER_WORKGROUP: usize = 2048;
 
-/// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]).
+/// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]); out takes x's element
+/// type (y likewise, m is f32).
 pub fn columns(
     gpu: &Gpu,
     x: &Tensor,
@@ -34,7 +37,19 @@ pub fn columns(
         c <= 65535 && g <= 65535,
         "reduce: too many columns or groups"
     );
-    let splits = r.div_ceil(ROWS_PER_WORKGROUP).clamp(1, 1024);
+    let dtype = x.dtype;
+    if let Some(y) = y {
+        assert_eq!(y.dtype, dtype, "reduce: x and y element types differ");
+    }
+    if let Some(m) = m {
+        f32_only("reduce (per-column m)", &[m]);
+    }
+    // f16 partial sums would round; with f16 storage one workgroup sums each whole column.
+    let splits = if dtype == DType::F16 {
+        1
+    } else {
+        r.div_ceil(ROWS_PER_WORKGROUP).clamp(1, 1024)
+    };
     let rows_per = r.div_ceil(splits).max(1);
     let splits = r.div_ceil(rows_per).max(1);
     let dummy = gpu.empty(&[1]);
@@ -46,7 +61,7 @@ pub fn columns(
         (x.bytes() + y.map_or(0, |t| t.bytes())) as f64,
     );
     if splits == 1 {
-        let out = gpu.empty(&[g, c]);
+        let out = gpu.empty_as(&[g, c], dtype);
         let p = [
             g as u32,
             r as u32,
@@ -57,8 +72,9 @@ pub fn columns(
             0,
             0,
         ];
-        gpu.dispatch(
+        gpu.dispatch_as(
             &REDUCE,
+            dtype,
             &consts,
             &p,
             &[out.raw(), x.raw(), yb, mb],
@@ -123,6 +139,7 @@ pub fn total(gpu: &Gpu, x: &Tensor, summand: Summand) -> Tensor {
 
 /// out[i] = sum_s parts[s, i] for parts [S, L].
 pub fn sum_splits(gpu: &Gpu, parts: &Tensor) -> Tensor {
+    f32_only("sum_splits", &[parts]);
     let (s, len) = (parts.shape[0], parts.shape[1]);
     let out = gpu.empty(&[len]);
     let dummy = gpu.empty(&[1]);
