@@ -6,6 +6,9 @@
 //                    with aux1 = sum(dy), aux2 = sum(dy * (x - mean)), xhat = (x - mean) * istd
 //   backward_eval    dx = dy * gamma * istd  (running statistics are constants)
 //   gamma_grad       dgamma = istd * sum(dy * (x - mean))      (per channel, n = C)
+//   fold             out = [gamma * istd; beta - mean * gamma * istd]  (per channel, n = C;
+//                    aux1 = beta): the evaluation-mode norm as an affine map, which the
+//                    scoring forward pass applies in the convolution's epilogue
 
 struct Params {
     n: u32, c: u32, rows: u32, _p0: u32,
@@ -59,4 +62,13 @@ fn bn_gamma_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     out[i] = aux2[i] * inverseSqrt(var_[i] + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn bn_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) { return; }
+    let scale = gamma[i] * inverseSqrt(var_[i] + p.eps);
+    out[i] = scale;
+    out[p.n + i] = aux1[i] - mean[i] * scale;
 }

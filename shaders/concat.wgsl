@@ -1,3 +1,5 @@
+alias elem = f32; // storage type; f16 in the scoring variant
+
 // Channel-range copies between channels-last tensors of the same rows: concatenation along
 // channels is two copies into one output, and its adjoint is two copies out of the gradient.
 // out[r, dst_off + c] = a[r, src_off + c] for c < count.
@@ -8,9 +10,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<elem>;
+@group(0) @binding(2) var<storage, read> a: array<elem>;
+@group(0) @binding(3) var<storage, read> b: array<elem>;
 
 @compute @workgroup_size(256)
 fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -1,8 +1,11 @@
+alias elem = f32; // storage type of activations and weights; f16 in the scoring variant
+
 // Convolution as an implicit GEMM over channels-last (NHWC) activations and HWIO weights.
 //
 // One kernel, three products, chosen by the override MODE:
 //   0 forward      C[m = (img, oy, ox), n = co] = sum_k X(img, oy*s+ky-pt, ox*s+kx-pl, ci) W[k = (ky, kx, ci), co]
-//                  then + bias, then the fused activation ACT.
+//                  then + bias, then the fused activation ACT, then (scoring only) an
+//                  evaluation-mode batch norm as a per-channel affine map.
 //   1 grad input   C[m = (img, iy, ix), n = ci] = sum_k dY(img, oy, ox, co) W[ky, kx, ci, co],
 //                  k = (ky, kx, co), (oy, ox) = ((iy+pt-ky)/s, (ix+pl-kx)/s) where that divides exactly.
 //   2 grad weight  C[m = (ky, kx, ci), n = co] = sum_k X(img, oy*s+ky-pt, ...) dY[k = (img, oy, ox), co],
@@ -15,6 +18,9 @@
 // memory; each thread accumulates TM x TN outputs in registers. Index arithmetic avoids
 // divisions in the loops (they are slow on CPU drivers such as lavapipe, which scalarise them):
 // each thread decomposes its rows once, and walks k with counters that carry like an odometer.
+//
+// Storage is `elem` (f32, or f16 for scoring); every load converts to f32, so the tiles, the
+// products and the accumulation are f32 in both variants.
 
 override MODE: u32 = 0u;
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
@@ -30,14 +36,16 @@ struct Params {
     oh: u32, ow: u32, cout: u32, kh: u32,
     kw: u32, stride: u32, pad_t: u32, pad_l: u32,
     gm: u32, gn: u32, gk: u32, k_chunk: u32,
-    has_bias: u32, stride_shift: u32, _p1: u32, _p2: u32,
+    has_bias: u32, stride_shift: u32, has_bn: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a_src: array<f32>;
-@group(0) @binding(3) var<storage, read> b_src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<elem>;
+@group(0) @binding(2) var<storage, read> a_src: array<elem>;
+@group(0) @binding(3) var<storage, read> b_src: array<elem>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+// Folded batch norm [scale (gn); shift (gn)], read when has_bn (forward only).
+@group(0) @binding(5) var<storage, read> bn: array<f32>;
 
 var<workgroup> tile_a: array<f32, 2048>; // BK x BM (BM <= 128), k-major
 var<workgroup> tile_b: array<f32, 1024>; // BK x BN (BN <= 64), k-major
@@ -87,7 +95,7 @@ fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> f32 {
         let iy = r1 + i32(d.o);
         let ix = r2 + i32(d.m);
         if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-            return a_src[((u32(r0 + iy)) * p.w + u32(ix)) * p.cin + d.i];
+            return f32(a_src[((u32(r0 + iy)) * p.w + u32(ix)) * p.cin + d.i]);
         }
     } else if (MODE == 1u) {
         let ty = r1 - i32(d.o);
@@ -97,14 +105,14 @@ fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> f32 {
             let oy = u32(ty) >> p.stride_shift;
             let ox = u32(tx) >> p.stride_shift;
             if (oy < p.oh && ox < p.ow) {
-                return a_src[((u32(r0) + oy) * p.ow + ox) * p.cout + d.i];
+                return f32(a_src[((u32(r0) + oy) * p.ow + ox) * p.cout + d.i]);
             }
         }
     } else {
         let iy = i32(d.m * p.stride) + r0 - i32(p.pad_t);
         let ix = i32(d.i * p.stride) + r1 - i32(p.pad_l);
         if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-            return a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2)];
+            return f32(a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2)]);
         }
     }
     return 0.0;
@@ -133,17 +141,19 @@ fn decompose_row(m: u32) -> vec3<i32> {
     return vec3<i32>(i32(t / p.kw), i32(t % p.kw), i32(ci));
 }
 
-// The epilogue: bias and activation for the forward product, slice `split` of the partial
-// sums for the weight gradient.
+// The epilogue: bias, activation and the folded batch norm for the forward product, slice
+// `split` of the partial sums for the weight gradient.
 fn store_c(m: u32, n: u32, split: u32, acc: f32) {
     if (MODE == 0u) {
         var v = acc;
         if (p.has_bias != 0u) { v += bias[n]; }
-        out[m * p.gn + n] = activate(v);
+        v = activate(v);
+        if (p.has_bn != 0u) { v = v * bn[n] + bn[p.gn + n]; }
+        out[m * p.gn + n] = elem(v);
     } else if (MODE == 1u) {
-        out[m * p.gn + n] = acc;
+        out[m * p.gn + n] = elem(acc);
     } else {
-        out[(split * p.gm + m) * p.gn + n] = acc;
+        out[(split * p.gm + m) * p.gn + n] = elem(acc);
     }
 }
 
@@ -220,9 +230,9 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
             var v = 0.0;
             if (kq < k_end && n < p.gn) {
                 if (MODE == 1u) {
-                    v = b_src[(t * p.cin + n) * p.cout + co];
+                    v = f32(b_src[(t * p.cin + n) * p.cout + co]);
                 } else {
-                    v = b_src[kq * p.cout + n];
+                    v = f32(b_src[kq * p.cout + n]);
                 }
             }
             tile_b[kk * bn + nb_lane] = v;
@@ -326,9 +336,9 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
                 if (nv[j] != 0u) {
                     if (MODE == 1u) {
                         // k = (ky, kx, co): W[ky, kx, n = ci, co]
-                        v = b_src[(((d.o * p.kw + d.m) * p.cin) + n) * p.cout + d.i];
+                        v = f32(b_src[(((d.o * p.kw + d.m) * p.cin) + n) * p.cout + d.i]);
                     } else {
-                        v = b_src[k * p.cout + n];
+                        v = f32(b_src[k * p.cout + n]);
                     }
                 }
                 bv[j] = v;

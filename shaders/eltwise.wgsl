@@ -1,6 +1,9 @@
+alias elem = f32; // storage type; f16 in the scoring variant
+
 // Element-wise kernels: activations and their derivatives, sums, products with broadcast,
 // the Siamese absolute difference, PReLU, batch slicing. One thread per element; the grid is
 // two-dimensional so that tensors beyond 65535 * 256 elements still fit one dispatch.
+// Loads convert to f32 and stores back to `elem`, so the arithmetic is f32 in both variants.
 
 struct Params {
     n: u32, c: u32, hw: u32, op: u32,
@@ -8,10 +11,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> c: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<elem>;
+@group(0) @binding(2) var<storage, read> a: array<elem>;
+@group(0) @binding(3) var<storage, read> b: array<elem>;
+@group(0) @binding(4) var<storage, read> c: array<elem>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -40,7 +43,7 @@ fn activate_grad(op: u32, y: f32) -> f32 {
 fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    out[i] = activate(p.op, a[i]);
+    out[i] = elem(activate(p.op, f32(a[i])));
 }
 
 // out = b * act'(y = a)
@@ -48,7 +51,7 @@ fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    out[i] = b[i] * activate_grad(p.op, a[i]);
+    out[i] = elem(f32(b[i]) * activate_grad(p.op, f32(a[i])));
 }
 
 // out = alpha * a + beta * b
@@ -56,7 +59,7 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    out[i] = p.alpha * a[i] + p.beta * b[i];
+    out[i] = elem(p.alpha * f32(a[i]) + p.beta * f32(b[i]));
 }
 
 // out = alpha * a * b[0]: a gradient scaled by an upstream scalar gradient that lives on the GPU.
@@ -64,7 +67,7 @@ fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn scale_by_scalar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    out[i] = p.alpha * a[i] * b[0];
+    out[i] = elem(p.alpha * f32(a[i]) * f32(b[0]));
 }
 
 // out = alpha * b[0] broadcast to n elements (the gradient of a sum or mean).
@@ -72,7 +75,7 @@ fn scale_by_scalar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 fn fill_from_scalar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    out[i] = p.alpha * b[0];
+    out[i] = elem(p.alpha * f32(b[0]));
 }
 
 // out = a * b, b either the same shape (op 0) or [N, 1, 1, C] broadcast over H x W (op 1).
@@ -85,7 +88,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
         let img = i / (p.hw * p.c);
         j = img * p.c + i % p.c;
     }
-    out[i] = a[i] * b[j];
+    out[i] = elem(f32(a[i]) * f32(b[j]));
 }
 
 // Siamese difference of a stacked batch [R; D]: out = |a[i] - a[i + len]| for i < len.
@@ -93,7 +96,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 fn absdiff_halves(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.len) { return; }
-    out[i] = abs(a[i] - a[i + p.len]);
+    out[i] = elem(abs(f32(a[i]) - f32(a[i + p.len])));
 }
 
 // Its gradient for the stacked input: +-sign(r - d) * g, and exactly 0 where r == d.
@@ -101,9 +104,9 @@ fn absdiff_halves(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn absdiff_halves_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.len) { return; }
-    let s = sign(a[i] - a[i + p.len]) * b[i];
-    out[i] = s;
-    out[i + p.len] = -s;
+    let s = sign(f32(a[i]) - f32(a[i + p.len])) * f32(b[i]);
+    out[i] = elem(s);
+    out[i + p.len] = elem(-s);
 }
 
 // PReLU with one alpha per channel (b = alpha): y = x if x >= 0 else alpha[c] x.
@@ -111,8 +114,8 @@ fn absdiff_halves_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
 fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    let x = a[i];
-    out[i] = select(b[i % p.c] * x, x, x >= 0.0);
+    let x = f32(a[i]);
+    out[i] = elem(select(f32(b[i % p.c]) * x, x, x >= 0.0));
 }
 
 // Its input gradient (a = x, b = dy, c = alpha): dy if x >= 0 else alpha[c] dy.
@@ -120,8 +123,8 @@ fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn prelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    let g = b[i];
-    out[i] = select(c[i % p.c] * g, g, a[i] >= 0.0);
+    let g = f32(b[i]);
+    out[i] = elem(select(f32(c[i % p.c]) * g, g, f32(a[i]) >= 0.0));
 }
 
 // out = a[i + off]: rows [off, off + n) of a batch (a slice along the outermost axis).
@@ -137,7 +140,7 @@ fn slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn unslice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    var v = 0.0;
+    var v = elem(0.0);
     if (i >= p.off && i < p.off + p.len) { v = a[i - p.off]; }
     out[i] = v;
 }

@@ -1,3 +1,5 @@
+alias elem = f32; // storage type; f16 in the scoring variant
+
 // 2x2 max pooling (stride 2, odd trailing rows/columns dropped as 'valid' pooling does) and
 // 2x nearest-neighbour upsampling, NHWC, each with its adjoint.
 
@@ -7,9 +9,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<elem>;
+@group(0) @binding(2) var<storage, read> a: array<elem>;
+@group(0) @binding(3) var<storage, read> b: array<elem>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -45,7 +47,7 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let img = t2 / p.h;
     let oy = y / 2u;
     let ox = x / 2u;
-    if (oy >= p.oh || ox >= p.ow) { out[i] = 0.0; return; }
+    if (oy >= p.oh || ox >= p.ow) { out[i] = elem(0.0); return; }
     let base = ((img * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
     let row = p.w * p.c;
     var best = a[base];
@@ -57,7 +59,7 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let v3 = a[base + row + p.c];
     if (v3 > best) { best = v3; arg = 3u; }
     let mine = (y - 2u * oy) * 2u + (x - 2u * ox);
-    var g = 0.0;
+    var g = elem(0.0);
     if (mine == arg) { g = b[((img * p.oh + oy) * p.ow + ox) * p.c + ch]; }
     out[i] = g;
 }
@@ -89,5 +91,5 @@ fn upsample_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let img = t2 / p.h;
     let row = p.ow * p.c;
     let base = ((img * p.oh + 2u * y) * p.ow + 2u * x) * p.c + ch;
-    out[i] = a[base] + a[base + p.c] + a[base + row] + a[base + row + p.c];
+    out[i] = elem(f32(a[base]) + f32(a[base + p.c]) + f32(a[base + row]) + f32(a[base + row + p.c]));
 }

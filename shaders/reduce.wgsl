@@ -1,9 +1,12 @@
+alias elem = f32; // storage type of x, y and out; f16 in the scoring variant
+
 // Column reductions of a [G, R, C] tensor to [G, C]: sums over the R rows of each column.
 // Long reductions are split: a pass writes per-slice partial sums [G, S, C], which are reduced
 // again (R = S) until one slice remains; the last pass applies the scale (1/R for means).
 // MODE chooses the summand, so that batch-norm statistics, bias gradients, spatial means,
 // broadcast-product gradients and squared norms all share one kernel:
 //   0 x    1 (x - m[c])^2    2 x * y    3 x * (y - m[c])    4 x^2    5 x * y where y < 0 (PReLU alpha)
+// Sums are f32 in both variants; only the stored values are `elem`.
 
 override MODE: u32 = 0u;
 
@@ -13,20 +16,20 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<elem>;
+@group(0) @binding(2) var<storage, read> x: array<elem>;
+@group(0) @binding(3) var<storage, read> y: array<elem>;
 @group(0) @binding(4) var<storage, read> m: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
 
 fn summand(i: u32, col: u32) -> f32 {
-    let v = x[i];
+    let v = f32(x[i]);
     if (MODE == 1u) { let d = v - m[col]; return d * d; }
-    if (MODE == 2u) { return v * y[i]; }
-    if (MODE == 3u) { return v * (y[i] - m[col]); }
+    if (MODE == 2u) { return v * f32(y[i]); }
+    if (MODE == 3u) { return v * (f32(y[i]) - m[col]); }
     if (MODE == 4u) { return v * v; }
-    if (MODE == 5u) { let u = y[i]; return select(0.0, v * u, u < 0.0); }
+    if (MODE == 5u) { let u = f32(y[i]); return select(0.0, v * u, u < 0.0); }
     return v;
 }
 
@@ -56,7 +59,7 @@ fn reduce_cols(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
         workgroupBarrier();
     }
     if (lid < cw && col < p.c) {
-        out[(grp * p.splits + split) * p.c + col] = partial[lid] * p.scale;
+        out[(grp * p.splits + split) * p.c + col] = elem(partial[lid] * p.scale);
     }
 }
 
@@ -67,6 +70,6 @@ fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.c) { return; }
     var s = 0.0;
-    for (var k = 0u; k < p.r; k++) { s += x[k * p.c + i]; }
-    out[i] = s;
+    for (var k = 0u; k < p.r; k++) { s += f32(x[k * p.c + i]); }
+    out[i] = elem(s);
 }

@@ -21,6 +21,8 @@ pub struct BenchArgs {
     pub json: bool,
     /// Tuning settings to measure (false: defaults, true: the tuning cache).
     pub tuning: Vec<bool>,
+    /// Storage precision of the scoring measurements.
+    pub precision: crate::scorer::Precision,
 }
 
 fn random_pixels(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -188,6 +190,11 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
         eprintln!("note: this adapter has no timestamp queries; --profile is unavailable");
     }
     if args.score {
+        let dtype = args.precision.dtype();
+        crate::scorer::check_precision(gpu, dtype)?;
+        let store = store.to_dtype(gpu, dtype)?;
+        let precision = format!("{:?}", args.precision).to_lowercase();
+        report["score_precision"] = precision.clone().into();
         for &wanted in &args.batches {
             let b = crate::scorer::max_batch(gpu, wanted);
             let key = format!("score_b{wanted}");
@@ -202,7 +209,7 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
                 for &on in &args.tuning {
                     let r = &report[&key][tuning_label(on)];
                     eprintln!(
-                        "score batch {b:>3} ({:>7}): {:.2} pairs/s, peak GPU memory {:.0} MiB",
+                        "score batch {b:>3} ({precision}, {:>7}): {:.2} pairs/s, peak GPU memory {:.0} MiB",
                         tuning_label(on),
                         r["pairs_per_s"].as_f64().unwrap_or(0.0),
                         r["peak_gpu_mib"].as_f64().unwrap_or(0.0)

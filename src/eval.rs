@@ -6,7 +6,7 @@ use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::checkpoint::load_model;
-use crate::scorer::Scorer;
+use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
 
@@ -24,6 +24,7 @@ pub struct EvalArgs {
     pub limit: Option<usize>,
     /// Only the PSNR and SSIM baselines (no model).
     pub baselines_only: bool,
+    pub precision: Precision,
 }
 
 pub struct EvalReport {
@@ -61,6 +62,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         ),
         None => None,
     };
+    crate::scorer::check_precision(gpu, args.precision.dtype())?;
     let ds = data::open_dataset(format, &args.root, args.labels.as_deref(), direction)?;
     let mut pairs = ds.pairs.clone();
     if let Some(l) = args.limit {
@@ -76,7 +78,8 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             .map(|w| load_model(gpu, Some(w)))
             .collect::<Result<_>>()?
     };
-    let scorer = Scorer::new(gpu, models, args.batch, args.tta);
+    let scorer =
+        Scorer::new(gpu, models, args.batch, args.tta).with_precision(args.precision.dtype())?;
     let bar = if args.progress {
         indicatif::ProgressBar::new(pairs.len() as u64)
     } else {

@@ -72,6 +72,9 @@ enum Command {
         /// Score only every N-th pair starting at K (0-based), e.g. 3/16 for job 3 of 16
         #[arg(long, value_name = "K/N")]
         shard: Option<asna::score::Shard>,
+        /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
         /// No progress bar
         #[arg(long)]
         quiet: bool,
@@ -110,6 +113,9 @@ enum Command {
         /// Only the PSNR and SSIM baselines, without a model
         #[arg(long)]
         baselines_only: bool,
+        /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
         #[arg(long)]
         quiet: bool,
     },
@@ -154,6 +160,9 @@ enum Command {
         /// Compare tuned kernels (`asna tune`) with the defaults: on, off or both
         #[arg(long, value_parser = ["on", "off", "both"])]
         tuning: Option<String>,
+        /// Storage precision of the scoring measurements (f16 needs shader-f16)
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: asna::scorer::Precision,
         /// Print JSON on stdout
         #[arg(long)]
         json: bool,
@@ -283,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             out,
             shard,
+            precision,
             quiet,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
@@ -300,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
                 shard,
                 progress: !quiet,
+                precision,
             };
             asna::score::run(&gpu, args)
         }
@@ -315,6 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             limit,
             baselines_only,
+            precision,
             quiet,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
@@ -331,6 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: !quiet,
                 limit,
                 baselines_only,
+                precision,
             };
             asna::eval::run(&gpu, &args).map(|_| ())
         }
@@ -413,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             profile,
             tuning,
             json,
+            precision,
         } => {
             let gpu = open_gpu(&cli.adapter)?;
             let tuned = !gpu.tuning.borrow().table.is_empty();
@@ -437,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 profile,
                 json,
                 tuning,
+                precision,
             };
             let report = asna::bench::run(&gpu, &args)?;
             if json {

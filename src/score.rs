@@ -6,7 +6,7 @@ use crate::data::{check_min_size, load_pair};
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
 use crate::model::checkpoint::{load_model, LoadedModel};
-use crate::scorer::Scorer;
+use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
 use std::io::Write;
@@ -71,6 +71,7 @@ pub struct ScoreArgs {
     pub out: Option<PathBuf>,
     pub shard: Option<Shard>,
     pub progress: bool,
+    pub precision: Precision,
 }
 
 /// Reads a pair list: CSV with header `ref,dist` (extra columns ignored), paths relative to
@@ -291,8 +292,10 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
         Some(s) => s.select(&list),
         None => list,
     };
+    crate::scorer::check_precision(gpu, args.precision.dtype())?;
     let models = load_models(gpu, &args.weights)?;
-    let scorer = Scorer::new(gpu, models, args.batch, args.tta);
+    let scorer =
+        Scorer::new(gpu, models, args.batch, args.tta).with_precision(args.precision.dtype())?;
 
     if single && args.out.is_none() && args.map.is_none() && args.format == Format::Csv {
         let (r, d) = load_scorable(&list[0].0, &list[0].1)?;

@@ -5,7 +5,7 @@
 
 use crate::autograd::Tape;
 use crate::data::{Augment, LabelScaler};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::model::asna::{forward, BnContext, Bound, Taps, SIZE};
 use crate::model::checkpoint::LoadedModel;
 use crate::model::params::ParamStore;
@@ -32,6 +32,35 @@ pub fn windows(w: usize, h: usize) -> Vec<(usize, usize)> {
     ys.iter()
         .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
         .collect()
+}
+
+/// Storage precision of the scoring pass (`--precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// f16 activations and weights, f32 arithmetic; needs an adapter with shader-f16.
+    F16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
+}
+
+/// Whether this adapter can score in `dtype`; the error is one line naming the adapter.
+pub fn check_precision(gpu: &Gpu, dtype: DType) -> Result<()> {
+    if dtype == DType::F16 && !gpu.features.contains(wgpu::Features::SHADER_F16) {
+        bail!(
+            "--precision f16 needs shader-f16, which adapter \"{}\" does not offer; use --precision f32",
+            gpu.info.name
+        );
+    }
+    Ok(())
 }
 
 /// Bytes of the largest activation one pair needs in the forward pass (the 24-channel
@@ -74,6 +103,16 @@ impl<'g> Scorer<'g> {
             batch,
             tta,
         }
+    }
+
+    /// Scores in `dtype`: for f16 each model's weights are converted once here, and every
+    /// activation of the forward pass is then stored in f16 (arithmetic stays f32).
+    pub fn with_precision(mut self, dtype: DType) -> Result<Self> {
+        check_precision(self.gpu, dtype)?;
+        for m in &mut self.models {
+            m.store = m.store.to_dtype(self.gpu, dtype)?;
+        }
+        Ok(self)
     }
 
     fn variants(&self) -> Vec<Augment> {
@@ -216,7 +255,9 @@ impl<'g> Scorer<'g> {
     }
 }
 
-/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops.
+/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops. Activations are
+/// stored in the element type of the store's weights (see `ParamStore::to_dtype`); the scores
+/// download as f32 either way.
 pub fn predict_standard(
     gpu: &Gpu,
     store: &ParamStore,
@@ -231,7 +272,7 @@ pub fn predict_standard(
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
     let x = tape.leaf(
-        crate::ops::image::to_input(gpu, &stacked, 2 * n, SIZE, SIZE),
+        crate::ops::image::to_input_as(gpu, &stacked, 2 * n, SIZE, SIZE, store.weight_dtype()),
         false,
     );
     let mut bn = BnContext {

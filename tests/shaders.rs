@@ -1,10 +1,54 @@
 //! Every embedded WGSL file parses and validates with naga, with its override constants at
-//! their defaults and with every value the engine specialises them to.
+//! their defaults and with every value the engine specialises them to; the shaders generic
+//! over their storage type also in their f16 variant.
+
+use asna::gpu::pipeline::shader_source;
+use asna::gpu::DType;
+
+/// Every shader and, for the generic ones, its f16 variant (naga needs the SHADER_FLOAT16
+/// capability for those, which `Capabilities::all()` includes).
+fn variants() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, src) in asna::ops::SHADERS {
+        out.push((name.to_string(), src.to_string()));
+        if let Some(f16) = shader_source(src, DType::F16) {
+            out.push((format!("{name} (f16)"), f16.into_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_scoring_shaders_have_f16_variants() {
+    let generic: Vec<String> = variants()
+        .into_iter()
+        .filter_map(|(n, _)| n.strip_suffix(" (f16)").map(str::to_string))
+        .collect();
+    for want in [
+        "conv.wgsl",
+        "eltwise.wgsl",
+        "pool.wgsl",
+        "concat.wgsl",
+        "image.wgsl",
+        "reduce.wgsl",
+    ] {
+        assert!(
+            generic.iter().any(|g| g == want),
+            "{want} has no f16 variant"
+        );
+    }
+    for f32_only in ["adam.wgsl", "loss.wgsl", "batchnorm.wgsl"] {
+        assert!(
+            !generic.iter().any(|g| g == f32_only),
+            "{f32_only} should be f32 only"
+        );
+    }
+}
 
 #[test]
 fn every_shader_parses_and_validates() {
     assert!(asna::ops::SHADERS.len() >= 9);
-    for (name, src) in asna::ops::SHADERS {
+    for (name, src) in &variants() {
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
         let mut validator = naga::valid::Validator::new(
@@ -27,12 +71,18 @@ fn every_shader_parses_and_validates() {
 
 #[test]
 fn conv_kernel_specialisations_validate() {
-    use asna::ops::conv::{TileConfig, Variant};
     let src = asna::ops::SHADERS
         .iter()
         .find(|(n, _)| *n == "conv.wgsl")
         .unwrap()
         .1;
+    for dtype in [DType::F32, DType::F16] {
+        conv_specialisations_validate(&shader_source(src, dtype).unwrap(), dtype);
+    }
+}
+
+fn conv_specialisations_validate(src: &str, dtype: DType) {
+    use asna::ops::conv::{TileConfig, Variant};
     let module = naga::front::wgsl::parse_str(src).unwrap();
     let mut validator = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -63,7 +113,7 @@ fn conv_kernel_specialisations_validate() {
                     &constants,
                 )
                 .unwrap_or_else(|e| {
-                    panic!("{entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n}: {e:?}")
+                    panic!("{dtype:?} {entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n}: {e:?}")
                 });
             }
         }

@@ -188,6 +188,40 @@ impl<'g> Tape<'g> {
         })
     }
 
+    /// Evaluation-mode BN(act(conv(x, w) + b)) in one kernel, forward only (the tape must not
+    /// be recording). ASNA normalises after the activation, so the norm cannot be folded
+    /// into w and b (act does not commute with an affine map); it is applied as a
+    /// per-channel scale and shift in the convolution's epilogue instead.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_bn_eval(
+        &mut self,
+        x: &Var,
+        w: &Var,
+        b: Option<&Var>,
+        stride: usize,
+        act: Act,
+        gamma: &Var,
+        beta: &Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+    ) -> Var {
+        assert!(
+            !self.recording,
+            "conv_bn_eval has no gradient; use conv and batch_norm_eval on a recording tape"
+        );
+        let affine = ops::batchnorm::fold(self.gpu, &gamma.t, &beta.t, running_mean, running_var);
+        let y = ops::conv::forward_affine(
+            self.gpu,
+            &x.t,
+            &w.t,
+            b.map(|b| &b.t),
+            stride,
+            act,
+            Some(&affine),
+        );
+        self.leaf(y, false)
+    }
+
     pub fn activation(&mut self, x: &Var, act: Act) -> Var {
         let y = ops::eltwise::activation(self.gpu, &x.t, act);
         let saved = y.clone();

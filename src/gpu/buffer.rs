@@ -114,11 +114,21 @@ impl Gpu {
     }
 }
 
-/// Element type of a tensor's storage. Only f32 is used today; f16 storage is planned for
-/// scoring on adapters with SHADER_F16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Element type of a tensor's storage: f32 everywhere, or f16 for the scoring forward pass on
+/// adapters with SHADER_F16 (half the memory traffic; kernels still compute in f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
+    F16,
+}
+
+impl DType {
+    pub fn size(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
 }
 
 /// A tensor on the GPU: a shape and a pooled buffer. Cloning shares the buffer.
@@ -140,7 +150,7 @@ impl Tensor {
         self.shape.iter().product()
     }
     pub fn bytes(&self) -> u64 {
-        self.numel() as u64 * 4
+        self.numel() as u64 * self.dtype.size()
     }
     pub fn raw(&self) -> &wgpu::Buffer {
         self.buf.raw()
@@ -177,13 +187,19 @@ impl Tensor {
 }
 
 impl Gpu {
-    /// An uninitialised tensor.
+    /// An uninitialised f32 tensor.
     pub fn empty(&self, shape: &[usize]) -> Tensor {
+        self.empty_as(shape, DType::F32)
+    }
+
+    /// An uninitialised tensor of `dtype` (the pool pads every buffer to 16 bytes, so an odd
+    /// number of f16 values still fills whole 4-byte words).
+    pub fn empty_as(&self, shape: &[usize], dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         Tensor {
-            buf: self.alloc(n as u64 * 4),
+            buf: self.alloc(n as u64 * dtype.size()),
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
         }
     }
 
@@ -196,6 +212,11 @@ impl Gpu {
     }
 
     pub fn upload(&self, shape: &[usize], data: &[f32]) -> Tensor {
+        self.upload_as(shape, data, DType::F32)
+    }
+
+    /// Uploads f32 values stored as `dtype` (rounded to nearest for f16).
+    pub fn upload_as(&self, shape: &[usize], data: &[f32], dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         assert_eq!(
             n,
@@ -203,11 +224,29 @@ impl Gpu {
             "upload: shape {shape:?} needs {n} values, got {}",
             data.len()
         );
-        let t = self.empty(shape);
+        let t = self.empty_as(shape, dtype);
         if !data.is_empty() {
-            self.queue_write(t.raw(), bytemuck::cast_slice(data));
+            match dtype {
+                DType::F32 => self.queue_write(t.raw(), bytemuck::cast_slice(data)),
+                DType::F16 => {
+                    let mut half: Vec<half::f16> =
+                        data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                    // write_buffer needs a multiple of 4 bytes.
+                    half.resize(n.next_multiple_of(2), half::f16::ZERO);
+                    self.queue_write(t.raw(), bytemuck::cast_slice(&half));
+                }
+            }
         }
         t
+    }
+
+    /// The same values stored as `dtype` (through the CPU; meant for one-off conversions such
+    /// as a model's weights, not for per-batch work).
+    pub fn convert(&self, t: &Tensor, dtype: DType) -> anyhow::Result<Tensor> {
+        if t.dtype == dtype {
+            return Ok(t.clone());
+        }
+        Ok(self.upload_as(&t.shape, &self.download(t)?, dtype))
     }
 
     pub fn full(&self, shape: &[usize], value: f32) -> Tensor {
@@ -233,7 +272,8 @@ impl Gpu {
         self.queue.write_buffer(buf, 0, bytes);
     }
 
-    /// Copies a tensor back to the CPU; the only operation that waits for the GPU.
+    /// Copies a tensor back to the CPU as f32 values, whatever its storage type; the only
+    /// operation that waits for the GPU.
     pub fn download(&self, t: &Tensor) -> anyhow::Result<Vec<f32>> {
         let bytes = t.bytes();
         if bytes == 0 {
@@ -261,7 +301,14 @@ impl Gpu {
             .slice(..)
             .get_mapped_range()
             .map_err(|e| anyhow::anyhow!("GPU read-back failed: {e}"))?;
-        let out: Vec<f32> = bytemuck::cast_slice(&view[..bytes as usize]).to_vec();
+        let raw = &view[..bytes as usize];
+        let out: Vec<f32> = match t.dtype {
+            DType::F32 => bytemuck::cast_slice(raw).to_vec(),
+            DType::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        };
         drop(view);
         staging.unmap();
         Ok(out)

@@ -43,6 +43,27 @@ impl Gpu {
         groups: [u32; 3],
         work: (f64, f64),
     ) {
+        self.dispatch_as(kernel, DType::F32, constants, params, buffers, groups, work)
+    }
+
+    /// `dispatch` of the variant of `kernel` whose storage arrays hold `dtype`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_as(
+        &self,
+        kernel: &Kernel,
+        dtype: DType,
+        constants: &[(&'static str, f64)],
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+        work: (f64, f64),
+    ) {
+        assert!(
+            dtype == DType::F32 || kernel.f16,
+            "{}::{} runs on f32 tensors only (f16 is for the scoring forward pass), got {dtype:?}",
+            kernel.file,
+            kernel.entry
+        );
         assert_eq!(
             buffers.len(),
             kernel.bindings.len(),
@@ -56,7 +77,7 @@ impl Gpu {
         let pipeline = self
             .pipelines
             .borrow_mut()
-            .get(&self.device, kernel, constants);
+            .get(&self.device, kernel, constants, dtype);
         let full = self.recorder.borrow_mut().dispatch(
             &self.device,
             &pipeline,

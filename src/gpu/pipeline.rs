@@ -1,7 +1,32 @@
-//! Kernels and the pipeline cache: each (shader, entry point, override constants) is compiled
-//! once per process; bind group layouts are shared by every kernel with the same bindings.
+//! Kernels and the pipeline cache: each (shader, entry point, override constants, element
+//! type) is compiled once per process; bind group layouts are shared by every kernel with the
+//! same bindings.
+//!
+//! Shaders on the scoring path are written once for both storage types: they declare their
+//! activation and weight arrays as `array<elem>` under the line `alias elem = f32;`, and the
+//! f16 variant is the same text with that alias switched to f16 (see `shader_source`).
 
+use super::buffer::DType;
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// The line that makes a shader generic over its storage type.
+pub const ELEM_ALIAS: &str = "alias elem = f32;";
+
+/// The WGSL text of `source` for element type `dtype`: unchanged for f32; for f16 the alias
+/// switched to f16 and `enable f16;` prepended (an `enable` must precede every declaration).
+/// None when the shader is not generic and so has no f16 variant.
+pub fn shader_source(source: &str, dtype: DType) -> Option<Cow<'_, str>> {
+    match dtype {
+        DType::F32 => Some(Cow::Borrowed(source)),
+        DType::F16 => source.contains(ELEM_ALIAS).then(|| {
+            Cow::Owned(format!(
+                "enable f16;\n{}",
+                source.replacen(ELEM_ALIAS, "alias elem = f16;", 1)
+            ))
+        }),
+    }
+}
 
 /// How a kernel uses one storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,6 +43,9 @@ pub struct Kernel {
     pub source: &'static str,
     pub entry: &'static str,
     pub bindings: &'static [Access],
+    /// Whether this entry point may run on f16 tensors (its shader is generic and the kernel
+    /// is on the scoring path). Training kernels are f32 only.
+    pub f16: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -25,6 +53,7 @@ struct PipelineKey {
     file: &'static str,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
+    dtype: DType,
 }
 
 pub struct CachedPipeline {
@@ -34,7 +63,7 @@ pub struct CachedPipeline {
 
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<(&'static str, DType), wgpu::ShaderModule>,
     layouts: HashMap<Vec<Access>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<PipelineKey, std::rc::Rc<CachedPipeline>>,
     pub compiled: usize,
@@ -46,19 +75,23 @@ impl PipelineCache {
         device: &wgpu::Device,
         kernel: &Kernel,
         constants: &[(&'static str, f64)],
+        dtype: DType,
     ) -> std::rc::Rc<CachedPipeline> {
         let key = PipelineKey {
             file: kernel.file,
             entry: kernel.entry,
             constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+            dtype,
         };
         if let Some(p) = self.pipelines.get(&key) {
             return p.clone();
         }
-        let module = self.modules.entry(kernel.file).or_insert_with(|| {
+        let module = self.modules.entry((kernel.file, dtype)).or_insert_with(|| {
+            let source = shader_source(kernel.source, dtype)
+                .unwrap_or_else(|| panic!("{} is not generic over its element type", kernel.file));
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.file),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                source: wgpu::ShaderSource::Wgsl(source),
             })
         });
         let (bgl, pl) = self

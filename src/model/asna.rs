@@ -108,6 +108,36 @@ pub struct BnContext<'a> {
 }
 
 impl BnContext<'_> {
+    /// BN(act(conv(x))): for scoring (evaluation mode on a tape that does not record) one
+    /// kernel with the norm in the convolution's epilogue, otherwise conv then `apply`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_act_bn(
+        &mut self,
+        tape: &mut Tape,
+        p: &Bound,
+        conv_name: &str,
+        bn_name: &str,
+        x: &Var,
+        stride: usize,
+        act: Act,
+    ) -> Var {
+        if self.train || tape.is_recording() {
+            let y = conv(tape, p, conv_name, x, stride, act);
+            return self.apply(tape, p, bn_name, &y);
+        }
+        tape.conv_bn_eval(
+            x,
+            p.var(&format!("{conv_name}.weight")),
+            Some(p.var(&format!("{conv_name}.bias"))),
+            stride,
+            act,
+            p.var(&format!("{bn_name}.gamma")),
+            p.var(&format!("{bn_name}.beta")),
+            self.store.get(&format!("{bn_name}.running_mean")),
+            self.store.get(&format!("{bn_name}.running_var")),
+        )
+    }
+
     pub fn apply(&mut self, tape: &mut Tape, p: &Bound, name: &str, x: &Var) -> Var {
         let gamma = p.var(&format!("{name}.gamma"));
         let beta = p.var(&format!("{name}.beta"));
@@ -163,8 +193,7 @@ fn conv_lrelu_bn(
     x: &Var,
     stride: usize,
 ) -> Var {
-    let y = conv(tape, p, conv_name, x, stride, Act::LeakyRelu);
-    bn.apply(tape, p, bn_name, &y)
+    bn.conv_act_bn(tape, p, conv_name, bn_name, x, stride, Act::LeakyRelu)
 }
 
 /// Standardised scores [N] of N pairs, from the stacked input [2N, 288, 288, 3] (references
@@ -245,8 +274,7 @@ pub fn forward(
     let b = conv_lrelu_bn(tape, p, bn, "dec.down1", "dec.down_bn1", &b, 2);
 
     // Attention block.
-    let x1 = conv(tape, p, "att.conv1", &b, 1, Act::Relu);
-    let x2 = bn.apply(tape, p, "att.bn", &x1);
+    let x2 = bn.conv_act_bn(tape, p, "att.conv1", "att.bn", &b, 1, Act::Relu);
     let x3 = conv(tape, p, "att.conv2", &x2, 1, Act::None);
     let c = tape.mean_hw(&x3);
     let c = conv(tape, p, "att.ch1", &c, 1, Act::Relu);

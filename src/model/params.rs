@@ -2,7 +2,7 @@
 //! the spec (conv `[out, in, kh, kw]`, conv1d `[out, in, k]`, dense `[out, in]`), so that
 //! checkpoints keep the spec's names and layouts and are readable by anyone holding the spec.
 
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::rng::Rng;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
@@ -259,6 +259,34 @@ impl ParamStore {
         assert_eq!(old.numel(), t.numel(), "{name}: size changes");
         let shape = old.shape.clone();
         self.values.insert(name.to_string(), t.reshape(&shape));
+    }
+
+    /// A copy for scoring with weights stored as `dtype` (converted once, through the CPU).
+    /// Vectors (biases, batch-norm parameters and statistics) stay f32: the kernels read them
+    /// as f32 whatever the activations' type.
+    pub fn to_dtype(&self, gpu: &Gpu, dtype: DType) -> Result<ParamStore> {
+        let mut values = BTreeMap::new();
+        for spec in &self.specs {
+            let t = self.get(&spec.name);
+            let t = if spec.kind == Kind::Vector {
+                t.clone()
+            } else {
+                gpu.convert(t, dtype)?
+            };
+            values.insert(spec.name.clone(), t);
+        }
+        Ok(ParamStore {
+            specs: self.specs.clone(),
+            values,
+        })
+    }
+
+    /// The element type of the weights, which the scoring pass gives its activations.
+    pub fn weight_dtype(&self) -> DType {
+        self.specs
+            .iter()
+            .find(|s| s.kind != Kind::Vector)
+            .map_or(DType::F32, |s| self.get(&s.name).dtype)
     }
 
     pub fn spec(&self, name: &str) -> Option<&ParamSpec> {

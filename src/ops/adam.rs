@@ -56,6 +56,7 @@ pub fn step(
         0,
         0,
     ];
+    super::f32_only("adam", &[param, m, v, grad]);
     gpu.dispatch(
         &ADAM,
         &[],

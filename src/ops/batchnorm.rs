@@ -1,7 +1,7 @@
 //! Batch normalisation over every axis but channels: training mode (batch statistics, biased
 //! variance, gradient through the statistics) and evaluation mode (running statistics).
 
-use super::{kernel, reduce, R, RW};
+use super::{f32_only, kernel, reduce, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
 
 const BN_NORMALIZE: Kernel = kernel("batchnorm.wgsl", "bn_normalize", &[RW, R, R, R, R, R, R, R]);
@@ -16,6 +16,8 @@ const BN_GAMMA_GRAD: Kernel = kernel(
     "bn_gamma_grad",
     &[RW, R, R, R, R, R, R, R],
 );
+
+const BN_FOLD: Kernel = kernel("batchnorm.wgsl", "bn_fold", &[RW, R, R, R, R, R, R, R]);
 
 pub const EPS: f32 = 1e-3;
 pub const MOMENTUM: f32 = 0.99;
@@ -32,6 +34,7 @@ fn rows_c(x: &Tensor) -> (usize, usize) {
 }
 
 pub fn batch_stats(gpu: &Gpu, x: &Tensor) -> BatchStats {
+    f32_only("batch_stats", &[x]);
     let (rows, c) = rows_c(x);
     let x3 = x.reshape(&[1, rows, c]);
     let inv = 1.0 / rows as f32;
@@ -62,6 +65,7 @@ pub fn normalize(
     gamma: &Tensor,
     beta: &Tensor,
 ) -> Tensor {
+    f32_only("batch_norm", &[x, mean, var, gamma, beta]);
     let y = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
@@ -105,6 +109,7 @@ pub fn backward(
     stats: &BatchStats,
     gamma: &Tensor,
 ) -> (Tensor, Tensor, Tensor) {
+    f32_only("batch_norm backward", &[x, dy, gamma]);
     let (rows, c) = rows_c(x);
     let dy3 = dy.reshape(&[1, rows, c]);
     let sum_dy = reduce::columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
@@ -165,6 +170,7 @@ pub fn backward_eval(
     running_var: &Tensor,
     gamma: &Tensor,
 ) -> Tensor {
+    f32_only("batch_norm backward_eval", &[x, dy, running_var, gamma]);
     let dx = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
@@ -185,4 +191,37 @@ pub fn backward_eval(
         (2.0 * n as f64, 2.0 * x.bytes() as f64),
     );
     dx
+}
+
+/// The evaluation-mode norm y = (x - mean) / sqrt(var + eps) * gamma + beta as the affine map
+/// y = x * scale + shift, packed [scale; shift] (2C, f32) for `conv::forward_affine`. One tiny
+/// dispatch, so the parameters never leave the GPU.
+pub fn fold(
+    gpu: &Gpu,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Tensor {
+    f32_only("batch_norm fold", &[gamma, beta, running_mean, running_var]);
+    let c = gamma.numel();
+    let out = gpu.empty(&[2 * c]);
+    gpu.dispatch(
+        &BN_FOLD,
+        &[],
+        &[c as u32, c as u32, 1, 0, f(EPS), 0, 0, 0],
+        &[
+            out.raw(),
+            gamma.raw(),
+            gamma.raw(),
+            running_mean.raw(),
+            running_var.raw(),
+            gamma.raw(),
+            beta.raw(),
+            beta.raw(),
+        ],
+        grid_1d(c),
+        (4.0 * c as f64, 0.0),
+    );
+    out
 }

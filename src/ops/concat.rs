@@ -1,11 +1,12 @@
 //! Concatenation along channels (the last axis) and its adjoint, the split.
 
-use super::{kernel, R, RW};
+use super::{kernel_f16, same_dtype, R, RW};
 use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 
-const COPY_CHANNELS: Kernel = kernel("concat.wgsl", "copy_channels", &[RW, R]);
+// A plain copy: the same kernel for both directions and both element types.
+const COPY_CHANNELS: Kernel = kernel_f16("concat.wgsl", "copy_channels", &[RW, R]);
 const UPSAMPLE_ABSDIFF_CONCAT: Kernel =
-    kernel("concat.wgsl", "upsample_absdiff_concat", &[RW, R, R]);
+    kernel_f16("concat.wgsl", "upsample_absdiff_concat", &[RW, R, R]);
 
 fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
     let (sc, dc) = (src.channels(), dst.channels());
@@ -27,13 +28,18 @@ fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, c
         0,
         0,
     ];
-    gpu.dispatch(
+    let dtype = same_dtype("concat", &[dst, src]);
+    gpu.dispatch_as(
         &COPY_CHANNELS,
+        dtype,
         &[],
         &p,
         &[dst.raw(), src.raw()],
         grid_1d(rows * count),
-        (0.0, 2.0 * (rows * count * 4) as f64),
+        (
+            0.0,
+            2.0 * (rows as u64 * count as u64 * dtype.size()) as f64,
+        ),
     );
 }
 
@@ -42,7 +48,8 @@ pub fn concat(gpu: &Gpu, parts: &[&Tensor]) -> Tensor {
     let mut shape = parts[0].shape.clone();
     let total: usize = parts.iter().map(|t| t.channels()).sum();
     *shape.last_mut().unwrap() = total;
-    let out = gpu.empty(&shape);
+    let dtype = same_dtype("concat", parts);
+    let out = gpu.empty_as(&shape, dtype);
     let mut off = 0;
     for t in parts {
         copy(gpu, &out, off, t, 0, t.channels());
@@ -59,7 +66,7 @@ pub fn split(gpu: &Gpu, dy: &Tensor, channels: &[usize]) -> Vec<Tensor> {
         .map(|&c| {
             let mut shape = dy.shape.clone();
             *shape.last_mut().unwrap() = c;
-            let part = gpu.empty(&shape);
+            let part = gpu.empty_as(&shape, dy.dtype);
             copy(gpu, &part, 0, dy, off, c);
             off += c;
             part
@@ -78,7 +85,8 @@ pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tenso
         low.shape,
         feats.shape
     );
-    let out = gpu.empty(&[n, h, w, c1 + c2]);
+    let dtype = same_dtype("upsample_absdiff_concat", &[low, feats]);
+    let out = gpu.empty_as(&[n, h, w, c1 + c2], dtype);
     let rows = n * h * w;
     let p = [
         rows as u32,
@@ -90,8 +98,9 @@ pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tenso
         h as u32,
         w as u32,
     ];
-    gpu.dispatch(
+    gpu.dispatch_as(
         &UPSAMPLE_ABSDIFF_CONCAT,
+        dtype,
         &[],
         &p,
         &[out.raw(), low.raw(), feats.raw()],

@@ -1,13 +1,17 @@
 //! Convolution (and, through it, conv1d and dense layers) as implicit GEMM: forward with fused
-//! bias and activation, gradient of the input, gradient of the weight (split over K), and the
-//! bias gradient.
+//! bias and activation (and, for scoring, a folded evaluation-mode batch norm), gradient of
+//! the input, gradient of the weight (split over K), and the bias gradient.
 
-use super::{kernel, reduce, Act, R, RW};
+use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
 use crate::gpu::tuning::TunedKernel;
-use crate::gpu::{Gpu, Kernel, Tensor};
+use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
-const CONV_TILED: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R]);
-const CONV_DIRECT: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R]);
+// The forward product runs on f32 or f16 storage; the gradients (same entry points, other
+// MODEs) only on f32.
+const CONV_TILED: Kernel = kernel_f16("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
+const CONV_DIRECT: Kernel = kernel_f16("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
+const CONV_TILED_GRAD: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
+const CONV_DIRECT_GRAD: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
 
 /// Which convolution kernel runs: workgroup-memory tiles (GPUs) or direct loads without
 /// barriers (CPU drivers, where workgroup memory is ordinary memory and barriers are costly).
@@ -104,7 +108,15 @@ impl ConvGeom {
         2.0 * (self.n * self.oh * self.ow) as f64
             * (self.kh * self.kw * self.cin * self.cout) as f64
     }
-    fn params(&self, gm: usize, gn: usize, gk: usize, k_chunk: usize, has_bias: bool) -> [u32; 20] {
+    fn params(
+        &self,
+        gm: usize,
+        gn: usize,
+        gk: usize,
+        k_chunk: usize,
+        has_bias: bool,
+        has_bn: bool,
+    ) -> [u32; 20] {
         let u = |v: usize| v as u32;
         [
             u(self.n),
@@ -125,7 +137,7 @@ impl ConvGeom {
             u(k_chunk),
             has_bias as u32,
             self.stride.trailing_zeros(),
-            0,
+            has_bn as u32,
             0,
         ]
     }
@@ -265,10 +277,12 @@ impl TileConfig {
             ("THREADS_N", self.threads_n as f64),
         ]
     }
-    fn kernel(&self) -> &'static Kernel {
-        match self.variant {
-            Variant::Tiled => &CONV_TILED,
-            Variant::Direct => &CONV_DIRECT,
+    fn kernel(&self, product: Product) -> &'static Kernel {
+        match (self.variant, product) {
+            (Variant::Tiled, Product::Forward) => &CONV_TILED,
+            (Variant::Direct, Product::Forward) => &CONV_DIRECT,
+            (Variant::Tiled, _) => &CONV_TILED_GRAD,
+            (Variant::Direct, _) => &CONV_DIRECT_GRAD,
         }
     }
     pub fn describe(&self) -> String {
@@ -410,8 +424,25 @@ pub fn forward(
     stride: usize,
     act: Act,
 ) -> Tensor {
+    forward_affine(gpu, x, w, b, stride, act, None)
+}
+
+/// y = act(conv(x, w) + b) * scale + shift per output channel, with `affine` the packed f32
+/// [scale; shift] of an evaluation-mode batch norm (see `batchnorm::fold`), or plain
+/// `forward` without it. x and w share their element type (f32 or f16), which y takes; the
+/// bias and the affine map stay f32.
+pub fn forward_affine(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+    affine: Option<&Tensor>,
+) -> Tensor {
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
-    forward_with(gpu, x, w, b, stride, act, choose(gpu, Product::Forward, &g))
+    let cfg = choose(gpu, Product::Forward, &g);
+    forward_configured(gpu, x, w, b, stride, act, affine, cfg)
 }
 
 /// `forward` with an explicit kernel configuration (tuning, tests).
@@ -424,27 +455,43 @@ pub fn forward_with(
     act: Act,
     cfg: TileConfig,
 ) -> Tensor {
+    forward_configured(gpu, x, w, b, stride, act, None, cfg)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_configured(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+    affine: Option<&Tensor>,
+    cfg: TileConfig,
+) -> Tensor {
+    let dtype = same_dtype("conv", &[x, w]);
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
-    let y = gpu.empty(&g.out_shape());
+    let y = gpu.empty_as(&g.out_shape(), dtype);
     let (gm, gn, gk) = Product::Forward.gemm(&g);
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
-    let dummy;
-    let bias = match b {
-        Some(b) => {
-            assert_eq!(b.numel(), g.cout, "conv bias size");
-            b.raw()
-        }
-        None => {
-            dummy = gpu.empty(&[1]);
-            dummy.raw()
-        }
-    };
+    if let Some(b) = b {
+        assert_eq!(b.numel(), g.cout, "conv bias size");
+        assert_eq!(b.dtype, DType::F32, "conv bias is f32");
+    }
+    if let Some(a) = affine {
+        assert_eq!(a.numel(), 2 * g.cout, "conv affine map: [scale; shift]");
+        assert_eq!(a.dtype, DType::F32, "conv affine map is f32");
+    }
+    // Absent vectors are bound to a tensor already at hand; the kernel never reads them.
+    let bias = b.unwrap_or(w).raw();
+    let bn = affine.unwrap_or(w).raw();
     let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
-    gpu.dispatch(
-        cfg.kernel(),
+    gpu.dispatch_as(
+        cfg.kernel(Product::Forward),
+        dtype,
         &cfg.constants(Product::Forward, act),
-        &g.params(gm, gn, gk, gk, b.is_some()),
-        &[y.raw(), x.raw(), w.raw(), bias],
+        &g.params(gm, gn, gk, gk, b.is_some(), affine.is_some()),
+        &[y.raw(), x.raw(), w.raw(), bias, bn],
         [gn.div_ceil(cfg.bn()) as u32, gy, gz],
         (g.flops(), bytes),
     );
@@ -464,14 +511,15 @@ pub fn backward_input_with(
     g: &ConvGeom,
     cfg: TileConfig,
 ) -> Tensor {
+    f32_only("conv backward_input", &[dz, w]);
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
     let (gm, gn, gk) = Product::GradInput.gemm(g);
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     gpu.dispatch(
-        cfg.kernel(),
+        cfg.kernel(Product::GradInput),
         &cfg.constants(Product::GradInput, Act::None),
-        &g.params(gm, gn, gk, gk, false),
-        &[dx.raw(), dz.raw(), w.raw(), w.raw()],
+        &g.params(gm, gn, gk, gk, false, false),
+        &[dx.raw(), dz.raw(), w.raw(), w.raw(), w.raw()],
         [gn.div_ceil(cfg.bn()) as u32, gy, gz],
         (g.flops(), (dz.bytes() + w.bytes() + dx.bytes()) as f64),
     );
@@ -492,6 +540,7 @@ pub fn backward_weight_with(
     g: &ConvGeom,
     cfg: TileConfig,
 ) -> Tensor {
+    f32_only("conv backward_weight", &[x, dz]);
     let (gm, gn, gk) = Product::GradWeight.gemm(g);
     let tiles = gm.div_ceil(cfg.bm()) * gn.div_ceil(cfg.bn());
     // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
@@ -511,10 +560,10 @@ pub fn backward_weight_with(
     if splits == 1 {
         let dw = gpu.empty(&wshape);
         gpu.dispatch(
-            cfg.kernel(),
+            cfg.kernel(Product::GradWeight),
             &consts,
-            &g.params(gm, gn, gk, k_chunk, false),
-            &[dw.raw(), x.raw(), dz.raw(), dz.raw()],
+            &g.params(gm, gn, gk, k_chunk, false, false),
+            &[dw.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
             groups,
             work,
         );
@@ -522,10 +571,10 @@ pub fn backward_weight_with(
     }
     let parts = gpu.empty(&[splits, gm * gn]);
     gpu.dispatch(
-        cfg.kernel(),
+        cfg.kernel(Product::GradWeight),
         &consts,
-        &g.params(gm, gn, gk, k_chunk, false),
-        &[parts.raw(), x.raw(), dz.raw(), dz.raw()],
+        &g.params(gm, gn, gk, k_chunk, false, false),
+        &[parts.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
         groups,
         work,
     );

@@ -1,20 +1,21 @@
 //! Element-wise ops and their gradients: activations, sums, broadcast products, the Siamese
 //! absolute difference, PReLU and batch slices.
 
-use super::{kernel, reduce, Act, R, RW};
+use super::{kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
 
-const ACT_FORWARD: Kernel = kernel("eltwise.wgsl", "act_forward", &[RW, R, R, R]);
+// The ops of the scoring forward pass also run on f16 tensors; the rest are f32 only.
+const ACT_FORWARD: Kernel = kernel_f16("eltwise.wgsl", "act_forward", &[RW, R, R, R]);
 const ACT_BACKWARD: Kernel = kernel("eltwise.wgsl", "act_backward", &[RW, R, R, R]);
-const AXPBY: Kernel = kernel("eltwise.wgsl", "axpby", &[RW, R, R, R]);
+const AXPBY: Kernel = kernel_f16("eltwise.wgsl", "axpby", &[RW, R, R, R]);
 const SCALE_BY_SCALAR: Kernel = kernel("eltwise.wgsl", "scale_by_scalar", &[RW, R, R, R]);
 const FILL_FROM_SCALAR: Kernel = kernel("eltwise.wgsl", "fill_from_scalar", &[RW, R, R, R]);
-const MUL: Kernel = kernel("eltwise.wgsl", "mul", &[RW, R, R, R]);
-const ABSDIFF: Kernel = kernel("eltwise.wgsl", "absdiff_halves", &[RW, R, R, R]);
+const MUL: Kernel = kernel_f16("eltwise.wgsl", "mul", &[RW, R, R, R]);
+const ABSDIFF: Kernel = kernel_f16("eltwise.wgsl", "absdiff_halves", &[RW, R, R, R]);
 const ABSDIFF_BACKWARD: Kernel = kernel("eltwise.wgsl", "absdiff_halves_backward", &[RW, R, R, R]);
 const PRELU_FORWARD: Kernel = kernel("eltwise.wgsl", "prelu_forward", &[RW, R, R, R]);
 const PRELU_BACKWARD: Kernel = kernel("eltwise.wgsl", "prelu_backward", &[RW, R, R, R]);
-const SLICE: Kernel = kernel("eltwise.wgsl", "slice", &[RW, R, R, R]);
+const SLICE: Kernel = kernel_f16("eltwise.wgsl", "slice", &[RW, R, R, R]);
 const UNSLICE: Kernel = kernel("eltwise.wgsl", "unslice", &[RW, R, R, R]);
 
 #[derive(Default, Clone, Copy)]
@@ -56,9 +57,11 @@ fn run(
 ) {
     let bb = b.unwrap_or(a);
     let cc = c.unwrap_or(a);
+    let dtype = same_dtype(k.entry, &[out, a, bb, cc]);
     let bytes = (out.bytes() + a.bytes()) as f64;
-    gpu.dispatch(
+    gpu.dispatch_as(
         k,
+        dtype,
         &[],
         &p.words(),
         &[out.raw(), a.raw(), bb.raw(), cc.raw()],
@@ -68,7 +71,7 @@ fn run(
 }
 
 pub fn activation(gpu: &Gpu, x: &Tensor, act: Act) -> Tensor {
-    let out = gpu.empty(&x.shape);
+    let out = gpu.empty_as(&x.shape, x.dtype);
     run(
         gpu,
         &ACT_FORWARD,
@@ -91,7 +94,7 @@ pub fn activation_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, act: Act) -> Tens
     if act == Act::None {
         return dy.clone();
     }
-    let out = gpu.empty(&y.shape);
+    let out = gpu.empty_as(&y.shape, y.dtype);
     run(
         gpu,
         &ACT_BACKWARD,
@@ -118,7 +121,7 @@ pub fn axpby(gpu: &Gpu, alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Tensor
         a.shape,
         b.shape
     );
-    let out = gpu.empty(&a.shape);
+    let out = gpu.empty_as(&a.shape, a.dtype);
     run(
         gpu,
         &AXPBY,
@@ -147,7 +150,7 @@ pub fn scale(gpu: &Gpu, a: &Tensor, s: f32) -> Tensor {
 
 /// alpha * a * g[0], for g a 1-element tensor on the GPU.
 pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor {
-    let out = gpu.empty(&a.shape);
+    let out = gpu.empty_as(&a.shape, a.dtype);
     run(
         gpu,
         &SCALE_BY_SCALAR,
@@ -167,7 +170,7 @@ pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor 
 
 /// A tensor of `shape` filled with alpha * g[0].
 pub fn fill_from_scalar(gpu: &Gpu, shape: &[usize], alpha: f32, g: &Tensor) -> Tensor {
-    let out = gpu.empty(shape);
+    let out = gpu.empty_as(shape, g.dtype);
     let n = out.numel();
     run(
         gpu,
@@ -188,7 +191,7 @@ pub fn fill_from_scalar(gpu: &Gpu, shape: &[usize], alpha: f32, g: &Tensor) -> T
 
 /// a * b where b has a's shape, or b is [N, 1, 1, C] broadcast over a [N, H, W, C].
 pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
-    let out = gpu.empty(&a.shape);
+    let out = gpu.empty_as(&a.shape, a.dtype);
     let (n, h, w, c) = a.nhwc();
     let broadcast = b.numel() != a.numel();
     if broadcast {
@@ -213,6 +216,7 @@ pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
 
 /// Gradients of a * b: (dY * b, dY * a summed to b's shape).
 pub fn mul_backward(gpu: &Gpu, a: &Tensor, b: &Tensor, dy: &Tensor) -> (Tensor, Tensor) {
+    super::f32_only("mul backward", &[a, b, dy]);
     let da = mul(gpu, dy, b);
     let db = if b.numel() == a.numel() {
         mul(gpu, dy, a)
@@ -236,7 +240,7 @@ pub fn absdiff_halves(gpu: &Gpu, x: &Tensor) -> Tensor {
     let mut shape = x.shape.clone();
     assert!(shape[0] % 2 == 0, "absdiff_halves needs an even batch");
     shape[0] /= 2;
-    let out = gpu.empty(&shape);
+    let out = gpu.empty_as(&shape, x.dtype);
     let len = out.numel();
     run(
         gpu,
@@ -256,7 +260,7 @@ pub fn absdiff_halves(gpu: &Gpu, x: &Tensor) -> Tensor {
 }
 
 pub fn absdiff_halves_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
-    let out = gpu.empty(&x.shape);
+    let out = gpu.empty_as(&x.shape, x.dtype);
     let len = dy.numel();
     run(
         gpu,
@@ -277,7 +281,7 @@ pub fn absdiff_halves_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
 
 /// PReLU with one alpha per channel (the last axis).
 pub fn prelu(gpu: &Gpu, x: &Tensor, alpha: &Tensor) -> Tensor {
-    let out = gpu.empty(&x.shape);
+    let out = gpu.empty_as(&x.shape, x.dtype);
     let c = x.channels();
     assert_eq!(alpha.numel(), c, "prelu: one alpha per channel");
     run(
@@ -300,7 +304,7 @@ pub fn prelu(gpu: &Gpu, x: &Tensor, alpha: &Tensor) -> Tensor {
 /// (dX, dAlpha) of PReLU.
 pub fn prelu_backward(gpu: &Gpu, x: &Tensor, alpha: &Tensor, dy: &Tensor) -> (Tensor, Tensor) {
     let c = x.channels();
-    let dx = gpu.empty(&x.shape);
+    let dx = gpu.empty_as(&x.shape, x.dtype);
     run(
         gpu,
         &PRELU_BACKWARD,
@@ -333,7 +337,7 @@ pub fn slice_batch(gpu: &Gpu, x: &Tensor, start: usize, count: usize) -> Tensor 
     let mut shape = x.shape.clone();
     let item = x.numel() / shape[0];
     shape[0] = count;
-    let out = gpu.empty(&shape);
+    let out = gpu.empty_as(&shape, x.dtype);
     let n = out.numel();
     run(
         gpu,
@@ -354,7 +358,7 @@ pub fn slice_batch(gpu: &Gpu, x: &Tensor, start: usize, count: usize) -> Tensor 
 
 /// The adjoint of `slice_batch`: dy placed at items [start, start + count) of zeros of `full`.
 pub fn unslice_batch(gpu: &Gpu, dy: &Tensor, full: &[usize], start: usize) -> Tensor {
-    let out = gpu.empty(full);
+    let out = gpu.empty_as(full, dy.dtype);
     let item = out.numel() / full[0];
     let n = out.numel();
     run(

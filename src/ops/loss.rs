@@ -1,7 +1,7 @@
 //! Loss terms over one batch of scores: mean squared and absolute errors, the clamped Pearson term
 //! 1 - r^2, each with its gradient (the L2 term is a squared norm, see reduce).
 
-use super::{kernel, R, RW};
+use super::{f32_only, kernel, R, RW};
 use crate::gpu::{Gpu, Kernel, Tensor};
 
 const MSE_FORWARD: Kernel = kernel("loss.wgsl", "mse_forward", &[RW, R, R, R]);
@@ -12,6 +12,7 @@ const PEARSON_FORWARD: Kernel = kernel("loss.wgsl", "pearson_forward", &[RW, R, 
 const PEARSON_BACKWARD: Kernel = kernel("loss.wgsl", "pearson_backward", &[RW, R, R, R]);
 
 fn scalar_op(gpu: &Gpu, k: &Kernel, a: &Tensor, b: &Tensor) -> Tensor {
+    f32_only(k.entry, &[a, b]);
     assert_eq!(
         a.numel(),
         b.numel(),
@@ -30,6 +31,7 @@ fn scalar_op(gpu: &Gpu, k: &Kernel, a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 fn grad_op(gpu: &Gpu, k: &Kernel, a: &Tensor, b: &Tensor, g: &Tensor) -> Tensor {
+    f32_only(k.entry, &[a, b, g]);
     let out = gpu.empty(&a.shape);
     gpu.dispatch(
         k,

@@ -12,7 +12,7 @@ pub mod pool;
 pub mod quality;
 pub mod reduce;
 
-use crate::gpu::{Access, Kernel};
+use crate::gpu::{Access, DType, Kernel, Tensor};
 
 /// Every embedded shader file, by name, for validation and for the pipeline cache.
 pub const SHADERS: &[(&str, &str)] = &[
@@ -71,7 +71,41 @@ pub(crate) const fn kernel(
         source: shader(file),
         entry,
         bindings,
+        f16: false,
     }
+}
+
+/// A kernel of the scoring forward pass, which also has an f16 variant.
+pub(crate) const fn kernel_f16(
+    file: &'static str,
+    entry: &'static str,
+    bindings: &'static [Access],
+) -> Kernel {
+    Kernel {
+        f16: true,
+        ..kernel(file, entry, bindings)
+    }
+}
+
+/// The common element type of an op's tensor inputs.
+#[track_caller]
+pub(crate) fn same_dtype(op: &str, tensors: &[&Tensor]) -> DType {
+    let d = tensors[0].dtype;
+    assert!(
+        tensors.iter().all(|t| t.dtype == d),
+        "{op}: inputs mix element types {:?}",
+        tensors.iter().map(|t| t.dtype).collect::<Vec<_>>()
+    );
+    d
+}
+
+/// Guards the ops whose kernels are f32 only (training, losses, optimiser).
+#[track_caller]
+pub(crate) fn f32_only(op: &str, tensors: &[&Tensor]) {
+    assert!(
+        tensors.iter().all(|t| t.dtype == DType::F32),
+        "{op} runs on f32 tensors only (f16 is for the scoring forward pass)"
+    );
 }
 
 /// Activation functions, numbered as the shaders number them.

@@ -1,11 +1,12 @@
 //! 2x2 max pooling and 2x nearest upsampling, forward and backward.
 
-use super::{kernel, R, RW};
+use super::{kernel, kernel_f16, same_dtype, R, RW};
 use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 
-const MAXPOOL_FORWARD: Kernel = kernel("pool.wgsl", "maxpool_forward", &[RW, R, R]);
+// Forward kernels run on f32 or f16 tensors, the adjoints on f32 only.
+const MAXPOOL_FORWARD: Kernel = kernel_f16("pool.wgsl", "maxpool_forward", &[RW, R, R]);
 const MAXPOOL_BACKWARD: Kernel = kernel("pool.wgsl", "maxpool_backward", &[RW, R, R]);
-const UPSAMPLE_FORWARD: Kernel = kernel("pool.wgsl", "upsample_forward", &[RW, R, R]);
+const UPSAMPLE_FORWARD: Kernel = kernel_f16("pool.wgsl", "upsample_forward", &[RW, R, R]);
 const UPSAMPLE_BACKWARD: Kernel = kernel("pool.wgsl", "upsample_backward", &[RW, R, R]);
 
 fn params(n: usize, h: usize, w: usize, c: usize, oh: usize, ow: usize, total: usize) -> [u32; 8] {
@@ -25,10 +26,11 @@ fn params(n: usize, h: usize, w: usize, c: usize, oh: usize, ow: usize, total: u
 pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
     let (oh, ow) = (h / 2, w / 2);
-    let y = gpu.empty(&[n, oh, ow, c]);
+    let y = gpu.empty_as(&[n, oh, ow, c], x.dtype);
     let total = y.numel();
-    gpu.dispatch(
+    gpu.dispatch_as(
         &MAXPOOL_FORWARD,
+        x.dtype,
         &[],
         &params(n, h, w, c, oh, ow, total),
         &[y.raw(), x.raw(), x.raw()],
@@ -41,10 +43,12 @@ pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
 /// dX: each window's gradient goes to its first maximum.
 pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
-    let dx = gpu.empty(&x.shape);
+    let dtype = same_dtype("maxpool backward", &[x, dy]);
+    let dx = gpu.empty_as(&x.shape, dtype);
     let total = dx.numel();
-    gpu.dispatch(
+    gpu.dispatch_as(
         &MAXPOOL_BACKWARD,
+        dtype,
         &[],
         &params(n, h, w, c, h / 2, w / 2, total),
         &[dx.raw(), x.raw(), dy.raw()],
@@ -57,10 +61,11 @@ pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
 /// [n, h, w, c] -> [n, 2h, 2w, c].
 pub fn upsample(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
-    let y = gpu.empty(&[n, 2 * h, 2 * w, c]);
+    let y = gpu.empty_as(&[n, 2 * h, 2 * w, c], x.dtype);
     let total = y.numel();
-    gpu.dispatch(
+    gpu.dispatch_as(
         &UPSAMPLE_FORWARD,
+        x.dtype,
         &[],
         &params(n, h, w, c, 2 * h, 2 * w, total),
         &[y.raw(), x.raw(), x.raw()],
@@ -73,10 +78,11 @@ pub fn upsample(gpu: &Gpu, x: &Tensor) -> Tensor {
 pub fn upsample_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
     let (n, oh, ow, c) = dy.nhwc();
     let (h, w) = (oh / 2, ow / 2);
-    let dx = gpu.empty(&[n, h, w, c]);
+    let dx = gpu.empty_as(&[n, h, w, c], dy.dtype);
     let total = dx.numel();
-    gpu.dispatch(
+    gpu.dispatch_as(
         &UPSAMPLE_BACKWARD,
+        dy.dtype,
         &[],
         &params(n, h, w, c, oh, ow, total),
         &[dx.raw(), dy.raw(), dy.raw()],

@@ -1,9 +1,11 @@
 //! Column reductions ([G, R, C] -> [G, C]) and the sum of split-K slices.
 
-use super::{kernel, R, RW};
-use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
+use super::{f32_only, kernel, kernel_f16, R, RW};
+use crate::gpu::{f, grid_1d, DType, Gpu, Kernel, Tensor};
 
-const REDUCE: Kernel = kernel("reduce.wgsl", "reduce_cols", &[RW, R, R, R]);
+// Column sums also serve the scoring pass (the attention's spatial mean), so they run on f16
+// too; sums are accumulated in f32 either way.
+const REDUCE: Kernel = kernel_f16("reduce.wgsl", "reduce_cols", &[RW, R, R, R]);
 const SUM_SPLITS: Kernel = kernel("reduce.wgsl", "sum_splits", &[RW, R, R, R]);
 
 /// What is summed for each element x (and the optional same-shaped y and per-column m).
@@ -21,7 +23,8 @@ pub enum Summand {
 /// rounding of long reductions (batch statistics over a whole batch) close to a tree's.
 const ROWS_PER_THREAD: usize = 16;
 
-/// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]).
+/// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]); out takes x's element
+/// type (y likewise, m is f32).
 pub fn columns(
     gpu: &Gpu,
     x: &Tensor,
@@ -40,8 +43,20 @@ pub fn columns(
         col_groups <= 65535 && g <= 65535,
         "reduce: too many columns or groups"
     );
+    let dtype = x.dtype;
+    if let Some(y) = y {
+        assert_eq!(y.dtype, dtype, "reduce: x and y element types differ");
+    }
+    if let Some(m) = m {
+        f32_only("reduce (per-column m)", &[m]);
+    }
     let row_lanes = 256 / cw;
-    let rows_per = (row_lanes * ROWS_PER_THREAD).max(r.div_ceil(65535));
+    // f16 partial sums would round; with f16 storage one workgroup sums each whole column.
+    let rows_per = if dtype == DType::F16 {
+        r.max(1)
+    } else {
+        (row_lanes * ROWS_PER_THREAD).max(r.div_ceil(65535))
+    };
     let splits = r.div_ceil(rows_per).max(1);
     let dummy = gpu.empty(&[1]);
     let yb = y.map(|t| t.raw()).unwrap_or(dummy.raw());
@@ -53,7 +68,7 @@ pub fn columns(
     // One pass when the rows fit one workgroup; otherwise partial sums per slice of rows,
     // themselves reduced the same way.
     let pass_scale = if splits == 1 { scale } else { 1.0 };
-    let out = gpu.empty(&[g, splits, c]);
+    let out = gpu.empty_as(&[g, splits, c], dtype);
     let p = [
         g as u32,
         r as u32,
@@ -64,8 +79,9 @@ pub fn columns(
         cw as u32,
         0,
     ];
-    gpu.dispatch(
+    gpu.dispatch_as(
         &REDUCE,
+        dtype,
         &[("MODE", summand as u32 as f64)],
         &p,
         &[out.raw(), x.raw(), yb, mb],
@@ -93,6 +109,7 @@ pub fn total(gpu: &Gpu, x: &Tensor, summand: Summand) -> Tensor {
 
 /// out[i] = sum_s parts[s, i] for parts [S, L].
 pub fn sum_splits(gpu: &Gpu, parts: &Tensor) -> Tensor {
+    f32_only("sum_splits", &[parts]);
     let (s, len) = (parts.shape[0], parts.shape[1]);
     let out = gpu.empty(&[len]);
     let dummy = gpu.empty(&[1]);
