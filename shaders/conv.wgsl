@@ -19,8 +19,9 @@ alias elem = f32; // storage type of activations and weights; f16 in the scoring
 // divisions in the loops (they are slow on CPU drivers such as lavapipe, which scalarise them):
 // each thread decomposes its rows once, and walks k with counters that carry like an odometer.
 //
-// Storage is `elem` (f32, or f16 for scoring); every load converts to f32, so the tiles, the
-// products and the accumulation are f32 in both variants.
+// Storage is `elem` (f32, or f16 for scoring). The tiles and each K block's products and sums
+// are `elem` too (f16 arithmetic runs at twice the f32 rate on many GPUs); every block's sum
+// is then added to an f32 accumulator, so the long reduction over K stays f32.
 
 override MODE: u32 = 0u;
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
@@ -47,8 +48,8 @@ struct Params {
 // Folded batch norm [scale (gn); shift (gn)], read when has_bn (forward only).
 @group(0) @binding(5) var<storage, read> bn: array<f32>;
 
-var<workgroup> tile_a: array<f32, 2048>; // BK x BM (BM <= 128), k-major
-var<workgroup> tile_b: array<f32, 1024>; // BK x BN (BN <= 64), k-major
+var<workgroup> tile_a: array<elem, 2048>; // BK x BM (BM <= 128), k-major
+var<workgroup> tile_b: array<elem, 1024>; // BK x BN (BN <= 64), k-major
 
 fn activate(x: f32) -> f32 {
     if (ACT == 1u) { return select(0.5 * x, x, x > 0.0); }
@@ -90,12 +91,12 @@ fn odometer_step(d: Odometer, by: u32) -> Odometer {
 // One element of the implicit A matrix: row data (r0, r1, r2) decomposed once per thread (see
 // the kernels), column k given by its odometer. Zero outside the image (the 'same' padding)
 // and, for the input gradient, where the stride does not divide the offset.
-fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> f32 {
+fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> elem {
     if (MODE == 0u) {
         let iy = r1 + i32(d.o);
         let ix = r2 + i32(d.m);
         if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-            return f32(a_src[((u32(r0 + iy)) * p.w + u32(ix)) * p.cin + d.i]);
+            return a_src[((u32(r0 + iy)) * p.w + u32(ix)) * p.cin + d.i];
         }
     } else if (MODE == 1u) {
         let ty = r1 - i32(d.o);
@@ -105,17 +106,17 @@ fn gather_a(r0: i32, r1: i32, r2: i32, d: Odometer) -> f32 {
             let oy = u32(ty) >> p.stride_shift;
             let ox = u32(tx) >> p.stride_shift;
             if (oy < p.oh && ox < p.ow) {
-                return f32(a_src[((u32(r0) + oy) * p.ow + ox) * p.cout + d.i]);
+                return a_src[((u32(r0) + oy) * p.ow + ox) * p.cout + d.i];
             }
         }
     } else {
         let iy = i32(d.m * p.stride) + r0 - i32(p.pad_t);
         let ix = i32(d.i * p.stride) + r1 - i32(p.pad_l);
         if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-            return f32(a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2)]);
+            return a_src[((d.o * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + u32(r2)];
         }
     }
-    return 0.0;
+    return elem(0.0);
 }
 
 // Per-row data of the A matrix, decomposed once: MODE 0 (img * h, oy * s - pt, ox * s - pl);
@@ -213,7 +214,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
             let k = kb + kk;
             let k_ok = k < k_end;
             for (var r = 0u; r < rows; r++) {
-                var v = 0.0;
+                var v = elem(0.0);
                 if (k_ok && rv[r] != 0u) { v = gather_a(r0[r], r1[r], r2[r], d); }
                 tile_a[kk * bm + row_lane + rp * r] = v;
             }
@@ -227,12 +228,12 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
         var t = 0u;
         if (MODE == 1u) { co = kq % p.cout; t = kq / p.cout; }
         for (var kk = kb_lane; kk < BK; kk += klb) {
-            var v = 0.0;
+            var v = elem(0.0);
             if (kq < k_end && n < p.gn) {
                 if (MODE == 1u) {
-                    v = f32(b_src[(t * p.cin + n) * p.cout + co]);
+                    v = b_src[(t * p.cin + n) * p.cout + co];
                 } else {
-                    v = f32(b_src[kq * p.cout + n]);
+                    v = b_src[kq * p.cout + n];
                 }
             }
             tile_b[kk * bn + nb_lane] = v;
@@ -246,11 +247,11 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
         // Two-level summation: each K block is summed on its own, then added to the total.
         // This keeps f32 rounding error near (BK + K / BK) ulps instead of K, which matters
         // for the weight gradient's long reductions and for values near activation kinks.
-        var blk: array<f32, 32>;
-        for (var i = 0u; i < TM * TN; i++) { blk[i] = 0.0; }
+        var blk: array<elem, 32>;
+        for (var i = 0u; i < TM * TN; i++) { blk[i] = elem(0.0); }
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 8>;
-            var bv: array<f32, 8>;
+            var av: array<elem, 8>;
+            var bv: array<elem, 8>;
             for (var i = 0u; i < TM; i++) { av[i] = tile_a[kk * bm + tm_idx + i * threads_m]; }
             for (var j = 0u; j < TN; j++) { bv[j] = tile_b[kk * bn + tn_idx + j * THREADS_N]; }
             for (var i = 0u; i < TM; i++) {
@@ -259,7 +260,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
                 }
             }
         }
-        for (var i = 0u; i < TM * TN; i++) { acc[i] += blk[i]; }
+        for (var i = 0u; i < TM * TN; i++) { acc[i] += f32(blk[i]); }
         workgroupBarrier();
     }
 
@@ -320,25 +321,25 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
     var kb = k_begin;
     while (kb < k_end) {
         let kb_end = min(kb + BK, k_end);
-        var blk: array<f32, 32>;
-        for (var i = 0u; i < TM * TN; i++) { blk[i] = 0.0; }
+        var blk: array<elem, 32>;
+        for (var i = 0u; i < TM * TN; i++) { blk[i] = elem(0.0); }
         for (var k = kb; k < kb_end; k++) {
-            var av: array<f32, 8>;
-            var bv: array<f32, 8>;
+            var av: array<elem, 8>;
+            var bv: array<elem, 8>;
             for (var r = 0u; r < TM; r++) {
-                var v = 0.0;
+                var v = elem(0.0);
                 if (rv[r] != 0u) { v = gather_a(r0[r], r1[r], r2[r], d); }
                 av[r] = v;
             }
             for (var j = 0u; j < TN; j++) {
-                var v = 0.0;
+                var v = elem(0.0);
                 let n = n0 + j * THREADS_N;
                 if (nv[j] != 0u) {
                     if (MODE == 1u) {
                         // k = (ky, kx, co): W[ky, kx, n = ci, co]
-                        v = f32(b_src[(((d.o * p.kw + d.m) * p.cin) + n) * p.cout + d.i]);
+                        v = b_src[(((d.o * p.kw + d.m) * p.cin) + n) * p.cout + d.i];
                     } else {
-                        v = f32(b_src[k * p.cout + n]);
+                        v = b_src[k * p.cout + n];
                     }
                 }
                 bv[j] = v;
@@ -350,7 +351,7 @@ fn conv_direct(@builtin(local_invocation_index) lid: u32,
             }
             d = odometer_step(d, 1u);
         }
-        for (var i = 0u; i < TM * TN; i++) { acc[i] += blk[i]; }
+        for (var i = 0u; i < TM * TN; i++) { acc[i] += f32(blk[i]); }
         kb = kb_end;
     }
 
