@@ -441,7 +441,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 }
                 None if tuned => vec![false, true],
-                None => vec![true],
+                // Nothing tuned: the defaults, whatever the cache switch says.
+                None => vec![false],
             };
             let args = asna::bench::BenchArgs {
                 batches: batch,

@@ -39,7 +39,8 @@ pub fn windows(w: usize, h: usize) -> Vec<(usize, usize)> {
 pub enum Precision {
     #[default]
     F32,
-    /// f16 activations and weights, f32 arithmetic; needs an adapter with shader-f16.
+    /// f16 activations and weights, convolution blocks in f16 with f32 accumulation; needs an
+    /// adapter with shader-f16.
     F16,
 }
 

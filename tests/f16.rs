@@ -1,4 +1,4 @@
-//! Scoring in f16 (activations and weights stored as f16, arithmetic in f32) on adapters with
+//! Scoring in f16 (activations and weights stored as f16, convolution blocks in f16) on adapters with
 //! shader-f16: the f16 convolution against the float64 reference, and standardised scores of
 //! the default model within 0.01 of f32 on several pairs. Without shader-f16 the f16 path must
 //! refuse with a clear error instead.

@@ -115,7 +115,8 @@ impl Gpu {
 }
 
 /// Element type of a tensor's storage: f32 everywhere, or f16 for the scoring forward pass on
-/// adapters with SHADER_F16 (half the memory traffic; kernels still compute in f32).
+/// adapters with SHADER_F16 (half the memory traffic; convolutions multiply in f16, other
+/// kernels compute in f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
