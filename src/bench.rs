@@ -95,6 +95,7 @@ fn measure_score(
     let mut out = serde_json::json!({
         "batch": b, "pairs_per_s": (b * args.iters) as f64 / dt,
         "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
+        "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
     });
     if profiling {
         out["profile"] = profile_table(gpu);
@@ -140,7 +141,11 @@ fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchArgs) -> Result<serde_jso
         step(i as u64 + 1)?;
     }
     let dt = t.elapsed().as_secs_f64();
-    let mut out = serde_json::json!({"batch": n, "steps_per_s": args.iters as f64 / dt, "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0});
+    let mut out = serde_json::json!({
+        "batch": n, "steps_per_s": args.iters as f64 / dt,
+        "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
+        "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
+    });
     if profiling {
         out["profile"] = profile_table(gpu);
         gpu.profiler.borrow_mut().set_enabled(false);
@@ -209,10 +214,11 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
                 for &on in &args.tuning {
                     let r = &report[&key][tuning_label(on)];
                     eprintln!(
-                        "score batch {b:>3} ({precision}, {:>7}): {:.2} pairs/s, peak GPU memory {:.0} MiB",
+                        "score batch {b:>3} ({precision}, {:>7}): {:.2} pairs/s, peak GPU memory {:.0} MiB live, {:.0} MiB pooled",
                         tuning_label(on),
                         r["pairs_per_s"].as_f64().unwrap_or(0.0),
-                        r["peak_gpu_mib"].as_f64().unwrap_or(0.0)
+                        r["peak_gpu_mib"].as_f64().unwrap_or(0.0),
+                        r["pool_mib"].as_f64().unwrap_or(0.0)
                     );
                     if r.get("profile").is_some() {
                         print_profile(&key, &r["profile"]);
@@ -232,10 +238,11 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
             for &on in &args.tuning {
                 let r = &report["train_b16"][tuning_label(on)];
                 eprintln!(
-                    "train batch 16 ({:>7}): {:.3} steps/s, peak GPU memory {:.0} MiB",
+                    "train batch 16 ({:>7}): {:.3} steps/s, peak GPU memory {:.0} MiB live, {:.0} MiB pooled",
                     tuning_label(on),
                     r["steps_per_s"].as_f64().unwrap_or(0.0),
-                    r["peak_gpu_mib"].as_f64().unwrap_or(0.0)
+                    r["peak_gpu_mib"].as_f64().unwrap_or(0.0),
+                    r["pool_mib"].as_f64().unwrap_or(0.0)
                 );
                 if r.get("profile").is_some() {
                     print_profile("train_b16", &r["profile"]);

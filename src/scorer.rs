@@ -107,7 +107,7 @@ impl<'g> Scorer<'g> {
     }
 
     /// Scores in `dtype`: for f16 each model's weights are converted once here, and every
-    /// activation of the forward pass is then stored in f16 (arithmetic stays f32).
+    /// activation of the forward pass is then stored in f16 (sums across K blocks stay f32).
     pub fn with_precision(mut self, dtype: DType) -> Result<Self> {
         check_precision(self.gpu, dtype)?;
         for m in &mut self.models {
