@@ -27,9 +27,9 @@ override MODE: u32 = 0u;
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
 override TM: u32 = 4u;         // rows of C per thread
 override TN: u32 = 4u;         // columns of C per thread
-override THREADS_N: u32 = 4u;  // threads along N; 64 / THREADS_N along M
+override THREADS_N: u32 = 4u;  // threads along N; WG / THREADS_N along M
+override WG: u32 = 64u;        // threads per workgroup (64, 128 or 256)
 
-const WG: u32 = 64u;
 const BK: u32 = 16u;
 
 struct Params {
@@ -158,7 +158,7 @@ fn store_c(m: u32, n: u32, split: u32, acc: f32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn conv_gemm(@builtin(local_invocation_index) lid: u32,
              @builtin(workgroup_id) wid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -280,7 +280,7 @@ fn conv_gemm(@builtin(local_invocation_index) lid: u32,
 // computes TM rows x TN columns straight from global memory, the k walk is uniform across the
 // workgroup, and neighbouring threads take neighbouring output channels so that weight loads
 // are contiguous. Measured 1.5-2x faster than conv_gemm on lavapipe (benches/kernels.rs).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn conv_direct(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -92,20 +92,21 @@ fn conv_specialisations_validate(src: &str, dtype: DType) {
     for mode in 0..3 {
         for entry in ["conv_gemm", "conv_direct"] {
             // Every configuration `asna tune` may choose, for every product width.
-            let mut configs: Vec<(usize, usize, usize)> = Vec::new();
+            let mut configs: Vec<(usize, usize, usize, usize)> = Vec::new();
             for gn in [1, 3, 8, 16, 32, 64, 128] {
                 for c in TileConfig::candidates(&[Variant::Tiled, Variant::Direct], gn) {
-                    if !configs.contains(&(c.tm, c.tn, c.threads_n)) {
-                        configs.push((c.tm, c.tn, c.threads_n));
+                    if !configs.contains(&(c.tm, c.tn, c.threads_n, c.wg)) {
+                        configs.push((c.tm, c.tn, c.threads_n, c.wg));
                     }
                 }
             }
-            for (tm, tn, threads_n) in configs {
+            for (tm, tn, threads_n, wg) in configs {
                 let mut constants = naga::back::PipelineConstants::default();
                 constants.insert("MODE".into(), mode as f64);
                 constants.insert("TM".into(), tm as f64);
                 constants.insert("TN".into(), tn as f64);
                 constants.insert("THREADS_N".into(), threads_n as f64);
+                constants.insert("WG".into(), wg as f64);
                 naga::back::pipeline_constants::process_overrides(
                     &module,
                     &info,
@@ -113,7 +114,7 @@ fn conv_specialisations_validate(src: &str, dtype: DType) {
                     &constants,
                 )
                 .unwrap_or_else(|e| {
-                    panic!("{dtype:?} {entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n}: {e:?}")
+                    panic!("{dtype:?} {entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n} WG={wg}: {e:?}")
                 });
             }
         }

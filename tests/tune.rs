@@ -58,6 +58,12 @@ fn every_candidate_configuration_is_correct() {
         }
     }
     assert!(configs.len() > 10, "only {} candidates", configs.len());
+    for wg in conv::WORKGROUP_SIZES {
+        assert!(
+            configs.iter().any(|c| c.wg == wg),
+            "no candidate with {wg} threads"
+        );
+    }
     for c in configs {
         let name = c.describe();
         let y = conv::forward_with(&gpu, &xt, &wt, Some(&bt), stride, Act::Relu, c);
@@ -129,6 +135,7 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
             tm: 3,
             tn: 4,
             threads_n: 4,
+            wg: 64,
             images: 1,
             tuned_us: 1.0,
             default_us: 1.0,

@@ -20,10 +20,17 @@ pub struct TunedKernel {
     pub tm: u32,
     pub tn: u32,
     pub threads_n: u32,
+    /// Threads per workgroup.
+    #[serde(default = "default_workgroup")]
+    pub wg: u32,
     /// Images in the measured batch.
     pub images: u32,
     pub tuned_us: f64,
     pub default_us: f64,
+}
+
+fn default_workgroup() -> u32 {
+    64
 }
 
 #[derive(Default, Serialize, Deserialize)]

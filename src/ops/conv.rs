@@ -174,14 +174,20 @@ impl Product {
 }
 
 /// One configuration of the convolution kernels: the family, the register tile per thread
-/// (TM rows x TN columns of C) and the threads along N (64 / threads_n along M).
+/// (TM rows x TN columns of C), the threads along N (wg / threads_n along M) and the threads
+/// per workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileConfig {
     pub variant: Variant,
     pub tm: usize,
     pub tn: usize,
     pub threads_n: usize,
+    pub wg: usize,
 }
+
+/// Workgroup sizes the tiled kernel may use: 64 fits every adapter's defaults, 128 and 256
+/// give a GPU the 64x64 and 128x32 tiles that keep its arithmetic units fed.
+pub const WORKGROUP_SIZES: [usize; 3] = [64, 128, 256];
 
 impl TileConfig {
     const fn new(variant: Variant, tm: usize, tn: usize, threads_n: usize) -> TileConfig {
@@ -190,7 +196,11 @@ impl TileConfig {
             tm,
             tn,
             threads_n,
+            wg: 64,
         }
+    }
+    const fn with_wg(self, wg: usize) -> TileConfig {
+        TileConfig { wg, ..self }
     }
 
     /// The built-in choice by the width of the product, so that narrow layers (3 or 8 output
@@ -216,8 +226,9 @@ impl TileConfig {
     }
 
     /// Whether the shader can run this configuration: register arrays hold 8 rows, 8 columns
-    /// and 32 accumulators; the tiled kernel's workgroup tiles hold BM <= 128 and BN <= 64;
-    /// every size is a power of two so that the 64 threads divide the tiles evenly.
+    /// and 32 accumulators; the tiled kernel's workgroup tiles hold BM <= 128 and BN <= 64
+    /// (12 KiB, within every adapter's 16 KiB) and its staging needs BN <= threads; every size
+    /// is a power of two so that the threads divide the tiles evenly.
     pub fn valid(&self) -> bool {
         let pow2 = |v: usize| v.is_power_of_two();
         let sizes_ok = pow2(self.tm)
@@ -226,8 +237,10 @@ impl TileConfig {
             && self.tm <= 8
             && self.tn <= 8
             && self.tm * self.tn <= 32
-            && self.threads_n <= 64;
-        sizes_ok && (self.variant == Variant::Direct || (self.bm() <= 128 && self.bn() <= 64))
+            && WORKGROUP_SIZES.contains(&self.wg)
+            && self.threads_n <= self.wg;
+        let tiles_ok = self.bm() <= 128 && self.bn() <= 64 && self.bn() <= self.wg;
+        sizes_ok && (self.variant == Variant::Direct || tiles_ok)
     }
 
     /// Configurations worth measuring for a product `gn` wide on this kind of adapter: the
@@ -236,17 +249,24 @@ impl TileConfig {
         let width = gn.next_power_of_two().max(1);
         let mut out = Vec::new();
         for &variant in variants {
-            for tm in [1, 2, 4, 8] {
-                for tn in [1, 2, 4, 8] {
-                    for threads_n in [1, 2, 4, 8, 16] {
-                        let c = TileConfig::new(variant, tm, tn, threads_n);
-                        let blocking = tm * tn;
-                        if c.valid()
-                            && (4..=32).contains(&blocking)
-                            && c.bn() <= width.max(4)
-                            && c.bm() >= 16
-                        {
-                            out.push(c);
+            // The direct kernel serves CPU drivers, where a workgroup is a loop: 64 threads.
+            let sizes: &[usize] = match variant {
+                Variant::Tiled => &WORKGROUP_SIZES,
+                Variant::Direct => &[64],
+            };
+            for &wg in sizes {
+                for tm in [1, 2, 4, 8] {
+                    for tn in [1, 2, 4, 8] {
+                        for threads_n in [1, 2, 4, 8, 16, 32] {
+                            let c = TileConfig::new(variant, tm, tn, threads_n).with_wg(wg);
+                            let blocking = tm * tn;
+                            if c.valid()
+                                && (4..=32).contains(&blocking)
+                                && c.bn() <= width.max(4)
+                                && c.bm() >= 16
+                            {
+                                out.push(c);
+                            }
                         }
                     }
                 }
@@ -260,7 +280,7 @@ impl TileConfig {
     }
 
     pub fn bm(&self) -> usize {
-        64 / self.threads_n * self.tm
+        self.wg / self.threads_n * self.tm
     }
     pub fn bn(&self) -> usize {
         self.threads_n * self.tn
@@ -272,6 +292,7 @@ impl TileConfig {
             ("TM", self.tm as f64),
             ("TN", self.tn as f64),
             ("THREADS_N", self.threads_n as f64),
+            ("WG", self.wg as f64),
         ]
     }
     fn kernel(&self, product: Product) -> &'static Kernel {
@@ -288,10 +309,11 @@ impl TileConfig {
             Variant::Direct => "direct",
         };
         format!(
-            "{family} {}x{} per thread, {} threads along N (tile {}x{})",
+            "{family} {}x{} per thread, {} threads along N of {} (tile {}x{})",
             self.tm,
             self.tn,
             self.threads_n,
+            self.wg,
             self.bm(),
             self.bn()
         )
@@ -305,6 +327,7 @@ impl TileConfig {
             tm: self.tm as u32,
             tn: self.tn as u32,
             threads_n: self.threads_n as u32,
+            wg: self.wg as u32,
             images: images as u32,
             tuned_us,
             default_us,
@@ -318,7 +341,8 @@ impl TileConfig {
             "direct" => Variant::Direct,
             _ => return None,
         };
-        let c = TileConfig::new(variant, t.tm as usize, t.tn as usize, t.threads_n as usize);
+        let c = TileConfig::new(variant, t.tm as usize, t.tn as usize, t.threads_n as usize)
+            .with_wg(t.wg as usize);
         c.valid().then_some(c)
     }
 }
