@@ -112,22 +112,7 @@ fn main() {
                 1 => ops::conv::backward_input(&gpu, &dy, &w, &g),
                 _ => ops::conv::backward_weight(&gpu, &x, &dy, &g),
             };
-            gpu.download(&run()).unwrap(); // compile and warm up
-            gpu.profiler.borrow_mut().set_enabled(profiling);
-            let t = Instant::now();
-            gpu.download(&run()).unwrap();
-            let wall = t.elapsed().as_secs_f64();
-            let secs = if profiling {
-                gpu.profiler
-                    .borrow()
-                    .stats
-                    .values()
-                    .map(|s| s.seconds)
-                    .sum::<f64>()
-            } else {
-                wall
-            };
-            rates.push(g.flops() / secs / 1e9);
+            rates.push(g.flops() / seconds(&gpu, profiling, run) / 1e9);
         }
         println!(
             "{:<28} {:>12.2} {:>12.2} {:>12.2}",
@@ -156,21 +141,27 @@ fn reductions(gpu: &Gpu, n: usize, filter: Option<&str>, profiling: bool) {
         let x = gpu.full(&[1, rows, *c], 0.5);
         let m = gpu.full(&[*c], 0.25);
         let run = || columns(gpu, &x, Summand::SquaredDeviation, None, Some(&m), 1.0);
-        gpu.download(&run()).unwrap();
-        gpu.profiler.borrow_mut().set_enabled(profiling);
-        let t = Instant::now();
-        gpu.download(&run()).unwrap();
-        let wall = t.elapsed().as_secs_f64();
-        let secs = if profiling {
-            gpu.profiler
-                .borrow()
-                .stats
-                .values()
-                .map(|s| s.seconds)
-                .sum::<f64>()
-        } else {
-            wall
-        };
+        let secs = seconds(gpu, profiling, run);
         println!("{:<28} {:>12.2}", name, x.bytes() as f64 / secs / 1e9);
+    }
+}
+
+/// Seconds of one run of `run` after a warm-up run that compiles its pipelines: GPU time from
+/// timestamp queries when `profiling`, wall time otherwise.
+fn seconds(gpu: &Gpu, profiling: bool, run: impl Fn() -> asna::gpu::Tensor) -> f64 {
+    gpu.download(&run()).unwrap();
+    gpu.profiler.borrow_mut().set_enabled(profiling);
+    let t = Instant::now();
+    gpu.download(&run()).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    if profiling {
+        gpu.profiler
+            .borrow()
+            .stats
+            .values()
+            .map(|s| s.seconds)
+            .sum()
+    } else {
+        wall
     }
 }

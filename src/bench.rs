@@ -69,7 +69,39 @@ fn print_profile(title: &str, table: &serde_json::Value) {
     }
 }
 
-/// Scoring pairs/s of `b` pairs per batch, with the peak memory and (if on) the profile.
+/// Runs `once` (given the run's index) once to warm up, then `args.iters` times timed, and
+/// reports `rate` = `per_run` units per run over the wall time, the peak GPU memory of live
+/// tensors, the memory the pool holds and (with --profile) the time per kernel.
+fn timed(
+    gpu: &Gpu,
+    args: &BenchArgs,
+    rate: &str,
+    per_run: usize,
+    mut once: impl FnMut(u64) -> Result<()>,
+) -> Result<serde_json::Value> {
+    once(0)?;
+    gpu.trim_pool();
+    gpu.reset_peak();
+    let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
+    let t = Instant::now();
+    for i in 0..args.iters {
+        once(i as u64 + 1)?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    let mut out = serde_json::json!({
+        "batch": per_run,
+        "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
+        "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
+    });
+    out[rate] = ((per_run * args.iters) as f64 / dt).into();
+    if profiling {
+        out["profile"] = profile_table(gpu);
+        gpu.profiler.borrow_mut().set_enabled(false);
+    }
+    Ok(out)
+}
+
+/// Scoring pairs/s of `b` pairs per batch.
 fn measure_score(
     gpu: &Gpu,
     store: &ParamStore,
@@ -78,30 +110,12 @@ fn measure_score(
     args: &BenchArgs,
 ) -> Result<serde_json::Value> {
     let (r, d) = (random_pixels(rng, b), random_pixels(rng, b));
-    // Warm-up compiles every pipeline.
-    gpu.download(&crate::scorer::predict_standard(
-        gpu, store, &r, &d, b, None,
-    ))?;
-    gpu.trim_pool();
-    gpu.reset_peak();
-    let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
-    let t = Instant::now();
-    for _ in 0..args.iters {
+    timed(gpu, args, "pairs_per_s", b, |_| {
         gpu.download(&crate::scorer::predict_standard(
             gpu, store, &r, &d, b, None,
-        ))?;
-    }
-    let dt = t.elapsed().as_secs_f64();
-    let mut out = serde_json::json!({
-        "batch": b, "pairs_per_s": (b * args.iters) as f64 / dt,
-        "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
-        "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
-    });
-    if profiling {
-        out["profile"] = profile_table(gpu);
-        gpu.profiler.borrow_mut().set_enabled(false);
-    }
-    Ok(out)
+        ))
+        .map(|_| ())
+    })
 }
 
 /// Training steps/s at batch 16 (the sorter's length) with the full loss and Adam.
@@ -119,7 +133,7 @@ fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchArgs) -> Result<serde_jso
         size: SIZE,
     };
     let w = Default::default();
-    let mut step = |i: u64| {
+    let mut out = timed(gpu, args, "steps_per_s", 1, |step| {
         crate::train::train_step(
             gpu,
             &mut train_store,
@@ -128,28 +142,12 @@ fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchArgs) -> Result<serde_jso
             &w,
             &batch,
             1e-4,
-            i,
+            step,
             false,
         )
-    };
-    step(0)?;
-    gpu.trim_pool();
-    gpu.reset_peak();
-    let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
-    let t = Instant::now();
-    for i in 0..args.iters {
-        step(i as u64 + 1)?;
-    }
-    let dt = t.elapsed().as_secs_f64();
-    let mut out = serde_json::json!({
-        "batch": n, "steps_per_s": args.iters as f64 / dt,
-        "peak_gpu_mib": gpu.pool_peak_live_bytes() as f64 / 1048576.0,
-        "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
-    });
-    if profiling {
-        out["profile"] = profile_table(gpu);
-        gpu.profiler.borrow_mut().set_enabled(false);
-    }
+        .map(|_| ())
+    })?;
+    out["batch"] = n.into();
     Ok(out)
 }
 

@@ -570,40 +570,36 @@ pub fn backward_weight_with(
     let splits = want.min(max_splits).min(4096);
     let k_chunk = gk.div_ceil(splits).div_ceil(BK) * BK;
     let splits = gk.div_ceil(k_chunk);
-    let work = (g.flops(), (x.bytes() + dz.bytes()) as f64);
-    let consts = cfg.constants(Product::GradWeight, Act::None);
     let groups = [
         gn.div_ceil(cfg.bn()) as u32,
         gm.div_ceil(cfg.bm()) as u32,
         splits as u32,
     ];
     let wshape = [g.kh, g.kw, g.cin, g.cout];
-    if splits == 1 {
-        let dw = gpu.empty(&wshape);
-        gpu.dispatch(
-            cfg.kernel(Product::GradWeight),
-            &consts,
-            &g.params(gm, gn, gk, k_chunk, false, false),
-            &[dw.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
-            groups,
-            work,
-        );
-        return dw;
-    }
-    let parts = gpu.empty(&[splits, gm * gn]);
+    // One slice writes dW itself; several write partial products, summed afterwards.
+    let out = if splits == 1 {
+        gpu.empty(&wshape)
+    } else {
+        gpu.empty(&[splits, gm * gn])
+    };
     gpu.dispatch(
         cfg.kernel(Product::GradWeight),
-        &consts,
+        &cfg.constants(Product::GradWeight, Act::None),
         &g.params(gm, gn, gk, k_chunk, false, false),
-        &[parts.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
+        &[out.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
         groups,
-        work,
+        (g.flops(), (x.bytes() + dz.bytes()) as f64),
     );
-    reduce::sum_splits(gpu, &parts).reshape(&wshape)
+    if splits == 1 {
+        out
+    } else {
+        reduce::sum_splits(gpu, &out).reshape(&wshape)
+    }
 }
 
 /// db = sum of dZ over every position.
 pub fn backward_bias(gpu: &Gpu, dz: &Tensor) -> Tensor {
+    f32_only("conv backward_bias", &[dz]);
     let c = dz.channels();
     let rows = dz.numel() / c;
     reduce::columns(
