@@ -4,7 +4,6 @@
 
 use asna::gpu::Gpu;
 use asna::ops::{self, Act};
-use std::time::Instant;
 
 struct Case {
     name: &'static str,
@@ -80,7 +79,7 @@ fn main() {
         },
     ];
     let gpu = Gpu::default_adapter().expect("adapter");
-    let profiling = gpu.profiler.borrow_mut().set_enabled(true);
+    let profiling = gpu.profiler.borrow().available();
     println!(
         "adapter: {}  ({} images per case; GPU time: {})",
         gpu.describe(),
@@ -112,19 +111,19 @@ fn main() {
                 1 => ops::conv::backward_input(&gpu, &dy, &w, &g),
                 _ => ops::conv::backward_weight(&gpu, &x, &dy, &g),
             };
-            rates.push(g.flops() / seconds(&gpu, profiling, run) / 1e9);
+            rates.push(g.flops() / seconds(&gpu, run) / 1e9);
         }
         println!(
             "{:<28} {:>12.2} {:>12.2} {:>12.2}",
             c.name, rates[0], rates[1], rates[2]
         );
     }
-    reductions(&gpu, n, filter.as_deref(), profiling);
+    reductions(&gpu, n, filter.as_deref());
 }
 
 /// Column reductions shaped like the model's batch-norm statistics (sum of squared deviations
 /// over every position of a channels-last activation), in GB/s read.
-fn reductions(gpu: &Gpu, n: usize, filter: Option<&str>, profiling: bool) {
+fn reductions(gpu: &Gpu, n: usize, filter: Option<&str>) {
     use asna::ops::reduce::{columns, Summand};
     let cases = [
         ("bn stats 288x288x8", 288 * 288, 8),
@@ -141,27 +140,14 @@ fn reductions(gpu: &Gpu, n: usize, filter: Option<&str>, profiling: bool) {
         let x = gpu.full(&[1, rows, *c], 0.5);
         let m = gpu.full(&[*c], 0.25);
         let run = || columns(gpu, &x, Summand::SquaredDeviation, None, Some(&m), 1.0);
-        let secs = seconds(gpu, profiling, run);
+        let secs = seconds(gpu, run);
         println!("{:<28} {:>12.2}", name, x.bytes() as f64 / secs / 1e9);
     }
 }
 
 /// Seconds of one run of `run` after a warm-up run that compiles its pipelines: GPU time from
-/// timestamp queries when `profiling`, wall time otherwise.
-fn seconds(gpu: &Gpu, profiling: bool, run: impl Fn() -> asna::gpu::Tensor) -> f64 {
+/// timestamp queries where the adapter has them, wall time otherwise.
+fn seconds(gpu: &Gpu, run: impl Fn() -> asna::gpu::Tensor) -> f64 {
     gpu.download(&run()).unwrap();
-    gpu.profiler.borrow_mut().set_enabled(profiling);
-    let t = Instant::now();
-    gpu.download(&run()).unwrap();
-    let wall = t.elapsed().as_secs_f64();
-    if profiling {
-        gpu.profiler
-            .borrow()
-            .stats
-            .values()
-            .map(|s| s.seconds)
-            .sum()
-    } else {
-        wall
-    }
+    gpu.time_run(|| gpu.download(&run()).map(|_| ())).unwrap()
 }

@@ -12,7 +12,68 @@ use crate::rng::Rng;
 use anyhow::Result;
 use std::time::Instant;
 
+// `asna bench`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// Scoring batch sizes (pairs)
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub batch: Vec<usize>,
+    /// Timed iterations per measurement
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Only the scoring measurements
+    #[arg(long, conflicts_with = "train_only")]
+    pub score_only: bool,
+    /// Only the training measurement
+    #[arg(long)]
+    pub train_only: bool,
+    /// GPU time per kernel from timestamp queries
+    #[arg(long)]
+    pub profile: bool,
+    /// Compare tuned kernels (`asna tune`) with the defaults: on, off or both
+    /// [default: both when this adapter has tuned kernels, else off]
+    #[arg(long, value_parser = ["on", "off", "both"])]
+    pub tuning: Option<String>,
+    /// Storage precision of the scoring measurements (f16 needs shader-f16)
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::scorer::Precision,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// What to measure. Tuned kernels are compared with the defaults when the adapter has
+    /// any; `--tuning both` without them is refused, since it would compare the defaults
+    /// with themselves.
+    fn plan(&self, gpu: &Gpu) -> Result<BenchPlan> {
+        let tuned = !gpu.kernels.borrow().tuned.is_empty();
+        let tuning = match self.tuning.as_deref() {
+            Some("off") => vec![false],
+            Some("on") => vec![true],
+            Some(_) if tuned => vec![false, true],
+            Some(_) => anyhow::bail!(
+                "--tuning both: no tuned kernels for {} in the tuning cache; run `asna tune` first",
+                gpu.info.name
+            ),
+            None if tuned => vec![false, true],
+            None => vec![false],
+        };
+        Ok(BenchPlan {
+            batches: self.batch.clone(),
+            iters: self.iters.max(1),
+            train: !self.score_only,
+            score: !self.train_only,
+            profile: self.profile,
+            json: self.json,
+            tuning,
+            precision: self.precision,
+        })
+    }
+}
+
+/// What one `asna bench` run measures.
+pub struct BenchPlan {
     pub batches: Vec<usize>,
     pub iters: usize,
     pub train: bool,
@@ -74,7 +135,7 @@ fn print_profile(title: &str, table: &serde_json::Value) {
 /// tensors, the memory the pool holds and (with --profile) the time per kernel.
 fn timed(
     gpu: &Gpu,
-    args: &BenchArgs,
+    args: &BenchPlan,
     rate: &str,
     per_run: usize,
     mut once: impl FnMut(u64) -> Result<()>,
@@ -107,11 +168,11 @@ fn measure_score(
     store: &ParamStore,
     rng: &mut Rng,
     b: usize,
-    args: &BenchArgs,
+    args: &BenchPlan,
 ) -> Result<serde_json::Value> {
     let (r, d) = (random_pixels(rng, b), random_pixels(rng, b));
     timed(gpu, args, "pairs_per_s", b, |_| {
-        gpu.download(&crate::scorer::predict_standard(
+        gpu.download(&crate::model::asna::predict(
             gpu, store, &r, &d, b, None,
         ))
         .map(|_| ())
@@ -119,7 +180,7 @@ fn measure_score(
 }
 
 /// Training steps/s at batch 16 (the sorter's length) with the full loss and Adam.
-fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchArgs) -> Result<serde_json::Value> {
+fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchPlan) -> Result<serde_json::Value> {
     let sorter_store = ParamStore::init(gpu, &sorter::specs(), 1);
     let mut train_store = ParamStore::init(gpu, &asna::specs(), 2);
     let mut adam = Adam::new(Default::default());
@@ -167,12 +228,12 @@ fn per_tuning(
     rate: &str,
     mut measure: impl FnMut() -> Result<serde_json::Value>,
 ) -> Result<serde_json::Value> {
-    let was = gpu.tuning.borrow().enabled;
+    let was = gpu.kernels.borrow().use_tuned;
     let mut out = serde_json::json!({});
     for &on in settings {
-        gpu.tuning.borrow_mut().enabled = on;
+        gpu.kernels.borrow_mut().use_tuned = on;
         let r = measure();
-        gpu.tuning.borrow_mut().enabled = was;
+        gpu.kernels.borrow_mut().use_tuned = was;
         out[tuning_label(on)] = r?;
     }
     if settings.len() == 2 {
@@ -184,7 +245,17 @@ fn per_tuning(
     Ok(out)
 }
 
-pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<serde_json::Value> {
+/// `asna bench`: measures, prints a summary on stderr, and the report as JSON with --json.
+pub fn run(gpu: &Gpu, cli: &BenchArgs) -> Result<()> {
+    let report = measure(gpu, &cli.plan(gpu)?)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// Runs the measurements of `args` and returns the report.
+pub fn measure(gpu: &Gpu, args: &BenchPlan) -> Result<serde_json::Value> {
     let mut rng = Rng::new(1);
     let store = ParamStore::init(gpu, &asna::specs(), 0);
     let mut report =

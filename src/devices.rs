@@ -11,7 +11,16 @@ fn mib(b: u64) -> String {
     }
 }
 
-pub fn run(json: bool) -> Result<()> {
+// `asna devices`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
+pub struct DevicesArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &DevicesArgs) -> Result<()> {
+    let json = args.json;
     let adapters = enumerate();
     if adapters.is_empty() {
         bail!("{NO_ADAPTER_HELP}");

@@ -5,26 +5,52 @@
 use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
-use crate::model::checkpoint::load_model;
+use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
 
+// `asna eval`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// Dataset format: pipal, kadid, tid2013, tid2008, csv
+    #[arg(long)]
     pub dataset: String,
+    /// Dataset root directory
+    #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// Label file (csv format; default ROOT/labels.csv)
+    #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// Whether labels rise (higher) or fall (lower) with quality; default per dataset
+    #[arg(long)]
     pub direction: Option<String>,
+    /// Model file(s); default: the embedded model
+    #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Average over test-time variants
+    #[arg(long)]
     pub tta: bool,
+    /// Scatter plot of predicted against true scores
+    #[arg(long, value_name = "OUT.png")]
     pub plot: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
     pub json: bool,
-    pub progress: bool,
+    /// Only the first N pairs
+    #[arg(long)]
     pub limit: Option<usize>,
-    /// Only the PSNR and SSIM baselines (no model).
+    /// Only the PSNR and SSIM baselines, without a model
+    #[arg(long)]
     pub baselines_only: bool,
+    /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+    #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub struct EvalReport {
@@ -70,25 +96,12 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     }
     let models = if args.baselines_only {
         Vec::new()
-    } else if args.weights.is_empty() {
-        vec![load_model(gpu, None)?]
     } else {
-        args.weights
-            .iter()
-            .map(|w| load_model(gpu, Some(w)))
-            .collect::<Result<_>>()?
+        load_models(gpu, &args.weights)?
     };
     let scorer =
         Scorer::new(gpu, models, args.batch, args.tta).with_precision(args.precision.dtype())?;
-    let bar = if args.progress {
-        indicatif::ProgressBar::new(pairs.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}")
-            .unwrap(),
-    );
+    let bar = crate::progress::bar(pairs.len() as u64, !args.quiet, crate::progress::PAIRS);
     let list: Vec<(PathBuf, PathBuf)> = pairs
         .iter()
         .map(|p| (p.ref_path.clone(), p.dist_path.clone()))

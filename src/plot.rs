@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // ---------------------------------------------------------------- font ----
 
@@ -387,15 +387,7 @@ fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut tmp_name = path
-        .file_name()
-        .context("PNG path has no file name")?
-        .to_os_string();
-    tmp_name.push(".tmp");
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    crate::files::write_atomic(path, &bytes)?;
     Ok(())
 }
 
@@ -893,6 +885,7 @@ fn draw_legend(img: &mut RgbImage, h: u32, lo: f64, hi: f64, title: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn tmp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("asna-plot-test-{}-{name}", std::process::id()));

@@ -3,11 +3,12 @@
 //! large list across the jobs of a cluster array without any coordinator.
 
 use crate::data::{check_min_size, load_pair};
+use crate::files::AtomicFile;
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
-use crate::model::checkpoint::{load_model, LoadedModel};
+use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,21 +58,58 @@ impl Shard {
     }
 }
 
+// `asna score`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["reference", "pairs", "ref_dir"])))]
 pub struct ScoreArgs {
+    /// Reference image (with DIST: score one pair)
+    #[arg(value_name = "REF", requires = "distorted")]
     pub reference: Option<PathBuf>,
+    /// Distorted image
+    #[arg(value_name = "DIST")]
     pub distorted: Option<PathBuf>,
+    /// CSV list of pairs with columns ref,dist (paths relative to the list)
+    #[arg(long, value_name = "LIST.csv", conflicts_with_all = ["reference", "ref_dir"])]
     pub pairs: Option<PathBuf>,
+    /// Directory of reference images (pairs are matched by file name with --dist-dir)
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "dist_dir",
+        conflicts_with = "reference"
+    )]
     pub ref_dir: Option<PathBuf>,
+    /// Directory of distorted images
+    #[arg(long, value_name = "DIR", requires = "ref_dir")]
     pub dist_dir: Option<PathBuf>,
+    /// Model file (.safetensors or a training run directory); repeat to average an
+    /// ensemble. Default: the embedded model
+    #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
+    /// Pairs (288x288 windows) per GPU batch; capped by the adapter's largest binding
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Average over the authors' test-time variants (rotations, flips, L scales)
+    #[arg(long)]
     pub tta: bool,
+    /// Write a degradation map of the pair to this PNG (same size as the input)
+    #[arg(long, value_name = "OUT.png")]
     pub map: Option<PathBuf>,
+    /// Output format for lists
+    #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
+    /// Output file (written atomically); default stdout
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Score only every N-th pair starting at K (0-based), e.g. 3/16 for job 3 of 16
+    #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
-    pub progress: bool,
+    /// Storage precision of the model's activations and weights (f16 needs shader-f16)
+    #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Reads a pair list: CSV with header `ref,dist` (extra columns ignored), paths relative to
@@ -180,17 +218,10 @@ pub fn decode_in_background(
     })
 }
 
-fn load_models(gpu: &Gpu, weights: &[PathBuf]) -> Result<Vec<LoadedModel>> {
-    if weights.is_empty() {
-        return Ok(vec![load_model(gpu, None)?]);
-    }
-    weights.iter().map(|w| load_model(gpu, Some(w))).collect()
-}
-
-/// Writes rows to a temporary file renamed into place at the end, or to stdout.
+/// Writes rows to an atomic file (it appears complete at the end, or not at all), or to
+/// stdout.
 struct Output {
-    path: Option<PathBuf>,
-    tmp: Option<PathBuf>,
+    file: Option<AtomicFile>,
     w: Box<dyn Write>,
     format: Format,
     rows: usize,
@@ -198,33 +229,28 @@ struct Output {
 
 impl Output {
     fn open(path: Option<&Path>, format: Format) -> Result<Output> {
-        let (w, tmp): (Box<dyn Write>, Option<PathBuf>) = match path {
-            Some(p) => {
-                let tmp = p.with_file_name(format!(
-                    ".{}.partial{}",
-                    p.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default(),
-                    std::process::id()
-                ));
-                let f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("{}: cannot create", p.display()))?;
-                (Box::new(std::io::BufWriter::new(f)), Some(tmp))
-            }
-            None => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
+        let file = path.map(AtomicFile::create).transpose()?;
+        let w: Box<dyn Write> = match file {
+            Some(_) => Box::new(std::io::sink()),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
         let mut o = Output {
-            path: path.map(Path::to_path_buf),
-            tmp,
+            file,
             w,
             format,
             rows: 0,
         };
         match format {
-            Format::Csv => writeln!(o.w, "ref,dist,score")?,
-            Format::Json => write!(o.w, "[")?,
+            Format::Csv => writeln!(o.out(), "ref,dist,score")?,
+            Format::Json => write!(o.out(), "[")?,
         }
         Ok(o)
+    }
+    fn out(&mut self) -> &mut dyn Write {
+        match &mut self.file {
+            Some(f) => f,
+            None => &mut self.w,
+        }
     }
     fn row(&mut self, r: &Path, d: &Path, score: f64) -> Result<()> {
         match self.format {
@@ -237,13 +263,13 @@ impl Output {
                     d.display().to_string(),
                     format!("{score:.6}"),
                 ])?;
-                self.w
-                    .write_all(&wtr.into_inner().map_err(|e| anyhow!("{e}"))?)?;
+                let line = wtr.into_inner().map_err(|e| anyhow!("{e}"))?;
+                self.out().write_all(&line)?;
             }
             Format::Json => {
                 let sep = if self.rows == 0 { "\n" } else { ",\n" };
                 let obj = serde_json::json!({"ref": r.display().to_string(), "dist": d.display().to_string(), "score": score});
-                write!(self.w, "{sep}  {obj}")?;
+                write!(self.out(), "{sep}  {obj}")?;
             }
         }
         self.rows += 1;
@@ -251,30 +277,16 @@ impl Output {
     }
     fn finish(mut self) -> Result<()> {
         if self.format == Format::Json {
-            writeln!(self.w, "\n]")?;
+            writeln!(self.out(), "\n]")?;
         }
-        self.w.flush()?;
-        self.w = Box::new(std::io::sink());
-        if let (Some(tmp), Some(path)) = (self.tmp.take(), &self.path) {
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("{}: cannot write", path.display()))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        // An interrupted or failed run leaves no file that looks complete.
-        if let Some(tmp) = &self.tmp {
-            if tmp.exists() {
-                let _ = std::fs::remove_file(tmp);
-            }
+        match self.file.take() {
+            Some(f) => f.commit(),
+            None => Ok(self.w.flush()?),
         }
     }
 }
 
-pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
+pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
     let list: Vec<(PathBuf, PathBuf)> = match (
         &args.reference,
         &args.distorted,
@@ -329,18 +341,11 @@ pub fn run(gpu: &Gpu, args: ScoreArgs) -> Result<()> {
     }
 
     let mut out = Output::open(args.out.as_deref(), args.format)?;
-    let bar = if args.progress && list.len() > 1 {
-        let b = indicatif::ProgressBar::new(list.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}",
-            )
-            .unwrap(),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(
+        list.len() as u64,
+        !args.quiet && list.len() > 1,
+        crate::progress::PAIRS,
+    );
     // Chunks of a few batches: decoding of the next chunk overlaps the GPU on this one.
     let chunk = scorer.batch * 4;
     let mut decoded = decode_in_background(list.clone(), chunk * 2);

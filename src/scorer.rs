@@ -3,12 +3,10 @@
 //! batches, and each pair's score is the mean over its windows (and over test-time variants
 //! and ensemble members when asked).
 
-use crate::autograd::Tape;
 use crate::data::{Augment, LabelScaler};
 use crate::gpu::{DType, Gpu, Tensor};
-use crate::model::asna::{forward, BnContext, Bound, Taps, SIZE};
+use crate::model::asna::{predict, Taps, SIZE};
 use crate::model::checkpoint::LoadedModel;
-use crate::model::params::ParamStore;
 use anyhow::{bail, Result};
 use image::RgbImage;
 use std::borrow::Cow;
@@ -133,14 +131,7 @@ impl<'g> Scorer<'g> {
         n: usize,
         taps: Option<&mut Taps>,
     ) -> Result<Tensor> {
-        Ok(predict_standard(
-            self.gpu,
-            &model.store,
-            ref_px,
-            dist_px,
-            n,
-            taps,
-        ))
+        Ok(predict(self.gpu, &model.store, ref_px, dist_px, n, taps))
     }
 
     fn run_batch(&self, jobs: &[Job], sums: &mut [f64], counts: &mut [usize]) -> Result<()> {
@@ -254,34 +245,6 @@ impl<'g> Scorer<'g> {
         }
         Ok(acc.iter().zip(&cnt).map(|(a, c)| a / c).collect())
     }
-}
-
-/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops. Activations are
-/// stored in the element type of the store's weights (see `ParamStore::to_dtype`); the scores
-/// download as f32 either way.
-pub fn predict_standard(
-    gpu: &Gpu,
-    store: &ParamStore,
-    ref_px: &[u8],
-    dist_px: &[u8],
-    n: usize,
-    taps: Option<&mut Taps>,
-) -> Tensor {
-    let mut stacked = Vec::with_capacity(ref_px.len() * 2);
-    stacked.extend_from_slice(ref_px);
-    stacked.extend_from_slice(dist_px);
-    let mut tape = Tape::inference(gpu);
-    let params = Bound::new(&mut tape, store, false);
-    let x = tape.leaf(
-        crate::ops::image::to_input_as(gpu, &stacked, 2 * n, SIZE, SIZE, store.weight_dtype()),
-        false,
-    );
-    let mut bn = BnContext {
-        train: false,
-        updates: Default::default(),
-        store,
-    };
-    forward(&mut tape, &params, &mut bn, &x, taps).t
 }
 
 /// Scores in the scale of `scaler` from standardised values.

@@ -7,14 +7,15 @@ use crate::autograd::Tape;
 use crate::data::{
     self, BatchLoader, Dataset, DatasetFormat, Direction, LabelScaler, LoaderConfig,
 };
-use crate::gpu::Gpu;
+use crate::gpu::{DType, Gpu};
 use crate::metrics;
-use crate::model::asna::{self, forward, BnContext, Bound, SIZE};
-use crate::model::checkpoint::{self, check_architecture, load_adam, load_store, model_metadata};
+use crate::model::asna::{self, forward, stacked_input, BnContext, Bound, SIZE};
+use crate::model::checkpoint::{self, check_architecture, load_store, model_metadata};
 use crate::model::loss::{asna_loss, LossWeights};
 use crate::model::params::ParamStore;
 use crate::model::sorter;
-use crate::model::weights::{write_atomic, TensorFile};
+use crate::files::write_atomic;
+use crate::model::weights::TensorFile;
 use crate::ops::adam::AdamConfig;
 use crate::optim::Adam;
 use anyhow::{anyhow, bail, Context, Result};
@@ -72,6 +73,125 @@ impl Default for TrainConfig {
             init: None,
         }
     }
+}
+
+// `asna train`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Dataset format: pipal, kadid, tid2013, tid2008, csv
+    #[arg(long, default_value = "csv")]
+    pub dataset: String,
+    /// Dataset root directory
+    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
+    pub root: Option<PathBuf>,
+    /// Label file (csv format; default ROOT/labels.csv)
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Whether labels rise (higher) or fall (lower) with quality; default per dataset
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// Run directory for checkpoints and logs
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: u64,
+    /// Stop after this many steps in all
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// m: weight of the MSE term (the Pearson term gets 1 - m)
+    #[arg(long, default_value_t = 1.0)]
+    pub mse_weight: f32,
+    /// s: weight of the sorter's ranking term
+    #[arg(long, default_value_t = 0.01)]
+    pub rank_weight: f32,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f32,
+    /// Pairs per batch; must be 16 (the sorter's length) unless --rank-weight is 0
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Epoch from which the learning rate is multiplied by 0.1
+    #[arg(long, default_value_t = 10)]
+    pub lr_decay_epoch: u64,
+    /// Fraction of reference images held out for validation
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No rotation, flip or lightness augmentation
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Save last.safetensors every N steps (and at each epoch's end)
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Skip batches whose loss is not finite instead of stopping
+    #[arg(long)]
+    pub skip_nonfinite: bool,
+    /// Sorter weights (default: the shipped sorter)
+    #[arg(long, value_name = "FILE")]
+    pub sorter: Option<PathBuf>,
+    /// Start from these weights instead of a random initialisation
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Image decoding threads
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The run's configuration (with --resume, only how far it goes is taken from here).
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            dataset: self.dataset.clone(),
+            root: self.root.clone().unwrap_or_default(),
+            labels: self.labels.clone(),
+            direction: self.direction.clone(),
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            loss: LossWeights {
+                mse: self.mse_weight,
+                rank: self.rank_weight,
+                ..Default::default()
+            },
+            lr: self.lr,
+            lr_decay_epoch: self.lr_decay_epoch,
+            batch: self.batch,
+            augment: !self.no_augment,
+            checkpoint_every: self.checkpoint_every.max(1),
+            skip_nonfinite: self.skip_nonfinite,
+            sorter: self.sorter.clone(),
+            init: self.init.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// `asna train`: trains and prints a one-line summary.
+pub fn run(gpu: &Gpu, args: &TrainArgs) -> Result<()> {
+    let opts = TrainOptions {
+        workers: args.workers,
+        progress_bar: !args.quiet,
+    };
+    let s = train(gpu, args.config(), &args.out, args.resume, &opts)?;
+    let best = s
+        .best_main_score
+        .filter(|v| v.is_finite())
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "n/a".into());
+    eprintln!(
+        "trained {} steps on {}; last loss {:.4}; best validation PLCC+SRCC {best}; checkpoints in {}",
+        s.steps,
+        gpu.info.name,
+        s.last_loss,
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// Where a run stands: the next batch to run is `batch` of `epoch`.
@@ -161,7 +281,7 @@ pub fn validate(
     let (mut pred, mut truth) = (Vec::new(), Vec::new());
     for b in loader {
         let b = b?;
-        let z = gpu.download(&crate::scorer::predict_standard(
+        let z = gpu.download(&crate::model::asna::predict(
             gpu, store, &b.ref_u8, &b.dist_u8, b.n, None,
         ))?;
         pred.extend(z.iter().map(|v| *v as f64));
@@ -208,10 +328,285 @@ fn read_resume(
     let progress: Progress = serde_json::from_str(get("progress")?)
         .map_err(|e| anyhow!("{source}: bad progress ({e})"))?;
     let store = load_store(gpu, &file, &asna::specs(), &source)?;
-    let adam = load_adam(gpu, &file, &store, &source)?
+    let adam = Adam::load(gpu, &file, &store, &source)?
         .ok_or_else(|| anyhow!("{source}: holds no optimiser state"))?;
     let scaler = checkpoint::scaler_from_metadata(&file.metadata, &source)?;
     Ok((cfg, progress, store, adam, scaler))
+}
+
+/// A run being trained: its data and split, the model and optimiser, and where it stands.
+struct Run<'g> {
+    gpu: &'g Gpu,
+    cfg: TrainConfig,
+    run_dir: PathBuf,
+    ds: Dataset,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    scaler: LabelScaler,
+    /// Standardised label of every pair of the dataset.
+    targets: Arc<Vec<f32>>,
+    sorter: Option<ParamStore>,
+    store: ParamStore,
+    adam: Adam,
+    progress: Progress,
+    total_steps: u64,
+}
+
+impl<'g> Run<'g> {
+    /// Opens a new run, or the one in `run_dir` with `resume`. The dataset is read and checked
+    /// before any GPU work and before the run directory is created, so a bad label file fails
+    /// fast and leaves nothing behind.
+    fn setup(gpu: &'g Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool) -> Result<Run<'g>> {
+        let (cfg, ds, progress, store, adam, resumed_scaler) = if resume {
+            let (mut c, p, s, a, sc) = read_resume(gpu, run_dir)?;
+            // A resumed run keeps its configuration; only how far it goes may change.
+            c.max_steps = cfg.max_steps;
+            c.epochs = cfg.epochs;
+            let ds = open(&c)?;
+            (c, ds, p, s, a, Some(sc))
+        } else {
+            if run_dir.join("last.safetensors").exists() {
+                bail!(
+                    "{}: holds a run already; use --resume to continue it or choose another --out",
+                    run_dir.display()
+                );
+            }
+            let ds = open(&cfg)?;
+            let store = match &cfg.init {
+                Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
+                None => ParamStore::init(gpu, &asna::specs(), cfg.seed),
+            };
+            let adam = Adam::new(AdamConfig {
+                lr: cfg.lr,
+                ..Default::default()
+            });
+            (cfg, ds, Progress::default(), store, adam, None)
+        };
+        if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
+            bail!(
+                "--batch must be {} (the sorter's length) when the rank loss is used",
+                sorter::LENGTH
+            );
+        }
+        let (train_idx, val_idx) =
+            data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
+        if train_idx.len() < cfg.batch {
+            bail!(
+                "{}: only {} training pairs, fewer than one batch of {}",
+                ds.labels_file.display(),
+                train_idx.len(),
+                cfg.batch
+            );
+        }
+        let train_scores: Vec<f64> = train_idx.iter().map(|&i| ds.pairs[i].score).collect();
+        let scaler =
+            resumed_scaler.unwrap_or_else(|| LabelScaler::fit(&train_scores, ds.direction));
+        let targets: Arc<Vec<f32>> = Arc::new(
+            ds.pairs
+                .iter()
+                .map(|p| scaler.to_standard(p.score) as f32)
+                .collect(),
+        );
+        let sorter = if cfg.loss.rank != 0.0 {
+            Some(sorter_store(gpu, cfg.sorter.as_deref())?)
+        } else {
+            None
+        };
+        let batches_per_epoch = data::num_batches(train_idx.len(), cfg.batch, true) as u64;
+        let total_steps = cfg
+            .max_steps
+            .unwrap_or(u64::MAX)
+            .min(batches_per_epoch * cfg.epochs);
+        let run = Run {
+            gpu,
+            cfg,
+            run_dir: run_dir.to_path_buf(),
+            ds,
+            train_idx,
+            val_idx,
+            scaler,
+            targets,
+            sorter,
+            store,
+            adam,
+            progress,
+            total_steps,
+        };
+        run.write_run_files()?;
+        Ok(run)
+    }
+
+    /// The run directory with the split and the configuration, for the record.
+    fn write_run_files(&self) -> Result<()> {
+        let refs_of = |idx: &[usize]| -> Vec<String> {
+            let set: std::collections::BTreeSet<String> = idx
+                .iter()
+                .map(|&i| self.ds.pairs[i].ref_path.display().to_string())
+                .collect();
+            set.into_iter().collect()
+        };
+        let split = serde_json::json!({
+            "train_references": refs_of(&self.train_idx),
+            "validation_references": refs_of(&self.val_idx),
+        });
+        std::fs::create_dir_all(&self.run_dir).with_context(|| {
+            format!("{}: cannot create run directory", self.run_dir.display())
+        })?;
+        write_atomic(
+            &self.run_dir.join("split.json"),
+            serde_json::to_string_pretty(&split)?.as_bytes(),
+        )?;
+        write_atomic(
+            &self.run_dir.join("config.json"),
+            serde_json::to_string_pretty(&self.cfg)?.as_bytes(),
+        )
+    }
+
+    /// Saves the parameters, Adam's state and the progress as `name` in the run directory.
+    fn save(&self, name: &str) -> Result<()> {
+        checkpoint::save(
+            self.gpu,
+            &self.run_dir.join(name),
+            &self.store,
+            Some(&self.adam),
+            &metadata(&self.scaler, &self.cfg, &self.progress)?,
+        )
+    }
+
+    /// End of an epoch (or of a run stopped inside one): validates, logs, and keeps the last
+    /// checkpoint and, when validation improved, the best.
+    fn checkpoint_epoch(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
+        end_of_epoch(
+            self.gpu,
+            &self.store,
+            &self.ds,
+            &self.val_idx,
+            &self.targets,
+            opts,
+            &mut self.progress,
+            &self.run_dir.join("metrics.jsonl"),
+            last_loss,
+        )?;
+        self.save("last.safetensors")?;
+        let improved = self
+            .progress
+            .last_metrics
+            .as_ref()
+            .and_then(|m| m["main_score"].as_f64())
+            == self.progress.best_main_score
+            && self.progress.best_main_score.is_some();
+        if improved {
+            self.save("best.safetensors")?;
+        }
+        Ok(())
+    }
+
+    /// The training loop: epochs of batches, a checkpoint every `checkpoint_every` steps and
+    /// at each epoch's end, until the epochs or `max_steps` are done.
+    fn train_loop(&mut self, opts: &TrainOptions) -> Result<TrainSummary> {
+        let bar = crate::progress::bar(self.total_steps, opts.progress_bar, crate::progress::STEPS);
+        bar.set_position(self.progress.step);
+        let pairs = Arc::new(self.ds.pairs.clone());
+        let mut losses = Vec::new();
+        let mut last_loss = f32::NAN;
+        let started = std::time::Instant::now();
+        let mut pairs_done = 0usize;
+        'epochs: while self.progress.epoch < self.cfg.epochs
+            && self.progress.step < self.total_steps
+        {
+            let order: Vec<usize> = data::epoch_order(
+                self.train_idx.len(),
+                self.cfg.seed,
+                self.progress.epoch,
+                true,
+            )
+            .into_iter()
+            .map(|i| self.train_idx[i])
+            .collect();
+            let lcfg = LoaderConfig {
+                batch: self.cfg.batch,
+                size: SIZE,
+                train: true,
+                augment: self.cfg.augment,
+                workers: opts.workers,
+                seed: self.cfg.seed,
+                drop_last: true,
+            };
+            let loader = BatchLoader::new(
+                pairs.clone(),
+                order,
+                self.targets.clone(),
+                lcfg,
+                self.progress.epoch,
+                self.progress.batch,
+            );
+            let lr = lr_at(&self.cfg, self.progress.epoch);
+            for batch in loader {
+                let batch = batch?;
+                let loss = train_step(
+                    self.gpu,
+                    &mut self.store,
+                    &mut self.adam,
+                    self.sorter.as_ref(),
+                    &self.cfg.loss,
+                    &batch,
+                    lr,
+                    self.progress.step,
+                    self.cfg.skip_nonfinite,
+                )?;
+                self.progress.batch += 1;
+                self.progress.step += 1;
+                pairs_done += batch.n;
+                if let Some(l) = loss {
+                    last_loss = l;
+                    losses.push(l);
+                }
+                let rate = pairs_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_position(self.progress.step);
+                bar.set_message(format!(
+                    "epoch {} loss {:.4}  {:.1} pairs/s",
+                    self.progress.epoch + 1,
+                    last_loss,
+                    rate
+                ));
+                if self.progress.step % self.cfg.checkpoint_every == 0 {
+                    self.save("last.safetensors")?;
+                }
+                if self.progress.step >= self.total_steps {
+                    break 'epochs;
+                }
+            }
+            self.progress.epoch += 1;
+            self.progress.batch = 0;
+            self.checkpoint_epoch(opts, last_loss)?;
+        }
+        if self.progress.batch > 0 {
+            // Stopped by --max-steps inside an epoch.
+            self.save("last.safetensors")?;
+            if !self.run_dir.join("best.safetensors").exists() {
+                end_of_epoch(
+                    self.gpu,
+                    &self.store,
+                    &self.ds,
+                    &self.val_idx,
+                    &self.targets,
+                    opts,
+                    &mut self.progress,
+                    &self.run_dir.join("metrics.jsonl"),
+                    last_loss,
+                )?;
+                self.save("last.safetensors")?;
+                self.save("best.safetensors")?;
+            }
+        }
+        bar.finish_and_clear();
+        Ok(TrainSummary {
+            steps: self.progress.step,
+            last_loss,
+            losses,
+            best_main_score: self.progress.best_main_score,
+        })
+    }
 }
 
 /// Trains; `resume` continues the run in `run_dir` exactly where its last checkpoint left it.
@@ -222,220 +617,7 @@ pub fn train(
     resume: bool,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
-    // The dataset is read and checked before any GPU work and before the run directory is
-    // created, so a bad label file fails fast and leaves nothing behind.
-    let (cfg, ds, mut progress, mut store, mut adam, resumed_scaler) = if resume {
-        let (mut c, p, s, a, sc) = read_resume(gpu, run_dir)?;
-        // A resumed run keeps its configuration; only how far it goes may change.
-        c.max_steps = cfg.max_steps;
-        c.epochs = cfg.epochs;
-        let ds = open(&c)?;
-        (c, ds, p, s, a, Some(sc))
-    } else {
-        if run_dir.join("last.safetensors").exists() {
-            bail!(
-                "{}: holds a run already; use --resume to continue it or choose another --out",
-                run_dir.display()
-            );
-        }
-        let ds = open(&cfg)?;
-        let store = match &cfg.init {
-            Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
-            None => ParamStore::init(gpu, &asna::specs(), cfg.seed),
-        };
-        let adam = Adam::new(AdamConfig {
-            lr: cfg.lr,
-            ..Default::default()
-        });
-        (cfg, ds, Progress::default(), store, adam, None)
-    };
-    if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
-        bail!(
-            "--batch must be {} (the sorter's length) when the rank loss is used",
-            sorter::LENGTH
-        );
-    }
-    let (train_idx, val_idx) = data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
-    if train_idx.len() < cfg.batch {
-        bail!(
-            "{}: only {} training pairs, fewer than one batch of {}",
-            ds.labels_file.display(),
-            train_idx.len(),
-            cfg.batch
-        );
-    }
-    let train_scores: Vec<f64> = train_idx.iter().map(|&i| ds.pairs[i].score).collect();
-    let refs_of = |idx: &[usize]| -> Vec<String> {
-        let set: std::collections::BTreeSet<String> = idx
-            .iter()
-            .map(|&i| ds.pairs[i].ref_path.display().to_string())
-            .collect();
-        set.into_iter().collect()
-    };
-    let split_json = serde_json::json!({"train_references": refs_of(&train_idx), "validation_references": refs_of(&val_idx)});
-    let scaler = resumed_scaler.unwrap_or_else(|| LabelScaler::fit(&train_scores, ds.direction));
-    let targets: Arc<Vec<f32>> = Arc::new(
-        ds.pairs
-            .iter()
-            .map(|p| scaler.to_standard(p.score) as f32)
-            .collect(),
-    );
-    let pairs = Arc::new(ds.pairs.clone());
-    let sorter = if cfg.loss.rank != 0.0 {
-        Some(sorter_store(gpu, cfg.sorter.as_deref())?)
-    } else {
-        None
-    };
-    let batches_per_epoch = data::num_batches(train_idx.len(), cfg.batch, true) as u64;
-    let total_steps = cfg
-        .max_steps
-        .unwrap_or(u64::MAX)
-        .min(batches_per_epoch * cfg.epochs);
-    let log_path = run_dir.join("metrics.jsonl");
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
-    write_atomic(
-        &run_dir.join("split.json"),
-        serde_json::to_string_pretty(&split_json)?.as_bytes(),
-    )?;
-    let config_path = run_dir.join("config.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(&cfg)?)
-        .with_context(|| format!("{}: cannot write", config_path.display()))?;
-
-    let bar = if opts.progress_bar {
-        let b = indicatif::ProgressBar::new(total_steps);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
-                .unwrap(),
-        );
-        b.set_position(progress.step);
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let save = |store: &ParamStore, adam: &Adam, progress: &Progress, name: &str| -> Result<()> {
-        checkpoint::save(
-            gpu,
-            &run_dir.join(name),
-            store,
-            Some(adam),
-            &metadata(&scaler, &cfg, progress)?,
-        )
-    };
-
-    let mut losses = Vec::new();
-    let mut last_loss = f32::NAN;
-    let started = std::time::Instant::now();
-    let mut pairs_done = 0usize;
-    'epochs: while progress.epoch < cfg.epochs && progress.step < total_steps {
-        let order: Vec<usize> = data::epoch_order(train_idx.len(), cfg.seed, progress.epoch, true)
-            .into_iter()
-            .map(|i| train_idx[i])
-            .collect();
-        let lcfg = LoaderConfig {
-            batch: cfg.batch,
-            size: SIZE,
-            train: true,
-            augment: cfg.augment,
-            workers: opts.workers,
-            seed: cfg.seed,
-            drop_last: true,
-        };
-        let loader = BatchLoader::new(
-            pairs.clone(),
-            order,
-            targets.clone(),
-            lcfg,
-            progress.epoch,
-            progress.batch,
-        );
-        let lr = lr_at(&cfg, progress.epoch);
-        for batch in loader {
-            let batch = batch?;
-            let loss = train_step(
-                gpu,
-                &mut store,
-                &mut adam,
-                sorter.as_ref(),
-                &cfg.loss,
-                &batch,
-                lr,
-                progress.step,
-                cfg.skip_nonfinite,
-            )?;
-            progress.batch += 1;
-            progress.step += 1;
-            pairs_done += batch.n;
-            if let Some(l) = loss {
-                last_loss = l;
-                losses.push(l);
-            }
-            let rate = pairs_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_position(progress.step);
-            bar.set_message(format!(
-                "epoch {} loss {:.4}  {:.1} pairs/s",
-                progress.epoch + 1,
-                last_loss,
-                rate
-            ));
-            if progress.step % cfg.checkpoint_every == 0 {
-                save(&store, &adam, &progress, "last.safetensors")?;
-            }
-            if progress.step >= total_steps {
-                break 'epochs;
-            }
-        }
-        // End of epoch: validate, log, keep the best and the last checkpoint.
-        progress.epoch += 1;
-        progress.batch = 0;
-        end_of_epoch(
-            gpu,
-            &store,
-            &ds,
-            &val_idx,
-            &targets,
-            opts,
-            &mut progress,
-            &log_path,
-            last_loss,
-        )?;
-        save(&store, &adam, &progress, "last.safetensors")?;
-        if progress
-            .last_metrics
-            .as_ref()
-            .and_then(|m| m["main_score"].as_f64())
-            == progress.best_main_score
-            && progress.best_main_score.is_some()
-        {
-            save(&store, &adam, &progress, "best.safetensors")?;
-        }
-    }
-    if progress.batch > 0 {
-        // Stopped by --max-steps inside an epoch.
-        save(&store, &adam, &progress, "last.safetensors")?;
-        if !run_dir.join("best.safetensors").exists() {
-            end_of_epoch(
-                gpu,
-                &store,
-                &ds,
-                &val_idx,
-                &targets,
-                opts,
-                &mut progress,
-                &log_path,
-                last_loss,
-            )?;
-            save(&store, &adam, &progress, "last.safetensors")?;
-            save(&store, &adam, &progress, "best.safetensors")?;
-        }
-    }
-    bar.finish_and_clear();
-    Ok(TrainSummary {
-        steps: progress.step,
-        last_loss,
-        losses,
-        best_main_score: progress.best_main_score,
-    })
+    Run::setup(gpu, cfg, run_dir, resume)?.train_loop(opts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -488,15 +670,16 @@ pub fn train_step(
     skip_nonfinite: bool,
 ) -> Result<Option<f32>> {
     let n = batch.n;
-    let mut stacked = Vec::with_capacity(batch.ref_u8.len() * 2);
-    stacked.extend_from_slice(&batch.ref_u8);
-    stacked.extend_from_slice(&batch.dist_u8);
     let mut tape = Tape::new(gpu);
     let params = Bound::new(&mut tape, store, true);
     let sorter_params = sorter_store.map(|s| Bound::new(&mut tape, s, false));
-    let x = tape.leaf(
-        crate::ops::image::to_input(gpu, &stacked, 2 * n, batch.size, batch.size),
-        false,
+    let x = stacked_input(
+        &mut tape,
+        &batch.ref_u8,
+        &batch.dist_u8,
+        n,
+        batch.size,
+        DType::F32,
     );
     let target = tape.leaf(gpu.upload(&[n], &batch.targets), false);
     let mut bn = BnContext {

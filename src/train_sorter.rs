@@ -16,6 +16,47 @@ use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+// `asna train-sorter`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
+pub struct SorterArgs {
+    /// Output file
+    #[arg(long, default_value = "sorter.safetensors")]
+    pub out: std::path::PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Held-out vectors for the final measures
+    #[arg(long, default_value_t = 4096)]
+    pub eval_vectors: usize,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `asna train-sorter`: trains, prints the held-out measures as JSON and a summary line.
+pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
+    let cfg = SorterConfig {
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        eval_vectors: args.eval_vectors,
+    };
+    let r = train(gpu, &cfg, &args.out, !args.quiet)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    eprintln!(
+        "sorter written to {} ({} on {:.0} s)",
+        args.out.display(),
+        gpu.info.name,
+        r.seconds
+    );
+    Ok(())
+}
+
 pub struct SorterConfig {
     pub steps: u64,
     pub batch: usize,
@@ -121,15 +162,7 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         ..Default::default()
     });
     let mut rng = Rng::new(cfg.seed);
-    let bar = if progress {
-        indicatif::ProgressBar::new(cfg.steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
-            .unwrap(),
-    );
+    let bar = crate::progress::bar(cfg.steps, progress, crate::progress::STEPS);
     let mut last = f32::NAN;
     for step in 0..cfg.steps {
         let v = synthetic_vectors(&mut rng, cfg.batch);

@@ -8,25 +8,83 @@
 //! adapter has them, wall time otherwise; the best of `reps` runs).
 
 use crate::autograd::Tape;
+use crate::gpu::kernels::TileConfig;
 use crate::gpu::tuning::{self, Seen, TunedKernel};
-use crate::gpu::Gpu;
+use crate::gpu::{DType, Gpu};
 use crate::model::asna::{self, BnContext, Bound, SIZE};
 use crate::model::params::ParamStore;
-use crate::ops::conv::{self, ConvGeom, Product, TileConfig};
+use crate::ops::conv::{self, ConvGeom, Product};
 use crate::ops::Act;
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Score,
     Train,
     All,
 }
 
+// `asna tune`: the command line (a doc comment here would replace the help text).
+#[derive(clap::Args, Debug)]
 pub struct TuneArgs {
+    /// Pairs per batch to time at [default: 16 on GPUs, 1 on CPU drivers]
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Shapes of: score, train or all
+    #[arg(long, value_enum, default_value = "all")]
+    pub workload: Workload,
+    /// Tune only the N most expensive shapes
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Timed runs per configuration (the best counts)
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Print the cached table for this adapter and exit
+    #[arg(long)]
+    pub show: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `asna tune`: tunes and reports, or with --show prints the cached table.
+pub fn run_command(gpu: &Gpu, cli: &TuneArgs) -> Result<()> {
+    if cli.show {
+        println!("{}", serde_json::to_string_pretty(&show(gpu))?);
+        return Ok(());
+    }
+    let opts = TuneOptions {
+        batch: cli.batch.unwrap_or_else(|| default_batch(gpu)).max(1),
+        workload: cli.workload,
+        limit: cli.limit,
+        reps: cli.reps.max(1),
+        progress: !cli.json,
+    };
+    let results = run(gpu, &opts)?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(gpu, &results))?
+        );
+    } else {
+        print_report(gpu, &results);
+    }
+    Ok(())
+}
+
+/// This adapter's cached table (`asna tune --show`).
+pub fn show(gpu: &Gpu) -> serde_json::Value {
+    serde_json::json!({
+        "adapter": tuning::adapter_key(&gpu.info),
+        "cache": tuning::cache_path().map(|p| p.display().to_string()),
+        "shapes": gpu.kernels.borrow().tuned,
+    })
+}
+
+/// How one tuning run goes.
+pub struct TuneOptions {
     /// Pairs per batch the shapes are timed at.
     pub batch: usize,
     pub workload: Workload,
@@ -67,26 +125,17 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
     let pixels: Vec<u8> = (0..2 * SIZE * SIZE * 3)
         .map(|_| rng.below(256) as u8)
         .collect();
-    gpu.tuning.borrow_mut().seen = Some(BTreeMap::new());
+    let (ref_px, dist_px) = pixels.split_at(SIZE * SIZE * 3);
+    gpu.kernels.borrow_mut().recording = Some(BTreeMap::new());
     let run = || -> Result<()> {
         if workload != Workload::Train {
-            let z = crate::scorer::predict_standard(
-                gpu,
-                &store,
-                &pixels[..SIZE * SIZE * 3],
-                &pixels[SIZE * SIZE * 3..],
-                1,
-                None,
-            );
+            let z = asna::predict(gpu, &store, ref_px, dist_px, 1, None);
             gpu.download(&z)?;
         }
         if workload != Workload::Score {
             let mut tape = Tape::new(gpu);
             let params = Bound::new(&mut tape, &store, true);
-            let x = tape.leaf(
-                crate::ops::image::to_input(gpu, &pixels, 2, SIZE, SIZE),
-                false,
-            );
+            let x = asna::stacked_input(&mut tape, ref_px, dist_px, 1, SIZE, DType::F32);
             let mut bn = BnContext {
                 train: true,
                 updates: Default::default(),
@@ -101,7 +150,7 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
         Ok(())
     };
     let result = run();
-    let seen = gpu.tuning.borrow_mut().seen.take().unwrap_or_default();
+    let seen = gpu.kernels.borrow_mut().recording.take().unwrap_or_default();
     result?;
     Ok(seen)
 }
@@ -163,25 +212,12 @@ pub fn time_config(
 ) -> Result<f64> {
     ops.run(gpu, product, cfg);
     gpu.sync()?;
-    let gpu_clock = gpu.profiler.borrow().available();
     let mut best = f64::INFINITY;
     for _ in 0..reps.max(1) {
-        if gpu_clock {
-            gpu.profiler.borrow_mut().set_enabled(true);
-        }
-        let t = Instant::now();
-        ops.run(gpu, product, cfg);
-        gpu.sync()?;
-        let wall = t.elapsed().as_secs_f64();
-        let seconds = if gpu_clock {
-            let mut prof = gpu.profiler.borrow_mut();
-            let s: f64 = prof.stats.values().map(|s| s.seconds).sum();
-            prof.set_enabled(false);
-            s
-        } else {
-            wall
-        };
-        best = best.min(seconds);
+        best = best.min(gpu.time_run(|| {
+            ops.run(gpu, product, cfg);
+            Ok(())
+        })?);
     }
     Ok(best)
 }
@@ -201,9 +237,9 @@ pub fn tune_shape(
     };
     let (_, gn, _) = product.gemm(&geom);
     let ops = Operands::new(gpu, geom, 11);
-    let default = TileConfig::default_for(conv::variant(gpu), gn);
+    let default = TileConfig::default_for(gpu.kernels.borrow().family(), gn);
     let default_s = time_config(gpu, &ops, product, default, reps)?;
-    let candidates = TileConfig::candidates(&conv::tune_families(gpu), gn);
+    let candidates = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), gn);
     let (mut best, mut best_s) = (default, default_s);
     for &c in &candidates {
         if c == default {
@@ -244,14 +280,14 @@ pub fn order_shapes(shapes: &BTreeMap<String, Seen>) -> Vec<(String, Seen)> {
 }
 
 /// Tunes the model's shapes, merges the winners into this adapter's cache entry and saves it.
-pub fn run(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
+pub fn run(gpu: &Gpu, args: &TuneOptions) -> Result<Vec<ShapeResult>> {
     let Some(path) = tuning::cache_path() else {
         bail!("no place for the tuning cache: set ASNA_TUNE_CACHE or HOME");
     };
     // Measure from the defaults, whatever an earlier run chose.
-    let was = std::mem::replace(&mut gpu.tuning.borrow_mut().enabled, false);
+    let was = std::mem::replace(&mut gpu.kernels.borrow_mut().use_tuned, false);
     let result = tune_all(gpu, args);
-    gpu.tuning.borrow_mut().enabled = was;
+    gpu.kernels.borrow_mut().use_tuned = was;
     let results = result?;
     let adapter = tuning::adapter_key(&gpu.info);
     let mut table = tuning::load(&path, &adapter).unwrap_or_default();
@@ -259,7 +295,7 @@ pub fn run(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
         table.insert(r.key.clone(), to_entry(r));
     }
     tuning::save(&path, &adapter, &table)?;
-    gpu.tuning.borrow_mut().table = table;
+    gpu.kernels.borrow_mut().tuned = table;
     Ok(results)
 }
 
@@ -267,7 +303,7 @@ fn to_entry(r: &ShapeResult) -> TunedKernel {
     r.best.to_tuned(r.images, r.best_s * 1e6, r.default_s * 1e6)
 }
 
-fn tune_all(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
+fn tune_all(gpu: &Gpu, args: &TuneOptions) -> Result<Vec<ShapeResult>> {
     if args.progress {
         eprintln!("collecting the model's convolution shapes ...");
     }
@@ -276,14 +312,7 @@ fn tune_all(gpu: &Gpu, args: &TuneArgs) -> Result<Vec<ShapeResult>> {
     if let Some(limit) = args.limit {
         order.truncate(limit);
     }
-    let bar = if args.progress {
-        indicatif::ProgressBar::new(order.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
-        bar.set_style(style);
-    }
+    let bar = crate::progress::bar(order.len() as u64, args.progress, crate::progress::ITEMS);
     let mut results = Vec::new();
     for (key, seen) in order {
         bar.set_message(key.clone());

@@ -4,6 +4,7 @@
 //! refuse with a clear error instead.
 
 mod common;
+use asna::gpu::kernels::Family;
 use asna::gpu::{DType, Gpu};
 use asna::model::checkpoint::load_model;
 use asna::ops::{self, Act};
@@ -124,7 +125,7 @@ fn f16_convolution_matches_the_float64_reference() {
         return; // covered by the scoring test's refusal check
     }
     for tiled in [true, false] {
-        gpu.prefer_tiled.set(Some(tiled));
+        gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
         for (seed, xs, k, cout, stride, act, fold) in [
             (
                 1u64,

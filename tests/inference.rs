@@ -3,6 +3,7 @@
 //! scoring forward pass (which folds) agrees with the unfolded one of a recording tape.
 
 mod common;
+use asna::gpu::kernels::Family;
 use asna::autograd::Tape;
 use asna::model::asna::{forward, BnContext, Bound, SIZE};
 use asna::model::checkpoint::load_model;
@@ -21,7 +22,7 @@ fn check_fold(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.prefer_tiled.set(Some(tiled));
+    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k, k, xs[3], cout];
     let x = gpu.upload(&xs, &r.vec(xs.iter().product(), -1.0, 1.0));
@@ -75,7 +76,7 @@ fn folded_scoring_pass_matches_the_unfolded_model() {
     let (r, d) = (crop(&img), crop(&dist));
     let fused = download(
         &gpu,
-        &asna::scorer::predict_standard(&gpu, store, &r, &d, 1, None),
+        &asna::model::asna::predict(&gpu, store, &r, &d, 1, None),
     );
 
     // A recording tape takes the unfolded path (conv, then batch_norm_eval).

@@ -2,6 +2,7 @@
 //! for an op F and a random cotangent g, the kernel's result must equal d/dx sum(F(x) * g).
 
 mod common;
+use asna::gpu::kernels::Family;
 use asna::gpu::Tensor;
 use asna::ops::{self, Act};
 use common::*;
@@ -43,7 +44,7 @@ fn check_conv_grads_variant(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.prefer_tiled.set(Some(tiled));
+    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);

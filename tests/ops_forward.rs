@@ -2,6 +2,7 @@
 //! one channel, 1x1 images, every stride and padding case the model uses, batch 1 and > 1.
 
 mod common;
+use asna::gpu::kernels::Family;
 use asna::ops::{self, Act};
 use common::*;
 
@@ -32,7 +33,7 @@ fn check_conv_variant(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.prefer_tiled.set(Some(tiled));
+    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);

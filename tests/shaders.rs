@@ -82,7 +82,7 @@ fn conv_kernel_specialisations_validate() {
 }
 
 fn conv_specialisations_validate(src: &str, dtype: DType) {
-    use asna::ops::conv::{TileConfig, Variant};
+    use asna::gpu::kernels::{Family, TileConfig};
     let module = naga::front::wgsl::parse_str(src).unwrap();
     let mut validator = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -94,7 +94,7 @@ fn conv_specialisations_validate(src: &str, dtype: DType) {
             // Every configuration `asna tune` may choose, for every product width.
             let mut configs: Vec<(usize, usize, usize, usize)> = Vec::new();
             for gn in [1, 3, 8, 16, 32, 64, 128] {
-                for c in TileConfig::candidates(&[Variant::Tiled, Variant::Direct], gn) {
+                for c in TileConfig::candidates(&Family::ALL, gn) {
                     if !configs.contains(&(c.tm, c.tn, c.threads_n, c.wg)) {
                         configs.push((c.tm, c.tn, c.threads_n, c.wg));
                     }

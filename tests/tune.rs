@@ -4,7 +4,8 @@
 
 mod common;
 use asna::gpu::tuning::{self, TunedKernel};
-use asna::ops::conv::{self, ConvGeom, Product, TileConfig, Variant};
+use asna::gpu::kernels::{Family, TileConfig, WORKGROUP_SIZES};
+use asna::ops::conv::{self, ConvGeom, Product};
 use asna::ops::Act;
 use common::*;
 use std::process::Command;
@@ -51,14 +52,14 @@ fn every_candidate_configuration_is_correct() {
     );
     let mut configs = Vec::new();
     for gn in [ws[3], ws[2]] {
-        for c in TileConfig::candidates(&[Variant::Tiled, Variant::Direct], gn) {
+        for c in TileConfig::candidates(&Family::ALL, gn) {
             if !configs.contains(&c) {
                 configs.push(c);
             }
         }
     }
     assert!(configs.len() > 10, "only {} candidates", configs.len());
-    for wg in conv::WORKGROUP_SIZES {
+    for wg in WORKGROUP_SIZES {
         assert!(
             configs.iter().any(|c| c.wg == wg),
             "no candidate with {wg} threads"
@@ -105,11 +106,11 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
     let gpu = gpu();
     let g = ConvGeom::new(&[1, 9, 9, 4], &[3, 3, 4, 8], 1);
     let default = conv::choose(&gpu, Product::Forward, &g);
-    let other = TileConfig::candidates(&conv::tune_families(&gpu), 8)
+    let other = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), 8)
         .into_iter()
         .find(|c| *c != default)
         .unwrap();
-    gpu.tuning.borrow_mut().table.insert(
+    gpu.kernels.borrow_mut().tuned.insert(
         conv::tune_key(Product::Forward, &g),
         other.to_tuned(1, 1.0, 2.0),
     );
@@ -120,22 +121,25 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
         other,
         "dW has no entry"
     );
-    gpu.tuning.borrow_mut().enabled = false;
+    gpu.kernels.borrow_mut().use_tuned = false;
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
-    gpu.tuning.borrow_mut().enabled = true;
-    gpu.prefer_tiled
-        .set(Some(default.variant == Variant::Tiled));
+    gpu.kernels.borrow_mut().use_tuned = true;
+    gpu.kernels
+        .borrow_mut()
+        .force_family(Some(default.family));
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
-    gpu.prefer_tiled.set(None);
+    gpu.kernels.borrow_mut().force_family(None);
     // An entry this shader cannot run (another version's cache) falls back to the default.
-    gpu.tuning.borrow_mut().table.insert(
+    gpu.kernels.borrow_mut().tuned.insert(
         conv::tune_key(Product::Forward, &g),
         TunedKernel {
-            kernel: "tiled".into(),
-            tm: 3,
-            tn: 4,
-            threads_n: 4,
-            wg: 64,
+            config: TileConfig {
+                family: Family::Tiled,
+                tm: 3,
+                tn: 4,
+                threads_n: 4,
+                wg: 64,
+            },
             images: 1,
             tuned_us: 1.0,
             default_us: 1.0,
@@ -153,7 +157,7 @@ fn cache_file_keeps_other_adapters_and_rejects_garbage() {
         tuning::load(&path, "a").unwrap().is_empty(),
         "missing file is empty"
     );
-    let entry = TileConfig::default_for(Variant::Direct, 8).to_tuned(2, 10.0, 12.0);
+    let entry = TileConfig::default_for(Family::Direct, 8).to_tuned(2, 10.0, 12.0);
     let mut t = std::collections::BTreeMap::new();
     t.insert("conv fwd 9x9x4->8 k3x3 s1".to_string(), entry.clone());
     tuning::save(&path, "adapter a", &t).unwrap();

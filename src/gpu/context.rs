@@ -108,11 +108,9 @@ pub struct Gpu {
     pub(crate) recorder: RefCell<super::recorder::Recorder>,
     pub profiler: RefCell<Profiler>,
     errors: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    /// Forces the convolution kernel family (Some(true): workgroup tiles, Some(false): direct)
-    /// instead of the choice by device type; for tests, benchmarks and tuning.
-    pub prefer_tiled: std::cell::Cell<Option<bool>>,
-    /// Kernel configurations measured by `asna tune` for this adapter.
-    pub tuning: RefCell<super::tuning::Tuning>,
+    /// Which kernel configuration runs for each shape (`kernels.rs`), read when the device
+    /// opens.
+    pub kernels: RefCell<super::kernels::KernelPolicy>,
 }
 
 impl Gpu {
@@ -145,7 +143,7 @@ impl Gpu {
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = super::recorder::Recorder::new(&device, &limits);
         let profiler = Profiler::new(&device, &queue, features);
-        let tuning = super::tuning::Tuning::load_for(&super::tuning::adapter_key(&info));
+        let kernels = super::kernels::KernelPolicy::for_adapter(&info);
         Ok(Rc::new(Gpu {
             device,
             queue,
@@ -157,8 +155,7 @@ impl Gpu {
             recorder: RefCell::new(recorder),
             profiler: RefCell::new(profiler),
             errors,
-            prefer_tiled: std::cell::Cell::new(None),
-            tuning: RefCell::new(tuning),
+            kernels: RefCell::new(kernels),
         }))
     }
 

@@ -1,8 +1,10 @@
 //! The GPU layer: context (adapter, device), buffers and tensors, the pipeline cache, the
-//! recorder that batches dispatches, and the timestamp profiler.
+//! recorder that batches dispatches, the timestamp profiler, and the kernel policy (which
+//! kernel configuration runs for which shape, with its tuning cache).
 
 pub mod buffer;
 pub mod context;
+pub mod kernels;
 pub mod pipeline;
 pub mod profiler;
 pub mod recorder;

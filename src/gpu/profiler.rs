@@ -139,3 +139,21 @@ impl Profiler {
         self.resolved = 0;
     }
 }
+
+impl super::Gpu {
+    /// Seconds of one run of `run` (which should end by waiting for the GPU, e.g. with a
+    /// download or `sync`): GPU time summed over its dispatches from timestamp queries where
+    /// the adapter has them, wall time otherwise. Used by `asna tune` and the kernel benches.
+    pub fn time_run(&self, run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+        self.sync()?;
+        let gpu_clock = self.profiler.borrow_mut().set_enabled(true);
+        let t = std::time::Instant::now();
+        let result = run().and_then(|_| self.sync());
+        let wall = t.elapsed().as_secs_f64();
+        let mut prof = self.profiler.borrow_mut();
+        let gpu_seconds: f64 = prof.stats.values().map(|s| s.seconds).sum();
+        prof.set_enabled(false);
+        result?;
+        Ok(if gpu_clock { gpu_seconds } else { wall })
+    }
+}

@@ -4,7 +4,9 @@
 //! The file lives at `$ASNA_TUNE_CACHE`, else `$XDG_CACHE_HOME/asna/tune.json`, else
 //! `~/.cache/asna/tune.json`. `ASNA_TUNE=off` ignores it. A missing file means defaults; an
 //! unreadable one is reported once on stderr and ignored (it is a cache, never an input).
+//! What the entries mean, and how they are used, is `kernels.rs`.
 
+use super::kernels::TileConfig;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,22 +17,13 @@ const VERSION: u32 = 1;
 /// The winner for one kernel shape, with the times that made it win.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TunedKernel {
-    /// Kernel family ("tiled" or "direct" for the convolution).
-    pub kernel: String,
-    pub tm: u32,
-    pub tn: u32,
-    pub threads_n: u32,
-    /// Threads per workgroup.
-    #[serde(default = "default_workgroup")]
-    pub wg: u32,
+    /// Family and tile, stored flat: `kernel`, `tm`, `tn`, `threads_n`, `wg`.
+    #[serde(flatten)]
+    pub config: TileConfig,
     /// Images in the measured batch.
     pub images: u32,
     pub tuned_us: f64,
     pub default_us: f64,
-}
-
-fn default_workgroup() -> u32 {
-    64
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -44,53 +37,6 @@ struct CacheFile {
 pub struct Seen {
     pub images: usize,
     pub calls: usize,
-}
-
-/// The process's view of the cache for the open adapter.
-#[derive(Default)]
-pub struct Tuning {
-    /// Whether lookups return tuned entries (false: every kernel uses its default).
-    pub enabled: bool,
-    pub table: BTreeMap<String, TunedKernel>,
-    /// Shape keys dispatched while recording (`asna tune` collects the model's shapes).
-    pub seen: Option<BTreeMap<String, Seen>>,
-}
-
-impl Tuning {
-    /// The cache entry for this adapter, or defaults (with a warning if the file is bad).
-    pub fn load_for(adapter: &str) -> Tuning {
-        let off = std::env::var("ASNA_TUNE").is_ok_and(|v| v == "off" || v == "0");
-        let mut t = Tuning {
-            enabled: !off,
-            ..Default::default()
-        };
-        if off {
-            return t;
-        }
-        if let Some(path) = cache_path() {
-            match load(&path, adapter) {
-                Ok(table) => t.table = table,
-                Err(e) => eprintln!("warning: tuning cache ignored: {e:#}"),
-            }
-        }
-        t
-    }
-
-    pub fn lookup(&self, key: &str) -> Option<&TunedKernel> {
-        if self.enabled {
-            self.table.get(key)
-        } else {
-            None
-        }
-    }
-
-    pub fn record(&mut self, key: &str, images: usize) {
-        if let Some(seen) = &mut self.seen {
-            let e = seen.entry(key.to_string()).or_default();
-            e.images = e.images.max(images);
-            e.calls += 1;
-        }
-    }
 }
 
 /// Where the cache lives (see the module comment); None when no home directory is known.
@@ -148,5 +94,5 @@ pub fn save(path: &Path, adapter: &str, table: &BTreeMap<String, TunedKernel>) -
             .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(&file)?;
-    crate::model::weights::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, text.as_bytes())
 }

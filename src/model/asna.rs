@@ -4,7 +4,7 @@
 
 use super::params::{ParamStore, SpecList};
 use crate::autograd::{Tape, Var};
-use crate::gpu::Tensor;
+use crate::gpu::{DType, Tensor};
 use crate::ops::Act;
 use std::collections::BTreeMap;
 
@@ -302,4 +302,46 @@ pub fn forward(
     let f = conv(tape, p, "head.fc2", &f, 1, Act::Tanh);
     let f = conv(tape, p, "head.fc3", &f, 1, Act::None);
     tape.reshape(&f, &[n])
+}
+
+/// The Siamese input of `n` pairs of `size`x`size` RGB u8 crops as one leaf [2n, size, size, 3]:
+/// the references first, then the distorted images, normalised, stored as `dtype`. Every
+/// forward pass of the model (scoring, evaluation, training, benchmarks, tuning) starts here.
+pub fn stacked_input(
+    tape: &mut Tape,
+    ref_px: &[u8],
+    dist_px: &[u8],
+    n: usize,
+    size: usize,
+    dtype: DType,
+) -> Var {
+    assert_eq!(ref_px.len(), n * size * size * 3, "reference crops");
+    assert_eq!(dist_px.len(), ref_px.len(), "distorted crops");
+    let mut stacked = Vec::with_capacity(ref_px.len() * 2);
+    stacked.extend_from_slice(ref_px);
+    stacked.extend_from_slice(dist_px);
+    let x = crate::ops::image::to_input_as(tape.gpu, &stacked, 2 * n, size, size, dtype);
+    tape.leaf(x, false)
+}
+
+/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops. Activations are
+/// stored in the element type of the store's weights (see `ParamStore::to_dtype`); the scores
+/// download as f32 either way.
+pub fn predict(
+    gpu: &crate::gpu::Gpu,
+    store: &ParamStore,
+    ref_px: &[u8],
+    dist_px: &[u8],
+    n: usize,
+    taps: Option<&mut Taps>,
+) -> Tensor {
+    let mut tape = Tape::inference(gpu);
+    let params = Bound::new(&mut tape, store, false);
+    let x = stacked_input(&mut tape, ref_px, dist_px, n, SIZE, store.weight_dtype());
+    let mut bn = BnContext {
+        train: false,
+        updates: Default::default(),
+        store,
+    };
+    forward(&mut tape, &params, &mut bn, &x, taps).t
 }

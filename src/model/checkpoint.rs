@@ -4,11 +4,11 @@
 //! carry Adam's moments and the run's state. Loading checks everything and never runs code.
 
 use super::asna::{self, ARCHITECTURE, SPEC_VERSION};
-use super::params::{to_file, ParamStore, SpecList};
-use super::weights::{serialize, write_atomic, TensorFile};
+use super::params::{ParamStore, SpecList};
+use super::weights::{serialize, TensorFile};
+use crate::files::write_atomic;
 use crate::data::{Direction, LabelScaler};
 use crate::gpu::Gpu;
-use crate::optim::Adam;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -112,6 +112,15 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<LoadedModel> {
     }
 }
 
+/// The models named by `--weights` (an ensemble when several), or the embedded default when
+/// none is named.
+pub fn load_models(gpu: &Gpu, weights: &[std::path::PathBuf]) -> Result<Vec<LoadedModel>> {
+    if weights.is_empty() {
+        return Ok(vec![load_model(gpu, None)?]);
+    }
+    weights.iter().map(|w| load_model(gpu, Some(w))).collect()
+}
+
 /// The metadata every ASNA model file carries.
 pub fn model_metadata(scaler: &LabelScaler) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -128,33 +137,30 @@ pub fn model_metadata(scaler: &LabelScaler) -> BTreeMap<String, String> {
     m
 }
 
-/// Writes parameters (and Adam's state, for resuming) with metadata, atomically.
+/// Named tensors in file layout: (name, shape, values).
+pub type FileTensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// State saved beside the parameters so that a run resumes exactly (the optimiser's moments):
+/// extra tensors and metadata entries. The optimiser implements it, so that model files need
+/// not know about optimisers.
+pub trait ResumeState {
+    fn file_tensors(&self, gpu: &Gpu, store: &ParamStore) -> Result<FileTensors>;
+    fn metadata(&self) -> Result<BTreeMap<String, String>>;
+}
+
+/// Writes parameters (and the state a run resumes from) with metadata, atomically.
 pub fn save(
     gpu: &Gpu,
     path: &Path,
     store: &ParamStore,
-    adam: Option<&Adam>,
+    state: Option<&dyn ResumeState>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let mut tensors = store.to_file_tensors(gpu)?;
     let mut metadata = metadata.clone();
-    if let Some(adam) = adam {
-        metadata.insert("adam_t".into(), adam.t.to_string());
-        metadata.insert("adam".into(), serde_json::to_string(&adam.cfg)?);
-        for spec in store.specs.iter().filter(|s| s.trainable) {
-            if let (Some(m), Some(v)) = (adam.m.get(&spec.name), adam.v.get(&spec.name)) {
-                tensors.push((
-                    format!("adam.m.{}", spec.name),
-                    spec.file_shape.clone(),
-                    to_file(spec, &gpu.download(m)?),
-                ));
-                tensors.push((
-                    format!("adam.v.{}", spec.name),
-                    spec.file_shape.clone(),
-                    to_file(spec, &gpu.download(v)?),
-                ));
-            }
-        }
+    if let Some(state) = state {
+        metadata.extend(state.metadata()?);
+        tensors.extend(state.file_tensors(gpu, store)?);
     }
     for (_, _, data) in &tensors {
         if data.iter().any(|v| !v.is_finite()) {
@@ -166,44 +172,4 @@ pub fn save(
     }
     let bytes = serialize(&tensors, &metadata)?;
     write_atomic(path, &bytes)
-}
-
-/// Adam's state from a checkpoint written by `save` (None when it holds none).
-pub fn load_adam(
-    gpu: &Gpu,
-    file: &TensorFile,
-    store: &ParamStore,
-    source: &str,
-) -> Result<Option<Adam>> {
-    let Some(t) = file.metadata.get("adam_t") else {
-        return Ok(None);
-    };
-    let t: u64 = t.parse().map_err(|_| anyhow!("{source}: bad adam_t"))?;
-    let cfg = serde_json::from_str(
-        file.metadata
-            .get("adam")
-            .ok_or_else(|| anyhow!("{source}: lacks adam settings"))?,
-    )
-    .map_err(|e| anyhow!("{source}: bad adam settings ({e})"))?;
-    let mut adam = Adam::new(cfg);
-    adam.t = t;
-    for spec in store.specs.iter().filter(|s| s.trainable) {
-        for (which, map) in [("m", &mut adam.m), ("v", &mut adam.v)] {
-            let key = format!("adam.{which}.{}", spec.name);
-            let (shape, data) = file
-                .float(&key)
-                .ok_or_else(|| anyhow!("{source}: missing tensor \"{key}\""))?;
-            if shape != spec.file_shape {
-                bail!(
-                    "{source}: tensor \"{key}\" has shape {shape:?}, expected {:?}",
-                    spec.file_shape
-                );
-            }
-            map.insert(
-                spec.name.clone(),
-                gpu.upload(&spec.engine_shape(), &super::params::to_engine(spec, &data)),
-            );
-        }
-    }
-    Ok(Some(adam))
 }

@@ -1,7 +1,7 @@
 //! Safetensors files: reading (a header and raw arrays; loading never executes code) with
 //! one-line errors naming the file, and atomic writing (temporary file, then rename).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -110,37 +110,4 @@ pub fn serialize(
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     Ok(safetensors::serialize(views, &Some(meta))?)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then renamed over the target, so a crash or a full disk leaves the old file intact.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("{}: write failed", path.display()))?;
-        f.sync_all()
-            .with_context(|| format!("{}: flush failed", path.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("{}: cannot replace", path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

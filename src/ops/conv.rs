@@ -1,9 +1,12 @@
 //! Convolution (and, through it, conv1d and dense layers) as implicit GEMM: forward with fused
 //! bias and activation (and, for scoring, a folded evaluation-mode batch norm), gradient of
 //! the input, gradient of the weight (split over K), and the bias gradient.
+//!
+//! Shader: shaders/conv.wgsl · Kernel choice: src/gpu/kernels.rs (families, tiles, tuning)
+//! · Reference and tests: tests/ops/conv.rs · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
 use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
-use crate::gpu::tuning::TunedKernel;
+use crate::gpu::kernels::{Family, TileConfig};
 use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
 // The forward product runs on f32 or f16 storage; the gradients (same entry points, other
@@ -13,31 +16,6 @@ const CONV_DIRECT: Kernel = kernel_f16("conv.wgsl", "conv_direct", &[RW, R, R, R
 const CONV_TILED_GRAD: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
 const CONV_DIRECT_GRAD: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
 
-/// Which convolution kernel runs: workgroup-memory tiles (GPUs) or direct loads without
-/// barriers (CPU drivers, where workgroup memory is ordinary memory and barriers are costly).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    Tiled,
-    Direct,
-}
-
-/// The variant for this adapter: `Gpu::prefer_tiled`, then `ASNA_CONV=tiled|direct`, override
-/// the choice by device type.
-pub fn variant(gpu: &Gpu) -> Variant {
-    if let Some(tiled) = gpu.prefer_tiled.get() {
-        return if tiled {
-            Variant::Tiled
-        } else {
-            Variant::Direct
-        };
-    }
-    match std::env::var("ASNA_CONV").as_deref() {
-        Ok("tiled") => Variant::Tiled,
-        Ok("direct") => Variant::Direct,
-        _ if gpu.info.device_type == wgpu::DeviceType::Cpu => Variant::Direct,
-        _ => Variant::Tiled,
-    }
-}
 const BK: usize = 16;
 
 /// TensorFlow 'same' padding along one axis: output ceil(in / s), total padding
@@ -173,187 +151,25 @@ impl Product {
     }
 }
 
-/// One configuration of the convolution kernels: the family, the register tile per thread
-/// (TM rows x TN columns of C), the threads along N (wg / threads_n along M) and the threads
-/// per workgroup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TileConfig {
-    pub variant: Variant,
-    pub tm: usize,
-    pub tn: usize,
-    pub threads_n: usize,
-    pub wg: usize,
+/// The shader's override constants for one configuration.
+fn constants(cfg: &TileConfig, product: Product, act: Act) -> Vec<(&'static str, f64)> {
+    vec![
+        ("MODE", product.mode() as f64),
+        ("ACT", act as u32 as f64),
+        ("TM", cfg.tm as f64),
+        ("TN", cfg.tn as f64),
+        ("THREADS_N", cfg.threads_n as f64),
+        ("WG", cfg.wg as f64),
+    ]
 }
 
-/// Workgroup sizes the tiled kernel may use: 64 fits every adapter's defaults, 128 and 256
-/// give a GPU the 64x64 and 128x32 tiles that keep its arithmetic units fed.
-pub const WORKGROUP_SIZES: [usize; 3] = [64, 128, 256];
-
-impl TileConfig {
-    const fn new(variant: Variant, tm: usize, tn: usize, threads_n: usize) -> TileConfig {
-        TileConfig {
-            variant,
-            tm,
-            tn,
-            threads_n,
-            wg: 64,
-        }
-    }
-    const fn with_wg(self, wg: usize) -> TileConfig {
-        TileConfig { wg, ..self }
-    }
-
-    /// The built-in choice by the width of the product, so that narrow layers (3 or 8 output
-    /// channels) do not waste a 64-wide tile.
-    pub fn default_for(variant: Variant, gn: usize) -> TileConfig {
-        let t = |tm, tn, threads_n| TileConfig::new(variant, tm, tn, threads_n);
-        if variant == Variant::Direct {
-            // Neighbouring threads take neighbouring output channels (contiguous weight loads);
-            // each thread holds the full 32 accumulators, up to 8 columns wide. This is the
-            // rule `asna tune` found on lavapipe for most of the model's shapes (narrow layers
-            // with one or two threads along N were 2-4x faster than spreading them over 8).
-            let width = gn.next_power_of_two().clamp(1, 64);
-            let tn = width.min(8);
-            return t(32 / tn.max(4), tn, (width / 8).max(1));
-        }
-        match gn {
-            0..=4 => t(2, 4, 1),
-            5..=8 => t(4, 4, 2),
-            9..=16 => t(4, 4, 4),
-            17..=32 => t(8, 4, 8),
-            _ => t(4, 8, 8),
-        }
-    }
-
-    /// Whether the shader can run this configuration: register arrays hold 8 rows, 8 columns
-    /// and 32 accumulators; the tiled kernel's workgroup tiles hold BM <= 128 and BN <= 64
-    /// (12 KiB, within every adapter's 16 KiB) and its staging needs BN <= threads; every size
-    /// is a power of two so that the threads divide the tiles evenly.
-    pub fn valid(&self) -> bool {
-        let pow2 = |v: usize| v.is_power_of_two();
-        let sizes_ok = pow2(self.tm)
-            && pow2(self.tn)
-            && pow2(self.threads_n)
-            && self.tm <= 8
-            && self.tn <= 8
-            && self.tm * self.tn <= 32
-            && WORKGROUP_SIZES.contains(&self.wg)
-            && self.threads_n <= self.wg;
-        let tiles_ok = self.bm() <= 128 && self.bn() <= 64 && self.bn() <= self.wg;
-        sizes_ok && (self.variant == Variant::Direct || tiles_ok)
-    }
-
-    /// Configurations worth measuring for a product `gn` wide on this kind of adapter: the
-    /// register-blocked shapes whose tile is not much wider than the product.
-    pub fn candidates(variants: &[Variant], gn: usize) -> Vec<TileConfig> {
-        let width = gn.next_power_of_two().max(1);
-        let mut out = Vec::new();
-        for &variant in variants {
-            // The direct kernel serves CPU drivers, where a workgroup is a loop: 64 threads.
-            let sizes: &[usize] = match variant {
-                Variant::Tiled => &WORKGROUP_SIZES,
-                Variant::Direct => &[64],
-            };
-            for &wg in sizes {
-                for tm in [1, 2, 4, 8] {
-                    for tn in [1, 2, 4, 8] {
-                        for threads_n in [1, 2, 4, 8, 16, 32] {
-                            let c = TileConfig::new(variant, tm, tn, threads_n).with_wg(wg);
-                            let blocking = tm * tn;
-                            if c.valid()
-                                && (4..=32).contains(&blocking)
-                                && c.bn() <= width.max(4)
-                                && c.bm() >= 16
-                            {
-                                out.push(c);
-                            }
-                        }
-                    }
-                }
-            }
-            let d = TileConfig::default_for(variant, gn);
-            if !out.contains(&d) {
-                out.push(d);
-            }
-        }
-        out
-    }
-
-    pub fn bm(&self) -> usize {
-        self.wg / self.threads_n * self.tm
-    }
-    pub fn bn(&self) -> usize {
-        self.threads_n * self.tn
-    }
-    fn constants(&self, product: Product, act: Act) -> Vec<(&'static str, f64)> {
-        vec![
-            ("MODE", product.mode() as f64),
-            ("ACT", act as u32 as f64),
-            ("TM", self.tm as f64),
-            ("TN", self.tn as f64),
-            ("THREADS_N", self.threads_n as f64),
-            ("WG", self.wg as f64),
-        ]
-    }
-    fn kernel(&self, product: Product) -> &'static Kernel {
-        match (self.variant, product) {
-            (Variant::Tiled, Product::Forward) => &CONV_TILED,
-            (Variant::Direct, Product::Forward) => &CONV_DIRECT,
-            (Variant::Tiled, _) => &CONV_TILED_GRAD,
-            (Variant::Direct, _) => &CONV_DIRECT_GRAD,
-        }
-    }
-    pub fn describe(&self) -> String {
-        let family = match self.variant {
-            Variant::Tiled => "tiled",
-            Variant::Direct => "direct",
-        };
-        format!(
-            "{family} {}x{} per thread, {} threads along N of {} (tile {}x{})",
-            self.tm,
-            self.tn,
-            self.threads_n,
-            self.wg,
-            self.bm(),
-            self.bn()
-        )
-    }
-    pub fn to_tuned(&self, images: usize, tuned_us: f64, default_us: f64) -> TunedKernel {
-        TunedKernel {
-            kernel: match self.variant {
-                Variant::Tiled => "tiled".into(),
-                Variant::Direct => "direct".into(),
-            },
-            tm: self.tm as u32,
-            tn: self.tn as u32,
-            threads_n: self.threads_n as u32,
-            wg: self.wg as u32,
-            images: images as u32,
-            tuned_us,
-            default_us,
-        }
-    }
-    /// A cache entry as a configuration; None if it names something this shader cannot run
-    /// (a cache written by another version).
-    pub fn from_tuned(t: &TunedKernel) -> Option<TileConfig> {
-        let variant = match t.kernel.as_str() {
-            "tiled" => Variant::Tiled,
-            "direct" => Variant::Direct,
-            _ => return None,
-        };
-        let c = TileConfig::new(variant, t.tm as usize, t.tn as usize, t.threads_n as usize)
-            .with_wg(t.wg as usize);
-        c.valid().then_some(c)
-    }
-}
-
-/// The kernel families worth timing on this adapter: a CPU driver runs only the direct
-/// kernel well (workgroup memory is ordinary memory there and barriers are costly).
-pub fn tune_families(gpu: &Gpu) -> Vec<Variant> {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        vec![Variant::Direct]
-    } else {
-        vec![Variant::Tiled, Variant::Direct]
+/// The kernel entry point of a family for one product (the forward also runs in f16).
+fn entry(family: Family, product: Product) -> &'static Kernel {
+    match (family, product) {
+        (Family::Tiled, Product::Forward) => &CONV_TILED,
+        (Family::Direct, Product::Forward) => &CONV_DIRECT,
+        (Family::Tiled, _) => &CONV_TILED_GRAD,
+        (Family::Direct, _) => &CONV_DIRECT_GRAD,
     }
 }
 
@@ -409,21 +225,12 @@ pub fn parse_tune_key(key: &str, n: usize) -> Option<(Product, ConvGeom)> {
     Some((product, g))
 }
 
-/// The configuration for one product on this adapter: a forced family (tests, `ASNA_CONV`)
-/// takes its default; otherwise the tuned entry if `asna tune` measured this shape, else the
-/// default of the adapter's family.
+/// The configuration for one product on this adapter (see `KernelPolicy::choose`).
 pub fn choose(gpu: &Gpu, product: Product, g: &ConvGeom) -> TileConfig {
     let (_, gn, _) = product.gemm(g);
-    let forced = gpu.prefer_tiled.get().is_some() || std::env::var_os("ASNA_CONV").is_some();
-    let key = tune_key(product, g);
-    let mut tuning = gpu.tuning.borrow_mut();
-    tuning.record(&key, g.n);
-    if !forced {
-        if let Some(c) = tuning.lookup(&key).and_then(TileConfig::from_tuned) {
-            return c;
-        }
-    }
-    TileConfig::default_for(variant(gpu), gn)
+    gpu.kernels
+        .borrow_mut()
+        .choose(&tune_key(product, g), g.n, gn)
 }
 
 /// M tiles folded into (y, z) so that each stays within 65535 workgroups.
@@ -508,9 +315,9 @@ fn forward_configured(
     let bn = affine.unwrap_or(w).raw();
     let bytes = (x.bytes() + w.bytes() + y.bytes()) as f64;
     gpu.dispatch_as(
-        cfg.kernel(Product::Forward),
+        entry(cfg.family, Product::Forward),
         dtype,
-        &cfg.constants(Product::Forward, act),
+        &constants(&cfg, Product::Forward, act),
         &g.params(gm, gn, gk, gk, b.is_some(), affine.is_some()),
         &[y.raw(), x.raw(), w.raw(), bias, bn],
         [gn.div_ceil(cfg.bn()) as u32, gy, gz],
@@ -537,8 +344,8 @@ pub fn backward_input_with(
     let (gm, gn, gk) = Product::GradInput.gemm(g);
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     gpu.dispatch(
-        cfg.kernel(Product::GradInput),
-        &cfg.constants(Product::GradInput, Act::None),
+        entry(cfg.family, Product::GradInput),
+        &constants(&cfg, Product::GradInput, Act::None),
         &g.params(gm, gn, gk, gk, false, false),
         &[dx.raw(), dz.raw(), w.raw(), w.raw(), w.raw()],
         [gn.div_ceil(cfg.bn()) as u32, gy, gz],
@@ -583,8 +390,8 @@ pub fn backward_weight_with(
         gpu.empty(&[splits, gm * gn])
     };
     gpu.dispatch(
-        cfg.kernel(Product::GradWeight),
-        &cfg.constants(Product::GradWeight, Act::None),
+        entry(cfg.family, Product::GradWeight),
+        &constants(&cfg, Product::GradWeight, Act::None),
         &g.params(gm, gn, gk, k_chunk, false, false),
         &[out.raw(), x.raw(), dz.raw(), dz.raw(), dz.raw()],
         groups,

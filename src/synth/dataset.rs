@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::calibrate::{calibrate, TOLERANCE_DB};
 use super::distortions::{distortion, Distortion, BANK};
@@ -138,21 +137,9 @@ fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().replace(['\n', '\r'], " ")
 }
 
-/// Write `bytes` to `path` via `path.tmp` and a rename.
+/// Writes `bytes` to `path` atomically, with the error naming the file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes)
-        .map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), one_line(e)))?;
-    fs::rename(&tmp, path).map_err(|e| {
-        anyhow!(
-            "cannot rename {} to {}: {}",
-            tmp.display(),
-            path.display(),
-            one_line(e)
-        )
-    })
+    crate::files::write_atomic(path, bytes).map_err(|e| anyhow!("{}", one_line(format!("{e:#}"))))
 }
 
 fn png_bytes(img: &RgbImage) -> Vec<u8> {
@@ -179,7 +166,7 @@ fn process_ref(
     types: &[&'static Distortion],
     ref_idx: usize,
     path: &Path,
-    pb: &ProgressBar,
+    pb: &indicatif::ProgressBar,
     abort: &AtomicBool,
 ) -> Result<RefOutput> {
     let img = image::open(path)
@@ -326,18 +313,11 @@ pub fn run(cfg: &SynthConfig, progress: bool) -> Result<SynthSummary> {
     }
 
     let total = (refs.len() * cfg.crops_per_ref * types.len()) as u64;
-    let pb = if progress {
-        let pb = ProgressBar::new(total);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "synth {bar:40} {pos}/{len} crop x type  {elapsed_precise} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let pb = crate::progress::bar(
+        total,
+        progress,
+        "synth {bar:40} {pos}/{len} crop x type  {elapsed_precise} eta {eta}",
+    );
 
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
