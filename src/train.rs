@@ -473,9 +473,8 @@ impl<'g> Run<'g> {
         )
     }
 
-    /// End of an epoch (or of a run stopped inside one): validates, logs, and keeps the last
-    /// checkpoint and, when validation improved, the best.
-    fn checkpoint_epoch(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
+    /// Validates and appends the metrics to the run's `metrics.jsonl`.
+    fn validate_and_log(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
         end_of_epoch(
             self.gpu,
             &self.store,
@@ -486,7 +485,13 @@ impl<'g> Run<'g> {
             &mut self.progress,
             &self.run_dir.join("metrics.jsonl"),
             last_loss,
-        )?;
+        )
+    }
+
+    /// End of an epoch (or of a run stopped inside one): validates, logs, and keeps the last
+    /// checkpoint and, when validation improved, the best.
+    fn checkpoint_epoch(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
+        self.validate_and_log(opts, last_loss)?;
         self.save("last.safetensors")?;
         let improved = self
             .progress
@@ -584,17 +589,7 @@ impl<'g> Run<'g> {
             // Stopped by --max-steps inside an epoch.
             self.save("last.safetensors")?;
             if !self.run_dir.join("best.safetensors").exists() {
-                end_of_epoch(
-                    self.gpu,
-                    &self.store,
-                    &self.ds,
-                    &self.val_idx,
-                    &self.targets,
-                    opts,
-                    &mut self.progress,
-                    &self.run_dir.join("metrics.jsonl"),
-                    last_loss,
-                )?;
+                self.validate_and_log(opts, last_loss)?;
                 self.save("last.safetensors")?;
                 self.save("best.safetensors")?;
             }
