@@ -6,6 +6,7 @@
 
 use crate::*;
 use asna::autograd::Tape;
+use asna::gpu::Gpu;
 use asna::ops::{self, Act};
 
 // ------------------------------------------------------------------ forward
@@ -211,7 +212,9 @@ fn weight_gradient_split_over_a_long_reduction() {
 
 /// `Tape::conv` and its `Conv` rule (activation gradient, then dX, dW and, with a bias, db)
 /// against finite differences, on the adapter's own kernel family.
+#[allow(clippy::too_many_arguments)]
 fn check_conv_tape(
+    gpu: &Gpu,
     seed: u64,
     xs: [usize; 4],
     k: [usize; 2],
@@ -220,16 +223,15 @@ fn check_conv_tape(
     bias: bool,
     act: Act,
 ) {
-    let gpu = gpu();
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);
     let w = r.vec(ws.iter().product(), -0.5, 0.5);
     let b = r.vec(cout, -0.3, 0.3);
-    let mut tape = Tape::new(&gpu);
-    let xv = tape.leaf(up(&gpu, &xs, &x), true);
-    let wv = tape.leaf(up(&gpu, &ws, &w), true);
-    let bv = tape.leaf(up(&gpu, &[cout], &b), true);
+    let mut tape = Tape::new(gpu);
+    let xv = tape.leaf(up(gpu, &xs, &x), true);
+    let wv = tape.leaf(up(gpu, &ws, &w), true);
+    let bv = tape.leaf(up(gpu, &[cout], &b), true);
     let y = tape.conv(&xv, &wv, bias.then_some(&bv), stride, act);
     let g = r.vec(y.t.numel(), -1.0, 1.0);
     backward_with(&mut tape, &y, &g);
@@ -277,27 +279,28 @@ fn check_conv_tape(
 
 #[test]
 fn conv_gradients_through_the_tape() {
-    check_conv_tape(21, [2, 7, 9, 3], [3, 3], 4, 1, true, Act::LeakyRelu);
-    check_conv_tape(22, [1, 9, 7, 1], [3, 3], 2, 2, false, Act::Sigmoid);
-    check_conv_tape(23, [2, 13, 11, 2], [3, 3], 3, 4, true, Act::None);
-    check_conv_tape(24, [3, 1, 16, 2], [1, 10], 3, 1, false, Act::Tanh);
-    check_conv_tape(25, [4, 1, 1, 7], [1, 1], 2, 1, true, Act::Relu);
+    // One adapter for every case, so the kernels compile once.
+    let gpu = gpu();
+    check_conv_tape(&gpu, 21, [2, 7, 9, 3], [3, 3], 4, 1, true, Act::LeakyRelu);
+    check_conv_tape(&gpu, 22, [1, 9, 7, 1], [3, 3], 2, 2, false, Act::Sigmoid);
+    check_conv_tape(&gpu, 23, [2, 13, 11, 2], [3, 3], 3, 4, true, Act::None);
+    check_conv_tape(&gpu, 24, [3, 1, 16, 2], [1, 10], 3, 1, false, Act::Tanh);
+    check_conv_tape(&gpu, 25, [4, 1, 1, 7], [1, 1], 2, 1, true, Act::Relu);
+    frozen_weights_get_no_gradient(&gpu);
 }
 
 /// Only the values that require gradients get them: a frozen weight (the sorter inside the
 /// loss) passes the gradient on to its input without computing its own.
-#[test]
-fn conv_tape_skips_frozen_weights() {
-    let gpu = gpu();
+fn frozen_weights_get_no_gradient(gpu: &Gpu) {
     let mut r = Rand::new(26);
     let (xs, ws) = ([2usize, 5, 6, 2], [3usize, 3, 2, 3]);
     let x = r.vec(xs.iter().product(), -1.0, 1.0);
     let w = r.vec(ws.iter().product(), -0.5, 0.5);
     let b = r.vec(3, -0.3, 0.3);
-    let mut tape = Tape::new(&gpu);
-    let xv = tape.leaf(up(&gpu, &xs, &x), true);
-    let wv = tape.leaf(up(&gpu, &ws, &w), false);
-    let bv = tape.leaf(up(&gpu, &[3], &b), false);
+    let mut tape = Tape::new(gpu);
+    let xv = tape.leaf(up(gpu, &xs, &x), true);
+    let wv = tape.leaf(up(gpu, &ws, &w), false);
+    let bv = tape.leaf(up(gpu, &[3], &b), false);
     let y = tape.conv(&xv, &wv, Some(&bv), 1, Act::LeakyRelu);
     let g = r.vec(y.t.numel(), -1.0, 1.0);
     backward_with(&mut tape, &y, &g);
