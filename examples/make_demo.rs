@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     distorted.save(out.join("dist.png"))?;
     println!(
         "PSNR {:.2} dB",
-        asna::metrics::psnr_rgb_u8(reference.as_raw(), distorted.as_raw())
+        asna::synth::psnr_u8(&reference, &distorted)
     );
     Ok(())
 }

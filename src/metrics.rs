@@ -5,9 +5,8 @@
 //!   [`rmse`], plus the 4-parameter logistic mapping used in IQA papers
 //!   ([`fit_logistic4`], [`plcc_after_logistic`]) and the bundle
 //!   [`correlations`].
-//! * Float64 reference implementations of two full-reference baselines,
-//!   [`psnr_rgb_u8`] and [`ssim_rgb_u8`], used directly and as test oracles
-//!   for the GPU kernels.
+//!
+//! The PSNR and SSIM baselines are computed on the GPU (`ops::quality`).
 //!
 //! # Degenerate inputs
 //! The correlation functions never panic on degenerate *data*: fewer than two
@@ -487,139 +486,6 @@ pub fn correlations(pred: &[f64], truth: &[f64]) -> Correlations {
     }
 }
 
-/// PSNR in dB between two 8-bit buffers, over every byte (for interleaved RGB:
-/// all channels pooled into one MSE), peak 255:
-/// `10 log10(255^2 / MSE)`. `+inf` for identical buffers, NaN if empty.
-///
-/// # Panics
-/// If the lengths differ.
-pub fn psnr_rgb_u8(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len(), "psnr_rgb_u8: length mismatch");
-    if a.is_empty() {
-        return f64::NAN;
-    }
-    let se: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(&p, &q)| (p as i64 - q as i64).pow(2) as u64)
-        .sum();
-    if se == 0 {
-        return f64::INFINITY;
-    }
-    let mse = se as f64 / a.len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse).log10()
-}
-
-/// Side of the SSIM Gaussian window.
-pub const SSIM_WINDOW: usize = 11;
-/// Standard deviation of the SSIM Gaussian window.
-pub const SSIM_SIGMA: f64 = 1.5;
-
-/// The normalised 1-D Gaussian of the SSIM window:
-/// `g[i] = exp(-(i - 5)^2 / (2 * 1.5^2)) / sum`, i = 0..11. The 2-D window is
-/// the outer product `g[i] g[j]` (which sums to 1), as MATLAB's
-/// `fspecial('gaussian', 11, 1.5)`.
-pub fn ssim_gaussian_1d() -> [f64; SSIM_WINDOW] {
-    let mut g = [0.0; SSIM_WINDOW];
-    let c = (SSIM_WINDOW / 2) as f64;
-    for (i, v) in g.iter_mut().enumerate() {
-        let d = i as f64 - c;
-        *v = (-d * d / (2.0 * SSIM_SIGMA * SSIM_SIGMA)).exp();
-    }
-    let s: f64 = g.iter().sum();
-    g.iter_mut().for_each(|v| *v /= s);
-    g
-}
-
-/// Mean SSIM between two interleaved 8-bit RGB images of `w` x `h` pixels,
-/// exactly as Wang, Bovik, Sheikh & Simoncelli (2004) / their `ssim.m`
-/// (without the automatic downsampling of later versions):
-///
-/// 1. Luma `Y = 0.299 R + 0.587 G + 0.114 B` (Rec. 601 weights, as MATLAB
-///    `rgb2gray`) on the 0..255 scale, kept in floating point (**not**
-///    rounded to integers as `rgb2gray` would do for uint8 input).
-/// 2. Gaussian window 11x11, sigma 1.5, normalised to sum 1
-///    ([`ssim_gaussian_1d`] outer product).
-/// 3. Local statistics by 'valid' filtering only (windows entirely inside
-///    the image; no padding): `mu_x = sum w x`, `sigma_x^2 = sum w x^2 -
-///    mu_x^2`, `sigma_xy = sum w x y - mu_x mu_y` (biased, weights sum to 1).
-/// 4. `C1 = (0.01 L)^2`, `C2 = (0.03 L)^2`, `L = 255`;
-///    `SSIM = (2 mu_x mu_y + C1)(2 sigma_xy + C2) /
-///            ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))`.
-/// 5. Result: the plain mean of the `(w - 10) x (h - 10)` SSIM map.
-///
-/// This equals scikit-image's `structural_similarity(gaussian_weights=True,
-/// sigma=1.5, use_sample_covariance=False, data_range=255)` on the same luma.
-/// Returns exactly 1 for identical images and NaN if `w < 11` or `h < 11`.
-///
-/// # Panics
-/// If `a.len()` or `b.len()` is not `3 * w * h`.
-pub fn ssim_rgb_u8(a: &[u8], b: &[u8], w: usize, h: usize) -> f64 {
-    assert_eq!(a.len(), 3 * w * h, "ssim_rgb_u8: a is not w*h*3 bytes");
-    assert_eq!(b.len(), 3 * w * h, "ssim_rgb_u8: b is not w*h*3 bytes");
-    if w < SSIM_WINDOW || h < SSIM_WINDOW {
-        return f64::NAN;
-    }
-    let luma = |img: &[u8]| -> Vec<f64> {
-        img.chunks_exact(3)
-            .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
-            .collect()
-    };
-    let ya = luma(a);
-    let yb = luma(b);
-    let g = ssim_gaussian_1d();
-    let (ow, oh) = (w - SSIM_WINDOW + 1, h - SSIM_WINDOW + 1);
-    // Five moment images, filtered separably ('valid' in both directions).
-    let fields: [Box<dyn Fn(usize) -> f64>; 5] = [
-        Box::new(|i| ya[i]),
-        Box::new(|i| yb[i]),
-        Box::new(|i| ya[i] * ya[i]),
-        Box::new(|i| yb[i] * yb[i]),
-        Box::new(|i| ya[i] * yb[i]),
-    ];
-    let mut filtered: Vec<Vec<f64>> = Vec::with_capacity(5);
-    for f in &fields {
-        // Horizontal pass: h rows x ow columns.
-        let mut tmp = vec![0.0; h * ow];
-        for y in 0..h {
-            for x in 0..ow {
-                let mut s = 0.0;
-                for (k, gk) in g.iter().enumerate() {
-                    s += gk * f(y * w + x + k);
-                }
-                tmp[y * ow + x] = s;
-            }
-        }
-        // Vertical pass: oh rows x ow columns.
-        let mut out = vec![0.0; oh * ow];
-        for y in 0..oh {
-            for x in 0..ow {
-                let mut s = 0.0;
-                for (k, gk) in g.iter().enumerate() {
-                    s += gk * tmp[(y + k) * ow + x];
-                }
-                out[y * ow + x] = s;
-            }
-        }
-        filtered.push(out);
-    }
-    let c1 = (0.01f64 * 255.0).powi(2);
-    let c2 = (0.03f64 * 255.0).powi(2);
-    let mut total = 0.0;
-    let [fa, fb, faa, fbb, fab] = &filtered[..] else {
-        unreachable!()
-    };
-    for i in 0..oh * ow {
-        let (mx, my) = (fa[i], fb[i]);
-        let vx = faa[i] - mx * mx;
-        let vy = fbb[i] - my * my;
-        let cxy = fab[i] - mx * my;
-        total +=
-            ((2.0 * mx * my + c1) * (2.0 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2));
-    }
-    total / (oh * ow) as f64
-}
-
 fn all_finite(v: &[f64]) -> bool {
     v.iter().all(|a| a.is_finite())
 }
@@ -636,10 +502,9 @@ fn std(v: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    //! Oracle constants were produced by `python3` 3.11 with numpy 2.4.6,
-    //! scipy 1.17.1 and scikit-image 0.26.0 (`scipy.stats.rankdata/pearsonr/
-    //! spearmanr/kendalltau`, `scipy.optimize.curve_fit`,
-    //! `skimage.metrics.structural_similarity`) from the same inputs as below.
+    //! Oracle constants were produced by `python3` 3.11 with numpy 2.4.6 and
+    //! scipy 1.17.1 (`scipy.stats.rankdata/pearsonr/spearmanr/kendalltau`,
+    //! `scipy.optimize.curve_fit`) from the same inputs as below.
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -796,49 +661,5 @@ mod tests {
         assert!(close(c.krcc, 0.976923076923077, 1e-13));
         assert!(close(c.main_score(), c.plcc + c.srcc, 0.0));
         assert!(close(plcc_after_logistic(&x, &yn), c.plcc_logistic, 0.0));
-    }
-
-    /// The synthetic pair used for the SSIM/PSNR oracles (24x20 RGB).
-    fn ssim_pair() -> (Vec<u8>, Vec<u8>, usize, usize) {
-        let (w, h) = (24usize, 20usize);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for y in 0..h {
-            for x in 0..w {
-                for c in 0..3 {
-                    let v = ((x * x * 3 + y * 7 + c * 50 + x * y) % 200 + 20) as i64;
-                    a.push(v as u8);
-                    b.push((v + ((x * 7 + y * 13 + c * 5) % 81) as i64 - 40).clamp(0, 255) as u8);
-                }
-            }
-        }
-        (a, b, w, h)
-    }
-
-    #[test]
-    fn ssim_matches_skimage() {
-        let (a, b, w, h) = ssim_pair();
-        // skimage structural_similarity(luma_a, luma_b, gaussian_weights=True, sigma=1.5,
-        // use_sample_covariance=False, data_range=255) = 0.8526706727167548; a brute-force
-        // numpy 2-D valid-window implementation gives 0.8526706727167549.
-        assert!(close(ssim_rgb_u8(&a, &b, w, h), 0.8526706727167548, 1e-12));
-        assert!(close(ssim_rgb_u8(&b, &a, w, h), 0.8526706727167548, 1e-12));
-        assert_eq!(ssim_rgb_u8(&a, &a, w, h), 1.0);
-        assert!(ssim_rgb_u8(&a[..3 * 10 * 10], &a[..3 * 10 * 10], 10, 10).is_nan());
-        let g = ssim_gaussian_1d();
-        assert!(close(g.iter().sum::<f64>(), 1.0, 1e-15));
-    }
-
-    #[test]
-    fn psnr_known_cases() {
-        let (a, b, _, _) = ssim_pair();
-        assert!(close(psnr_rgb_u8(&a, &b), 20.786467077877717, 1e-12));
-        // Every byte off by 10: MSE 100, 10 log10(65025/100).
-        assert!(close(
-            psnr_rgb_u8(&[0; 12], &[10; 12]),
-            28.130803608679106,
-            1e-12
-        ));
-        assert_eq!(psnr_rgb_u8(&a, &a), f64::INFINITY);
-        assert!(psnr_rgb_u8(&[], &[]).is_nan());
     }
 }

@@ -5,7 +5,8 @@
 //! gradients where a value is used more than once (the shared encoder sees both images,
 //! residual blocks fan out, weights also enter the L2 term). With recording off the same model
 //! code runs forward only and every intermediate is released as soon as it is dead.
-//! All gradient rules sit in one `match` in `backward`.
+//! All gradient rules sit in one `match` (`node_backward`); tests/ops/ reaches each of them
+//! through the tape, in the file of the op family whose kernels the rule launches.
 
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::{self, batchnorm::BatchStats, conv::ConvGeom, Act};
@@ -413,9 +414,23 @@ impl<'g> Tape<'g> {
     /// Gradients of the 1-element value `root` with respect to every value that requires them.
     pub fn backward(&mut self, root: &Var) {
         assert_eq!(root.t.numel(), 1, "backward needs a scalar root");
+        let one = self.gpu.full(&[1], 1.0);
+        self.backward_from(root, one);
+    }
+
+    /// Gradients of sum(out * dy) for a value `out` of any shape and a constant `dy` of as
+    /// many elements: the vector-Jacobian product, which checks each rule on its own.
+    pub fn backward_from(&mut self, out: &Var, dy: Tensor) {
+        assert_eq!(
+            dy.numel(),
+            out.t.numel(),
+            "backward_from: dy has {} elements for a value of shape {:?}",
+            dy.numel(),
+            out.t.shape
+        );
         let gpu = self.gpu;
         self.grads.clear();
-        self.grads.insert(root.id, gpu.full(&[1], 1.0));
+        self.grads.insert(out.id, dy);
         let nodes = std::mem::take(&mut self.nodes);
         for node in nodes.into_iter().rev() {
             let Some(dy) = self.grads.remove(&node.out) else {

@@ -1,8 +1,8 @@
 //! Crops, geometric augmentation and CIE Lab lightness scaling (training and test-time).
 //!
-//! Spec: "Training: the same random 90-degree rotation and horizontal / vertical flips for both
-//! images of a pair; intensity scaling of the L channel in CIE Lab by one factor in U(0.3, 1.5)
-//! for both images."
+//! Training applies the same random quarter-turn rotation and horizontal / vertical flips to
+//! both images of a pair, and scales the L channel in CIE Lab of both by one factor in
+//! U(0.3, 1.5); docs/MODEL.md ("Augmentation") compares this with the authors' code.
 
 use anyhow::bail;
 use image::{imageops, RgbImage};

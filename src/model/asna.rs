@@ -1,4 +1,4 @@
-//! The ASNA attention model exactly as docs/asna-model.md specifies it: a shared encoder run
+//! The ASNA attention model as docs/MODEL.md describes it: a shared encoder run
 //! once on the stacked [reference; distorted] batch, absolute feature differences at four
 //! scales, a U-Net-like decoder, channel and spatial attention, residual blocks, dense head.
 

@@ -1,4 +1,4 @@
-//! Model files: safetensors with the spec's parameter names and layouts, and metadata that
+//! Model files: safetensors with the parameter names and layouts of docs/MODEL.md, and metadata that
 //! says what the model is (architecture, spec version) and how to read its output (the label
 //! mean, standard deviation and direction of its training set). Training checkpoints also
 //! carry Adam's moments and the run's state. Loading checks everything and never runs code.

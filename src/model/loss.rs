@@ -1,5 +1,6 @@
 //! The ASNA loss on one batch of L = 16 pairs (standardised targets y, predictions p):
-//! `m * mse + (1 - m) * (1 - r^2) + s * rank + l2`, with the sorter frozen in evaluation mode.
+//! `m * mse + (1 - m) * (1 - r^2) + s * rank + l2`, with the sorter frozen in evaluation mode
+//! (docs/MODEL.md, "Loss").
 
 use super::asna::{BnContext, Bound, L2_CONV_LAYERS};
 use super::params::ParamStore;

@@ -1,6 +1,6 @@
 //! Named parameters in the engine's layouts, with conversion to and from the file layouts of
-//! the spec (conv `[out, in, kh, kw]`, conv1d `[out, in, k]`, dense `[out, in]`), so that
-//! checkpoints keep the spec's names and layouts and are readable by anyone holding the spec.
+//! docs/MODEL.md (conv `[out, in, kh, kw]`, conv1d `[out, in, k]`, dense `[out, in]`), so that
+//! checkpoints keep the documented names and layouts and are readable without asna.
 
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::rng::Rng;
@@ -27,7 +27,7 @@ pub struct ParamSpec {
     /// False for running statistics, which training updates but does not differentiate.
     pub trainable: bool,
     /// Initial value for vectors (bias 0, gamma 1, beta 0, running mean 0, running var 1,
-    /// PReLU alpha 0.25).
+    /// PReLU alpha 0).
     pub init: f32,
 }
 

@@ -1,6 +1,7 @@
 //! The surrogate ranking network ("sorter"): a conv1d stack that maps a vector of L = 16
 //! scores to approximate 1-based ranks, trained to sort and then frozen inside the ASNA loss
-//! as a differentiable stand-in for Spearman's correlation.
+//! as a differentiable stand-in for Spearman's correlation (docs/MODEL.md, "The surrogate
+//! ranking network").
 
 use super::asna::{BnContext, Bound};
 use super::params::SpecList;

@@ -1,4 +1,6 @@
 //! Adam on the GPU, in place on a parameter and its moments.
+//!
+//! Shader: shaders/adam.wgsl · Reference and tests: tests/ops/adam.rs
 
 use super::{kernel, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};

@@ -1,5 +1,8 @@
 //! Batch normalisation over every axis but channels: training mode (batch statistics, biased
 //! variance, gradient through the statistics) and evaluation mode (running statistics).
+//!
+//! Shader: shaders/batchnorm.wgsl · Reference and tests: tests/ops/batchnorm.rs · Gradient
+//! rules: `BatchNormTrain`, `BatchNormEval` in src/autograd/mod.rs
 
 use super::{f32_only, kernel, reduce, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};

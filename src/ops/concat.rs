@@ -1,4 +1,7 @@
 //! Concatenation along channels (the last axis) and its adjoint, the split.
+//!
+//! Shader: shaders/concat.wgsl · Reference and tests: tests/ops/concat.rs · Gradient rule:
+//! `Concat` in src/autograd/mod.rs
 
 use super::{kernel_f16, same_dtype, R, RW};
 use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};

@@ -3,7 +3,8 @@
 //! the input, gradient of the weight (split over K), and the bias gradient.
 //!
 //! Shader: shaders/conv.wgsl · Kernel choice: src/gpu/kernels.rs (families, tiles, tuning)
-//! · Reference and tests: tests/ops/conv.rs · Tape rule: `Op::Conv` in src/autograd/mod.rs
+//! · Reference: `conv_ref` in tests/common/mod.rs · Tests: tests/ops/conv.rs (and every tile
+//! configuration in tests/tune.rs) · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
 use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
 use crate::gpu::kernels::{Family, TileConfig};

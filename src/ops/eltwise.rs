@@ -1,5 +1,8 @@
 //! Element-wise ops and their gradients: activations, sums, broadcast products, the Siamese
 //! absolute difference, PReLU and batch slices.
+//!
+//! Shader: shaders/eltwise.wgsl · Reference and tests: tests/ops/eltwise.rs · Gradient rules:
+//! `Activation`, `Prelu`, `Mul`, `Axpby`, `AbsDiffHalves`, `SliceBatch` in src/autograd/mod.rs
 
 use super::{kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};

@@ -1,4 +1,6 @@
 //! uint8 RGB images to the model's normalised input.
+//!
+//! Shader: shaders/image.wgsl · Reference and tests: tests/ops/image.rs
 
 use super::{kernel_f16, R, RW};
 use crate::gpu::{grid_1d, DType, Gpu, Kernel, Tensor};

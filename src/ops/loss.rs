@@ -1,5 +1,8 @@
 //! Loss terms over one batch of scores: mean squared and absolute errors, the clamped Pearson term
 //! 1 - r^2, each with its gradient (the L2 term is a squared norm, see reduce).
+//!
+//! Shader: shaders/loss.wgsl · Reference and tests: tests/ops/loss.rs · Gradient rules: `Mse`,
+//! `Mae`, `PearsonTerm` in src/autograd/mod.rs
 
 use super::{f32_only, kernel, R, RW};
 use crate::gpu::{Gpu, Kernel, Tensor};

@@ -1,4 +1,7 @@
 //! 2x2 max pooling and 2x nearest upsampling, forward and backward.
+//!
+//! Shader: shaders/pool.wgsl · Reference and tests: tests/ops/pool.rs · Gradient rules:
+//! `MaxPool`, `Upsample` in src/autograd/mod.rs
 
 use super::{kernel, kernel_f16, same_dtype, R, RW};
 use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};

@@ -1,14 +1,34 @@
 //! Full-reference quality baselines on the GPU: batched PSNR and SSIM of N pairs of packed u8
-//! RGB images, following the float64 CPU definitions of [`crate::metrics::psnr_rgb_u8`] and
-//! [`crate::metrics::ssim_rgb_u8`] (see shaders/quality.wgsl for the kernel design).
+//! RGB images (see shaders/quality.wgsl for the kernel design).
+//!
+//! Shader: shaders/quality.wgsl · Reference and tests: tests/ops/quality.rs
 
 use super::{kernel, reduce, R, RW};
 use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
-use crate::metrics::{ssim_gaussian_1d, SSIM_WINDOW};
 
 const PSNR_PARTIALS: Kernel = kernel("quality.wgsl", "psnr_partials", &[RW, R, R]);
 const PSNR_SUM: Kernel = kernel("quality.wgsl", "psnr_sum", &[RW, R]);
 const SSIM_TILES: Kernel = kernel("quality.wgsl", "ssim_tiles", &[RW, R, R]);
+
+/// Side of the SSIM Gaussian window.
+pub const SSIM_WINDOW: usize = 11;
+/// Standard deviation of the SSIM Gaussian window.
+pub const SSIM_SIGMA: f64 = 1.5;
+
+/// The normalised 1-D Gaussian of the SSIM window:
+/// `g[i] = exp(-(i - 5)^2 / (2 * 1.5^2)) / sum`, i = 0..11. The 2-D window is the outer
+/// product `g[i] g[j]` (which sums to 1), as MATLAB's `fspecial('gaussian', 11, 1.5)`.
+pub fn ssim_gaussian_1d() -> [f64; SSIM_WINDOW] {
+    let mut g = [0.0; SSIM_WINDOW];
+    let c = (SSIM_WINDOW / 2) as f64;
+    for (i, v) in g.iter_mut().enumerate() {
+        let d = i as f64 - c;
+        *v = (-d * d / (2.0 * SSIM_SIGMA * SSIM_SIGMA)).exp();
+    }
+    let s: f64 = g.iter().sum();
+    g.iter_mut().for_each(|v| *v /= s);
+    g
+}
 
 /// Bytes of one pair summed by one workgroup: 65536 * 255^2 still fits a u32.
 const PSNR_CHUNK: usize = 65536;
@@ -65,8 +85,8 @@ fn check(a: &[u8], b: &[u8], n: usize, h: usize, w: usize, what: &str) {
 }
 
 /// PSNR in dB of each of the `n` pairs (a[i], b[i]) of `h` x `w` RGB images, packed
-/// [n, h, w, 3]: over all bytes of the pair, peak 255; +inf for identical images, NaN for
-/// empty ones, as [`crate::metrics::psnr_rgb_u8`]. The squared error is summed exactly.
+/// [n, h, w, 3]: `10 log10(255^2 / MSE)` over all bytes of the pair (the three channels pooled);
+/// +inf for identical images, NaN for empty ones. The squared error is summed exactly.
 pub fn psnr(
     gpu: &Gpu,
     a: &[u8],
@@ -117,9 +137,11 @@ pub fn psnr(
         .collect())
 }
 
-/// Mean SSIM of each of the `n` pairs, as [`crate::metrics::ssim_rgb_u8`]: luma
-/// 0.299 R + 0.587 G + 0.114 B, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, L 255,
-/// valid windows only; NaN when `h` or `w` is below 11. Computed in f32.
+/// Mean SSIM of each of the `n` pairs, as Wang et al. (2004) and scikit-image's
+/// `structural_similarity` with Gaussian weights: luma 0.299 R + 0.587 G + 0.114 B (not
+/// rounded), 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, L 255, biased local
+/// statistics, the mean over valid windows only; NaN when `h` or `w` is below 11. Computed in
+/// f32.
 pub fn ssim(
     gpu: &Gpu,
     a: &[u8],

@@ -1,4 +1,7 @@
 //! Column reductions ([G, R, C] -> [G, C]) and the sum of split-K slices.
+//!
+//! Shader: shaders/reduce.wgsl · Reference and tests: tests/ops/reduce.rs · Gradient rules:
+//! `MeanHw`, `SumSquares` in src/autograd/mod.rs
 
 use super::{f32_only, kernel, kernel_f16, R, RW};
 use crate::gpu::{f, grid_1d, DType, Gpu, Kernel, Tensor};

@@ -1,5 +1,7 @@
-//! Shared test helpers: a GPU per test, random data, float64 CPU references of every op, and
-//! central finite differences.
+//! Shared test helpers: a GPU per test, random data, the relative-error check, central finite
+//! differences, and the float64 convolution reference that tests/ops/conv.rs, tests/f16.rs and
+//! tests/tune.rs all compare against. Every other op's reference sits with its tests in
+//! tests/ops/.
 #![allow(dead_code)]
 
 use asna::gpu::{Gpu, Tensor};
@@ -140,95 +142,6 @@ pub fn conv_ref(
         }
     }
     (y, [n, oh, ow, co])
-}
-
-pub fn maxpool_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
-    let (oh, ow) = (h / 2, w / 2);
-    let mut y = vec![0.0; n * oh * ow * c];
-    for img in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ch in 0..c {
-                    let at = |yy: usize, xx: usize| x[((img * h + yy) * w + xx) * c + ch];
-                    let m = at(2 * oy, 2 * ox)
-                        .max(at(2 * oy, 2 * ox + 1))
-                        .max(at(2 * oy + 1, 2 * ox))
-                        .max(at(2 * oy + 1, 2 * ox + 1));
-                    y[((img * oh + oy) * ow + ox) * c + ch] = m;
-                }
-            }
-        }
-    }
-    y
-}
-
-pub fn upsample_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
-    let mut y = vec![0.0; n * 4 * h * w * c];
-    for img in 0..n {
-        for yy in 0..2 * h {
-            for xx in 0..2 * w {
-                for ch in 0..c {
-                    y[((img * 2 * h + yy) * 2 * w + xx) * c + ch] =
-                        x[((img * h + yy / 2) * w + xx / 2) * c + ch];
-                }
-            }
-        }
-    }
-    y
-}
-
-/// Training-mode batch norm over rows of [rows, c]: (y, mean, biased var).
-pub fn bn_train_ref(
-    x: &[f64],
-    c: usize,
-    gamma: &[f64],
-    beta: &[f64],
-    eps: f64,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let rows = x.len() / c;
-    let mut mean = vec![0.0; c];
-    let mut var = vec![0.0; c];
-    for r in 0..rows {
-        for ch in 0..c {
-            mean[ch] += x[r * c + ch] / rows as f64;
-        }
-    }
-    for r in 0..rows {
-        for ch in 0..c {
-            var[ch] += (x[r * c + ch] - mean[ch]).powi(2) / rows as f64;
-        }
-    }
-    let y = (0..x.len()).map(|i| {
-        let ch = i % c;
-        (x[i] - mean[ch]) / (var[ch] + eps).sqrt() * gamma[ch] + beta[ch]
-    });
-    (y.collect(), mean, var)
-}
-
-pub fn bn_eval_ref(
-    x: &[f64],
-    c: usize,
-    rm: &[f64],
-    rv: &[f64],
-    gamma: &[f64],
-    beta: &[f64],
-    eps: f64,
-) -> Vec<f64> {
-    (0..x.len())
-        .map(|i| {
-            let ch = i % c;
-            (x[i] - rm[ch]) / (rv[ch] + eps).sqrt() * gamma[ch] + beta[ch]
-        })
-        .collect()
-}
-
-pub fn pearson_ref(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let sab: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let saa: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let sbb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    sab / (saa * sbb).sqrt()
 }
 
 /// Central differences of a scalar function, in float64.
