@@ -172,10 +172,8 @@ fn measure_score(
 ) -> Result<serde_json::Value> {
     let (r, d) = (random_pixels(rng, b), random_pixels(rng, b));
     timed(gpu, args, "pairs_per_s", b, |_| {
-        gpu.download(&crate::model::asna::predict(
-            gpu, store, &r, &d, b, None,
-        ))
-        .map(|_| ())
+        gpu.download(&crate::model::asna::predict(gpu, store, &r, &d, b, None))
+            .map(|_| ())
     })
 }
 

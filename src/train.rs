@@ -7,6 +7,7 @@ use crate::autograd::Tape;
 use crate::data::{
     self, BatchLoader, Dataset, DatasetFormat, Direction, LabelScaler, LoaderConfig,
 };
+use crate::files::write_atomic;
 use crate::gpu::{DType, Gpu};
 use crate::metrics;
 use crate::model::asna::{self, forward, stacked_input, BnContext, Bound, SIZE};
@@ -14,7 +15,6 @@ use crate::model::checkpoint::{self, check_architecture, load_store, model_metad
 use crate::model::loss::{asna_loss, LossWeights};
 use crate::model::params::ParamStore;
 use crate::model::sorter;
-use crate::files::write_atomic;
 use crate::model::weights::TensorFile;
 use crate::ops::adam::AdamConfig;
 use crate::optim::Adam;
@@ -388,8 +388,7 @@ impl<'g> Run<'g> {
                 sorter::LENGTH
             );
         }
-        let (train_idx, val_idx) =
-            data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
+        let (train_idx, val_idx) = data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
         if train_idx.len() < cfg.batch {
             bail!(
                 "{}: only {} training pairs, fewer than one batch of {}",
@@ -449,9 +448,8 @@ impl<'g> Run<'g> {
             "train_references": refs_of(&self.train_idx),
             "validation_references": refs_of(&self.val_idx),
         });
-        std::fs::create_dir_all(&self.run_dir).with_context(|| {
-            format!("{}: cannot create run directory", self.run_dir.display())
-        })?;
+        std::fs::create_dir_all(&self.run_dir)
+            .with_context(|| format!("{}: cannot create run directory", self.run_dir.display()))?;
         write_atomic(
             &self.run_dir.join("split.json"),
             serde_json::to_string_pretty(&split)?.as_bytes(),

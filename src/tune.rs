@@ -150,7 +150,12 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
         Ok(())
     };
     let result = run();
-    let seen = gpu.kernels.borrow_mut().recording.take().unwrap_or_default();
+    let seen = gpu
+        .kernels
+        .borrow_mut()
+        .recording
+        .take()
+        .unwrap_or_default();
     result?;
     Ok(seen)
 }

@@ -125,7 +125,11 @@ fn f16_convolution_matches_the_float64_reference() {
         return; // covered by the scoring test's refusal check
     }
     for tiled in [true, false] {
-        gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+        gpu.kernels.borrow_mut().force_family(Some(if tiled {
+            Family::Tiled
+        } else {
+            Family::Direct
+        }));
         for (seed, xs, k, cout, stride, act, fold) in [
             (
                 1u64,

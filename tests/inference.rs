@@ -3,8 +3,8 @@
 //! scoring forward pass (which folds) agrees with the unfolded one of a recording tape.
 
 mod common;
-use asna::gpu::kernels::Family;
 use asna::autograd::Tape;
+use asna::gpu::kernels::Family;
 use asna::model::asna::{forward, BnContext, Bound, SIZE};
 use asna::model::checkpoint::load_model;
 use asna::ops::{self, Act};
@@ -22,7 +22,9 @@ fn check_fold(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels
+        .borrow_mut()
+        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k, k, xs[3], cout];
     let x = gpu.upload(&xs, &r.vec(xs.iter().product(), -1.0, 1.0));

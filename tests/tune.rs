@@ -3,8 +3,8 @@
 //! the ops then use, and the command and `bench --tuning both` work end to end.
 
 mod common;
-use asna::gpu::tuning::{self, TunedKernel};
 use asna::gpu::kernels::{Family, TileConfig, WORKGROUP_SIZES};
+use asna::gpu::tuning::{self, TunedKernel};
 use asna::ops::conv::{self, ConvGeom, Product};
 use asna::ops::Act;
 use common::*;
@@ -124,9 +124,7 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
     gpu.kernels.borrow_mut().use_tuned = false;
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
     gpu.kernels.borrow_mut().use_tuned = true;
-    gpu.kernels
-        .borrow_mut()
-        .force_family(Some(default.family));
+    gpu.kernels.borrow_mut().force_family(Some(default.family));
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
     gpu.kernels.borrow_mut().force_family(None);
     // An entry this shader cannot run (another version's cache) falls back to the default.

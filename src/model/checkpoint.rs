@@ -1,13 +1,13 @@
-//! Model files: safetensors with the parameter names and layouts of docs/MODEL.md, and metadata that
-//! says what the model is (architecture, spec version) and how to read its output (the label
-//! mean, standard deviation and direction of its training set). Training checkpoints also
+//! Model files: safetensors with the parameter names and layouts of docs/MODEL.md, and
+//! metadata that says what the model is (architecture, spec version) and how to read its
+//! output (the label mean, standard deviation and direction of its training set). Training checkpoints also
 //! carry Adam's moments and the run's state. Loading checks everything and never runs code.
 
 use super::asna::{self, ARCHITECTURE, SPEC_VERSION};
 use super::params::{ParamStore, SpecList};
 use super::weights::{serialize, TensorFile};
-use crate::files::write_atomic;
 use crate::data::{Direction, LabelScaler};
+use crate::files::write_atomic;
 use crate::gpu::Gpu;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;

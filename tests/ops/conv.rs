@@ -39,7 +39,9 @@ fn check_conv_variant(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels
+        .borrow_mut()
+        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);
@@ -138,7 +140,9 @@ fn check_conv_grads_variant(
     tiled: bool,
 ) {
     let gpu = gpu();
-    gpu.kernels.borrow_mut().force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels
+        .borrow_mut()
+        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let x = r.vec(xs.iter().product(), -1.0, 1.0);
