@@ -1,7 +1,8 @@
 //! Model files: safetensors with the parameter names and layouts of docs/MODEL.md, and
 //! metadata that says what the model is (architecture, spec version) and how to read its
-//! output (the label mean, standard deviation and direction of its training set). Training checkpoints also
-//! carry Adam's moments and the run's state. Loading checks everything and never runs code.
+//! output (the label mean, standard deviation and direction of its training set). Training
+//! checkpoints also carry the optimiser's state and the run's progress. Loading checks
+//! everything and never runs code.
 
 use super::asna::{self, ARCHITECTURE, SPEC_VERSION};
 use super::params::{ParamStore, SpecList};
