@@ -12,6 +12,7 @@ pub mod devices;
 pub mod eval;
 pub mod files;
 pub mod gpu;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod ops;

@@ -38,6 +38,8 @@ enum Command {
     Tune(asna::tune::TuneArgs),
     /// Build a synthetic full-reference dataset labelled with TID2013's human MOS
     Synth(asna::synth::SynthArgs),
+    /// Convert the authors' Keras 2 model (model_attention.hdf5) into an asna model file
+    ImportKeras(asna::import::keras::ImportKerasArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => asna::bench::run(&*gpu()?, a),
         Command::Tune(a) => asna::tune::run_command(&*gpu()?, a),
         Command::Synth(a) => asna::synth::run_command(a),
+        Command::ImportKeras(a) => asna::import::keras::run_command(a),
     }
 }
 
