@@ -35,6 +35,15 @@ impl Hdf5File {
         }
         let file = File::from_bytes(bytes)
             .map_err(|e| anyhow!("{source}: unreadable HDF5 file, truncated or damaged? ({e})"))?;
+        // The superblock records where the file ends; a shorter file lost its tail.
+        let sb = file.superblock();
+        let declared = sb.base_address.get().saturating_add(sb.eof_address);
+        if declared > file.file_size() {
+            bail!(
+                "{source}: truncated HDF5 file ({} bytes, its header says {declared})",
+                file.file_size()
+            );
+        }
         Ok(Hdf5File { file, source })
     }
 

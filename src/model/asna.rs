@@ -166,11 +166,20 @@ impl BnContext<'_> {
     }
 }
 
-/// Activations kept for `--map` and debugging.
+/// Activations kept for `--map` and for comparisons with other implementations.
 #[derive(Default)]
 pub struct Taps {
     pub spatial_gate: Option<Tensor>,
     pub feature_diff: Option<Tensor>,
+    /// The encoder's four outputs (after batch norm) on the stacked [R; D] batch.
+    pub encoder: Vec<Tensor>,
+    /// The decoder's output, after the second strided block.
+    pub decoder_out: Option<Tensor>,
+    /// The attention block's output, before the residual blocks.
+    pub attention_out: Option<Tensor>,
+    /// The dense head's flattened input and its first layer's output (after ReLU).
+    pub head_input: Option<Tensor>,
+    pub head_hidden: Option<Tensor>,
 }
 
 fn conv(tape: &mut Tape, p: &Bound, name: &str, x: &Var, stride: usize, act: Act) -> Var {
@@ -203,7 +212,7 @@ pub fn forward(
     p: &Bound,
     bn: &mut BnContext,
     input: &Var,
-    taps: Option<&mut Taps>,
+    mut taps: Option<&mut Taps>,
 ) -> Var {
     let n2 = input.shape()[0];
     assert!(n2 % 2 == 0, "the stacked input holds pairs");
@@ -226,6 +235,9 @@ pub fn forward(
             1,
         );
         feats.push(x.clone());
+    }
+    if let Some(t) = taps.as_deref_mut() {
+        t.encoder = feats.iter().map(|f| f.t.clone()).collect();
     }
     // Scoring (nothing recorded) builds each decoder input in one fused pass; training keeps
     // the three differentiable ops.
@@ -272,6 +284,9 @@ pub fn forward(
     let b = conv_lrelu_bn(tape, p, bn, "dec.down0", "dec.down_bn0", &cat, 4);
     drop(cat);
     let b = conv_lrelu_bn(tape, p, bn, "dec.down1", "dec.down_bn1", &b, 2);
+    if let Some(t) = taps.as_deref_mut() {
+        t.decoder_out = Some(b.t.clone());
+    }
 
     // Attention block.
     let x2 = bn.conv_act_bn(tape, p, "att.conv1", "att.bn", &b, 1, Act::Relu);
@@ -283,12 +298,13 @@ pub fn forward(
     let s = conv(tape, p, "att.sp1", &x3, 1, Act::Relu);
     let s = conv(tape, p, "att.sp2", &s, 1, Act::Sigmoid);
     let sa = tape.mul(&x3, &s);
-    if let Some(t) = taps {
-        t.spatial_gate = Some(s.t.clone());
-        t.feature_diff = feature_diff;
-    }
     let cat = tape.concat(&[&b, &ca, &sa]);
     let mut h = conv(tape, p, "att.out", &cat, 1, Act::None);
+    if let Some(t) = taps.as_deref_mut() {
+        t.spatial_gate = Some(s.t.clone());
+        t.feature_diff = feature_diff;
+        t.attention_out = Some(h.t.clone());
+    }
     for r in 0..3 {
         let t = conv(tape, p, &format!("res{r}.conv1"), &h, 1, Act::Relu);
         let t = conv(tape, p, &format!("res{r}.conv2"), &t, 1, Act::None);
@@ -298,7 +314,12 @@ pub fn forward(
     // Head: channels-last makes the (h, w, c) flatten a reshape.
     let (_, hh, ww, cc) = h.t.nhwc();
     let f = tape.reshape(&h, &[n, 1, 1, hh * ww * cc]);
-    let f = conv(tape, p, "head.fc1", &f, 1, Act::Relu);
+    let f1 = conv(tape, p, "head.fc1", &f, 1, Act::Relu);
+    if let Some(t) = taps {
+        t.head_input = Some(f.t.clone());
+        t.head_hidden = Some(f1.t.clone());
+    }
+    let f = f1;
     let f = conv(tape, p, "head.fc2", &f, 1, Act::Tanh);
     let f = conv(tape, p, "head.fc3", &f, 1, Act::None);
     tape.reshape(&f, &[n])
