@@ -397,3 +397,52 @@ fn refuses_missing_and_misshapen_weights() {
     assert_refused(&misshapen, "has shape [1, 1, 2, 3]");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reads_fixed_length_string_attributes_as_older_keras_wrote_them() {
+    // h5py 2 (with Keras up to 2.4) stored model_config and the name lists as fixed-length
+    // strings; h5py 3 stores variable-length ones. Both must give the same model.
+    let dir = temp_dir("fixed-strings");
+    let model = fixture_model();
+    let copy = dir.join("fixed.hdf5");
+    std::fs::copy(&model, &copy).unwrap();
+    let file = hdf5_pure::File::open(&model).unwrap();
+    let root_attrs = file.root().attrs().unwrap();
+    let layer_names = file.group("model_weights").unwrap().attrs().unwrap()["layer_names"]
+        .as_strings()
+        .unwrap()
+        .to_vec();
+    let session = hdf5_pure::File::open_rw(&copy).unwrap();
+    for (name, value) in &root_attrs {
+        if let Some(s) = value.as_str() {
+            session
+                .root()
+                .set_attr(name, AttrValue::String(s.to_string()))
+                .unwrap();
+        }
+    }
+    session
+        .group("model_weights")
+        .unwrap()
+        .set_attr("layer_names", AttrValue::StringArray(layer_names))
+        .unwrap();
+    for (group, names) in weight_groups(&model) {
+        session
+            .group(&group)
+            .unwrap()
+            .set_attr("weight_names", AttrValue::StringArray(names))
+            .unwrap();
+    }
+    session.commit().unwrap();
+    drop(session);
+    let reread = hdf5_pure::File::open(&copy).unwrap();
+    assert!(matches!(
+        reread.root().attrs().unwrap()["model_config"],
+        AttrValue::String(_)
+    ));
+
+    let a = asna::import::keras::import(&model).unwrap();
+    let b = asna::import::keras::import(&copy).unwrap();
+    assert_eq!(a.tensors, b.tensors);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
