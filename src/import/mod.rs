@@ -3,3 +3,4 @@
 pub mod hdf5;
 pub mod keras;
 pub mod keras_graph;
+mod keras_match;
