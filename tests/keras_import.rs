@@ -95,17 +95,20 @@ fn imported_model_scores_the_pairs_as_keras_does_in_both_input_orders() {
         assert_eq!(std, scale["std"].as_f64().unwrap());
     }
 
-    // Each pair as Keras saw it (reference first) and with the inputs exchanged.
+    // Each pair as Keras saw it (reference first) and with the inputs exchanged; the images
+    // are copied next to the list, whose paths are relative.
     let fixture = fixture_dir();
     let pairs = exp["pairs"].as_array().expect("expected.json lists pairs");
     let mut list = String::from("ref,dist\n");
     let mut want = Vec::new();
     for p in pairs {
-        let r = fixture.join(p["ref"].as_str().unwrap());
-        let d = fixture.join(p["dist"].as_str().unwrap());
-        list += &format!("{},{}\n", r.display(), d.display());
+        let (r, d) = (p["ref"].as_str().unwrap(), p["dist"].as_str().unwrap());
+        for name in [r, d] {
+            std::fs::copy(fixture.join(name), dir.join(name)).unwrap();
+        }
+        list += &format!("{r},{d}\n");
         want.push(("pred", p["pred"].as_f64().unwrap()));
-        list += &format!("{},{}\n", d.display(), r.display());
+        list += &format!("{d},{r}\n");
         want.push((
             "pred_inputs_swapped",
             p["pred_inputs_swapped"].as_f64().unwrap(),
