@@ -195,11 +195,7 @@ impl<'a> Matcher<'a> {
 
     /// The layer and call that produced `t`, looking through identities at inference
     /// (Dropout, linear Activation). Input layers have no call.
-    fn producer(
-        &self,
-        scope: Scope,
-        t: &TensorRef,
-    ) -> Result<(&'a Layer, Option<&'a Call>, TensorRef)> {
+    fn producer(&self, scope: Scope, t: &TensorRef) -> Result<(&'a Layer, Option<&'a Call>)> {
         let g = self.graph(scope);
         let mut t = t.clone();
         loop {
@@ -208,13 +204,13 @@ impl<'a> Matcher<'a> {
                 || (l.class == "Activation" && cfg_str(l, "activation") == Some("linear"));
             match call {
                 Some(c) if identity && c.inputs.len() == 1 => t = c.inputs[0].clone(),
-                _ => return Ok((l, call, t)),
+                _ => return Ok((l, call)),
             }
         }
     }
 
     /// Like `producer`, for a layer of one of `classes` with a call of `inputs` inputs.
-    fn expect(
+    fn expect_layer(
         &self,
         scope: Scope,
         t: &TensorRef,
@@ -222,7 +218,7 @@ impl<'a> Matcher<'a> {
         inputs: usize,
         role: &str,
     ) -> Result<(&'a Layer, &'a Call)> {
-        let (l, call, _) = self.producer(scope, t)?;
+        let (l, call) = self.producer(scope, t)?;
         let call = match call {
             Some(c) if classes.contains(&l.class.as_str()) => c,
             _ => bail!(
@@ -256,7 +252,7 @@ impl<'a> Matcher<'a> {
         let mut t = t.clone();
         let mut bn = None;
         if let Some(bn_spec) = bn_spec {
-            let (l, c) = self.expect(
+            let (l, c) = self.expect_layer(
                 scope,
                 &t,
                 &["BatchNormalization"],
@@ -289,7 +285,7 @@ impl<'a> Matcher<'a> {
         // An activation may be a layer of its own after the convolution.
         let mut separate: Option<(Act, &Layer)> = None;
         {
-            let (l, c, _) = self.producer(scope, &t)?;
+            let (l, c) = self.producer(scope, &t)?;
             let a = match l.class.as_str() {
                 "LeakyReLU" => {
                     let slope = cfg_f64(l, "alpha")
@@ -323,7 +319,7 @@ impl<'a> Matcher<'a> {
                 t = c.inputs[0].clone();
             }
         }
-        let (l, c) = self.expect(scope, &t, &["Conv2D"], 1, spec)?;
+        let (l, c) = self.expect_layer(scope, &t, &["Conv2D"], 1, spec)?;
         let conv_act = activation_of(l, cfg_str(l, "activation").unwrap_or("linear"))?;
         let found = match separate {
             Some((a, al)) => {
@@ -400,7 +396,7 @@ impl<'a> Matcher<'a> {
     /// The input of the convolution (with an optional activation layer) that produced `t`,
     /// without recording anything; None when `t` is not such a convolution.
     fn peek_conv_input(&self, t: &TensorRef) -> Option<(TensorRef, Act)> {
-        let (l, c, _) = self.producer(Scope::Outer, t).ok()?;
+        let (l, c) = self.producer(Scope::Outer, t).ok()?;
         let c = c?;
         if l.class == "Conv2D" {
             let act = activation_of(l, cfg_str(l, "activation").unwrap_or("linear")).ok()?;
@@ -415,7 +411,7 @@ impl<'a> Matcher<'a> {
     }
 
     fn dense(&mut self, t: &TensorRef, spec: &str, act: Act) -> Result<TensorRef> {
-        let (l, c) = self.expect(Scope::Outer, t, &["Dense"], 1, spec)?;
+        let (l, c) = self.expect_layer(Scope::Outer, t, &["Dense"], 1, spec)?;
         let found = activation_of(l, cfg_str(l, "activation").unwrap_or("linear"))?;
         if found != act {
             bail!(
@@ -493,7 +489,7 @@ impl<'a> Matcher<'a> {
         let t = self.dense(&g.outputs[0], "head.fc3", Act::Linear)?;
         let t = self.dense(&t, "head.fc2", Act::Tanh)?;
         let t = self.dense(&t, "head.fc1", Act::Relu)?;
-        let (l, c) = self.expect(
+        let (l, c) = self.expect_layer(
             Scope::Outer,
             &t,
             &["Flatten"],
@@ -505,7 +501,7 @@ impl<'a> Matcher<'a> {
 
         // Three residual blocks h + conv(relu(conv(h))).
         for r in (0..3).rev() {
-            let (l, c) = self.expect(
+            let (l, c) = self.expect_layer(
                 Scope::Outer,
                 &h,
                 &["Add"],
@@ -544,7 +540,7 @@ impl<'a> Matcher<'a> {
 
         // Attention block.
         let (cat, att_out) = self.conv_block(Scope::Outer, &h, "att.out", None, 1, Act::Linear)?;
-        let (l, c) = self.expect(
+        let (l, c) = self.expect_layer(
             Scope::Outer,
             &cat,
             &["Concatenate"],
@@ -617,7 +613,7 @@ impl<'a> Matcher<'a> {
             let low = self.skip_connection(&cat, level, consumer)?;
             (cat, consumer) = self.conv_block(Scope::Outer, &low, spec, Some(bn), 1, Act::Leaky)?;
         }
-        let (pool, c) = self.expect(
+        let (pool, c) = self.expect_layer(
             Scope::Outer,
             &cat,
             &["MaxPooling2D"],
@@ -649,7 +645,7 @@ impl<'a> Matcher<'a> {
     /// For a gated tensor `x3 * sigmoid(...)`: whether the gate is the channel one (pooled)
     /// and x3; recorded in the plan. None when `t` is not a product.
     fn gate(&mut self, t: &TensorRef) -> Result<Option<(bool, TensorRef)>> {
-        let (l, c, _) = self.producer(Scope::Outer, t)?;
+        let (l, c) = self.producer(Scope::Outer, t)?;
         let Some(c) = c else { return Ok(None) };
         match l.class.as_str() {
             "Multiply" => {}
@@ -688,7 +684,7 @@ impl<'a> Matcher<'a> {
         let (start, _) = self
             .peek_conv_input(&inner)
             .ok_or_else(|| anyhow!("the gate of {} is not conv(relu(conv(...)))", describe(l)))?;
-        let (pl, pc, _) = self.producer(Scope::Outer, &start)?;
+        let (pl, pc) = self.producer(Scope::Outer, &start)?;
         let channel = matches!(pl.class.as_str(), "Reshape" | "GlobalAveragePooling2D");
         let names = if channel {
             ["att.ch2", "att.ch1"]
@@ -709,7 +705,7 @@ impl<'a> Matcher<'a> {
                 }
                 pooled = pc.expect("reshape has a call").inputs[0].clone();
             }
-            let (gl, gc) = self.expect(
+            let (gl, gc) = self.expect_layer(
                 Scope::Outer,
                 &pooled,
                 &["GlobalAveragePooling2D"],
@@ -735,7 +731,7 @@ impl<'a> Matcher<'a> {
         level: usize,
         consumer: usize,
     ) -> Result<TensorRef> {
-        let (l, c) = self.expect(
+        let (l, c) = self.expect_layer(
             Scope::Outer,
             t,
             &["Concatenate"],
@@ -746,10 +742,10 @@ impl<'a> Matcher<'a> {
         let up = (0..2)
             .find(|&i| {
                 self.producer(Scope::Outer, &c.inputs[i])
-                    .is_ok_and(|(l, _, _)| l.class == "UpSampling2D")
+                    .is_ok_and(|(l, _)| l.class == "UpSampling2D")
             })
             .ok_or_else(|| anyhow!("{} has no upsampled input", describe(l)))?;
-        let (ul, uc) = self.expect(
+        let (ul, uc) = self.expect_layer(
             Scope::Outer,
             &c.inputs[up],
             &["UpSampling2D"],
@@ -778,7 +774,7 @@ impl<'a> Matcher<'a> {
 
     /// `|enc(input a)[level] - enc(input b)[level]|` of the two inputs' encoder outputs.
     fn abs_difference(&mut self, t: &TensorRef, level: usize) -> Result<()> {
-        let (l, call, _) = self.producer(Scope::Outer, t)?;
+        let (l, call) = self.producer(Scope::Outer, t)?;
         let is_abs = l.class == "TFOpLambda" && cfg_str(l, "function") == Some("math.abs");
         let c = call
             .filter(|c| is_abs && c.inputs.len() == 1)
@@ -789,7 +785,7 @@ impl<'a> Matcher<'a> {
                     describe(l)
                 )
             })?;
-        let (sl, sc, _) = self.producer(Scope::Outer, &c.inputs[0])?;
+        let (sl, sc) = self.producer(Scope::Outer, &c.inputs[0])?;
         let operands: Vec<TensorRef> = match (sl.class.as_str(), cfg_str(sl, "function"), sc) {
             ("TFOpLambda", Some("math.subtract"), Some(sc)) => {
                 let y = sc.kwargs.get("y").and_then(tensor_ref);
@@ -876,7 +872,7 @@ impl<'a> Matcher<'a> {
         let mut t = t.clone();
         let mut ops: Vec<(String, f64)> = Vec::new();
         loop {
-            let (l, call, _) = self.producer(Scope::Outer, &t)?;
+            let (l, call) = self.producer(Scope::Outer, &t)?;
             let Some(c) = call else {
                 let index = self
                     .outer
@@ -954,7 +950,7 @@ impl<'a> Matcher<'a> {
                 Act::Leaky,
             )?;
             if level > 0 {
-                let (l, c) = self.expect(
+                let (l, c) = self.expect_layer(
                     Scope::Encoder,
                     &input,
                     &["MaxPooling2D"],
