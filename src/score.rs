@@ -5,7 +5,7 @@
 use crate::data::{check_min_size, load_pair};
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
-use crate::model::checkpoint::{load_model, LoadedModel};
+use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
@@ -178,13 +178,6 @@ pub fn decode_in_background(
             .recv()
             .unwrap_or_else(|_| Err(anyhow!("image decoding stopped")))
     })
-}
-
-fn load_models(gpu: &Gpu, weights: &[PathBuf]) -> Result<Vec<LoadedModel>> {
-    if weights.is_empty() {
-        return Ok(vec![load_model(gpu, None)?]);
-    }
-    weights.iter().map(|w| load_model(gpu, Some(w))).collect()
 }
 
 /// Writes rows to a temporary file renamed into place at the end, or to stdout.

@@ -112,6 +112,15 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<LoadedModel> {
     }
 }
 
+/// The models of an ensemble from files (or run directories), or the embedded default alone
+/// when `paths` is empty.
+pub fn load_models(gpu: &Gpu, paths: &[std::path::PathBuf]) -> Result<Vec<LoadedModel>> {
+    if paths.is_empty() {
+        return Ok(vec![load_model(gpu, None)?]);
+    }
+    paths.iter().map(|p| load_model(gpu, Some(p))).collect()
+}
+
 /// The metadata every ASNA model file carries.
 pub fn model_metadata(scaler: &LabelScaler) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
