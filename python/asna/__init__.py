@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _asna
 
-__all__ = ["Model", "devices", "WINDOW", "__version__"]
+__all__ = ["Model", "devices", "to_rgb", "WINDOW", "__version__"]
 __version__: str = _asna.__version__
 
 #: Side of the model's square input; smaller images are refused, larger ones are covered by
@@ -74,6 +74,15 @@ def _input(image: Image, name: str) -> Union[str, Tuple[str, bytes, Tuple[int, .
         array = array.astype(array.dtype.newbyteorder("="))
     array = np.ascontiguousarray(array)
     return (name, array.tobytes(), tuple(array.shape), array.dtype.name)
+
+
+def to_rgb(image: Image) -> np.ndarray:
+    """The HxWx3 uint8 RGB pixels the model scores for ``image``: a file read as ``asna
+    score`` reads it (EXIF orientation applied), or a PIL image or array converted (gray
+    replicated, alpha dropped, 16-bit rounded ``v / 257``, float ``round(v * 255)``).
+    Raises the errors ``Model.score`` raises for one image."""
+    data, height, width = _asna.rgb_pixels(_input(image, "image"))
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3).copy()
 
 
 def _paths(weights: Union[None, PathLike, Sequence[PathLike]]) -> List[str]:

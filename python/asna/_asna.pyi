@@ -8,6 +8,7 @@ __version__: str
 WINDOW: int
 
 def devices_json() -> str: ...
+def rgb_pixels(image: _Input) -> Tuple[bytes, int, int]: ...
 
 class NativeModel:
     adapter: str

@@ -355,6 +355,15 @@ impl Drop for NativeModel {
     }
 }
 
+/// The 8-bit RGB pixels the model scores for one input, as (bytes, height, width).
+#[pyfunction]
+fn rgb_pixels(py: Python<'_>, image: Input) -> PyResult<(Py<PyBytes>, usize, usize)> {
+    let source = image.source(py);
+    let (img, _) = py.detach(|| load(&source))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Ok((PyBytes::new(py, img.as_raw()).unbind(), h, w))
+}
+
 /// Every adapter as JSON (name, backend, type, driver, limits, features), as `asna devices
 /// --json` prints it; an empty list when there is none.
 #[pyfunction]
@@ -372,6 +381,7 @@ fn devices_json(py: Python<'_>) -> PyResult<String> {
 fn _asna(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeModel>()?;
     m.add_function(wrap_pyfunction!(devices_json, m)?)?;
+    m.add_function(wrap_pyfunction!(rgb_pixels, m)?)?;
     m.add("WINDOW", SIZE)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
