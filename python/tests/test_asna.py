@@ -30,15 +30,14 @@ def test_score_batch_equals_single_scores(model, crop, crop_score, files):
     r, d = crop
     refs = [r, np.asfortranarray(r.astype(np.float32) / 255), d, files / "crop_ref.png"]
     dists = [d, d.astype(np.uint16) * 257, r, str(files / "crop_dist.png")]
-    scores = model.score_batch(refs, dists)
+    # Any iterables: here a list and a generator.
+    scores = model.score_batch(refs, (x for x in dists))
     assert scores.dtype == np.float64 and scores.shape == (4,)
     assert scores[0] == crop_score and scores[1] == crop_score and scores[3] == crop_score
     assert scores[2] == model.score(d, r)
 
 
-def test_score_batch_takes_iterables_and_empty_lists(model, crop, crop_score):
-    r, d = crop
-    assert list(model.score_batch(iter([r]), (x for x in [d]))) == [crop_score]
+def test_score_batch_of_nothing(model):
     assert model.score_batch([], []).shape == (0,)
 
 
