@@ -37,7 +37,7 @@ _PIL_DIRECT_MODES = ("RGB", "RGBA", "L", "LA", "F", "I;16", "I;16L", "I;16B")
 
 
 def devices() -> List[dict]:
-    """Every GPU adapter wgpu can reach, best first as ``Model`` chooses them, as dicts with
+    """Every GPU adapter wgpu can reach, in the order ``asna devices`` lists them, as dicts with
     ``name``, ``backend``, ``type``, ``driver``, ``features`` (the optional features asna uses
     that the adapter offers) and its limits, as ``asna devices --json`` prints them. Empty
     when there is none (``Model()`` then raises RuntimeError saying how to get one)."""

@@ -103,7 +103,10 @@ impl Input {
 /// The image and the name its errors use (the path, or the name given to an array).
 fn load(source: &Source) -> Result<(RgbImage, PathBuf), Failure> {
     match source {
-        Source::Path(p) => Ok((load_rgb(p).map_err(|e| Failure::file(e, p))?, p.to_path_buf())),
+        Source::Path(p) => Ok((
+            load_rgb(p).map_err(|e| Failure::file(e, p))?,
+            p.to_path_buf(),
+        )),
         Source::Samples {
             name,
             bytes,

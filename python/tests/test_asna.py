@@ -1,6 +1,7 @@
 """The Python package against the command line: same scores, same conversions, same one-line
 messages; arrays of every accepted type and layout; threads; errors that never abort."""
 
+import json
 import os
 import pydoc
 import shutil
@@ -52,16 +53,27 @@ def test_ensemble_of_a_file_and_a_run_directory(crop, crop_score, tmp_path):
     assert m.score(*crop) == crop_score
 
 
+def cli_score(files, *options):
+    """The full-precision score of the crop files by `asna score` with these options."""
+    result = run_cli("score", "crop_ref.png", "crop_dist.png", "--format", "json", *options, cwd=files)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]["score"]
+
+
 @pytest.mark.skipif(
     not os.environ.get("ASNA_SLOW_TESTS"), reason="44 windows on the GPU; set ASNA_SLOW_TESTS=1"
 )
 def test_tta_scores_as_the_cli(files):
-    expected = run_cli("score", "crop_ref.png", "crop_dist.png", "--tta", "--format", "json", cwd=files)
-    assert expected.returncode == 0, expected.stderr
-    import json
+    expected = cli_score(files, "--tta")
+    assert asna.Model(tta=True).score(files / "crop_ref.png", files / "crop_dist.png") == expected
 
-    score = json.loads(expected.stdout)[0]["score"]
-    assert asna.Model(tta=True).score(files / "crop_ref.png", files / "crop_dist.png") == score
+
+def test_f16_scores_as_the_cli(files):
+    if "shader-f16" not in asna.devices()[0]["features"]:
+        pytest.skip("the adapter lacks shader-f16")
+    expected = cli_score(files, "--precision", "f16")
+    m = asna.Model(precision="f16")
+    assert m.score(files / "crop_ref.png", files / "crop_dist.png") == expected
 
 
 def test_quality_map(model, crop):
@@ -190,6 +202,13 @@ def test_bad_arguments():
         asna.Model(batch=0)
     with pytest.raises(RuntimeError, match="no adapter name contains"):
         asna.Model(adapter="no such adapter")
+
+
+def test_adapter_by_name():
+    names = [d["name"] for d in asna.devices()]
+    assert asna.Model(adapter=names[0].upper()).adapter.startswith(names[0])
+    if any("llvmpipe" in n for n in names):
+        assert "llvmpipe" in asna.Model(adapter="lavapipe").adapter
 
 
 def test_no_adapter_raises_runtime_error_saying_how_to_get_one():

@@ -351,33 +351,41 @@ pub fn rgb_from_samples(
 }
 
 /// Float samples on the 0-1 scale to 8-bit (round(v * 255)); refuses non-finite values and
-/// values outside [0, 1].
+/// values outside [0, 1]. Two passes over the bytes, so no wide copy of a large image is made.
 fn unit_floats_to_u8(bytes: &[u8], sample: SampleType, what: &str) -> anyhow::Result<Vec<u8>> {
-    let values: Vec<f64> = match sample {
-        SampleType::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f64())
-            .collect(),
-        SampleType::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64)
-            .collect(),
-        SampleType::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_ne_bytes(b.try_into().expect("8-byte chunk")))
-            .collect(),
-        SampleType::U8 | SampleType::U16 => unreachable!("integer samples are not floats"),
+    let values = || -> Box<dyn Iterator<Item = f64> + '_> {
+        match sample {
+            SampleType::F16 => Box::new(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f64()),
+            ),
+            SampleType::F32 => Box::new(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64),
+            ),
+            SampleType::F64 => Box::new(
+                bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_ne_bytes(b.try_into().expect("8-byte chunk"))),
+            ),
+            SampleType::U8 | SampleType::U16 => unreachable!("integer samples are not floats"),
+        }
     };
-    if values.iter().any(|v| !v.is_finite()) {
+    let (mut lo, mut hi, mut finite) = (f64::INFINITY, f64::NEG_INFINITY, true);
+    for v in values() {
+        finite &= v.is_finite();
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !finite {
         bail!("{what}: holds NaN or infinite values");
     }
-    let (lo, hi) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     if lo < 0.0 || hi > 1.0 {
         bail!(
             "{what}: float values must lie in [0, 1], found {lo}..{hi} (pass 0-255 data as uint8)"
         );
     }
-    Ok(values.iter().map(|v| (v * 255.0).round() as u8).collect())
+    Ok(values().map(|v| (v * 255.0).round() as u8).collect())
 }
