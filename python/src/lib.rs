@@ -322,6 +322,8 @@ impl NativeModel {
             if let Some(rx) = pending.take() {
                 scores.extend(wait(py, rx)?);
             }
+            // Ctrl-C stops a long list between chunks.
+            py.check_signals()?;
             let images = images?;
             if images.is_empty() {
                 return Ok(scores);
