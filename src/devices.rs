@@ -19,14 +19,11 @@ pub struct DevicesArgs {
     pub json: bool,
 }
 
-pub fn run(args: &DevicesArgs) -> Result<()> {
-    let json = args.json;
-    let adapters = enumerate();
-    if adapters.is_empty() {
-        bail!("{NO_ADAPTER_HELP}");
-    }
+/// One JSON object per adapter: name, backend, type, driver, the limits that bound asna's
+/// batches, and the optional features asna uses that the adapter offers.
+pub fn adapter_rows(adapters: &[wgpu::Adapter]) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
-    for a in &adapters {
+    for a in adapters {
         let info = a.get_info();
         let l = a.limits();
         let feats = a.features();
@@ -53,6 +50,16 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
             "features": used,
         }));
     }
+    rows
+}
+
+pub fn run(args: &DevicesArgs) -> Result<()> {
+    let json = args.json;
+    let adapters = enumerate();
+    if adapters.is_empty() {
+        bail!("{NO_ADAPTER_HELP}");
+    }
+    let rows = adapter_rows(&adapters);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());

@@ -26,3 +26,16 @@ pub mod synth;
 pub mod train;
 pub mod train_sorter;
 pub mod tune;
+
+/// An error as one line, the way the command line prints it: its chain of causes joined by
+/// ": ", each cause once, control characters blanked.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string().replace(|ch: char| ch.is_control(), " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

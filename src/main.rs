@@ -62,22 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("error: {}", one_line(&e));
+        eprintln!("error: {}", asna::one_line(&e));
         if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
             eprintln!("{}", e.backtrace());
         }
         std::process::exit(1);
     }
-}
-
-/// An error and its causes on one line, each cause once, with no control characters.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for c in e.chain() {
-        let s = c.to_string().replace(|ch: char| ch.is_control(), " ");
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }

@@ -202,6 +202,17 @@ fn to_rgb8(img: DynamicImage) -> RgbImage {
 pub fn load_pair(ref_path: &Path, dist_path: &Path) -> anyhow::Result<(RgbImage, RgbImage)> {
     let r = load_rgb(ref_path)?;
     let d = load_rgb(dist_path)?;
+    check_same_size(&r, ref_path, &d, dist_path)?;
+    Ok((r, d))
+}
+
+/// Error when a reference and a distorted image differ in size; the paths name them.
+pub fn check_same_size(
+    r: &RgbImage,
+    ref_path: &Path,
+    d: &RgbImage,
+    dist_path: &Path,
+) -> anyhow::Result<()> {
     if r.dimensions() != d.dimensions() {
         bail!(
             "size mismatch: reference {} is {}x{} but distorted {} is {}x{}",
@@ -213,7 +224,7 @@ pub fn load_pair(ref_path: &Path, dist_path: &Path) -> anyhow::Result<(RgbImage,
             d.height()
         );
     }
-    Ok((r, d))
+    Ok(())
 }
 
 /// Error when `img` is smaller than `min` x `min` (the model's crop size, 288).
@@ -226,4 +237,155 @@ pub fn check_min_size(img: &RgbImage, path: &Path, min: u32) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// Element type of the samples of a raw pixel buffer (see [`rgb_from_samples`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleType {
+    U8,
+    U16,
+    F16,
+    F32,
+    F64,
+}
+
+impl SampleType {
+    /// The type named as numpy names it ("uint8", "float32", ...); the error says which are read.
+    pub fn parse(name: &str, what: &str) -> anyhow::Result<SampleType> {
+        Ok(match name {
+            "uint8" => SampleType::U8,
+            "uint16" => SampleType::U16,
+            "float16" => SampleType::F16,
+            "float32" => SampleType::F32,
+            "float64" => SampleType::F64,
+            _ => bail!(
+                "{what}: unsupported sample type {name}; pass uint8 (0-255), uint16 (0-65535) or float (0-1)"
+            ),
+        })
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            SampleType::U8 => 1,
+            SampleType::U16 | SampleType::F16 => 2,
+            SampleType::F32 => 4,
+            SampleType::F64 => 8,
+        }
+    }
+}
+
+/// An image from raw interleaved samples in native byte order, rows top to bottom, with shape
+/// [h, w] (gray) or [h, w, c] where c is 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA),
+/// converted to 8-bit RGB exactly as decoded files are: gray replicated, alpha dropped,
+/// 16-bit samples rounded `v / 257`. Float samples are on the 0-1 scale and rounded to
+/// `v * 255`; values outside [0, 1] are refused rather than clipped, since they usually mean
+/// 0-255 data in a float array. `what` names the buffer in the one-line errors.
+pub fn rgb_from_samples(
+    bytes: &[u8],
+    shape: &[usize],
+    sample: SampleType,
+    what: &str,
+) -> anyhow::Result<RgbImage> {
+    let shape_text = || {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        if dims.len() == 1 {
+            format!("({},)", dims[0])
+        } else {
+            format!("({})", dims.join(", "))
+        }
+    };
+    let (h, w, c) = match *shape {
+        [h, w] => (h, w, 1),
+        [h, w, c] if (1..=4).contains(&c) => (h, w, c),
+        [c, _, _] if (1..=4).contains(&c) => bail!(
+            "{what}: expected height x width x channels (HxWx3 RGB, HxWx4 RGBA or HxW gray), got shape {} with channels first",
+            shape_text()
+        ),
+        _ => bail!(
+            "{what}: expected an HxWx3 RGB, HxWx4 RGBA or HxW gray image, got shape {}",
+            shape_text()
+        ),
+    };
+    if h == 0 || w == 0 {
+        bail!("{what}: image has zero size ({w}x{h})");
+    }
+    if w > MAX_SIDE as usize || h > MAX_SIDE as usize || (w as u64) * (h as u64) > MAX_PIXELS {
+        bail!("{what}: image is {w}x{h} pixels, over the limit of {MAX_SIDE}x{MAX_SIDE} and {MAX_PIXELS} pixels");
+    }
+    let count = h * w * c;
+    if bytes.len() != count * sample.bytes() {
+        bail!(
+            "{what}: {} bytes do not hold {w}x{h}x{c} samples of {:?}",
+            bytes.len(),
+            sample
+        );
+    }
+    let (w32, h32) = (w as u32, h as u32);
+    let img = match sample {
+        SampleType::U16 => {
+            let v: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+                .collect();
+            match c {
+                1 => DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                2 => DynamicImage::ImageLumaA16(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                3 => DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                _ => DynamicImage::ImageRgba16(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+            }
+        }
+        _ => {
+            let v: Vec<u8> = match sample {
+                SampleType::U8 => bytes.to_vec(),
+                _ => unit_floats_to_u8(bytes, sample, what)?,
+            };
+            match c {
+                1 => DynamicImage::ImageLuma8(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                2 => DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                3 => DynamicImage::ImageRgb8(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+                _ => DynamicImage::ImageRgba8(image::ImageBuffer::from_raw(w32, h32, v).unwrap()),
+            }
+        }
+    };
+    Ok(to_rgb8(img))
+}
+
+/// Float samples on the 0-1 scale to 8-bit (round(v * 255)); refuses non-finite values and
+/// values outside [0, 1]. Two passes over the bytes, so no wide copy of a large image is made.
+fn unit_floats_to_u8(bytes: &[u8], sample: SampleType, what: &str) -> anyhow::Result<Vec<u8>> {
+    let values = || -> Box<dyn Iterator<Item = f64> + '_> {
+        match sample {
+            SampleType::F16 => Box::new(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f64()),
+            ),
+            SampleType::F32 => Box::new(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64),
+            ),
+            SampleType::F64 => Box::new(
+                bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_ne_bytes(b.try_into().expect("8-byte chunk"))),
+            ),
+            SampleType::U8 | SampleType::U16 => unreachable!("integer samples are not floats"),
+        }
+    };
+    let (mut lo, mut hi, mut finite) = (f64::INFINITY, f64::NEG_INFINITY, true);
+    for v in values() {
+        finite &= v.is_finite();
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !finite {
+        bail!("{what}: holds NaN or infinite values");
+    }
+    if lo < 0.0 || hi > 1.0 {
+        bail!(
+            "{what}: float values must lie in [0, 1], found {lo}..{hi} (pass 0-255 data as uint8)"
+        );
+    }
+    Ok(values().map(|v| (v * 255.0).round() as u8).collect())
 }

@@ -16,6 +16,9 @@ pub use augment::{
     Augment,
 };
 pub use datasets::{open_dataset, reference_set, Dataset, DatasetFormat, Direction, PairRecord};
-pub use image_io::{check_min_size, decode_rgb, load_pair, load_rgb, MAX_PIXELS, MAX_SIDE};
+pub use image_io::{
+    check_min_size, check_same_size, decode_rgb, load_pair, load_rgb, rgb_from_samples, SampleType,
+    MAX_PIXELS, MAX_SIDE,
+};
 pub use loader::{batch_rng, epoch_order, num_batches, Batch, BatchLoader, LoaderConfig};
 pub use split::{reference_groups, split_by_reference, LabelScaler};

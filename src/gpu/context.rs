@@ -58,6 +58,13 @@ fn type_rank(t: wgpu::DeviceType) -> u32 {
     }
 }
 
+/// Whether an adapter's name contains `needle` (lower case). Mesa's software Vulkan driver,
+/// lavapipe, names its adapter "llvmpipe (...)", so "lavapipe" finds it too.
+pub fn adapter_name_matches(name: &str, needle: &str) -> bool {
+    let name = name.to_lowercase();
+    name.contains(needle) || (needle == "lavapipe" && name.contains("llvmpipe"))
+}
+
 /// High-performance adapters first: discrete, integrated, virtual, other, then CPU (lavapipe).
 pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let mut adapters = enumerate();
@@ -67,7 +74,7 @@ pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     if let Some(want) = &choice.name_contains {
         let needle = want.to_lowercase();
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        adapters.retain(|a| adapter_name_matches(&a.get_info().name, &needle));
         if adapters.is_empty() {
             bail!(
                 "no adapter name contains \"{want}\"; available: {}",
