@@ -38,6 +38,8 @@ enum Command {
     Tune(asna::tune::TuneArgs),
     /// Build a synthetic full-reference dataset labelled with TID2013's human MOS
     Synth(asna::synth::SynthArgs),
+    /// Draw a training run's learning curve (validation PLCC and SRCC against steps, PSNR and SSIM lines) and print it as a table
+    PlotRun(asna::plot_run::PlotRunArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => asna::bench::run(&*gpu()?, a),
         Command::Tune(a) => asna::tune::run_command(&*gpu()?, a),
         Command::Synth(a) => asna::synth::run_command(a),
+        Command::PlotRun(a) => asna::plot_run::run(a),
     }
 }
 
