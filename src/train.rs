@@ -70,7 +70,7 @@ pub struct TrainConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
-    /// Multiplied by --lr-decay (0.1) from --lr-decay-epoch on.
+    /// Multiplied by 0.1 from --lr-decay-epoch on.
     #[default]
     Step,
     /// Half a cosine from --lr down to 0 at the run's last step.
@@ -798,7 +798,7 @@ pub const BASELINES_FILE: &str = "baselines.json";
 const RUNNING_PREFIX: &str = "running.";
 
 /// Stream label of the precise-BN pair order (apart from the epochs' orders).
-const PRECISE_BN_STREAM: u64 = 0x5052_4543_4953_45; // "PRECISE"
+const PRECISE_BN_STREAM: u64 = 0x0050_5245_4349_5345; // "PRECISE"
 
 /// The training pairs whose batches give the precise statistics, in batch order: the first
 /// `batches` full batches of a seeded shuffle of the training set, the same for the whole run
