@@ -8,6 +8,7 @@ use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
+use image::RgbImage;
 use std::path::PathBuf;
 
 // `asna eval`: the command line (a doc comment here would replace the help text).
@@ -76,6 +77,15 @@ pub fn print_table(rows: &[(String, Correlations)]) {
     }
 }
 
+/// PSNR (dB, capped at 100 for identical images, so that statistics stay finite) and SSIM of
+/// one pair of whole images, on the GPU: the baselines of `eval` and of training runs.
+pub fn psnr_ssim(gpu: &Gpu, r: &RgbImage, d: &RgbImage) -> Result<(f64, f64)> {
+    let (w, h) = (r.width() as usize, r.height() as usize);
+    let psnr = crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
+    let ssim = crate::ops::quality::ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
+    Ok((psnr.min(100.0), ssim))
+}
+
 pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let format: DatasetFormat = args
         .dataset
@@ -120,23 +130,9 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             pred.extend(scorer.score_pairs(&imgs, |_| {})?);
         }
         for (r, d) in &imgs {
-            let (w, h) = (r.width() as usize, r.height() as usize);
-            psnr.extend(crate::ops::quality::psnr(
-                gpu,
-                r.as_raw(),
-                d.as_raw(),
-                1,
-                h,
-                w,
-            )?);
-            ssim.extend(crate::ops::quality::ssim(
-                gpu,
-                r.as_raw(),
-                d.as_raw(),
-                1,
-                h,
-                w,
-            )?);
+            let (p, s) = psnr_ssim(gpu, r, d)?;
+            psnr.push(p);
+            ssim.push(s);
         }
         bar.inc((end - done) as u64);
         done = end;
@@ -154,8 +150,6 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         .first()
         .is_some_and(|m| m.scaler.direction == Direction::LowerIsBetter);
     let pred_up: Vec<f64> = pred.iter().map(|v| if flip { -v } else { *v }).collect();
-    // PSNR is +inf for identical pairs; cap it for the statistics.
-    let psnr: Vec<f64> = psnr.iter().map(|v| v.min(100.0)).collect();
     let mut rows = Vec::new();
     if !args.baselines_only {
         rows.push(("ASNA".to_string(), correlations(&pred_up, &truth)));

@@ -18,6 +18,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod plot_run;
 pub mod progress;
 pub mod rng;
 pub mod score;

@@ -40,6 +40,8 @@ enum Command {
     Synth(asna::synth::SynthArgs),
     /// Convert the authors' Keras 2 model (model_attention.hdf5) into an asna model file
     ImportKeras(asna::import::keras::ImportKerasArgs),
+    /// Draw a training run's learning curve (validation PLCC and SRCC against steps, PSNR and SSIM lines) and print it as a table
+    PlotRun(asna::plot_run::PlotRunArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tune(a) => asna::tune::run_command(&*gpu()?, a),
         Command::Synth(a) => asna::synth::run_command(a),
         Command::ImportKeras(a) => asna::import::keras::run_command(a),
+        Command::PlotRun(a) => asna::plot_run::run(a),
     }
 }
 

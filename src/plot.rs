@@ -1,7 +1,8 @@
 //! PNG figures drawn with the `image` crate only (no font or plotting crates):
 //! a predicted-vs-true scatter plot ([`scatter_png`],
-//! [`scatter_png_with_curve`]) and a heat-map overlay of a per-pixel quality
-//! map on the image it describes ([`quality_map_png`]).
+//! [`scatter_png_with_curve`]), a line chart with reference levels
+//! ([`line_chart_png`], for learning curves) and a heat-map overlay of a
+//! per-pixel quality map on the image it describes ([`quality_map_png`]).
 //!
 //! Text uses a built-in 5x7 bitmap font (with two descender rows for
 //! `g j p q y ,`) drawn at 2x scale. Supported characters: `0-9 A-Z a-z` and
@@ -484,20 +485,117 @@ fn axis_range(v: &[f64]) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Data-to-pixel mapping of the scatter plot.
+/// Data-to-pixel mapping: data ranges onto the data rectangle (pixel bounds
+/// left, right, top, bottom).
 struct Axes {
     x0: f64,
     x1: f64,
     y0: f64,
     y1: f64,
+    l: f64,
+    r: f64,
+    t: f64,
+    b: f64,
 }
 
 impl Axes {
     fn px(&self, x: f64) -> f64 {
-        PLOT_L + (x - self.x0) / (self.x1 - self.x0) * (PLOT_R - PLOT_L)
+        self.l + (x - self.x0) / (self.x1 - self.x0) * (self.r - self.l)
     }
     fn py(&self, y: f64) -> f64 {
-        PLOT_B - (y - self.y0) / (self.y1 - self.y0) * (PLOT_B - PLOT_T)
+        self.b - (y - self.y0) / (self.y1 - self.y0) * (self.b - self.t)
+    }
+    fn inside(&self, qx: f64, qy: f64) -> bool {
+        (self.l..=self.r).contains(&qx) && (self.t..=self.b).contains(&qy)
+    }
+}
+
+/// Light grid lines at about 5 "nice" ticks per axis, tick marks and
+/// numeric tick labels.
+fn draw_grid(img: &mut RgbImage, ax: &Axes) {
+    let black = Rgb([0, 0, 0]);
+    let grid = Rgb([225, 225, 225]);
+    let (l, r, t, b) = (ax.l as i64, ax.r as i64, ax.t as i64, ax.b as i64);
+    let (xt, xd) = ticks(ax.x0, ax.x1);
+    for &v in &xt {
+        let p = ax.px(v).round() as i64;
+        fill_rect(img, p, t, p + 1, b, grid);
+        fill_rect(img, p, b, p + 1, b + 6, black);
+        let label = format!("{v:.xd$}");
+        let w = text_width(&label, TEXT_SCALE) as i64;
+        draw_text(img, p - w / 2, b + 10, &label, TEXT_SCALE, black);
+    }
+    let (yt, yd) = ticks(ax.y0, ax.y1);
+    for &v in &yt {
+        let p = ax.py(v).round() as i64;
+        fill_rect(img, l, p, r, p + 1, grid);
+        fill_rect(img, l - 6, p, l, p + 1, black);
+        let label = format!("{v:.yd$}");
+        let w = text_width(&label, TEXT_SCALE) as i64;
+        draw_text(
+            img,
+            l - 10 - w,
+            p - 7 * TEXT_SCALE as i64 / 2,
+            &label,
+            TEXT_SCALE,
+            black,
+        );
+    }
+}
+
+/// The data rectangle's frame, the title centred on top of the figure and
+/// the axis labels (the y label reads upwards).
+fn draw_frame_and_labels(img: &mut RgbImage, ax: &Axes, title: &str, x_label: &str, y_label: &str) {
+    let black = Rgb([0, 0, 0]);
+    let (l, r, t, b) = (ax.l as i64, ax.r as i64, ax.t as i64, ax.b as i64);
+    let th = text_height(TEXT_SCALE) as i64;
+    fill_rect(img, l, t, r + 1, t + 1, black);
+    fill_rect(img, l, b, r + 1, b + 1, black);
+    fill_rect(img, l, t, l + 1, b + 1, black);
+    fill_rect(img, r, t, r + 1, b + 1, black);
+    let w = text_width(title, TEXT_SCALE) as i64;
+    draw_text(
+        img,
+        (img.width() as i64 - w) / 2,
+        (t - th) / 2,
+        title,
+        TEXT_SCALE,
+        black,
+    );
+    let w = text_width(x_label, TEXT_SCALE) as i64;
+    draw_text(
+        img,
+        (l + r - w) / 2,
+        b + 10 + th + 14,
+        x_label,
+        TEXT_SCALE,
+        black,
+    );
+    let w = text_width(y_label, TEXT_SCALE) as i64;
+    draw_text_vertical(img, 12, (t + b - w) / 2, y_label, TEXT_SCALE, black);
+}
+
+/// A 2-pixel line from `p` to `q` (pixel coordinates), clipped to the data
+/// rectangle; `dash` > 0 draws dashes and gaps of that many pixels.
+fn draw_segment(
+    img: &mut RgbImage,
+    ax: &Axes,
+    p: (f64, f64),
+    q: (f64, f64),
+    c: Rgb<u8>,
+    dash: f64,
+) {
+    let n = ((q.0 - p.0).abs().max((q.1 - p.1).abs()).ceil() as usize).clamp(1, 4000);
+    for i in 0..=n {
+        let u = i as f64 / n as f64;
+        if dash > 0.0 && (i as f64 / dash) as u64 % 2 == 1 {
+            continue;
+        }
+        let (qx, qy) = (p.0 + u * (q.0 - p.0), p.1 + u * (q.1 - p.1));
+        if ax.inside(qx, qy) {
+            let (ix, iy) = (qx.round() as i64, qy.round() as i64);
+            fill_rect(img, ix - 1, iy - 1, ix + 1, iy + 1, c);
+        }
     }
 }
 
@@ -558,40 +656,19 @@ pub fn scatter_image(
         .unzip();
     let (x0, x1) = axis_range(&fx);
     let (y0, y1) = axis_range(&fy);
-    let ax = Axes { x0, x1, y0, y1 };
+    let ax = Axes {
+        x0,
+        x1,
+        y0,
+        y1,
+        l: PLOT_L,
+        r: PLOT_R,
+        t: PLOT_T,
+        b: PLOT_B,
+    };
     let s = SCATTER_SIZE;
     let mut img = RgbImage::from_pixel(s, s, Rgb([255, 255, 255]));
-    let black = Rgb([0, 0, 0]);
-    let grid = Rgb([225, 225, 225]);
-    let (l, r, t, b) = (PLOT_L as i64, PLOT_R as i64, PLOT_T as i64, PLOT_B as i64);
-    let th = text_height(TEXT_SCALE) as i64;
-
-    // Grid, ticks and tick labels.
-    let (xt, xd) = ticks(x0, x1);
-    for &v in &xt {
-        let p = ax.px(v).round() as i64;
-        fill_rect(&mut img, p, t, p + 1, b, grid);
-        fill_rect(&mut img, p, b, p + 1, b + 6, black);
-        let label = format!("{v:.xd$}");
-        let w = text_width(&label, TEXT_SCALE) as i64;
-        draw_text(&mut img, p - w / 2, b + 10, &label, TEXT_SCALE, black);
-    }
-    let (yt, yd) = ticks(y0, y1);
-    for &v in &yt {
-        let p = ax.py(v).round() as i64;
-        fill_rect(&mut img, l, p, r, p + 1, grid);
-        fill_rect(&mut img, l - 6, p, l, p + 1, black);
-        let label = format!("{v:.yd$}");
-        let w = text_width(&label, TEXT_SCALE) as i64;
-        draw_text(
-            &mut img,
-            l - 10 - w,
-            p - 7 * TEXT_SCALE as i64 / 2,
-            &label,
-            TEXT_SCALE,
-            black,
-        );
-    }
+    draw_grid(&mut img, &ax);
 
     // Points.
     for (&a, &c) in fx.iter().zip(&fy) {
@@ -607,7 +684,7 @@ pub fn scatter_image(
 
     // Fitted curve, as short segments between samples, clipped to the plot.
     if let Some(f) = curve {
-        let steps = 4 * (r - l) as usize;
+        let steps = 4 * (PLOT_R - PLOT_L) as usize;
         let mut prev: Option<(f64, f64)> = None;
         for k in 0..=steps {
             let xv = x0 + (x1 - x0) * k as f64 / steps as f64;
@@ -618,48 +695,147 @@ pub fn scatter_image(
             }
             let cur = (ax.px(xv), ax.py(yv));
             if let Some(p) = prev {
-                let n =
-                    ((cur.0 - p.0).abs().max((cur.1 - p.1).abs()).ceil() as usize).clamp(1, 4000);
-                for i in 0..=n {
-                    let u = i as f64 / n as f64;
-                    let (qx, qy) = (p.0 + u * (cur.0 - p.0), p.1 + u * (cur.1 - p.1));
-                    if (PLOT_L..=PLOT_R).contains(&qx) && (PLOT_T..=PLOT_B).contains(&qy) {
-                        let (ix, iy) = (qx.round() as i64, qy.round() as i64);
-                        fill_rect(&mut img, ix - 1, iy - 1, ix + 1, iy + 1, CURVE_COLOR);
-                    }
-                }
+                draw_segment(&mut img, &ax, p, cur, CURVE_COLOR, 0.0);
             }
             prev = Some(cur);
         }
     }
 
-    // Frame.
-    fill_rect(&mut img, l, t, r + 1, t + 1, black);
-    fill_rect(&mut img, l, b, r + 1, b + 1, black);
-    fill_rect(&mut img, l, t, l + 1, b + 1, black);
-    fill_rect(&mut img, r, t, r + 1, b + 1, black);
+    draw_frame_and_labels(&mut img, &ax, title, x_label, y_label);
+    Ok(img)
+}
 
-    // Title and axis labels.
-    let w = text_width(title, TEXT_SCALE) as i64;
-    draw_text(
-        &mut img,
-        (s as i64 - w) / 2,
-        (t - th) / 2,
-        title,
-        TEXT_SCALE,
-        black,
-    );
-    let w = text_width(x_label, TEXT_SCALE) as i64;
-    draw_text(
-        &mut img,
-        (l + r - w) / 2,
-        b + 10 + th + 14,
-        x_label,
-        TEXT_SCALE,
-        black,
-    );
-    let w = text_width(y_label, TEXT_SCALE) as i64;
-    draw_text_vertical(&mut img, 12, (t + b - w) / 2, y_label, TEXT_SCALE, black);
+// ----------------------------------------------------------- line chart ----
+
+/// Size (width, height) of the line chart.
+pub const LINE_CHART_SIZE: (u32, u32) = (960, 640);
+// Data rectangle of the line chart; the legend goes below the x label.
+const LINE_L: f64 = 110.0;
+const LINE_R: f64 = 930.0;
+const LINE_T: f64 = 60.0;
+const LINE_B: f64 = 520.0;
+const LINE_MARKER_RADIUS: f64 = 3.5;
+const DASH: f64 = 8.0;
+
+/// A curve of the line chart: (x, y) points in x order; a non-finite y
+/// leaves a gap.
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub points: &'a [(f64, f64)],
+    pub color: Rgb<u8>,
+}
+
+/// A horizontal dashed line of the line chart (a reference level).
+pub struct Level<'a> {
+    pub label: &'a str,
+    pub y: f64,
+    pub color: Rgb<u8>,
+}
+
+/// Line chart of `series` (lines with a marker at every point) and
+/// horizontal dashed `levels` (non-finite ones left out), written atomically
+/// as PNG; see [`line_chart_image`].
+pub fn line_chart_png(
+    path: &Path,
+    series: &[Series],
+    levels: &[Level],
+    x_label: &str,
+    y_label: &str,
+    title: &str,
+) -> Result<()> {
+    let img = line_chart_image(series, levels, x_label, y_label, title)?;
+    write_png_atomic(path, &img)
+}
+
+/// Renders the line chart in memory: white figure of [`LINE_CHART_SIZE`],
+/// grid, ticks, frame and labels as the scatter plot, the y range covering
+/// every finite point and level (padded by 5%), and a legend of every series
+/// and level below the x label. Errors when no series has a finite point.
+pub fn line_chart_image(
+    series: &[Series],
+    levels: &[Level],
+    x_label: &str,
+    y_label: &str,
+    title: &str,
+) -> Result<RgbImage> {
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().filter(finite).map(|p| p.0))
+        .collect();
+    if xs.is_empty() {
+        bail!("line chart: no finite point to draw");
+    }
+    let levels: Vec<&Level> = levels.iter().filter(|l| l.y.is_finite()).collect();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().filter(finite).map(|p| p.1))
+        .chain(levels.iter().map(|l| l.y))
+        .collect();
+    let (x0, x1) = axis_range(&xs);
+    let (y0, y1) = axis_range(&ys);
+    let ax = Axes {
+        x0,
+        x1,
+        y0,
+        y1,
+        l: LINE_L,
+        r: LINE_R,
+        t: LINE_T,
+        b: LINE_B,
+    };
+    let (w, h) = LINE_CHART_SIZE;
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    draw_grid(&mut img, &ax);
+    for l in &levels {
+        let y = ax.py(l.y);
+        draw_segment(&mut img, &ax, (ax.l, y), (ax.r, y), l.color, DASH);
+    }
+    for s in series {
+        let mut prev: Option<(f64, f64)> = None;
+        for p in s.points {
+            if !(p.0.is_finite() && p.1.is_finite()) {
+                prev = None;
+                continue;
+            }
+            let cur = (ax.px(p.0), ax.py(p.1));
+            if let Some(q) = prev {
+                draw_segment(&mut img, &ax, q, cur, s.color, 0.0);
+            }
+            disc(&mut img, cur.0, cur.1, LINE_MARKER_RADIUS, s.color, 1.0);
+            prev = Some(cur);
+        }
+    }
+    draw_frame_and_labels(&mut img, &ax, title, x_label, y_label);
+
+    // Legend: a swatch and the label of every series, then every level.
+    let th = text_height(TEXT_SCALE) as i64;
+    let y = LINE_B as i64 + 10 + th + 14 + th + 18;
+    let mut x = LINE_L as i64;
+    let entries = series
+        .iter()
+        .map(|s| (s.label, s.color, 0.0))
+        .chain(levels.iter().map(|l| (l.label, l.color, DASH / 2.0)));
+    let whole = Axes {
+        l: 0.0,
+        r: w as f64,
+        t: 0.0,
+        b: h as f64,
+        ..ax
+    };
+    for (label, color, dash) in entries {
+        let mid = (y + th / 2) as f64;
+        draw_segment(
+            &mut img,
+            &whole,
+            (x as f64, mid),
+            (x as f64 + 28.0, mid),
+            color,
+            dash,
+        );
+        draw_text(&mut img, x + 36, y, label, TEXT_SCALE, Rgb([0, 0, 0]));
+        x += 36 + text_width(label, TEXT_SCALE) as i64 + 28;
+    }
     Ok(img)
 }
 
@@ -1032,6 +1208,69 @@ mod tests {
         .unwrap();
         scatter_png(&path, &[], &[], "x", "y", "empty").unwrap();
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn line_chart_points_levels_and_gaps() {
+        let blue = Rgb([31, 119, 180]);
+        let green = Rgb([44, 160, 44]);
+        // x over [0, 100] -> axis [-5, 105]; y over [0.2, 0.8] (with the level) ->
+        // axis [0.17, 0.83].
+        let pts = [(0.0, 0.2), (50.0, f64::NAN), (100.0, 0.6)];
+        let img = line_chart_image(
+            &[Series {
+                label: "SRCC",
+                points: &pts,
+                color: blue,
+            }],
+            &[
+                Level {
+                    label: "PSNR",
+                    y: 0.8,
+                    color: green,
+                },
+                Level {
+                    label: "nan",
+                    y: f64::NAN,
+                    color: green,
+                },
+            ],
+            "step",
+            "correlation",
+            "learning curve",
+        )
+        .unwrap();
+        assert_eq!(img.dimensions(), LINE_CHART_SIZE);
+        let px = |x: f64| (110.0 + (x + 5.0) / 110.0 * 820.0).round() as u32;
+        let py = |y: f64| (520.0 - (y - 0.17) / 0.66 * 460.0).round() as u32;
+        // Markers at the finite points; no line across the gap.
+        assert_eq!(img.get_pixel(px(0.0), py(0.2)).0, blue.0);
+        assert_eq!(img.get_pixel(px(100.0), py(0.6)).0, blue.0);
+        assert_ne!(img.get_pixel(px(50.0), py(0.4)).0, blue.0);
+        // The level is a dashed line: some of its row in the level's colour, not all.
+        let row: Vec<bool> = (px(0.0)..px(100.0))
+            .map(|x| (0..=1).any(|d| img.get_pixel(x, py(0.8) - d).0 == green.0))
+            .collect();
+        let on = row.iter().filter(|b| **b).count();
+        assert!(
+            on > row.len() / 4 && on < row.len() * 3 / 4,
+            "{on} of {}",
+            row.len()
+        );
+        // Nothing finite to draw is an error.
+        let none = [(1.0, f64::NAN)];
+        assert!(line_chart_image(
+            &[Series {
+                label: "x",
+                points: &none,
+                color: blue
+            }],
+            &[],
+            "",
+            "",
+            ""
+        )
+        .is_err());
     }
 
     fn test_base(w: u32, h: u32) -> Vec<u8> {

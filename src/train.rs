@@ -1,14 +1,16 @@
 //! `asna train`: the ASNA training loop. Data from a dataset reader, split by reference image,
 //! labels standardised on the training set; batches of 16 pairs decoded and augmented on
 //! background threads; loss `m*mse + (1-m)*(1-r^2) + s*rank + l2` with the frozen sorter; Adam
-//! with the step schedule; validation every epoch; checkpoints that resume exactly.
+//! with a linear warm-up and a step or cosine schedule; validation every epoch, with batch-norm
+//! statistics recomputed over fixed training batches ("precise BN"); checkpoints that resume
+//! exactly.
 
 use crate::autograd::Tape;
 use crate::data::{
     self, BatchLoader, Dataset, DatasetFormat, Direction, LabelScaler, LoaderConfig,
 };
 use crate::files::write_atomic;
-use crate::gpu::{DType, Gpu};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::metrics;
 use crate::model::asna::{self, forward, stacked_input, BnContext, Bound, SIZE};
 use crate::model::checkpoint::{self, check_architecture, load_store, model_metadata};
@@ -48,7 +50,38 @@ pub struct TrainConfig {
     pub skip_nonfinite: bool,
     pub sorter: Option<PathBuf>,
     pub init: Option<PathBuf>,
+    /// Training batches whose batch-norm statistics replace the running ones for validation
+    /// and in saved models; 0 keeps the running statistics. Absent from checkpoints made
+    /// before the option existed: 0, as those runs were trained.
+    #[serde(default)]
+    pub precise_bn: usize,
+    /// Steps over which the learning rate rises linearly from 0.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// The run's length in steps, fixed when it starts (the cosine schedule ends here), so
+    /// that a resumed run follows the same schedule whatever its --max-steps.
+    #[serde(default)]
+    pub schedule_steps: u64,
 }
+
+/// How the learning rate falls after the warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Multiplied by 0.1 from --lr-decay-epoch on.
+    #[default]
+    Step,
+    /// Half a cosine from --lr down to 0 at the run's last step.
+    Cosine,
+}
+
+/// Precise-BN batches unless `--precise-bn` says otherwise: 10 batches of 16 pairs put 320
+/// images through each layer (the deepest layers still see 200k values per channel), enough for
+/// statistics that no longer move with the choice of batches, at the cost of about three
+/// training steps per validation or checkpoint.
+pub const DEFAULT_PRECISE_BN: usize = 10;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -71,6 +104,10 @@ impl Default for TrainConfig {
             skip_nonfinite: false,
             sorter: None,
             init: None,
+            precise_bn: DEFAULT_PRECISE_BN,
+            warmup_steps: 0,
+            lr_schedule: LrSchedule::Step,
+            schedule_steps: 0,
         }
     }
 }
@@ -112,9 +149,18 @@ pub struct TrainArgs {
     /// Pairs per batch; must be 16 (the sorter's length) unless --rank-weight is 0
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Epoch from which the learning rate is multiplied by 0.1
+    /// Epoch from which the learning rate is multiplied by 0.1 (--lr-schedule step)
     #[arg(long, default_value_t = 10)]
     pub lr_decay_epoch: u64,
+    /// After the warm-up: step (x0.1 from --lr-decay-epoch) or cosine (down to 0 at the last step)
+    #[arg(long, value_enum, default_value = "step")]
+    pub lr_schedule: LrSchedule,
+    /// Raise the learning rate linearly from 0 to --lr over the first N steps
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warmup_steps: u64,
+    /// Recompute the batch-norm statistics over N fixed training batches for each validation and every saved model (0: use the running statistics)
+    #[arg(long, default_value_t = DEFAULT_PRECISE_BN, value_name = "N")]
+    pub precise_bn: usize,
     /// Fraction of reference images held out for validation
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -167,6 +213,9 @@ impl TrainArgs {
             skip_nonfinite: self.skip_nonfinite,
             sorter: self.sorter.clone(),
             init: self.init.clone(),
+            precise_bn: self.precise_bn,
+            warmup_steps: self.warmup_steps,
+            lr_schedule: self.lr_schedule,
             ..Default::default()
         }
     }
@@ -244,11 +293,23 @@ fn open(cfg: &TrainConfig) -> Result<Dataset> {
     data::open_dataset(format, &cfg.root, cfg.labels.as_deref(), direction)
 }
 
-fn lr_at(cfg: &TrainConfig, epoch: u64) -> f32 {
-    if epoch >= cfg.lr_decay_epoch {
-        cfg.lr * cfg.lr_decay
+/// Learning rate of the step with 0-based index `step`, in `epoch`: linear from 0 over the
+/// first `warmup_steps` (the first step gets lr / warmup_steps), then the schedule (the cosine
+/// runs from the warm-up's end to `schedule_steps`).
+pub fn lr_at(cfg: &TrainConfig, step: u64, epoch: u64) -> f32 {
+    let after_warmup = match cfg.lr_schedule {
+        LrSchedule::Step if epoch >= cfg.lr_decay_epoch => cfg.lr * cfg.lr_decay,
+        LrSchedule::Step => cfg.lr,
+        LrSchedule::Cosine => {
+            let span = cfg.schedule_steps.saturating_sub(cfg.warmup_steps).max(1);
+            let t = (step.saturating_sub(cfg.warmup_steps) as f64 / span as f64).min(1.0);
+            (cfg.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+        }
+    };
+    if step < cfg.warmup_steps {
+        after_warmup * (step + 1) as f32 / cfg.warmup_steps as f32
     } else {
-        cfg.lr
+        after_warmup
     }
 }
 
@@ -327,7 +388,8 @@ fn read_resume(
         .map_err(|e| anyhow!("{source}: bad train_config ({e})"))?;
     let progress: Progress = serde_json::from_str(get("progress")?)
         .map_err(|e| anyhow!("{source}: bad progress ({e})"))?;
-    let store = load_store(gpu, &file, &asna::specs(), &source)?;
+    let mut store = load_store(gpu, &file, &asna::specs(), &source)?;
+    restore_running_statistics(gpu, &file, &mut store, &source)?;
     let adam = Adam::load(gpu, &file, &store, &source)?
         .ok_or_else(|| anyhow!("{source}: holds no optimiser state"))?;
     let scaler = checkpoint::scaler_from_metadata(&file.metadata, &source)?;
@@ -350,13 +412,23 @@ struct Run<'g> {
     adam: Adam,
     progress: Progress,
     total_steps: u64,
+    /// Image decoding threads.
+    workers: usize,
+    /// Precise batch-norm statistics and the step they were computed at.
+    precise: Option<(u64, BTreeMap<String, Tensor>)>,
 }
 
 impl<'g> Run<'g> {
     /// Opens a new run, or the one in `run_dir` with `resume`. The dataset is read and checked
     /// before any GPU work and before the run directory is created, so a bad label file fails
     /// fast and leaves nothing behind.
-    fn setup(gpu: &'g Gpu, cfg: TrainConfig, run_dir: &Path, resume: bool) -> Result<Run<'g>> {
+    fn setup(
+        gpu: &'g Gpu,
+        cfg: TrainConfig,
+        run_dir: &Path,
+        resume: bool,
+        workers: usize,
+    ) -> Result<Run<'g>> {
         let (cfg, ds, progress, store, adam, resumed_scaler) = if resume {
             let (mut c, p, s, a, sc) = read_resume(gpu, run_dir)?;
             // A resumed run keeps its configuration; only how far it goes may change.
@@ -382,6 +454,7 @@ impl<'g> Run<'g> {
             });
             (cfg, ds, Progress::default(), store, adam, None)
         };
+        let mut cfg = cfg;
         if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
             bail!(
                 "--batch must be {} (the sorter's length) when the rank loss is used",
@@ -416,6 +489,9 @@ impl<'g> Run<'g> {
             .max_steps
             .unwrap_or(u64::MAX)
             .min(batches_per_epoch * cfg.epochs);
+        if !resume {
+            cfg.schedule_steps = total_steps;
+        }
         let run = Run {
             gpu,
             cfg,
@@ -430,8 +506,11 @@ impl<'g> Run<'g> {
             adam,
             progress,
             total_steps,
+            workers,
+            precise: None,
         };
         run.write_run_files()?;
+        run.write_baselines()?;
         Ok(run)
     }
 
@@ -460,22 +539,121 @@ impl<'g> Run<'g> {
         )
     }
 
+    /// PSNR's and SSIM's correlations with the labels on the validation pairs, once per run,
+    /// in `baselines.json`: the lines `asna plot-run` draws beside the learning curve.
+    fn write_baselines(&self) -> Result<()> {
+        let path = self.run_dir.join(BASELINES_FILE);
+        if self.val_idx.is_empty() || path.exists() {
+            return Ok(());
+        }
+        let list: Vec<(PathBuf, PathBuf)> = self
+            .val_idx
+            .iter()
+            .map(|&i| {
+                (
+                    self.ds.pairs[i].ref_path.clone(),
+                    self.ds.pairs[i].dist_path.clone(),
+                )
+            })
+            .collect();
+        let truth: Vec<f64> = self
+            .val_idx
+            .iter()
+            .map(|&i| self.targets[i] as f64)
+            .collect();
+        let (mut psnr, mut ssim) = (Vec::new(), Vec::new());
+        for pair in crate::score::decode_in_background(list, 16) {
+            let (r, d) = pair?;
+            let (p, s) = crate::eval::psnr_ssim(self.gpu, &r, &d)?;
+            psnr.push(p);
+            ssim.push(s);
+        }
+        let row = |v: &[f64]| {
+            let c = metrics::correlations(v, &truth);
+            serde_json::json!({"plcc": c.plcc, "srcc": c.srcc, "krcc": c.krcc})
+        };
+        let v = serde_json::json!({
+            "val_pairs": truth.len(),
+            "psnr": row(&psnr),
+            "ssim": row(&ssim),
+        });
+        write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())
+    }
+
+    /// The model as validated and saved at the current step: the trained parameters with the
+    /// precise batch-norm statistics (computed once per step), or the store itself when
+    /// precise BN is off.
+    fn evaluation_store(&mut self) -> Result<Option<ParamStore>> {
+        if self.cfg.precise_bn == 0 {
+            return Ok(None);
+        }
+        let step = self.progress.step;
+        if self.precise.as_ref().is_none_or(|(s, _)| *s != step) {
+            let stats = self.precise_statistics().map_err(|e| {
+                anyhow!("step {step}: {e}; stopped without saving (the last checkpoint is intact)")
+            })?;
+            self.precise = Some((step, stats));
+        }
+        let stats = &self.precise.as_ref().expect("computed above").1;
+        Ok(Some(with_tensors(&self.store, stats)))
+    }
+
+    fn precise_statistics(&self) -> Result<BTreeMap<String, Tensor>> {
+        let pairs = precise_bn_pairs(
+            &self.train_idx,
+            self.cfg.batch,
+            self.cfg.precise_bn,
+            self.cfg.seed,
+        );
+        let loader = BatchLoader::new(
+            Arc::new(self.ds.pairs.clone()),
+            pairs,
+            self.targets.clone(),
+            precise_bn_loader(self.cfg.batch, self.workers),
+            0,
+            0,
+        );
+        precise_bn_statistics(self.gpu, &self.store, loader)
+    }
+
     /// Saves the parameters, Adam's state and the progress as `name` in the run directory.
-    fn save(&self, name: &str) -> Result<()> {
-        checkpoint::save(
-            self.gpu,
-            &self.run_dir.join(name),
-            &self.store,
-            Some(&self.adam),
-            &metadata(&self.scaler, &self.cfg, &self.progress)?,
-        )
+    /// With precise BN the file's batch-norm statistics are the precise ones (any file of the
+    /// run scores as validated), and the running statistics travel beside Adam's moments, so
+    /// that training resumes exactly.
+    fn save(&mut self, name: &str) -> Result<()> {
+        let mut meta = metadata(&self.scaler, &self.cfg, &self.progress)?;
+        let path = self.run_dir.join(name);
+        match self.evaluation_store()? {
+            None => {
+                meta.insert(
+                    "bn_statistics".into(),
+                    format!("running (momentum {})", crate::ops::batchnorm::MOMENTUM),
+                );
+                checkpoint::save(self.gpu, &path, &self.store, Some(&self.adam), &meta)
+            }
+            Some(exported) => {
+                meta.insert(
+                    "bn_statistics".into(),
+                    format!(
+                        "precise (mean over {} training batches of {} pairs at step {})",
+                        self.cfg.precise_bn, self.cfg.batch, self.progress.step
+                    ),
+                );
+                let state = TrainingState {
+                    adam: &self.adam,
+                    running: &self.store,
+                };
+                checkpoint::save(self.gpu, &path, &exported, Some(&state), &meta)
+            }
+        }
     }
 
     /// Validates and appends the metrics to the run's `metrics.jsonl`.
     fn validate_and_log(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
+        let precise = self.evaluation_store()?;
         end_of_epoch(
             self.gpu,
-            &self.store,
+            precise.as_ref().unwrap_or(&self.store),
             &self.ds,
             &self.val_idx,
             &self.targets,
@@ -543,9 +721,9 @@ impl<'g> Run<'g> {
                 self.progress.epoch,
                 self.progress.batch,
             );
-            let lr = lr_at(&self.cfg, self.progress.epoch);
             for batch in loader {
                 let batch = batch?;
+                let lr = lr_at(&self.cfg, self.progress.step, self.progress.epoch);
                 let loss = train_step(
                     self.gpu,
                     &mut self.store,
@@ -610,7 +788,170 @@ pub fn train(
     resume: bool,
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
-    Run::setup(gpu, cfg, run_dir, resume)?.train_loop(opts)
+    Run::setup(gpu, cfg, run_dir, resume, opts.workers)?.train_loop(opts)
+}
+
+/// The run directory's file of PSNR and SSIM correlations on the validation pairs.
+pub const BASELINES_FILE: &str = "baselines.json";
+
+/// Prefix of the running statistics saved beside the precise ones in a checkpoint.
+const RUNNING_PREFIX: &str = "running.";
+
+/// Stream label of the precise-BN pair order (apart from the epochs' orders).
+const PRECISE_BN_STREAM: u64 = 0x0050_5245_4349_5345; // "PRECISE"
+
+/// The training pairs whose batches give the precise statistics, in batch order: the first
+/// `batches` full batches of a seeded shuffle of the training set, the same for the whole run
+/// (and after a resume).
+pub fn precise_bn_pairs(
+    train_idx: &[usize],
+    batch: usize,
+    batches: usize,
+    seed: u64,
+) -> Vec<usize> {
+    let full = batches.min(train_idx.len() / batch.max(1));
+    data::epoch_order(train_idx.len(), seed ^ PRECISE_BN_STREAM, 0, true)
+        .into_iter()
+        .take(full * batch)
+        .map(|i| train_idx[i])
+        .collect()
+}
+
+/// How the precise-BN batches are read: centre crops without augmentation, as validation
+/// and scoring see images (and as the PyTorch reference measured it).
+pub fn precise_bn_loader(batch: usize, workers: usize) -> LoaderConfig {
+    LoaderConfig {
+        batch,
+        size: SIZE,
+        train: false,
+        augment: false,
+        workers,
+        seed: 0,
+        drop_last: true,
+    }
+}
+
+/// Precise batch-norm statistics: every batch-norm layer's batch mean and (biased) batch
+/// variance in training-mode forward passes of `store` over `batches`, averaged over the
+/// batches, under the running statistics' names. The mean of per-batch variances (not the
+/// pooled variance of all values) is what the running statistics estimate, without their lag:
+/// each training batch is normalised by its own statistics.
+///
+/// The statistics come from the model's own forward pass: each layer reports its running
+/// update, momentum x running + (1 - momentum) x batch; with the running statistics zeroed
+/// that is (1 - momentum) x the batch statistic, divided back out here (exact to an ulp).
+pub fn precise_bn_statistics(
+    gpu: &Gpu,
+    store: &ParamStore,
+    batches: impl IntoIterator<Item = Result<data::Batch>>,
+) -> Result<BTreeMap<String, Tensor>> {
+    let zeros: BTreeMap<String, Tensor> = running_statistics(store)
+        .map(|s| (s.name.clone(), gpu.zeros(&s.engine_shape())))
+        .collect();
+    let zeroed = with_tensors(store, &zeros);
+    let weight = 1.0 / (1.0 - crate::ops::batchnorm::MOMENTUM) as f64;
+    let mut sums: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut count = 0usize;
+    for b in batches {
+        let b = b?;
+        let mut tape = Tape::inference(gpu);
+        let params = Bound::new(&mut tape, &zeroed, false);
+        let x = stacked_input(&mut tape, &b.ref_u8, &b.dist_u8, b.n, b.size, DType::F32);
+        let mut bn = BnContext {
+            train: true,
+            updates: BTreeMap::new(),
+            store: &zeroed,
+        };
+        forward(&mut tape, &params, &mut bn, &x, None);
+        for (name, update) in std::mem::take(&mut bn.updates) {
+            let values = gpu.download(&update)?;
+            let sum = sums.entry(name).or_insert_with(|| vec![0.0; values.len()]);
+            for (acc, v) in sum.iter_mut().zip(values) {
+                *acc += v as f64 * weight;
+            }
+        }
+        count += 1;
+    }
+    if count == 0 {
+        bail!("precise batch norm: no training batch");
+    }
+    sums.into_iter()
+        .map(|(name, sum)| {
+            let mean: Vec<f32> = sum.iter().map(|v| (v / count as f64) as f32).collect();
+            if mean.iter().any(|v| !v.is_finite()) {
+                bail!("the precise batch-norm statistics of {name} hold NaN or infinity (the weights have diverged)");
+            }
+            let shape = store.get(&name).shape.clone();
+            Ok((name, gpu.upload(&shape, &mean)))
+        })
+        .collect()
+}
+
+/// The batch-norm running statistics among a store's parameters (the ones not trained).
+fn running_statistics(
+    store: &ParamStore,
+) -> impl Iterator<Item = &crate::model::params::ParamSpec> {
+    store.specs.iter().filter(|s| !s.trainable)
+}
+
+/// A copy of `store` (sharing its tensors) with some of them replaced.
+fn with_tensors(store: &ParamStore, replaced: &BTreeMap<String, Tensor>) -> ParamStore {
+    let mut s = ParamStore {
+        specs: store.specs.clone(),
+        values: store.values.clone(),
+    };
+    for (name, t) in replaced {
+        s.set(name, t.clone());
+    }
+    s
+}
+
+/// What a checkpoint saved with precise statistics needs to resume: Adam's state and the
+/// running statistics that training keeps updating.
+struct TrainingState<'a> {
+    adam: &'a Adam,
+    running: &'a ParamStore,
+}
+
+impl checkpoint::ResumeState for TrainingState<'_> {
+    fn metadata(&self) -> Result<BTreeMap<String, String>> {
+        self.adam.metadata()
+    }
+    fn file_tensors(&self, gpu: &Gpu, store: &ParamStore) -> Result<checkpoint::FileTensors> {
+        let mut tensors = self.adam.file_tensors(gpu, store)?;
+        for spec in running_statistics(self.running) {
+            tensors.push((
+                format!("{RUNNING_PREFIX}{}", spec.name),
+                spec.file_shape.clone(),
+                gpu.download(self.running.get(&spec.name))?,
+            ));
+        }
+        Ok(tensors)
+    }
+}
+
+/// Puts back the running statistics a checkpoint with precise statistics saved beside them
+/// (checkpoints without precise BN hold the running ones under their own names).
+fn restore_running_statistics(
+    gpu: &Gpu,
+    file: &TensorFile,
+    store: &mut ParamStore,
+    source: &str,
+) -> Result<()> {
+    let specs: Vec<_> = running_statistics(store).cloned().collect();
+    for spec in specs {
+        let key = format!("{RUNNING_PREFIX}{}", spec.name);
+        if let Some((shape, data)) = file.float(&key) {
+            if shape != spec.file_shape || data.iter().any(|v| !v.is_finite()) {
+                bail!(
+                    "{source}: tensor \"{key}\" has shape {shape:?} or values that do not fit {:?}",
+                    spec.file_shape
+                );
+            }
+            store.set(&spec.name, gpu.upload(&spec.engine_shape(), &data));
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

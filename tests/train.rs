@@ -1,6 +1,8 @@
 //! Training: the loss falls on a batch, a run stopped and resumed continues exactly as an
-//! uninterrupted one, bad checkpoints are refused, a non-finite loss stops the run without a
-//! poisoned checkpoint, and a trained checkpoint scores end to end.
+//! uninterrupted one (with precise batch norm), its saved statistics are the mean over the
+//! precise-BN batches, bad checkpoints are refused, a non-finite loss stops the run without a
+//! poisoned checkpoint, a trained checkpoint scores end to end, the learning-rate schedule, and
+//! `asna plot-run` draws a run's learning curve.
 
 use asna::data::{Batch, Direction, LabelScaler};
 use asna::gpu::Gpu;
@@ -64,6 +66,7 @@ fn config(root: &Path) -> TrainConfig {
         batch: 2,
         max_steps: Some(3),
         checkpoint_every: 1,
+        precise_bn: 2,
         ..Default::default()
     };
     c.loss.rank = 0.0; // batches of 2: the sorter needs 16
@@ -168,6 +171,18 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
         assert_eq!(ka, kb);
         assert!(va == vb, "{ka} differs after resume");
     }
+    precise_statistics_are_the_mean_over_their_batches(&gpu, &root, &full.join("last.safetensors"));
+    // The PSNR and SSIM baselines of the validation pairs, for plot-run.
+    let baselines: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("baselines.json")).unwrap())
+            .unwrap();
+    assert_eq!(baselines["val_pairs"], 3);
+    assert!(
+        baselines["psnr"]["srcc"].as_f64().unwrap() > 0.6,
+        "{baselines}"
+    );
+    assert!(baselines["ssim"]["srcc"].is_number(), "{baselines}");
+
     // Starting over in a used directory without --resume is refused.
     let err = train(&gpu, config(&root), &full, false, &quiet())
         .err()
@@ -338,6 +353,12 @@ fn killed_run_resumes_from_its_last_checkpoint() {
             "4",
             "--val-fraction",
             "0.34",
+            "--precise-bn",
+            "2",
+            "--warmup-steps",
+            "2",
+            "--lr-schedule",
+            "cosine",
             "--quiet",
         ] {
             v.push(a.to_string());
@@ -380,4 +401,260 @@ fn killed_run_resumes_from_its_last_checkpoint() {
         "the resumed run finished the remaining steps"
     );
     assert!(run.join("best.safetensors").exists());
+}
+
+/// The batch-norm statistics saved in `checkpoint` (a run of `config(root)` with precise BN)
+/// are the mean, over the precise-BN batches, of the batch statistics of training-mode
+/// forwards of its weights; the running statistics saved beside them differ.
+fn precise_statistics_are_the_mean_over_their_batches(gpu: &Gpu, root: &Path, checkpoint: &Path) {
+    use asna::autograd::Tape;
+    use asna::model::asna::{forward, stacked_input, BnContext, Bound};
+    let cfg = config(root);
+    let file = TensorFile::read(checkpoint).unwrap();
+    assert!(
+        file.metadata["bn_statistics"].starts_with("precise"),
+        "{}",
+        file.metadata["bn_statistics"]
+    );
+    let mut store =
+        ParamStore::from_file_tensors(gpu, &specs(), |n| file.float(n), "checkpoint").unwrap();
+    // Forward with the running statistics in place, as training does; each layer's update is
+    // then 0.99 running + 0.01 batch, from which the batch statistic is recovered.
+    let running: Vec<String> = store
+        .specs
+        .iter()
+        .filter(|s| !s.trainable)
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(running.len(), 22);
+    let mut differs = false;
+    for name in &running {
+        let (_, ema) = file.float(&format!("running.{name}")).unwrap();
+        differs |= ema != file.float(name).unwrap().1;
+        store.set(name, gpu.upload(&[ema.len()], &ema));
+    }
+    assert!(differs, "precise statistics equal the running ones");
+    let ds = asna::data::open_dataset(asna::data::DatasetFormat::Csv, root, None, None).unwrap();
+    let (train_idx, _) = asna::data::split_by_reference(&ds.pairs, cfg.val_fraction, cfg.seed);
+    let pairs = asna::train::precise_bn_pairs(&train_idx, cfg.batch, cfg.precise_bn, cfg.seed);
+    assert_eq!(pairs.len(), cfg.precise_bn * cfg.batch);
+    let loader = asna::data::BatchLoader::new(
+        std::sync::Arc::new(ds.pairs.clone()),
+        pairs,
+        std::sync::Arc::new(vec![0.0; ds.pairs.len()]),
+        asna::train::precise_bn_loader(cfg.batch, 0),
+        0,
+        0,
+    );
+    let m = asna::ops::batchnorm::MOMENTUM as f64;
+    let mut sums: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for b in loader {
+        let b = b.unwrap();
+        let mut tape = Tape::new(gpu);
+        let params = Bound::new(&mut tape, &store, false);
+        let x = stacked_input(
+            &mut tape,
+            &b.ref_u8,
+            &b.dist_u8,
+            b.n,
+            b.size,
+            asna::gpu::DType::F32,
+        );
+        let mut bn = BnContext {
+            train: true,
+            updates: Default::default(),
+            store: &store,
+        };
+        forward(&mut tape, &params, &mut bn, &x, None);
+        for (name, t) in std::mem::take(&mut bn.updates) {
+            let upd = gpu.download(&t).unwrap();
+            let old = gpu.download(store.get(&name)).unwrap();
+            let acc = sums.entry(name).or_insert_with(|| vec![0.0; upd.len()]);
+            for ((a, u), o) in acc.iter_mut().zip(&upd).zip(&old) {
+                *a += (*u as f64 - m * *o as f64) / (1.0 - m) / cfg.precise_bn as f64;
+            }
+        }
+    }
+    assert_eq!(sums.len(), running.len());
+    for (name, want) in &sums {
+        let (_, got) = file.float(name).unwrap();
+        let (_, ema) = file.float(&format!("running.{name}")).unwrap();
+        for ((g, w), e) in got.iter().zip(want).zip(&ema) {
+            // The recovery through the update loses about 1e-5 of the running value.
+            let tol = 1e-4 * (w.abs() + (*e as f64).abs()) + 1e-6;
+            assert!(
+                (*g as f64 - w).abs() <= tol,
+                "{name}: saved {g}, mean of batches {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn learning_rate_warms_up_and_follows_its_schedule() {
+    use asna::train::{lr_at, LrSchedule};
+    let mut c = TrainConfig {
+        lr: 1e-3,
+        lr_decay_epoch: 2,
+        ..Default::default()
+    };
+    // Step schedule without warm-up: the old behaviour, bit for bit.
+    assert_eq!(lr_at(&c, 0, 0), 1e-3);
+    assert_eq!(lr_at(&c, 500, 1), 1e-3);
+    assert_eq!(lr_at(&c, 501, 2), 1e-3f32 * 0.1);
+    // Linear warm-up from 0: step k (from 0) at (k + 1) / warmup of the rate.
+    c.warmup_steps = 4;
+    let warm: Vec<f32> = (0..6).map(|k| lr_at(&c, k, 0)).collect();
+    let want = [0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3];
+    for (g, w) in warm.iter().zip(want) {
+        assert!((g - w).abs() < 1e-9, "{warm:?}");
+    }
+    // Cosine from the warm-up's end to 0 at the run's last step.
+    c.lr_schedule = LrSchedule::Cosine;
+    c.schedule_steps = 104;
+    assert!((lr_at(&c, 4, 0) - 1e-3).abs() < 1e-9);
+    assert!((lr_at(&c, 54, 3) - 0.5e-3).abs() < 1e-9, "half way");
+    assert!(lr_at(&c, 103, 9) < 1e-6 && lr_at(&c, 103, 9) > 0.0);
+    assert_eq!(lr_at(&c, 104, 9), 0.0);
+    assert_eq!(lr_at(&c, 500, 9), 0.0, "past the end");
+    let curve: Vec<f32> = (4..104).map(|k| lr_at(&c, k, 0)).collect();
+    assert!(curve.windows(2).all(|w| w[1] < w[0]), "falls monotonically");
+    // During the warm-up the cosine's start is ramped.
+    assert!((lr_at(&c, 1, 0) - 0.5e-3).abs() < 1e-9);
+
+    // Checkpoints from before these options resume as they were trained: no precise BN, no
+    // warm-up, the step schedule.
+    let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+    for k in [
+        "precise_bn",
+        "warmup_steps",
+        "lr_schedule",
+        "schedule_steps",
+    ] {
+        old.as_object_mut().unwrap().remove(k).unwrap();
+    }
+    let c: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        (
+            c.precise_bn,
+            c.warmup_steps,
+            c.lr_schedule,
+            c.schedule_steps
+        ),
+        (0, 0, LrSchedule::Step, 0)
+    );
+    assert_eq!(
+        TrainConfig::default().precise_bn,
+        asna::train::DEFAULT_PRECISE_BN
+    );
+}
+
+#[test]
+fn plot_run_draws_the_learning_curve_and_prints_its_table() {
+    let bin = env!("CARGO_BIN_EXE_asna");
+    let run = temp_dir("plot-run");
+    let plot = |dir: &Path, out: Option<&Path>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(["plot-run", dir.to_str().unwrap()])
+            .env_remove("RUST_BACKTRACE");
+        if let Some(o) = out {
+            c.args(["--out", o.to_str().unwrap()]);
+        }
+        c.output().unwrap()
+    };
+    // Three validations (one of constant predictions: null correlations), one logged twice
+    // after a resume, and a line of a run without validation pairs.
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        concat!(
+            "{\"epoch\":1,\"step\":100,\"train_loss\":0.9,\"val_pairs\":340,\"plcc\":null,\"srcc\":null,\"krcc\":null,\"main_score\":null}\n",
+            "{\"epoch\":2,\"step\":200,\"train_loss\":0.7,\"val_pairs\":340,\"plcc\":0.5,\"srcc\":0.4,\"krcc\":0.3,\"main_score\":0.9}\n",
+            "{\"epoch\":2,\"step\":200,\"train_loss\":0.7,\"val_pairs\":340,\"plcc\":0.55,\"srcc\":0.45,\"krcc\":0.3,\"main_score\":1.0}\n",
+            "{\"epoch\":3,\"step\":300,\"train_loss\":0.5,\"val_pairs\":340,\"plcc\":0.8,\"srcc\":0.78,\"krcc\":0.6,\"main_score\":1.58}\n",
+            "\n",
+            "{\"epoch\":4,\"step\":400,\"train_loss\":0.5,\"main_score\":null}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("baselines.json"),
+        r#"{"val_pairs": 340, "psnr": {"plcc": 0.739, "srcc": 0.74, "krcc": 0.542}, "ssim": {"plcc": 0.57, "srcc": 0.525, "krcc": 0.374}}"#,
+    )
+    .unwrap();
+    let out = plot(&run, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(run.join("curve.png")).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), asna::plot::LINE_CHART_SIZE);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 2 + 3 + 2, "{table}");
+    assert!(
+        rows[0].starts_with("| step | epoch | PLCC | SRCC |"),
+        "{table}"
+    );
+    assert_eq!(rows[2], "| 100 | 1 | n/a | n/a | n/a | n/a |");
+    assert_eq!(rows[3], "| 200 | 2 | 0.550 | 0.450 | -0.290 | -0.075 |");
+    assert_eq!(rows[4], "| 300 | 3 | 0.800 | 0.780 | +0.040 | +0.255 |");
+    assert_eq!(rows[5], "| PSNR | | | 0.740 | | |");
+    assert_eq!(rows[6], "| SSIM | | | 0.525 | | |");
+    // --out elsewhere; no temporary file left behind; without baselines.json, a note.
+    std::fs::remove_file(run.join("baselines.json")).unwrap();
+    let other = run.join("sub").join("curve of run.png");
+    let out = plot(&run, Some(&other));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        image::open(&other).unwrap().to_rgb8().dimensions(),
+        asna::plot::LINE_CHART_SIZE
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("baselines.json"));
+    let leftovers: Vec<_> = std::fs::read_dir(run.join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    // Errors: one line naming the file and the problem, status 1, no PNG.
+    let bad = temp_dir("plot-run-bad");
+    for (content, want) in [
+        (None, "cannot read"),
+        (Some(""), "empty"),
+        (
+            Some("{\"step\":1,\"srcc\":0.5,\"plcc\":0.5}\n{\"step\":2,\"srcc\":0."),
+            "line 2: not JSON",
+        ),
+        (
+            Some("{\"epoch\":1,\"train_loss\":0.5}\n"),
+            "line 1: no \"step\"",
+        ),
+        (
+            Some("{\"step\":3,\"srcc\":\"high\",\"plcc\":0.5}\n"),
+            "\"srcc\" is not a number",
+        ),
+        (
+            Some("{\"step\":1,\"main_score\":null}\n"),
+            "no validation metrics",
+        ),
+    ] {
+        let _ = std::fs::remove_file(bad.join("metrics.jsonl"));
+        if let Some(c) = content {
+            std::fs::write(bad.join("metrics.jsonl"), c).unwrap();
+        }
+        let out = plot(&bad, None);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("metrics.jsonl") && err.contains(want),
+            "{want}: {err}"
+        );
+        assert!(!bad.join("curve.png").exists());
+    }
 }
