@@ -5,7 +5,7 @@
 
 use crate::data::{Augment, LabelScaler};
 use crate::gpu::{DType, Gpu, Tensor};
-use crate::model::asna::{predict, Taps, SIZE};
+use crate::model::asna::{predict, predict_shared, Taps, SIZE};
 use crate::model::checkpoint::LoadedModel;
 use anyhow::{bail, Result};
 use image::RgbImage;
@@ -84,6 +84,9 @@ pub struct Scorer<'g> {
     pub models: Vec<LoadedModel>,
     pub batch: usize,
     pub tta: bool,
+    /// Whether pairs of one batch that share a reference crop run the encoder on it once
+    /// (on by default; the scores are the same either way).
+    pub share_references: bool,
 }
 
 /// One pair's windows, queued for the GPU.
@@ -101,6 +104,7 @@ impl<'g> Scorer<'g> {
             models,
             batch,
             tta,
+            share_references: true,
         }
     }
 
@@ -134,16 +138,49 @@ impl<'g> Scorer<'g> {
         Ok(predict(self.gpu, &model.store, ref_px, dist_px, n, taps))
     }
 
+    /// Standardised scores of `n` pairs whose references are the distinct crops `refs_px`,
+    /// pair i's being `ref_of[i]`: the encoder runs once per distinct reference.
+    pub fn forward_standard_shared(
+        &self,
+        model: &LoadedModel,
+        refs_px: &[u8],
+        dist_px: &[u8],
+        ref_of: &[usize],
+    ) -> Result<Tensor> {
+        Ok(predict_shared(
+            self.gpu,
+            &model.store,
+            refs_px,
+            dist_px,
+            ref_of,
+            None,
+        ))
+    }
+
     fn run_batch(&self, jobs: &[Job], sums: &mut [f64], counts: &mut [usize]) -> Result<()> {
         let n = jobs.len();
+        let (distinct, ref_of) = distinct_references(jobs);
+        let shared = self.share_references && distinct.len() < n;
         let mut r = Vec::with_capacity(n * SIZE * SIZE * 3);
         let mut d = Vec::with_capacity(n * SIZE * SIZE * 3);
+        if shared {
+            for &i in &distinct {
+                r.extend_from_slice(&jobs[i].ref_px);
+            }
+        } else {
+            for j in jobs {
+                r.extend_from_slice(&j.ref_px);
+            }
+        }
         for j in jobs {
-            r.extend_from_slice(&j.ref_px);
             d.extend_from_slice(&j.dist_px);
         }
         for model in &self.models {
-            let z = self.forward_standard(model, &r, &d, n, None)?;
+            let z = if shared {
+                self.forward_standard_shared(model, &r, &d, &ref_of)?
+            } else {
+                self.forward_standard(model, &r, &d, n, None)?
+            };
             let z = self.gpu.download(&z)?;
             for (j, v) in jobs.iter().zip(z) {
                 if !v.is_finite() {
@@ -245,6 +282,30 @@ impl<'g> Scorer<'g> {
         }
         Ok(acc.iter().zip(&cnt).map(|(a, c)| a / c).collect())
     }
+}
+
+/// The jobs whose reference crops are distinct (first of each, in order), and for every job
+/// the position of its reference among them: crops are compared byte for byte.
+fn distinct_references(jobs: &[Job]) -> (Vec<usize>, Vec<usize>) {
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut distinct: Vec<usize> = Vec::new();
+    let mut ref_of = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        let mut h = DefaultHasher::new();
+        j.ref_px.hash(&mut h);
+        let same = by_hash.entry(h.finish()).or_default();
+        match same.iter().find(|&&k| jobs[distinct[k]].ref_px == j.ref_px) {
+            Some(&k) => ref_of.push(k),
+            None => {
+                same.push(distinct.len());
+                ref_of.push(distinct.len());
+                distinct.push(i);
+            }
+        }
+    }
+    (distinct, ref_of)
 }
 
 /// Scores in the scale of `scaler` from standardised values.

@@ -240,9 +240,14 @@ pub fn tune_shape(
     let Some((product, geom)) = conv::parse_tune_key(key, images) else {
         return Ok(None);
     };
-    let (_, gn, _) = product.gemm(&geom);
+    let (gm, gn, _) = product.gemm(&geom);
     let ops = Operands::new(gpu, geom, 11);
-    let default = TileConfig::default_for(gpu.kernels.borrow().family(), gn);
+    let default = TileConfig::default_for_shape(
+        gpu.kernels.borrow().family(),
+        gm,
+        gn,
+        product == conv::Product::GradWeight,
+    );
     let default_s = time_config(gpu, &ops, product, default, reps)?;
     let candidates = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), gn);
     let (mut best, mut best_s) = (default, default_s);

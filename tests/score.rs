@@ -155,6 +155,33 @@ fn batched_scores_equal_single_scores_and_windows_average() {
     assert!(err.contains("smaller than"), "{err}");
 }
 
+/// Pairs that share references (as in PIPAL, KADID-10k and TID2013 lists) score exactly as
+/// when every pair runs the encoder on its own reference, in two batch layouts: several
+/// references per batch with repeats far apart (batch 3), and one batch of everything,
+/// including the two windows of a larger image.
+#[test]
+fn shared_references_score_exactly_as_unshared() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let mut rng = Rng::new(9);
+    let refs: Vec<RgbImage> = (0..3).map(|_| image(&mut rng, 288, 288)).collect();
+    let wide = image(&mut rng, 300, 288);
+    let mut pairs: Vec<(RgbImage, RgbImage)> = Vec::new();
+    for (i, sigma) in [3.0, 8.0, 20.0, 5.0, 12.0, 30.0].into_iter().enumerate() {
+        let r = &refs[[0, 0, 1, 0, 2, 1][i]];
+        pairs.push((r.clone(), distort(&mut rng, r, sigma)));
+    }
+    pairs.push((wide.clone(), distort(&mut rng, &wide, 6.0)));
+    for batch in [3, 16] {
+        let shared = Scorer::new(&gpu, vec![model(&gpu, 4)], batch, false);
+        assert!(shared.share_references, "on by default");
+        let mut unshared = Scorer::new(&gpu, vec![model(&gpu, 4)], batch, false);
+        unshared.share_references = false;
+        let a = shared.score_pairs(&pairs, |_| {}).unwrap();
+        let b = unshared.score_pairs(&pairs, |_| {}).unwrap();
+        assert_eq!(a, b, "batch {batch}: shared and unshared references differ");
+    }
+}
+
 #[test]
 fn test_time_augmentation_is_the_mean_of_its_variants() {
     let gpu = Gpu::default_adapter().unwrap();

@@ -37,7 +37,12 @@ fn the_scoring_shaders_have_f16_variants() {
             "{want} has no f16 variant"
         );
     }
-    for f32_only in ["adam.wgsl", "loss.wgsl", "batchnorm.wgsl"] {
+    for f32_only in [
+        "adam.wgsl",
+        "loss.wgsl",
+        "batchnorm.wgsl",
+        "conv_uniform.wgsl",
+    ] {
         assert!(
             !generic.iter().any(|g| g == f32_only),
             "{f32_only} should be f32 only"
@@ -94,7 +99,7 @@ fn conv_specialisations_validate(src: &str, dtype: DType) {
             // Every configuration `asna tune` may choose, for every product width.
             let mut configs: Vec<(usize, usize, usize, usize)> = Vec::new();
             for gn in [1, 3, 8, 16, 32, 64, 128] {
-                for c in TileConfig::candidates(&Family::ALL, gn) {
+                for c in TileConfig::candidates(&[Family::Tiled, Family::Direct], gn) {
                     if !configs.contains(&(c.tm, c.tn, c.threads_n, c.wg)) {
                         configs.push((c.tm, c.tn, c.threads_n, c.wg));
                     }
@@ -116,6 +121,49 @@ fn conv_specialisations_validate(src: &str, dtype: DType) {
                 .unwrap_or_else(|e| {
                     panic!("{dtype:?} {entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n} WG={wg}: {e:?}")
                 });
+            }
+        }
+    }
+}
+
+/// The CPU-driver family's entry points under every configuration `asna tune` may choose.
+#[test]
+fn uniform_conv_specialisations_validate() {
+    use asna::gpu::kernels::{Family, TileConfig};
+    let src = asna::ops::SHADERS
+        .iter()
+        .find(|(n, _)| *n == "conv_uniform.wgsl")
+        .unwrap()
+        .1;
+    let module = naga::front::wgsl::parse_str(src).unwrap();
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
+    let info = validator.validate(&module).unwrap();
+    let mut configs: Vec<(usize, usize)> = Vec::new();
+    for gn in [1, 3, 8, 16, 32, 64, 128] {
+        for c in TileConfig::candidates(&[Family::Uniform], gn) {
+            assert!(c.valid(), "{}", c.describe());
+            if !configs.contains(&(c.tm, c.tn)) {
+                configs.push((c.tm, c.tn));
+            }
+        }
+    }
+    for mode in 0..2 {
+        for entry in ["conv_uniform", "conv_uniform_dw", "pack_weights"] {
+            for &(tm, tn) in &configs {
+                let mut constants = naga::back::PipelineConstants::default();
+                constants.insert("MODE".into(), mode as f64);
+                constants.insert("TM".into(), tm as f64);
+                constants.insert("TN4".into(), (tn / 4) as f64);
+                naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((naga::ShaderStage::Compute, entry)),
+                    &constants,
+                )
+                .unwrap_or_else(|e| panic!("{entry} MODE={mode} TM={tm} TN={tn}: {e:?}"));
             }
         }
     }

@@ -81,6 +81,124 @@ fn every_candidate_configuration_is_correct() {
     }
 }
 
+/// The exact adjoints of the linear map x, w -> conv(x, w) against dz: (dX, dW) in float64.
+fn conv_adjoints_ref(
+    x: &[f64],
+    xs: [usize; 4],
+    w: &[f64],
+    ws: [usize; 4],
+    stride: usize,
+    dz: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let [n, h, wd, ci] = xs;
+    let [kh, kw, _, co] = ws;
+    let (oh, pt) = same(h, kh, stride);
+    let (ow, pl) = same(wd, kw, stride);
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for img in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ky in 0..kh {
+                    let iy = (oy * stride + ky) as isize - pt as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * stride + kx) as isize - pl as isize;
+                        if ix < 0 || ix >= wd as isize {
+                            continue;
+                        }
+                        for c in 0..ci {
+                            let xi = ((img * h + iy as usize) * wd + ix as usize) * ci + c;
+                            for o in 0..co {
+                                let wi = ((ky * kw + kx) * ci + c) * co + o;
+                                let g = dz[((img * oh + oy) * ow + ox) * co + o];
+                                dx[xi] += w[wi] * g;
+                                dw[wi] += x[xi] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// Every configuration of the CPU-driver family on shapes chosen to break it: one channel,
+/// channel counts that are not multiples of 4, odd sizes, strides 1, 2 and 4, even and 1-D
+/// kernels, batch 1 and above, more than one block of output channels, and layers whose
+/// weight block does not fit one 64 KiB uniform window (the k-sliced path), forward, dX and
+/// dW against float64 references.
+#[test]
+fn uniform_family_is_correct_on_awkward_shapes() {
+    let gpu = gpu();
+    let mut r = Rand::new(17);
+    // (input NHWC, kernel [kh, kw], cout, stride)
+    let cases: [([usize; 4], [usize; 2], usize, usize); 9] = [
+        ([1, 7, 9, 1], [3, 3], 6, 1),
+        ([2, 7, 9, 3], [3, 3], 5, 2),
+        ([2, 9, 7, 6], [1, 4], 7, 1),
+        ([1, 9, 8, 5], [2, 2], 3, 4),
+        ([3, 5, 6, 24], [3, 3], 33, 1),
+        ([1, 6, 5, 8], [5, 5], 16, 2),
+        ([2, 1, 11, 4], [1, 3], 9, 1),
+        ([1, 1, 1, 700], [1, 1], 37, 1),
+        ([1, 4, 5, 72], [3, 3], 40, 1),
+    ];
+    let mut checked = 0;
+    for (xs, k, cout, stride) in cases {
+        let ws = [k[0], k[1], xs[3], cout];
+        let x = r.vec(xs.iter().product(), -1.0, 1.0);
+        let w = r.vec(ws.iter().product(), -0.5, 0.5);
+        let b = r.vec(cout, -0.3, 0.3);
+        let (xt, wt, bt) = (
+            gpu.upload(&xs, &x),
+            gpu.upload(&ws, &w),
+            gpu.upload(&[cout], &b),
+        );
+        let g = ConvGeom::new(&xs, &ws, stride);
+        let (want_y, _) = conv_ref(
+            &f64s(&x),
+            xs,
+            &f64s(&w),
+            ws,
+            Some(&f64s(&b)),
+            stride,
+            Act::Tanh,
+        );
+        let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+        let dzt = gpu.upload(&g.out_shape(), &dz);
+        let (want_dx, want_dw) =
+            conv_adjoints_ref(&f64s(&x), xs, &f64s(&w), ws, stride, &f64s(&dz));
+        let mut configs = Vec::new();
+        for gn in [ws[3], ws[2]] {
+            for c in TileConfig::candidates(&[Family::Uniform], gn) {
+                if !configs.contains(&c) {
+                    configs.push(c);
+                }
+            }
+        }
+        for c in configs {
+            let name = format!("{} on {xs:?} k{k:?} co{cout} s{stride}", c.describe());
+            let y = conv::forward_with(&gpu, &xt, &wt, Some(&bt), stride, Act::Tanh, c);
+            assert_close(
+                &format!("{name} forward"),
+                &download(&gpu, &y),
+                &want_y,
+                1e-5,
+            );
+            let dx = conv::backward_input_with(&gpu, &dzt, &wt, &g, c);
+            assert_close(&format!("{name} dX"), &download(&gpu, &dx), &want_dx, 1e-5);
+            let dw = conv::backward_weight_with(&gpu, &xt, &dzt, &g, c);
+            assert_close(&format!("{name} dW"), &download(&gpu, &dw), &want_dw, 1e-5);
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} configurations checked");
+}
+
 #[test]
 fn keys_round_trip_and_bad_keys_are_rejected() {
     let g = ConvGeom::new(&[3, 288, 144, 24], &[3, 1, 24, 32], 4);
@@ -106,9 +224,10 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
     let gpu = gpu();
     let g = ConvGeom::new(&[1, 9, 9, 4], &[3, 3, 4, 8], 1);
     let default = conv::choose(&gpu, Product::Forward, &g);
+    let dw_default = conv::choose(&gpu, Product::GradWeight, &g);
     let other = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), 8)
         .into_iter()
-        .find(|c| *c != default)
+        .find(|c| *c != default && *c != dw_default)
         .unwrap();
     gpu.kernels.borrow_mut().tuned.insert(
         conv::tune_key(Product::Forward, &g),

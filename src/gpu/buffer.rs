@@ -11,7 +11,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
+// Uniform too, so that a kernel can read a slice of any tensor as a uniform window.
 pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::UNIFORM)
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
@@ -68,6 +70,40 @@ pub fn padded_size(bytes: u64) -> u64 {
 }
 
 impl Gpu {
+    /// The batch items `rows` of `x` (in that order, repeats allowed) as a new tensor
+    /// [rows.len(), ...], by buffer copies: one per run of consecutive source items.
+    pub fn gather_batch(&self, x: &Tensor, rows: &[usize]) -> Tensor {
+        let mut shape = x.shape.clone();
+        let item = x.bytes() / shape[0] as u64;
+        assert!(
+            item % 4 == 0,
+            "gather_batch: items of {item} bytes (copies move multiples of 4)"
+        );
+        assert!(
+            rows.iter().all(|&r| r < shape[0]),
+            "gather_batch: row out of range"
+        );
+        shape[0] = rows.len();
+        let out = self.empty_as(&shape, x.dtype);
+        let mut i = 0;
+        while i < rows.len() {
+            let mut run = 1;
+            while i + run < rows.len() && rows[i + run] == rows[i] + run {
+                run += 1;
+            }
+            self.recorder.borrow_mut().copy_range(
+                &self.device,
+                x.raw(),
+                rows[i] as u64 * item,
+                out.raw(),
+                i as u64 * item,
+                run as u64 * item,
+            );
+            i += run;
+        }
+        out
+    }
+
     /// A buffer of at least `bytes` bytes, from the pool when one of that size is free. Its
     /// contents are undefined.
     pub fn alloc(&self, bytes: u64) -> Rc<PooledBuffer> {

@@ -18,18 +18,24 @@ use std::collections::BTreeMap;
 pub enum Family {
     /// Workgroup-memory tiles with register blocking: the GPU path.
     Tiled,
-    /// Direct loads without workgroup memory or barriers: the CPU-driver path, where
-    /// workgroup memory is ordinary memory and a barrier ends a loop over the workgroup.
+    /// Direct loads without workgroup memory or barriers, each thread its own output
+    /// channels: a CPU-driver kernel, kept for products too short for `Uniform` (dense layers).
     Direct,
+    /// The CPU-driver path (shaders/conv_uniform.wgsl): every invocation of a workgroup
+    /// shares the same output channels, so that the shared operand (weights from a uniform
+    /// window; dY for the weight gradient) is one load and a broadcast, read as vec4 and
+    /// reused over several pixels per invocation. f32 only.
+    Uniform,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Tiled, Family::Direct];
+    pub const ALL: [Family; 3] = [Family::Tiled, Family::Direct, Family::Uniform];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Tiled => "tiled",
             Family::Direct => "direct",
+            Family::Uniform => "uniform",
         }
     }
 
@@ -40,7 +46,7 @@ impl Family {
     /// The family that runs best on this kind of adapter.
     pub fn native(device_type: wgpu::DeviceType) -> Family {
         if device_type == wgpu::DeviceType::Cpu {
-            Family::Direct
+            Family::Uniform
         } else {
             Family::Tiled
         }
@@ -53,7 +59,9 @@ pub const WORKGROUP_SIZES: [usize; 3] = [64, 128, 256];
 
 /// One configuration of the convolution kernels: the family, the register tile per thread
 /// (TM rows x TN columns of C), the threads along N (wg / threads_n along M) and the threads
-/// per workgroup. Serialised into the tuning cache as it is.
+/// per workgroup. Serialised into the tuning cache as it is. For `Uniform` TM is the pixels
+/// per invocation and TN the workgroup's output channels (a multiple of 4, read as vec4),
+/// shared by all of its 64 invocations (threads_n = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TileConfig {
     #[serde(rename = "kernel")]
@@ -90,6 +98,12 @@ impl TileConfig {
     pub fn default_for(family: Family, gn: usize) -> TileConfig {
         let t = |tm, tn, threads_n| TileConfig::new(family, tm, tn, threads_n);
         match family {
+            Family::Uniform => {
+                // Up to 32 channels as vec4, and as many pixels as keep 16 vec4 accumulators
+                // (at most 4: more pixels per weight load stopped paying in the probes).
+                let tn = gn.next_power_of_two().clamp(4, 32);
+                t((64 / tn).clamp(1, 4), tn, 1)
+            }
             Family::Direct => {
                 // Neighbouring threads take neighbouring output channels (contiguous weight
                 // loads); each thread holds the full 32 accumulators, up to 8 columns wide.
@@ -110,12 +124,39 @@ impl TileConfig {
         }
     }
 
+    /// The default for a product `gm` x `gn`: the family's rule, except that a `Uniform`
+    /// product with fewer than 256 rows (dense layers, a batch's few pixels at 9x9) would
+    /// leave most of a workgroup's 64 pixel lanes idle and the device's cores without
+    /// workgroups, and runs `Direct` instead, unless its reduction is split over workgroups
+    /// (`k_split`: the weight gradient, whose few rows still fill the device); and that
+    /// `Uniform` takes no more rows per invocation than the product has (the weight
+    /// gradient's rows are the filter's taps: 75 for a 5x5 filter on 3 channels).
+    pub fn default_for_shape(family: Family, gm: usize, gn: usize, k_split: bool) -> TileConfig {
+        if family == Family::Uniform && gm < 256 && !k_split {
+            return TileConfig::default_for(Family::Direct, gn);
+        }
+        let mut c = TileConfig::default_for(family, gn);
+        if family == Family::Uniform {
+            c.tm = c.tm.min(gm.div_ceil(64).next_power_of_two());
+        }
+        c
+    }
+
     /// Whether the shader can run this configuration: register arrays hold 8 rows, 8 columns
     /// and 32 accumulators; the tiled kernel's workgroup tiles hold BM <= 128 and BN <= 64
     /// (12 KiB, within every adapter's 16 KiB) and its staging needs BN <= threads; every size
-    /// is a power of two so that the threads divide the tiles evenly.
+    /// is a power of two so that the threads divide the tiles evenly. The uniform kernel
+    /// holds 8 pixels and 16 vec4 accumulators per invocation, 64 invocations.
     pub fn valid(&self) -> bool {
         let pow2 = |v: usize| v.is_power_of_two();
+        if self.family == Family::Uniform {
+            return pow2(self.tm)
+                && self.tm <= 8
+                && [4, 8, 16, 32].contains(&self.tn)
+                && self.tm * self.tn / 4 <= 16
+                && self.threads_n == 1
+                && self.wg == 64;
+        }
         let sizes_ok = pow2(self.tm)
             && pow2(self.tn)
             && pow2(self.threads_n)
@@ -134,10 +175,25 @@ impl TileConfig {
         let width = gn.next_power_of_two().max(1);
         let mut out = Vec::new();
         for &family in families {
+            if family == Family::Uniform {
+                for tm in [1, 2, 4, 8] {
+                    for tn in [4, 8, 16, 32] {
+                        let c = TileConfig::new(family, tm, tn, 1);
+                        if c.valid() && tn <= width.max(4) && tm * tn >= 8 {
+                            out.push(c);
+                        }
+                    }
+                }
+                let d = TileConfig::default_for(family, gn);
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+                continue;
+            }
             // The direct kernel serves CPU drivers, where a workgroup is a loop: 64 threads.
             let sizes: &[usize] = match family {
                 Family::Tiled => &WORKGROUP_SIZES,
-                Family::Direct => &[64],
+                Family::Direct | Family::Uniform => &[64],
             };
             for &wg in sizes {
                 for tm in [1, 2, 4, 8] {
@@ -213,7 +269,7 @@ pub struct KernelPolicy {
 }
 
 impl KernelPolicy {
-    /// The policy for an adapter: its native family, `ASNA_CONV=tiled|direct`, and this
+    /// The policy for an adapter: its native family, `ASNA_CONV=tiled|direct|uniform`, and this
     /// adapter's tuning-cache entries unless `ASNA_TUNE=off`. A bad override or an unreadable
     /// cache is reported once on stderr and ignored.
     pub fn for_adapter(info: &wgpu::AdapterInfo) -> KernelPolicy {
@@ -221,7 +277,9 @@ impl KernelPolicy {
             Ok(v) => {
                 let f = Family::parse(&v);
                 if f.is_none() {
-                    eprintln!("warning: ASNA_CONV={v:?} ignored (expected tiled or direct)");
+                    eprintln!(
+                        "warning: ASNA_CONV={v:?} ignored (expected tiled, direct or uniform)"
+                    );
                 }
                 f
             }
@@ -260,19 +318,27 @@ impl KernelPolicy {
         self.forced
     }
 
-    /// The families worth timing on this adapter: a CPU driver runs only the direct kernel
+    /// The families worth timing on this adapter: a CPU driver runs only the CPU kernels
     /// well (workgroup memory is ordinary memory there and barriers are costly).
     pub fn tune_families(&self) -> Vec<Family> {
         match self.native {
-            Family::Direct => vec![Family::Direct],
+            Family::Direct | Family::Uniform => vec![Family::Uniform, Family::Direct],
             Family::Tiled => vec![Family::Tiled, Family::Direct],
         }
     }
 
-    /// The configuration for the shape `key` (a product `gn` wide, dispatched for `images`
-    /// images): a forced family takes its default; otherwise the tuned entry if `asna tune`
-    /// measured this shape and the shader can run it, else the family's default.
-    pub fn choose(&mut self, key: &str, images: usize, gn: usize) -> TileConfig {
+    /// The configuration for the shape `key` (a product `gm` x `gn`, its reduction split over
+    /// workgroups when `k_split`, dispatched for `images` images): a forced family takes its
+    /// default; otherwise the tuned entry if `asna tune` measured this shape and the shader
+    /// can run it, else the default for the shape.
+    pub fn choose(
+        &mut self,
+        key: &str,
+        images: usize,
+        gm: usize,
+        gn: usize,
+        k_split: bool,
+    ) -> TileConfig {
         if let Some(seen) = &mut self.recording {
             let e = seen.entry(key.to_string()).or_default();
             e.images = e.images.max(images);
@@ -283,6 +349,9 @@ impl KernelPolicy {
                 return t.config;
             }
         }
-        TileConfig::default_for(self.family(), gn)
+        if self.forced.is_some() {
+            return TileConfig::default_for(self.family(), gn);
+        }
+        TileConfig::default_for_shape(self.family(), gm, gn, k_split)
     }
 }

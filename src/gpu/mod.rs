@@ -12,7 +12,7 @@ pub mod tuning;
 
 pub use buffer::{DType, PooledBuffer, Tensor};
 pub use context::{AdapterChoice, Gpu};
-pub use pipeline::{Access, Kernel};
+pub use pipeline::{Access, Kernel, UNIFORM_WINDOW};
 
 /// Workgroups for `threads` threads of a 256-wide kernel, folded into two dimensions so that
 /// large tensors stay within the 65535 workgroups-per-dimension limit. Kernels recover the
@@ -57,6 +57,29 @@ impl Gpu {
         constants: &[(&'static str, f64)],
         params: &[u32],
         buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+        work: (f64, f64),
+    ) {
+        let bindings: Vec<wgpu::BufferBinding> = buffers
+            .iter()
+            .map(|b| wgpu::BufferBinding {
+                buffer: b,
+                offset: 0,
+                size: None,
+            })
+            .collect();
+        self.dispatch_bindings(kernel, dtype, constants, params, &bindings, groups, work)
+    }
+
+    /// `dispatch_as` with explicit buffer ranges (uniform windows bind 64 KiB at an offset).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_bindings(
+        &self,
+        kernel: &Kernel,
+        dtype: DType,
+        constants: &[(&'static str, f64)],
+        params: &[u32],
+        buffers: &[wgpu::BufferBinding],
         groups: [u32; 3],
         work: (f64, f64),
     ) {

@@ -28,12 +28,29 @@ pub fn shader_source(source: &str, dtype: DType) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Whether the shaders are compiled with naga's injected runtime checks (bounds checks on
+/// arrays and buffers, loop bounding, guarded integer division). Off by default: the shaders
+/// are trusted code and the checks cost integer operations on every load, which CPU drivers
+/// feel most. `ASNA_SHADER_CHECKS=on` turns them back on (CI runs the op tests once so).
+pub fn shader_checks() -> bool {
+    static CHECKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHECKS.get_or_init(|| {
+        std::env::var("ASNA_SHADER_CHECKS").is_ok_and(|v| matches!(v.as_str(), "on" | "1"))
+    })
+}
+
 /// How a kernel uses one storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     ReadWrite,
+    /// A 64 KiB window of a buffer read as uniform memory (`UNIFORM_WINDOW` bytes from an
+    /// offset): on CPU drivers the cheapest memory to read a value every invocation shares.
+    UniformWindow,
 }
+
+/// Bytes of a uniform window: the 64 KiB every adapter allows in one uniform binding.
+pub const UNIFORM_WINDOW: u64 = 65536;
 
 /// A compute entry point in one of the embedded WGSL files. Binding 0 is always the uniform
 /// parameter block; `bindings[i]` describes binding `i + 1`.
@@ -89,10 +106,22 @@ impl PipelineCache {
         let module = self.modules.entry((kernel.file, dtype)).or_insert_with(|| {
             let source = shader_source(kernel.source, dtype)
                 .unwrap_or_else(|| panic!("{} is not generic over its element type", kernel.file));
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.file),
                 source: wgpu::ShaderSource::Wgsl(source),
-            })
+            };
+            if shader_checks() {
+                device.create_shader_module(desc)
+            } else {
+                // SAFETY: the shaders are this project's own. Every index they compute is in
+                // range for the shapes the ops launch (the op tests check every kernel with
+                // the checks on, `ASNA_SHADER_CHECKS=on`, and off); every loop is bounded by
+                // its parameters; every divisor is a shape dimension, never zero.
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            }
         });
         let (bgl, pl) = self
             .layouts
@@ -109,15 +138,25 @@ impl PipelineCache {
                     count: None,
                 }];
                 for (i, a) in kernel.bindings.iter().enumerate() {
+                    let (ty, min_binding_size) = match a {
+                        Access::UniformWindow => (
+                            wgpu::BufferBindingType::Uniform,
+                            wgpu::BufferSize::new(UNIFORM_WINDOW),
+                        ),
+                        _ => (
+                            wgpu::BufferBindingType::Storage {
+                                read_only: *a == Access::Read,
+                            },
+                            None,
+                        ),
+                    };
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
                         ty: wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage {
-                                read_only: *a == Access::Read,
-                            },
+                            ty,
                             has_dynamic_offset: false,
-                            min_binding_size: None,
+                            min_binding_size,
                         },
                         count: None,
                     });

@@ -82,8 +82,22 @@ impl Recorder {
         dst: &wgpu::Buffer,
         size: u64,
     ) {
+        self.copy_range(device, src, 0, dst, 0, size);
+    }
+
+    /// Copies `size` bytes from `src` at `src_offset` to `dst` at `dst_offset` (all multiples
+    /// of 4).
+    pub fn copy_range(
+        &mut self,
+        device: &wgpu::Device,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
         self.encoder(device)
-            .copy_buffer_to_buffer(src, 0, dst, 0, size);
+            .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
     }
 
     /// Records one dispatch. Returns true when the batch is full and should be submitted.
@@ -93,7 +107,7 @@ impl Recorder {
         device: &wgpu::Device,
         pipeline: &super::pipeline::CachedPipeline,
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[wgpu::BufferBinding],
         groups: [u32; 3],
         profiler: &mut Profiler,
         label: &'static str,
@@ -120,7 +134,7 @@ impl Recorder {
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(b.clone()),
             });
         }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

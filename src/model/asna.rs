@@ -212,11 +212,46 @@ pub fn forward(
     p: &Bound,
     bn: &mut BnContext,
     input: &Var,
+    taps: Option<&mut Taps>,
+) -> Var {
+    forward_shared(tape, p, bn, input, None, taps)
+}
+
+/// `forward` where pairs may share a reference: with `ref_of` (pair i's reference is image
+/// ref_of[i]), the input is [K distinct references; N distorted images], the encoder runs once
+/// per image, and each scale's reference features are copied out per pair before the
+/// differences. Evaluation only (copies are not recorded); every image's features are
+/// computed as in `forward`, so the scores are the same.
+pub fn forward_shared(
+    tape: &mut Tape,
+    p: &Bound,
+    bn: &mut BnContext,
+    input: &Var,
+    ref_of: Option<&[usize]>,
     mut taps: Option<&mut Taps>,
 ) -> Var {
-    let n2 = input.shape()[0];
-    assert!(n2 % 2 == 0, "the stacked input holds pairs");
-    let n = n2 / 2;
+    let images = input.shape()[0];
+    let n = match ref_of {
+        Some(r) => {
+            assert!(
+                !tape.is_recording(),
+                "shared references are for evaluation only"
+            );
+            let refs = images - r.len();
+            assert!(
+                r.iter().all(|&i| i < refs),
+                "ref_of names a missing reference"
+            );
+            r.len()
+        }
+        None => {
+            assert!(images % 2 == 0, "the stacked input holds pairs");
+            images / 2
+        }
+    };
+    // Items of [references per pair; distorted images] in the encoder's output.
+    let expand: Option<Vec<usize>> =
+        ref_of.map(|r| r.iter().copied().chain(images - n..images).collect());
 
     // Shared encoder on [R; D].
     let mut x = conv(tape, p, "enc.conv0", input, 1, Act::None);
@@ -234,7 +269,13 @@ pub fn forward(
             &x,
             1,
         );
-        feats.push(x.clone());
+        match &expand {
+            Some(rows) => {
+                let f = tape.gpu.gather_batch(&x.t, rows);
+                feats.push(tape.leaf(f, false));
+            }
+            None => feats.push(x.clone()),
+        }
     }
     if let Some(t) = taps.as_deref_mut() {
         t.encoder = feats.iter().map(|f| f.t.clone()).collect();
@@ -365,4 +406,35 @@ pub fn predict(
         store,
     };
     forward(&mut tape, &params, &mut bn, &x, taps).t
+}
+
+/// `predict` for pairs that share references: `refs_px` holds K distinct 288x288 reference
+/// crops, `dist_px` N distorted crops, and pair i compares distorted crop i with reference
+/// `ref_of[i]`. The encoder runs on K + N images instead of 2N; the scores equal `predict`'s
+/// on the expanded pairs.
+pub fn predict_shared(
+    gpu: &crate::gpu::Gpu,
+    store: &ParamStore,
+    refs_px: &[u8],
+    dist_px: &[u8],
+    ref_of: &[usize],
+    taps: Option<&mut Taps>,
+) -> Tensor {
+    let crop = SIZE * SIZE * 3;
+    let (k, n) = (refs_px.len() / crop, ref_of.len());
+    assert_eq!(refs_px.len(), k * crop, "reference crops");
+    assert_eq!(dist_px.len(), n * crop, "distorted crops");
+    let mut tape = Tape::inference(gpu);
+    let params = Bound::new(&mut tape, store, false);
+    let mut stacked = Vec::with_capacity(refs_px.len() + dist_px.len());
+    stacked.extend_from_slice(refs_px);
+    stacked.extend_from_slice(dist_px);
+    let x = crate::ops::image::to_input_as(gpu, &stacked, k + n, SIZE, SIZE, store.weight_dtype());
+    let x = tape.leaf(x, false);
+    let mut bn = BnContext {
+        train: false,
+        updates: Default::default(),
+        store,
+    };
+    forward_shared(&mut tape, &params, &mut bn, &x, Some(ref_of), taps).t
 }

@@ -2,11 +2,12 @@
 //! bias and activation (and, for scoring, a folded evaluation-mode batch norm), gradient of
 //! the input, gradient of the weight (split over K), and the bias gradient.
 //!
-//! Shader: shaders/conv.wgsl · Kernel choice: src/gpu/kernels.rs (families, tiles, tuning)
+//! Shaders: shaders/conv.wgsl (GPU and direct families), shaders/conv_uniform.wgsl (the
+//! CPU-driver family) · Kernel choice: src/gpu/kernels.rs (families, tiles, tuning)
 //! · Reference: `conv_ref` in tests/common/mod.rs · Tests: tests/ops/conv.rs (and every tile
 //! configuration in tests/tune.rs) · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
-use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
+use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW, U};
 use crate::gpu::kernels::{Family, TileConfig};
 use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
@@ -16,6 +17,14 @@ const CONV_TILED: Kernel = kernel_f16("conv.wgsl", "conv_gemm", &[RW, R, R, R, R
 const CONV_DIRECT: Kernel = kernel_f16("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
 const CONV_TILED_GRAD: Kernel = kernel("conv.wgsl", "conv_gemm", &[RW, R, R, R, R]);
 const CONV_DIRECT_GRAD: Kernel = kernel("conv.wgsl", "conv_direct", &[RW, R, R, R, R]);
+
+// The CPU-driver family (shaders/conv_uniform.wgsl), f32 only.
+const CONV_UNIFORM: Kernel = kernel("conv_uniform.wgsl", "conv_uniform", &[RW, R, U, R, R]);
+const CONV_UNIFORM_DW: Kernel = kernel("conv_uniform.wgsl", "conv_uniform_dw", &[RW, R, U]);
+const PACK_ROWS: Kernel = kernel("conv_uniform.wgsl", "pack_rows", &[RW, R]);
+const PACK_WEIGHTS: Kernel = kernel("conv_uniform.wgsl", "pack_weights", &[RW, R]);
+/// vec4 in one uniform window (64 KiB).
+const WINDOW_VEC4: usize = 4096;
 
 const BK: usize = 16;
 
@@ -171,6 +180,187 @@ fn entry(family: Family, product: Product) -> &'static Kernel {
         (Family::Direct, Product::Forward) => &CONV_DIRECT,
         (Family::Tiled, _) => &CONV_TILED_GRAD,
         (Family::Direct, _) => &CONV_DIRECT_GRAD,
+        (Family::Uniform, Product::GradWeight) => &CONV_UNIFORM_DW,
+        (Family::Uniform, _) => &CONV_UNIFORM,
+    }
+}
+
+/// The uniform family's constants: pixels per invocation and vec4 columns.
+fn uniform_constants(cfg: &TileConfig, product: Product, act: Act) -> Vec<(&'static str, f64)> {
+    vec![
+        ("MODE", product.mode() as f64),
+        ("ACT", act as u32 as f64),
+        ("TM", cfg.tm as f64),
+        ("TN4", (cfg.tn / 4) as f64),
+    ]
+}
+
+/// The uniform family's parameter block (shaders/conv_uniform.wgsl `Params`).
+struct UniformParams {
+    gm: usize,
+    gn: usize,
+    gk: usize,
+    kp: usize,
+    has_bias: bool,
+    has_bn: bool,
+    b0: usize,
+    k0: usize,
+    k1: usize,
+    first: bool,
+    last: bool,
+    k_chunk: usize,
+}
+
+impl UniformParams {
+    fn block(&self, g: &ConvGeom) -> [u32; 28] {
+        let u = |v: usize| v as u32;
+        [
+            u(g.n),
+            u(g.h),
+            u(g.w),
+            u(g.cin),
+            u(g.oh),
+            u(g.ow),
+            u(g.cout),
+            u(g.kh),
+            u(g.kw),
+            u(g.stride),
+            u(g.pad_t),
+            u(g.pad_l),
+            u(self.gm),
+            u(self.gn),
+            u(self.gk),
+            u(self.kp),
+            self.has_bias as u32,
+            g.stride.trailing_zeros(),
+            self.has_bn as u32,
+            u(self.b0),
+            u(self.k0),
+            u(self.k1),
+            self.first as u32,
+            self.last as u32,
+            u(self.k_chunk),
+            0,
+            0,
+            0,
+        ]
+    }
+}
+
+/// The forward or grad-input product with the uniform family: the K x N weight matrix packed
+/// into blocks of the workgroup's TN columns, then one dispatch per 64 KiB window: several
+/// whole blocks where they fit, else one block's rows in slices over k, each adding to `out`.
+#[allow(clippy::too_many_arguments)]
+fn uniform_product(
+    gpu: &Gpu,
+    product: Product,
+    out: &Tensor,
+    a: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    affine: Option<&Tensor>,
+    g: &ConvGeom,
+    act: Act,
+    cfg: TileConfig,
+) {
+    let (gm, gn, gk) = product.gemm(g);
+    let tn4 = cfg.tn / 4;
+    let blocks = gn.div_ceil(cfg.tn);
+    // Rows padded to 16 keep every window's offset a multiple of 256 bytes.
+    let kp = gk.div_ceil(16) * 16;
+    let mut params = UniformParams {
+        gm,
+        gn,
+        gk,
+        kp,
+        has_bias: bias.is_some(),
+        has_bn: affine.is_some(),
+        b0: 0,
+        k0: 0,
+        k1: gk,
+        first: true,
+        last: true,
+        k_chunk: 0,
+    };
+    // The last window may start anywhere in the packed rows: 64 KiB of padding behind them.
+    let packed_vec4 = blocks * kp * tn4;
+    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
+    let pack_groups = packed_vec4.div_ceil(64);
+    let (px, py) = if pack_groups <= 65535 {
+        (pack_groups, 1)
+    } else {
+        (65535, pack_groups.div_ceil(65535))
+    };
+    gpu.dispatch(
+        &PACK_WEIGHTS,
+        &uniform_constants(&cfg, product, Act::None),
+        &params.block(g),
+        &[packed.raw(), w.raw()],
+        [px as u32, py as u32, 1],
+        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+    );
+    let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
+    let bias_buf = bias.unwrap_or(w).raw();
+    let bn_buf = affine.unwrap_or(w).raw();
+    let flops_per_row_block = g.flops() / (gk * blocks) as f64;
+    let bytes = (a.bytes() + out.bytes()) as f64;
+    let launch = |params: &UniformParams, offset_vec4: usize, nblocks: usize| {
+        let rows = (params.k1 - params.k0) * nblocks;
+        let bindings = [
+            wgpu::BufferBinding {
+                buffer: out.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: a.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: packed.raw(),
+                offset: (offset_vec4 * 16) as u64,
+                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+            },
+            wgpu::BufferBinding {
+                buffer: bias_buf,
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: bn_buf,
+                offset: 0,
+                size: None,
+            },
+        ];
+        gpu.dispatch_bindings(
+            &CONV_UNIFORM,
+            DType::F32,
+            &uniform_constants(&cfg, product, act),
+            &params.block(g),
+            &bindings,
+            [nblocks as u32, gy, gz],
+            (flops_per_row_block * rows as f64, bytes),
+        );
+    };
+    if kp * tn4 <= WINDOW_VEC4 {
+        let per = WINDOW_VEC4 / (kp * tn4);
+        for b0 in (0..blocks).step_by(per) {
+            params.b0 = b0;
+            launch(&params, b0 * kp * tn4, per.min(blocks - b0));
+        }
+    } else {
+        let window_rows = WINDOW_VEC4 / tn4;
+        for b in 0..blocks {
+            for k0 in (0..gk).step_by(window_rows) {
+                params.b0 = b;
+                params.k0 = k0;
+                params.k1 = (k0 + window_rows).min(gk);
+                params.first = k0 == 0;
+                params.last = params.k1 == gk;
+                launch(&params, (b * kp + k0) * tn4, 1);
+            }
+        }
     }
 }
 
@@ -228,10 +418,14 @@ pub fn parse_tune_key(key: &str, n: usize) -> Option<(Product, ConvGeom)> {
 
 /// The configuration for one product on this adapter (see `KernelPolicy::choose`).
 pub fn choose(gpu: &Gpu, product: Product, g: &ConvGeom) -> TileConfig {
-    let (_, gn, _) = product.gemm(g);
-    gpu.kernels
-        .borrow_mut()
-        .choose(&tune_key(product, g), g.n, gn)
+    let (gm, gn, _) = product.gemm(g);
+    gpu.kernels.borrow_mut().choose(
+        &tune_key(product, g),
+        g.n,
+        gm,
+        gn,
+        product == Product::GradWeight,
+    )
 }
 
 /// M tiles folded into (y, z) so that each stays within 65535 workgroups.
@@ -274,6 +468,27 @@ pub fn forward_affine(
     forward_configured(gpu, x, w, b, stride, act, affine, cfg)
 }
 
+/// `forward` for a pass that records gradients (training): a shape the policy gives to the
+/// uniform family runs the direct kernel's default instead. The uniform forward matches the
+/// direct one to 1e-7 on every shape of the model, yet training with it moves the decoder's
+/// gradients past the PyTorch oracle's tolerances (`tests/golden.rs`; cause not found yet),
+/// so it serves scoring only; its input and weight gradients stay in training.
+pub fn forward_recorded(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+) -> Tensor {
+    let g = ConvGeom::new(&x.shape, &w.shape, stride);
+    let mut cfg = choose(gpu, Product::Forward, &g);
+    if cfg.family == Family::Uniform {
+        cfg = TileConfig::default_for(Family::Direct, g.cout);
+    }
+    forward_configured(gpu, x, w, b, stride, act, None, cfg)
+}
+
 /// `forward` with an explicit kernel configuration (tuning, tests).
 pub fn forward_with(
     gpu: &Gpu,
@@ -301,6 +516,13 @@ fn forward_configured(
     let dtype = same_dtype("conv", &[x, w]);
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
     let y = gpu.empty_as(&g.out_shape(), dtype);
+    let (_, gn, _) = Product::Forward.gemm(&g);
+    // The uniform family is f32 only: f16 runs the direct kernel's default.
+    let cfg = if cfg.family == Family::Uniform && dtype != DType::F32 {
+        TileConfig::default_for(Family::Direct, gn)
+    } else {
+        cfg
+    };
     let (gm, gn, gk) = Product::Forward.gemm(&g);
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     if let Some(b) = b {
@@ -310,6 +532,10 @@ fn forward_configured(
     if let Some(a) = affine {
         assert_eq!(a.numel(), 2 * g.cout, "conv affine map: [scale; shift]");
         assert_eq!(a.dtype, DType::F32, "conv affine map is f32");
+    }
+    if cfg.family == Family::Uniform {
+        uniform_product(gpu, Product::Forward, &y, x, w, b, affine, &g, act, cfg);
+        return y;
     }
     // Absent vectors are bound to a tensor already at hand; the kernel never reads them.
     let bias = b.unwrap_or(w).raw();
@@ -342,6 +568,21 @@ pub fn backward_input_with(
 ) -> Tensor {
     f32_only("conv backward_input", &[dz, w]);
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
+    if cfg.family == Family::Uniform {
+        uniform_product(
+            gpu,
+            Product::GradInput,
+            &dx,
+            dz,
+            w,
+            None,
+            None,
+            g,
+            Act::None,
+            cfg,
+        );
+        return dx;
+    }
     let (gm, gn, gk) = Product::GradInput.gemm(g);
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     gpu.dispatch(
@@ -370,6 +611,9 @@ pub fn backward_weight_with(
     cfg: TileConfig,
 ) -> Tensor {
     f32_only("conv backward_weight", &[x, dz]);
+    if cfg.family == Family::Uniform {
+        return uniform_weight_gradient(gpu, x, dz, g, cfg);
+    }
     let (gm, gn, gk) = Product::GradWeight.gemm(g);
     let tiles = gm.div_ceil(cfg.bm()) * gn.div_ceil(cfg.bn());
     // Enough workgroups to fill a large GPU, but each slice long enough to be worth a pass.
@@ -399,6 +643,109 @@ pub fn backward_weight_with(
         (g.flops(), (x.bytes() + dz.bytes()) as f64),
     );
     if splits == 1 {
+        out
+    } else {
+        reduce::sum_splits(gpu, &out).reshape(&wshape)
+    }
+}
+
+/// dW with the uniform family: dY's rows packed into 64 KiB windows (vec4 along cout), one
+/// dispatch per window in which every workgroup reads the window as uniform memory, each
+/// window's pixels split over a few workgroups so that every core has work; the partial
+/// products (one slice per workgroup along z) are summed afterwards.
+fn uniform_weight_gradient(
+    gpu: &Gpu,
+    x: &Tensor,
+    dz: &Tensor,
+    g: &ConvGeom,
+    cfg: TileConfig,
+) -> Tensor {
+    let (gm, gn, gk) = Product::GradWeight.gemm(g);
+    let rows = WINDOW_VEC4 / g.cout.div_ceil(4);
+    let windows = gk.div_ceil(rows);
+    let mut params = UniformParams {
+        gm,
+        gn,
+        gk,
+        kp: rows,
+        has_bias: false,
+        has_bn: false,
+        b0: 0,
+        k0: 0,
+        k1: gk,
+        first: true,
+        last: true,
+        k_chunk: 0,
+    };
+    let packed = gpu.empty(&[windows * WINDOW_VEC4 * 4]);
+    let pack_groups = (windows * WINDOW_VEC4).div_ceil(64);
+    let (px, py) = if pack_groups <= 65535 {
+        (pack_groups, 1)
+    } else {
+        (65535, pack_groups.div_ceil(65535))
+    };
+    gpu.dispatch(
+        &PACK_ROWS,
+        &uniform_constants(&cfg, Product::GradWeight, Act::None),
+        &params.block(g),
+        &[packed.raw(), dz.raw()],
+        [px as u32, py as u32, 1],
+        (
+            0.0,
+            (dz.bytes() as usize + windows * WINDOW_VEC4 * 16) as f64,
+        ),
+    );
+    let (tiles_n, tiles_m) = (gn.div_ceil(cfg.bn()), gm.div_ceil(cfg.bm()));
+    // At least 8 workgroups per dispatch (a window is one dispatch, and dispatches run one
+    // after another), none with fewer than 32 pixels.
+    let splits = 8usize
+        .div_ceil(tiles_n * tiles_m)
+        .min(rows.min(gk).div_ceil(32))
+        .max(1);
+    params.k_chunk = rows.min(gk).div_ceil(splits);
+    let slices = windows * splits;
+    let wshape = [g.kh, g.kw, g.cin, g.cout];
+    let out = if slices == 1 {
+        gpu.empty(&wshape)
+    } else {
+        gpu.empty(&[slices, gm * gn])
+    };
+    let flops_per_pixel = g.flops() / gk as f64;
+    for w in 0..windows {
+        params.k0 = w * rows;
+        params.k1 = (params.k0 + rows).min(gk);
+        params.b0 = w * splits;
+        let bindings = [
+            wgpu::BufferBinding {
+                buffer: out.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: x.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: packed.raw(),
+                offset: (w * WINDOW_VEC4 * 16) as u64,
+                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+            },
+        ];
+        gpu.dispatch_bindings(
+            &CONV_UNIFORM_DW,
+            DType::F32,
+            &uniform_constants(&cfg, Product::GradWeight, Act::None),
+            &params.block(g),
+            &bindings,
+            [tiles_n as u32, tiles_m as u32, splits as u32],
+            (
+                flops_per_pixel * (params.k1 - params.k0) as f64,
+                (x.bytes() / windows as u64 + (rows * g.cout * 4) as u64) as f64,
+            ),
+        );
+    }
+    if slices == 1 {
         out
     } else {
         reduce::sum_splits(gpu, &out).reshape(&wshape)

@@ -23,6 +23,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("concat.wgsl", include_str!("../../shaders/concat.wgsl")),
     ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
+    (
+        "conv_uniform.wgsl",
+        include_str!("../../shaders/conv_uniform.wgsl"),
+    ),
     ("eltwise.wgsl", include_str!("../../shaders/eltwise.wgsl")),
     ("image.wgsl", include_str!("../../shaders/image.wgsl")),
     ("loss.wgsl", include_str!("../../shaders/loss.wgsl")),
@@ -60,6 +64,7 @@ const fn const_eq(a: &str, b: &str) -> bool {
 
 pub(crate) const R: Access = Access::Read;
 pub(crate) const RW: Access = Access::ReadWrite;
+pub(crate) const U: Access = Access::UniformWindow;
 
 pub(crate) const fn kernel(
     file: &'static str,
