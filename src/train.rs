@@ -64,6 +64,10 @@ pub struct TrainConfig {
     /// that a resumed run follows the same schedule whatever its --max-steps.
     #[serde(default)]
     pub schedule_steps: u64,
+    /// Validate (and keep the best checkpoint) every N steps as well as at each epoch's end;
+    /// 0: at epochs' ends only.
+    #[serde(default)]
+    pub val_every: u64,
 }
 
 /// How the learning rate falls after the warm-up.
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             warmup_steps: 0,
             lr_schedule: LrSchedule::Step,
             schedule_steps: 0,
+            val_every: 0,
         }
     }
 }
@@ -172,6 +177,9 @@ pub struct TrainArgs {
     /// Save last.safetensors every N steps (and at each epoch's end)
     #[arg(long, default_value_t = 200)]
     pub checkpoint_every: u64,
+    /// Also validate every N steps, keeping best.safetensors (0: at each epoch's end only)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub val_every: u64,
     /// Skip batches whose loss is not finite instead of stopping
     #[arg(long)]
     pub skip_nonfinite: bool,
@@ -216,6 +224,7 @@ impl TrainArgs {
             precise_bn: self.precise_bn,
             warmup_steps: self.warmup_steps,
             lr_schedule: self.lr_schedule,
+            val_every: self.val_every,
             ..Default::default()
         }
     }
@@ -416,6 +425,9 @@ struct Run<'g> {
     workers: usize,
     /// Precise batch-norm statistics and the step they were computed at.
     precise: Option<(u64, BTreeMap<String, Tensor>)>,
+    /// The step last validated, so that an epoch's end falling on a `val_every` step
+    /// validates once.
+    validated_step: Option<u64>,
 }
 
 impl<'g> Run<'g> {
@@ -508,6 +520,7 @@ impl<'g> Run<'g> {
             total_steps,
             workers,
             precise: None,
+            validated_step: None,
         };
         run.write_run_files()?;
         run.write_baselines()?;
@@ -664,10 +677,14 @@ impl<'g> Run<'g> {
         )
     }
 
-    /// End of an epoch (or of a run stopped inside one): validates, logs, and keeps the last
-    /// checkpoint and, when validation improved, the best.
-    fn checkpoint_epoch(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
-        self.validate_and_log(opts, last_loss)?;
+    /// End of an epoch, a `val_every` step or a run stopped inside an epoch: validates
+    /// (once per step), logs, and keeps the last checkpoint and, when validation improved,
+    /// the best.
+    fn checkpoint_validated(&mut self, opts: &TrainOptions, last_loss: f32) -> Result<()> {
+        if self.validated_step != Some(self.progress.step) {
+            self.validate_and_log(opts, last_loss)?;
+            self.validated_step = Some(self.progress.step);
+        }
         self.save("last.safetensors")?;
         let improved = self
             .progress
@@ -750,7 +767,9 @@ impl<'g> Run<'g> {
                     last_loss,
                     rate
                 ));
-                if self.progress.step % self.cfg.checkpoint_every == 0 {
+                if self.cfg.val_every > 0 && self.progress.step % self.cfg.val_every == 0 {
+                    self.checkpoint_validated(opts, last_loss)?;
+                } else if self.progress.step % self.cfg.checkpoint_every == 0 {
                     self.save("last.safetensors")?;
                 }
                 if self.progress.step >= self.total_steps {
@@ -759,16 +778,17 @@ impl<'g> Run<'g> {
             }
             self.progress.epoch += 1;
             self.progress.batch = 0;
-            self.checkpoint_epoch(opts, last_loss)?;
+            self.checkpoint_validated(opts, last_loss)?;
         }
         if self.progress.batch > 0 {
-            // Stopped by --max-steps inside an epoch.
-            self.save("last.safetensors")?;
-            if !self.run_dir.join("best.safetensors").exists() {
-                self.validate_and_log(opts, last_loss)?;
-                self.save("last.safetensors")?;
-                self.save("best.safetensors")?;
-            }
+            // Stopped by --max-steps inside an epoch: the last step is validated too, so that
+            // best.safetensors is the best of every model the run validated.
+            self.checkpoint_validated(opts, last_loss)?;
+        }
+        if !self.run_dir.join("best.safetensors").exists() {
+            // No validation scored (no validation pairs, or constant predictions): the last
+            // model is the best there is.
+            self.save("best.safetensors")?;
         }
         bar.finish_and_clear();
         Ok(TrainSummary {

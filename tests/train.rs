@@ -490,6 +490,57 @@ fn precise_statistics_are_the_mean_over_their_batches(gpu: &Gpu, root: &Path, ch
     }
 }
 
+/// The steps of a run's `metrics.jsonl` and the step `best.safetensors` was saved at.
+fn validated_steps(run: &Path) -> (Vec<(u64, f64)>, u64) {
+    let rows = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap(),
+                v["main_score"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    let meta = TensorFile::read(&run.join("best.safetensors"))
+        .unwrap()
+        .metadata;
+    let progress: serde_json::Value = serde_json::from_str(&meta["progress"]).unwrap();
+    (rows, progress["step"].as_u64().unwrap())
+}
+
+#[test]
+fn validation_every_n_steps_keeps_the_best_checkpoint() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let root = temp_dir("data5");
+    tiny_dataset(&root, 4); // 9 training pairs: 4 batches of 2 an epoch
+    let run = temp_dir("val-every");
+    let mut c = config(&root);
+    c.val_every = 2;
+    c.checkpoint_every = 100;
+    c.max_steps = Some(3);
+    train(&gpu, c.clone(), &run, false, &quiet()).unwrap();
+    // Step 2 by --val-every, step 3 because the run stopped there.
+    let (rows, best_step) = validated_steps(&run);
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3]);
+    let best = rows
+        .iter()
+        .filter(|r| r.1.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some(best) = best {
+        assert_eq!(
+            best_step, best.0,
+            "best.safetensors is the best validated model: {rows:?}"
+        );
+    }
+    // Resumed to step 4, which ends the epoch and is a --val-every step: validated once.
+    c.max_steps = Some(4);
+    train(&gpu, c, &run, true, &quiet()).unwrap();
+    let (rows, _) = validated_steps(&run);
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3, 4]);
+}
+
 #[test]
 fn learning_rate_warms_up_and_follows_its_schedule() {
     use asna::train::{lr_at, LrSchedule};
@@ -530,6 +581,7 @@ fn learning_rate_warms_up_and_follows_its_schedule() {
         "warmup_steps",
         "lr_schedule",
         "schedule_steps",
+        "val_every",
     ] {
         old.as_object_mut().unwrap().remove(k).unwrap();
     }
@@ -539,9 +591,10 @@ fn learning_rate_warms_up_and_follows_its_schedule() {
             c.precise_bn,
             c.warmup_steps,
             c.lr_schedule,
-            c.schedule_steps
+            c.schedule_steps,
+            c.val_every
         ),
-        (0, 0, LrSchedule::Step, 0)
+        (0, 0, LrSchedule::Step, 0, 0)
     );
     assert_eq!(
         TrainConfig::default().precise_bn,
