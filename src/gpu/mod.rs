@@ -18,7 +18,12 @@ pub use pipeline::{Access, Kernel, UNIFORM_WINDOW};
 /// large tensors stay within the 65535 workgroups-per-dimension limit. Kernels recover the
 /// linear index as `gid.x + gid.y * nwg.x * 256`.
 pub fn grid_1d(threads: usize) -> [u32; 3] {
-    let groups = threads.div_ceil(256).max(1);
+    grid_1d_of(threads, 256)
+}
+
+/// `grid_1d` for a kernel of `workgroup` threads (index `gid.x + gid.y * nwg.x * workgroup`).
+pub fn grid_1d_of(threads: usize, workgroup: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(workgroup).max(1);
     if groups <= 65535 {
         [groups as u32, 1, 1]
     } else {

@@ -143,6 +143,19 @@ fn check_channels_last(l: &Layer) -> Result<()> {
     }
 }
 
+/// Refuses layer `l` (standing for `spec`) when its activation is not the spec's.
+fn expect_activation(l: &Layer, spec: &str, found: Act, want: Act) -> Result<()> {
+    if found != want {
+        bail!(
+            "{} ({spec}) has {}, expected {}",
+            describe(l),
+            found.name(),
+            want.name()
+        );
+    }
+    Ok(())
+}
+
 /// A Keras activation name as one of the spec's.
 fn activation_of(l: &Layer, name: &str) -> Result<Act> {
     Ok(match name {
@@ -334,14 +347,7 @@ impl<'a> Matcher<'a> {
             }
             None => conv_act,
         };
-        if found != act {
-            bail!(
-                "{} ({spec}) has {}, expected {}",
-                describe(l),
-                found.name(),
-                act.name()
-            );
-        }
+        expect_activation(l, spec, found, act)?;
         let shape = &spec_of(&self.specs, &format!("{spec}.weight")).file_shape;
         let (cout, k) = (shape[0], shape[2]);
         let filters = cfg(l, "filters").and_then(Value::as_u64).unwrap_or(0) as usize;
@@ -413,14 +419,7 @@ impl<'a> Matcher<'a> {
     fn dense(&mut self, t: &TensorRef, spec: &str, act: Act) -> Result<TensorRef> {
         let (l, c) = self.expect_layer(Scope::Outer, t, &["Dense"], 1, spec)?;
         let found = activation_of(l, cfg_str(l, "activation").unwrap_or("linear"))?;
-        if found != act {
-            bail!(
-                "{} ({spec}) has {}, expected {}",
-                describe(l),
-                found.name(),
-                act.name()
-            );
-        }
+        expect_activation(l, spec, found, act)?;
         let out = spec_of(&self.specs, &format!("{spec}.weight")).file_shape[0];
         let units = cfg(l, "units").and_then(Value::as_u64).unwrap_or(0) as usize;
         if units != out {

@@ -9,7 +9,7 @@
 
 use super::{f32_only, kernel, kernel_f16, reduce, same_dtype, Act, R, RW, U};
 use crate::gpu::kernels::{Family, TileConfig};
-use crate::gpu::{DType, Gpu, Kernel, Tensor};
+use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
 
 // The forward product runs on f32 or f16 storage; the gradients (same entry points, other
 // MODEs) only on f32.
@@ -285,18 +285,12 @@ fn uniform_product(
     // The last window may start anywhere in the packed rows: 64 KiB of padding behind them.
     let packed_vec4 = blocks * kp * tn4;
     let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
-    let pack_groups = packed_vec4.div_ceil(64);
-    let (px, py) = if pack_groups <= 65535 {
-        (pack_groups, 1)
-    } else {
-        (65535, pack_groups.div_ceil(65535))
-    };
     gpu.dispatch(
         &PACK_WEIGHTS,
         &uniform_constants(&cfg, product, Act::None),
         &params.block(g),
         &[packed.raw(), w.raw()],
-        [px as u32, py as u32, 1],
+        grid_1d_of(packed_vec4, 64),
         (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
     );
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
@@ -678,18 +672,12 @@ fn uniform_weight_gradient(
         k_chunk: 0,
     };
     let packed = gpu.empty(&[windows * WINDOW_VEC4 * 4]);
-    let pack_groups = (windows * WINDOW_VEC4).div_ceil(64);
-    let (px, py) = if pack_groups <= 65535 {
-        (pack_groups, 1)
-    } else {
-        (65535, pack_groups.div_ceil(65535))
-    };
     gpu.dispatch(
         &PACK_ROWS,
         &uniform_constants(&cfg, Product::GradWeight, Act::None),
         &params.block(g),
         &[packed.raw(), dz.raw()],
-        [px as u32, py as u32, 1],
+        grid_1d_of(windows * WINDOW_VEC4, 64),
         (
             0.0,
             (dz.bytes() as usize + windows * WINDOW_VEC4 * 16) as f64,
