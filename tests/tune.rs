@@ -18,24 +18,10 @@ fn every_candidate_configuration_is_correct() {
     let gpu = gpu();
     let mut r = Rand::new(3);
     let (xs, ws, stride) = ([2, 7, 9, 3], [3, 3, 3, 5], 2);
-    let x = r.vec(xs.iter().product(), -1.0, 1.0);
-    let w = r.vec(ws.iter().product(), -0.5, 0.5);
-    let b = r.vec(ws[3], -0.3, 0.3);
-    let (xt, wt, bt) = (
-        gpu.upload(&xs, &x),
-        gpu.upload(&ws, &w),
-        gpu.upload(&[ws[3]], &b),
-    );
+    let case = ConvCase::new(&gpu, &mut r, xs, ws, stride, 0.3);
+    let (x, w, xt, wt, bt) = (&case.x, &case.w, &case.xt, &case.wt, &case.bt);
     let g = ConvGeom::new(&xs, &ws, stride);
-    let (want_y, _) = conv_ref(
-        &f64s(&x),
-        xs,
-        &f64s(&w),
-        ws,
-        Some(&f64s(&b)),
-        stride,
-        Act::Relu,
-    );
+    let (want_y, _) = case.reference(true, Act::Relu);
     let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
     let dzt = gpu.upload(&g.out_shape(), &dz);
     // The linear map's adjoints: dX = d/dx <conv(x), dz>, dW = d/dw <conv(x), dz>.
@@ -150,24 +136,10 @@ fn uniform_family_is_correct_on_awkward_shapes() {
     let mut checked = 0;
     for (xs, k, cout, stride) in cases {
         let ws = [k[0], k[1], xs[3], cout];
-        let x = r.vec(xs.iter().product(), -1.0, 1.0);
-        let w = r.vec(ws.iter().product(), -0.5, 0.5);
-        let b = r.vec(cout, -0.3, 0.3);
-        let (xt, wt, bt) = (
-            gpu.upload(&xs, &x),
-            gpu.upload(&ws, &w),
-            gpu.upload(&[cout], &b),
-        );
+        let case = ConvCase::new(&gpu, &mut r, xs, ws, stride, 0.3);
+        let (x, w, xt, wt, bt) = (&case.x, &case.w, &case.xt, &case.wt, &case.bt);
         let g = ConvGeom::new(&xs, &ws, stride);
-        let (want_y, _) = conv_ref(
-            &f64s(&x),
-            xs,
-            &f64s(&w),
-            ws,
-            Some(&f64s(&b)),
-            stride,
-            Act::Tanh,
-        );
+        let (want_y, _) = case.reference(true, Act::Tanh);
         let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
         let dzt = gpu.upload(&g.out_shape(), &dz);
         let (want_dx, want_dw) =

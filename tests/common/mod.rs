@@ -144,6 +144,59 @@ pub fn conv_ref(
     (y, [n, oh, ow, co])
 }
 
+/// A convolution's test data: input in [-1, 1], weights in [-0.5, 0.5] and bias in
+/// [-bias_range, bias_range], drawn in that order, with their uploads.
+pub struct ConvCase {
+    pub xs: [usize; 4],
+    pub ws: [usize; 4],
+    pub stride: usize,
+    pub x: Vec<f32>,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub xt: Tensor,
+    pub wt: Tensor,
+    pub bt: Tensor,
+}
+
+impl ConvCase {
+    pub fn new(
+        gpu: &Gpu,
+        r: &mut Rand,
+        xs: [usize; 4],
+        ws: [usize; 4],
+        stride: usize,
+        bias_range: f64,
+    ) -> Self {
+        let x = r.vec(xs.iter().product(), -1.0, 1.0);
+        let w = r.vec(ws.iter().product(), -0.5, 0.5);
+        let b = r.vec(ws[3], -bias_range, bias_range);
+        ConvCase {
+            xt: gpu.upload(&xs, &x),
+            wt: gpu.upload(&ws, &w),
+            bt: gpu.upload(&[ws[3]], &b),
+            xs,
+            ws,
+            stride,
+            x,
+            w,
+            b,
+        }
+    }
+
+    /// The float64 reference of act(conv(x, w) [+ b]) and its shape.
+    pub fn reference(&self, bias: bool, act: Act) -> (Vec<f64>, [usize; 4]) {
+        conv_ref(
+            &f64s(&self.x),
+            self.xs,
+            &f64s(&self.w),
+            self.ws,
+            bias.then(|| f64s(&self.b)).as_deref(),
+            self.stride,
+            act,
+        )
+    }
+}
+
 /// Central differences of a scalar function, in float64.
 pub fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64], eps: f64) -> Vec<f64> {
     let mut xp = x.to_vec();

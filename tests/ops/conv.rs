@@ -42,24 +42,16 @@ fn check_conv_variant(
     gpu.kernels
         .borrow_mut()
         .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
-    let mut r = Rand::new(seed);
-    let ws = [k[0], k[1], xs[3], cout];
-    let x = r.vec(xs.iter().product(), -1.0, 1.0);
-    let w = r.vec(ws.iter().product(), -0.5, 0.5);
-    let b = r.vec(cout, -0.5, 0.5);
-    let (want, shape) = conv_ref(
-        &f64s(&x),
+    let c = ConvCase::new(
+        &gpu,
+        &mut Rand::new(seed),
         xs,
-        &f64s(&w),
-        ws,
-        bias.then(|| f64s(&b)).as_deref(),
+        [k[0], k[1], xs[3], cout],
         stride,
-        act,
+        0.5,
     );
-    let xt = gpu.upload(&xs, &x);
-    let wt = gpu.upload(&ws, &w);
-    let bt = gpu.upload(&[cout], &b);
-    let y = ops::conv::forward(&gpu, &xt, &wt, bias.then_some(&bt), stride, act);
+    let (want, shape) = c.reference(bias, act);
+    let y = ops::conv::forward(&gpu, &c.xt, &c.wt, bias.then_some(&c.bt), stride, act);
     assert_eq!(y.shape, shape.to_vec(), "conv output shape");
     assert_close(
         &format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} tiled={tiled}"),
@@ -145,10 +137,15 @@ fn check_conv_grads_variant(
         .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
-    let x = r.vec(xs.iter().product(), -1.0, 1.0);
-    let w = r.vec(ws.iter().product(), -0.5, 0.5);
-    let b = r.vec(cout, -0.3, 0.3);
-    let (xt, wt, bt) = (up(&gpu, &xs, &x), up(&gpu, &ws, &w), up(&gpu, &[cout], &b));
+    let ConvCase {
+        x,
+        w,
+        b,
+        xt,
+        wt,
+        bt,
+        ..
+    } = ConvCase::new(&gpu, &mut r, xs, ws, stride, 0.3);
     let y = ops::conv::forward(&gpu, &xt, &wt, Some(&bt), stride, act);
     let g = r.vec(y.numel(), -1.0, 1.0);
     let gt = up(&gpu, &y.shape, &g);
