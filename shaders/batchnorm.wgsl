@@ -15,6 +15,10 @@ struct Params {
     eps: f32, _p1: u32, _p2: u32, _p3: u32,
 }
 
+// The channel count is fixed per pipeline (an override constant) so that `i % C` is a
+// multiply on CPU drivers rather than a scalar division per lane (see pool.wgsl).
+override C: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -33,7 +37,7 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn bn_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    let ch = i % p.c;
+    let ch = i % C;
     out[i] = (x[i] - mean[ch]) * inverseSqrt(var_[ch] + p.eps) * gamma[ch] + aux1[ch];
 }
 
@@ -41,7 +45,7 @@ fn bn_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn bn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    let ch = i % p.c;
+    let ch = i % C;
     let istd = inverseSqrt(var_[ch] + p.eps);
     let inv_r = 1.0 / f32(p.rows);
     let xhat = (x[i] - mean[ch]) * istd;
@@ -53,7 +57,7 @@ fn bn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn bn_backward_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
-    let ch = i % p.c;
+    let ch = i % C;
     out[i] = dy[i] * gamma[ch] * inverseSqrt(var_[ch] + p.eps);
 }
 

@@ -9,6 +9,14 @@ struct Params {
     dst_off: u32, count: u32, _p0: u32, _p1: u32,
 }
 
+// The divisors of the index arithmetic are fixed per pipeline (override constants) so that
+// CPU drivers multiply instead of dividing per lane (see pool.wgsl): COUNT for both kernels,
+// DST_C, H and W for upsample_absdiff_concat (equal to p.dst_c, p._p0 and p._p1).
+override COUNT: u32 = 1u;
+override DST_C: u32 = 1u;
+override H: u32 = 1u;
+override W: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<elem>;
 @group(0) @binding(2) var<storage, read> a: array<elem>;
@@ -17,9 +25,9 @@ struct Params {
 @compute @workgroup_size(256)
 fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.rows * p.count) { return; }
-    let r = i / p.count;
-    let c = i - r * p.count;
+    if (i >= p.rows * COUNT) { return; }
+    let r = i / COUNT;
+    let c = i - r * COUNT;
     out[r * p.dst_c + p.dst_off + c] = a[r * p.src_c + p.src_off + c];
 }
 
@@ -31,20 +39,52 @@ fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn upsample_absdiff_concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.rows * p.dst_c) { return; }
-    let r = i / p.dst_c;
-    let ch = i - r * p.dst_c;
-    if (ch < p.count) {
-        let h = p._p0;
-        let w = p._p1;
-        let x = r % w;
-        let t = r / w;
-        let y = t % h;
-        let img = t / h;
-        out[i] = a[((img * (h / 2u) + y / 2u) * (w / 2u) + x / 2u) * p.src_c + ch];
+    if (i >= p.rows * DST_C) { return; }
+    upsample_absdiff_concat_at(i);
+}
+
+// The same, four consecutive channels per invocation when c1 and c2 are multiples of 4 (every
+// shape of the model): the index arithmetic and the invocation's cost are shared by four
+// elements, which all fall on the same side of the concatenation.
+@compute @workgroup_size(256)
+fn upsample_absdiff_concat4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (gid.x + gid.y * nwg.x * 256u) * 4u;
+    if (i >= p.rows * DST_C) { return; }
+    let r = i / DST_C;
+    let ch = i - r * DST_C;
+    if (ch < COUNT) {
+        let x = r % W;
+        let t = r / W;
+        let y = t % H;
+        let img = t / H;
+        let src = ((img * (H / 2u) + y / 2u) * (W / 2u) + x / 2u) * p.src_c + ch;
+        out[i] = a[src];
+        out[i + 1u] = a[src + 1u];
+        out[i + 2u] = a[src + 2u];
+        out[i + 3u] = a[src + 3u];
     } else {
-        let c2 = p.dst_c - p.count;
-        let j = r * c2 + ch - p.count;
+        let c2 = DST_C - COUNT;
+        let j = r * c2 + ch - COUNT;
+        let k = j + p.rows * c2;
+        out[i] = abs(b[j] - b[k]);
+        out[i + 1u] = abs(b[j + 1u] - b[k + 1u]);
+        out[i + 2u] = abs(b[j + 2u] - b[k + 2u]);
+        out[i + 3u] = abs(b[j + 3u] - b[k + 3u]);
+    }
+}
+
+fn upsample_absdiff_concat_at(i: u32) {
+    let r = i / DST_C;
+    let ch = i - r * DST_C;
+    if (ch < COUNT) {
+        let x = r % W;
+        let t = r / W;
+        let y = t % H;
+        let img = t / H;
+        out[i] = a[((img * (H / 2u) + y / 2u) * (W / 2u) + x / 2u) * p.src_c + ch];
+    } else {
+        let c2 = DST_C - COUNT;
+        let j = r * c2 + ch - COUNT;
         out[i] = abs(b[j] - b[j + p.rows * c2]);
     }
 }

@@ -8,6 +8,16 @@ struct Params {
     oh: u32, ow: u32, total: u32, _p: u32,
 }
 
+// The shape is fixed per pipeline (override constants, `ops::pool::shape_constants`) so that
+// the index arithmetic divides by constants: a CPU driver (llvmpipe) then multiplies where a
+// division by a uniform value costs a scalar division per lane, several times the kernel's
+// loads and stores. Params keeps the element count.
+override H: u32 = 1u;
+override W: u32 = 1u;
+override C: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<elem>;
 @group(0) @binding(2) var<storage, read> a: array<elem>;
@@ -22,15 +32,15 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn maxpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.total) { return; }
-    let ch = i % p.c;
-    let t = i / p.c;
-    let ox = t % p.ow;
-    let t2 = t / p.ow;
-    let oy = t2 % p.oh;
-    let img = t2 / p.oh;
-    let base = ((img * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
-    let row = p.w * p.c;
-    out[i] = max(max(a[base], a[base + p.c]), max(a[base + row], a[base + row + p.c]));
+    let ch = i % C;
+    let t = i / C;
+    let ox = t % OW;
+    let t2 = t / OW;
+    let oy = t2 % OH;
+    let img = t2 / OH;
+    let base = ((img * H + 2u * oy) * W + 2u * ox) * C + ch;
+    let row = W * C;
+    out[i] = max(max(a[base], a[base + C]), max(a[base + row], a[base + row + C]));
 }
 
 // out [n, h, w, c] (the forward input's shape): b = dY routed to the first maximum of each
@@ -39,28 +49,28 @@ fn maxpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.total) { return; }
-    let ch = i % p.c;
-    let t = i / p.c;
-    let x = t % p.w;
-    let t2 = t / p.w;
-    let y = t2 % p.h;
-    let img = t2 / p.h;
+    let ch = i % C;
+    let t = i / C;
+    let x = t % W;
+    let t2 = t / W;
+    let y = t2 % H;
+    let img = t2 / H;
     let oy = y / 2u;
     let ox = x / 2u;
-    if (oy >= p.oh || ox >= p.ow) { out[i] = elem(0.0); return; }
-    let base = ((img * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
-    let row = p.w * p.c;
+    if (oy >= OH || ox >= OW) { out[i] = elem(0.0); return; }
+    let base = ((img * H + 2u * oy) * W + 2u * ox) * C + ch;
+    let row = W * C;
     var best = a[base];
     var arg = 0u;
-    let v1 = a[base + p.c];
+    let v1 = a[base + C];
     if (v1 > best) { best = v1; arg = 1u; }
     let v2 = a[base + row];
     if (v2 > best) { best = v2; arg = 2u; }
-    let v3 = a[base + row + p.c];
+    let v3 = a[base + row + C];
     if (v3 > best) { best = v3; arg = 3u; }
     let mine = (y - 2u * oy) * 2u + (x - 2u * ox);
     var g = elem(0.0);
-    if (mine == arg) { g = b[((img * p.oh + oy) * p.ow + ox) * p.c + ch]; }
+    if (mine == arg) { g = b[((img * OH + oy) * OW + ox) * C + ch]; }
     out[i] = g;
 }
 
@@ -69,13 +79,13 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 fn upsample_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.total) { return; }
-    let ch = i % p.c;
-    let t = i / p.c;
-    let x = t % p.ow;
-    let t2 = t / p.ow;
-    let y = t2 % p.oh;
-    let img = t2 / p.oh;
-    out[i] = a[((img * p.h + y / 2u) * p.w + x / 2u) * p.c + ch];
+    let ch = i % C;
+    let t = i / C;
+    let x = t % OW;
+    let t2 = t / OW;
+    let y = t2 % OH;
+    let img = t2 / OH;
+    out[i] = a[((img * H + y / 2u) * W + x / 2u) * C + ch];
 }
 
 // out [n, h, w, c] = sum of the 2x2 block of a = dY [n, 2h, 2w, c].
@@ -83,13 +93,13 @@ fn upsample_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 fn upsample_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.total) { return; }
-    let ch = i % p.c;
-    let t = i / p.c;
-    let x = t % p.w;
-    let t2 = t / p.w;
-    let y = t2 % p.h;
-    let img = t2 / p.h;
-    let row = p.ow * p.c;
-    let base = ((img * p.oh + 2u * y) * p.ow + 2u * x) * p.c + ch;
-    out[i] = elem(f32(a[base]) + f32(a[base + p.c]) + f32(a[base + row]) + f32(a[base + row + p.c]));
+    let ch = i % C;
+    let t = i / C;
+    let x = t % W;
+    let t2 = t / W;
+    let y = t2 % H;
+    let img = t2 / H;
+    let row = OW * C;
+    let base = ((img * OH + 2u * y) * OW + 2u * x) * C + ch;
+    out[i] = elem(f32(a[base]) + f32(a[base + C]) + f32(a[base + row]) + f32(a[base + row + C]));
 }

@@ -73,7 +73,7 @@ pub fn normalize(
     let n = x.numel();
     gpu.dispatch(
         &BN_NORMALIZE,
-        &[],
+        &[("C", rows_c(x).1 as f64)],
         &params(x),
         &[
             y.raw(),
@@ -129,7 +129,7 @@ pub fn backward(
     let n = x.numel();
     gpu.dispatch(
         &BN_BACKWARD,
-        &[],
+        &[("C", rows_c(x).1 as f64)],
         &params(x),
         &[
             dx.raw(),
@@ -178,7 +178,7 @@ pub fn backward_eval(
     let n = x.numel();
     gpu.dispatch(
         &BN_BACKWARD_EVAL,
-        &[],
+        &[("C", rows_c(x).1 as f64)],
         &params(x),
         &[
             dx.raw(),

@@ -10,6 +10,8 @@ use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 const COPY_CHANNELS: Kernel = kernel_f16("concat.wgsl", "copy_channels", &[RW, R]);
 const UPSAMPLE_ABSDIFF_CONCAT: Kernel =
     kernel_f16("concat.wgsl", "upsample_absdiff_concat", &[RW, R, R]);
+const UPSAMPLE_ABSDIFF_CONCAT4: Kernel =
+    kernel_f16("concat.wgsl", "upsample_absdiff_concat4", &[RW, R, R]);
 
 fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
     let (sc, dc) = (src.channels(), dst.channels());
@@ -32,10 +34,13 @@ fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, c
         0,
     ];
     let dtype = same_dtype("concat", &[dst, src]);
+    if rows * count == 0 {
+        return;
+    }
     gpu.dispatch_as(
         &COPY_CHANNELS,
         dtype,
-        &[],
+        &[("COUNT", count as f64)],
         &p,
         &[dst.raw(), src.raw()],
         grid_1d(rows * count),
@@ -101,13 +106,27 @@ pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tenso
         h as u32,
         w as u32,
     ];
+    if out.numel() == 0 {
+        return out;
+    }
+    // Four channels per invocation where both parts are whole vec4s.
+    let (kernel, per) = if c1 % 4 == 0 && c2 % 4 == 0 {
+        (&UPSAMPLE_ABSDIFF_CONCAT4, 4)
+    } else {
+        (&UPSAMPLE_ABSDIFF_CONCAT, 1)
+    };
     gpu.dispatch_as(
-        &UPSAMPLE_ABSDIFF_CONCAT,
+        kernel,
         dtype,
-        &[],
+        &[
+            ("COUNT", c1 as f64),
+            ("DST_C", (c1 + c2) as f64),
+            ("H", h as f64),
+            ("W", w as f64),
+        ],
         &p,
         &[out.raw(), low.raw(), feats.raw()],
-        grid_1d(out.numel()),
+        grid_1d(out.numel() / per),
         (
             (rows * c2) as f64,
             (low.bytes() + feats.bytes() + out.bytes()) as f64,

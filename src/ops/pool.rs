@@ -12,6 +12,17 @@ const MAXPOOL_BACKWARD: Kernel = kernel("pool.wgsl", "maxpool_backward", &[RW, R
 const UPSAMPLE_FORWARD: Kernel = kernel_f16("pool.wgsl", "upsample_forward", &[RW, R, R]);
 const UPSAMPLE_BACKWARD: Kernel = kernel("pool.wgsl", "upsample_backward", &[RW, R, R]);
 
+/// The pipeline's shape: the forward op's input [n, h, w, c] and output plane oh x ow.
+fn shape_constants(h: usize, w: usize, c: usize, oh: usize, ow: usize) -> [(&'static str, f64); 5] {
+    [
+        ("H", h as f64),
+        ("W", w as f64),
+        ("C", c as f64),
+        ("OH", oh as f64),
+        ("OW", ow as f64),
+    ]
+}
+
 fn params(n: usize, h: usize, w: usize, c: usize, oh: usize, ow: usize, total: usize) -> [u32; 8] {
     [
         n as u32,
@@ -31,10 +42,13 @@ pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (oh, ow) = (h / 2, w / 2);
     let y = gpu.empty_as(&[n, oh, ow, c], x.dtype);
     let total = y.numel();
+    if total == 0 {
+        return y;
+    }
     gpu.dispatch_as(
         &MAXPOOL_FORWARD,
         x.dtype,
-        &[],
+        &shape_constants(h, w, c, oh, ow),
         &params(n, h, w, c, oh, ow, total),
         &[y.raw(), x.raw(), x.raw()],
         grid_1d(total),
@@ -49,10 +63,13 @@ pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
     let dtype = same_dtype("maxpool backward", &[x, dy]);
     let dx = gpu.empty_as(&x.shape, dtype);
     let total = dx.numel();
+    if total == 0 {
+        return dx;
+    }
     gpu.dispatch_as(
         &MAXPOOL_BACKWARD,
         dtype,
-        &[],
+        &shape_constants(h, w, c, h / 2, w / 2),
         &params(n, h, w, c, h / 2, w / 2, total),
         &[dx.raw(), x.raw(), dy.raw()],
         grid_1d(total),
@@ -66,10 +83,13 @@ pub fn upsample(gpu: &Gpu, x: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
     let y = gpu.empty_as(&[n, 2 * h, 2 * w, c], x.dtype);
     let total = y.numel();
+    if total == 0 {
+        return y;
+    }
     gpu.dispatch_as(
         &UPSAMPLE_FORWARD,
         x.dtype,
-        &[],
+        &shape_constants(h, w, c, 2 * h, 2 * w),
         &params(n, h, w, c, 2 * h, 2 * w, total),
         &[y.raw(), x.raw(), x.raw()],
         grid_1d(total),
@@ -83,10 +103,13 @@ pub fn upsample_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
     let (h, w) = (oh / 2, ow / 2);
     let dx = gpu.empty_as(&[n, h, w, c], dy.dtype);
     let total = dx.numel();
+    if total == 0 {
+        return dx;
+    }
     gpu.dispatch_as(
         &UPSAMPLE_BACKWARD,
         dy.dtype,
-        &[],
+        &shape_constants(h, w, c, oh, ow),
         &params(n, h, w, c, oh, ow, total),
         &[dx.raw(), dy.raw(), dy.raw()],
         grid_1d(total),

@@ -39,12 +39,19 @@ fn concat_and_split() {
 }
 
 /// The scoring path's fused decoder input equals upsample, Siamese difference and
-/// concatenation done one by one on the reference (odd channel counts, batch 1 and 3).
+/// concatenation done one by one on the reference (odd channel counts, batch 1 and 3, and
+/// the four-channel kernel on channel counts that are multiples of 4).
 #[test]
 fn fused_upsample_absdiff_concat() {
     let gpu = gpu();
     let mut r = Rand::new(41);
-    for (n, lh, lw, c1, c2) in [(1, 1, 1, 1, 1), (3, 5, 3, 7, 3), (2, 4, 6, 16, 8)] {
+    for (n, lh, lw, c1, c2) in [
+        (1, 1, 1, 1, 1),
+        (3, 5, 3, 7, 3),
+        (2, 4, 6, 16, 8),
+        (3, 3, 5, 4, 12),
+        (1, 2, 2, 8, 6),
+    ] {
         let ls = [n, lh, lw, c1];
         let fs = [2 * n, 2 * lh, 2 * lw, c2];
         let low = r.vec(ls.iter().product(), -1.0, 1.0);
