@@ -40,7 +40,7 @@ fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn upsample_absdiff_concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.rows * DST_C) { return; }
-    upsample_absdiff_concat_at(i);
+    upsample_absdiff_concat_run(i, 1u);
 }
 
 // The same, four consecutive channels per invocation when c1 and c2 are multiples of 4 (every
@@ -50,6 +50,11 @@ fn upsample_absdiff_concat(@builtin(global_invocation_id) gid: vec3<u32>, @built
 fn upsample_absdiff_concat4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = (gid.x + gid.y * nwg.x * 256u) * 4u;
     if (i >= p.rows * DST_C) { return; }
+    upsample_absdiff_concat_run(i, 4u);
+}
+
+// Elements i .. i + len of the output, all on the same side of the concatenation.
+fn upsample_absdiff_concat_run(i: u32, len: u32) {
     let r = i / DST_C;
     let ch = i - r * DST_C;
     if (ch < COUNT) {
@@ -58,33 +63,11 @@ fn upsample_absdiff_concat4(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         let y = t % H;
         let img = t / H;
         let src = ((img * (H / 2u) + y / 2u) * (W / 2u) + x / 2u) * p.src_c + ch;
-        out[i] = a[src];
-        out[i + 1u] = a[src + 1u];
-        out[i + 2u] = a[src + 2u];
-        out[i + 3u] = a[src + 3u];
+        for (var e = 0u; e < len; e++) { out[i + e] = a[src + e]; }
     } else {
         let c2 = DST_C - COUNT;
         let j = r * c2 + ch - COUNT;
         let k = j + p.rows * c2;
-        out[i] = abs(b[j] - b[k]);
-        out[i + 1u] = abs(b[j + 1u] - b[k + 1u]);
-        out[i + 2u] = abs(b[j + 2u] - b[k + 2u]);
-        out[i + 3u] = abs(b[j + 3u] - b[k + 3u]);
-    }
-}
-
-fn upsample_absdiff_concat_at(i: u32) {
-    let r = i / DST_C;
-    let ch = i - r * DST_C;
-    if (ch < COUNT) {
-        let x = r % W;
-        let t = r / W;
-        let y = t % H;
-        let img = t / H;
-        out[i] = a[((img * (H / 2u) + y / 2u) * (W / 2u) + x / 2u) * p.src_c + ch];
-    } else {
-        let c2 = DST_C - COUNT;
-        let j = r * c2 + ch - COUNT;
-        out[i] = abs(b[j] - b[j + p.rows * c2]);
+        for (var e = 0u; e < len; e++) { out[i + e] = abs(b[j + e] - b[k + e]); }
     }
 }
