@@ -100,8 +100,22 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
             x0[i] = i32(x + p.pad_l);
         }
     }
+    // A k range after the first continues the total that the earlier ranges wrote, so that
+    // the sum is associated exactly as in one pass.
     var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < TM * TN4; i++) { acc[i] = vec4<f32>(0.0); }
+    for (var i = 0u; i < TM; i++) {
+        let m = m_tile * (WG * TM) + i * WG + lid;
+        for (var j = 0u; j < TN4; j++) {
+            var v = vec4<f32>(0.0);
+            if (p.first == 0u && live[i]) {
+                for (var e = 0u; e < 4u; e++) {
+                    let n = block * (TN4 * 4u) + j * 4u + e;
+                    if (n < p.gn) { v[e] = out[m * p.gn + n]; }
+                }
+            }
+            acc[i * TN4 + j] = v;
+        }
+    }
 
     // This dispatch's k range [k0, k1) starts at tap k0 / inner, channel k0 % inner.
     var tap = p.k0 / inner;
@@ -109,6 +123,12 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
     var k = p.k0;
     // Row of the window that holds weight row k of this block.
     var wrow = (wid.x * p.kp) * TN4;
+    // The 16-deep blocks run over k as conv.wgsl's do, across taps (k0 is a multiple of 16),
+    // so both kernels round every sum the same way and agree to the bit: a result that sits
+    // on an activation's kink then takes the same branch whichever kernel computed it.
+    var blk: array<vec4<f32>, 16>;
+    for (var i = 0u; i < TM * TN4; i++) { blk[i] = vec4<f32>(0.0); }
+    var fill = 0u;
     while (k < p.k1) {
         let ky = tap / p.kw;
         let kx = tap - ky * p.kw;
@@ -138,10 +158,9 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
         let c_start = c;
         let c_end = min(inner, c + (p.k1 - k));
         while (c < c_end) {
-            let cb_end = min(c + BK, c_end);
-            var blk: array<vec4<f32>, 16>;
-            for (var i = 0u; i < TM * TN4; i++) { blk[i] = vec4<f32>(0.0); }
-            for (; c < cb_end; c++) {
+            let run_end = min(c + (BK - fill), c_end);
+            fill += run_end - c;
+            for (; c < run_end; c++) {
                 var av: array<f32, 8>;
                 for (var i = 0u; i < TM; i++) {
                     av[i] = select(0.0, a_src[base[i] + c], ok[i]);
@@ -154,7 +173,13 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
                 }
                 wrow += TN4;
             }
-            for (var i = 0u; i < TM * TN4; i++) { acc[i] += blk[i]; }
+            if (fill == BK) {
+                for (var i = 0u; i < TM * TN4; i++) {
+                    acc[i] += blk[i];
+                    blk[i] = vec4<f32>(0.0);
+                }
+                fill = 0u;
+            }
         }
         k += c_end - c_start;
         if (c == inner) {
@@ -162,9 +187,12 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
             tap += 1u;
         }
     }
+    if (fill != 0u) {
+        for (var i = 0u; i < TM * TN4; i++) { acc[i] += blk[i]; }
+    }
 
-    // Epilogue: add to what earlier k ranges wrote; on the last, bias, activation and the
-    // folded batch norm (forward only).
+    // Epilogue: on the last k range, bias, activation and the folded batch norm (forward
+    // only).
     for (var i = 0u; i < TM; i++) {
         if (!live[i]) { continue; }
         let m = m_tile * (WG * TM) + i * WG + lid;
@@ -174,7 +202,6 @@ fn conv_uniform(@builtin(local_invocation_index) lid: u32,
                 if (n >= p.gn) { continue; }
                 let o = m * p.gn + n;
                 var v = acc[i * TN4 + j][e];
-                if (p.first == 0u) { v += out[o]; }
                 if (MODE == 0u && p.last != 0u) {
                     if (p.has_bias != 0u) { v += bias[n]; }
                     v = activate(v);

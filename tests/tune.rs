@@ -116,7 +116,8 @@ fn conv_adjoints_ref(
 /// channel counts that are not multiples of 4, odd sizes, strides 1, 2 and 4, even and 1-D
 /// kernels, batch 1 and above, more than one block of output channels, and layers whose
 /// weight block does not fit one 64 KiB uniform window (the k-sliced path), forward, dX and
-/// dW against float64 references.
+/// dW against float64 references. Its forward and dX also equal the direct kernel's to the bit
+/// (both sum in the same 16-deep blocks), which is what lets training use either.
 #[test]
 fn uniform_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
@@ -144,6 +145,28 @@ fn uniform_family_is_correct_on_awkward_shapes() {
         let dzt = gpu.upload(&g.out_shape(), &dz);
         let (want_dx, want_dw) =
             conv_adjoints_ref(&f64s(&x), xs, &f64s(&w), ws, stride, &f64s(&dz));
+        let direct_y = download(
+            &gpu,
+            &conv::forward_with(
+                &gpu,
+                &xt,
+                &wt,
+                Some(&bt),
+                stride,
+                Act::Tanh,
+                TileConfig::default_for(Family::Direct, cout),
+            ),
+        );
+        let direct_dx = download(
+            &gpu,
+            &conv::backward_input_with(
+                &gpu,
+                &dzt,
+                &wt,
+                &g,
+                TileConfig::default_for(Family::Direct, xs[3]),
+            ),
+        );
         let mut configs = Vec::new();
         for gn in [ws[3], ws[2]] {
             for c in TileConfig::candidates(&[Family::Uniform], gn) {
@@ -154,21 +177,28 @@ fn uniform_family_is_correct_on_awkward_shapes() {
         }
         for c in configs {
             let name = format!("{} on {xs:?} k{k:?} co{cout} s{stride}", c.describe());
-            let y = conv::forward_with(&gpu, &xt, &wt, Some(&bt), stride, Act::Tanh, c);
-            assert_close(
-                &format!("{name} forward"),
-                &download(&gpu, &y),
-                &want_y,
-                1e-5,
+            let y = download(
+                &gpu,
+                &conv::forward_with(&gpu, &xt, &wt, Some(&bt), stride, Act::Tanh, c),
             );
-            let dx = conv::backward_input_with(&gpu, &dzt, &wt, &g, c);
-            assert_close(&format!("{name} dX"), &download(&gpu, &dx), &want_dx, 1e-5);
+            assert_close(&format!("{name} forward"), &y, &want_y, 1e-5);
+            assert_same_bits(&format!("{name} forward against direct"), &y, &direct_y);
+            let dx = download(&gpu, &conv::backward_input_with(&gpu, &dzt, &wt, &g, c));
+            assert_close(&format!("{name} dX"), &dx, &want_dx, 1e-5);
+            assert_same_bits(&format!("{name} dX against direct"), &dx, &direct_dx);
             let dw = conv::backward_weight_with(&gpu, &xt, &dzt, &g, c);
             assert_close(&format!("{name} dW"), &download(&gpu, &dw), &want_dw, 1e-5);
             checked += 1;
         }
     }
     assert!(checked > 50, "only {checked} configurations checked");
+}
+
+fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!("{what}: element {i} is {:e}, not {:e}", got[i], want[i]);
+    }
 }
 
 #[test]

@@ -462,27 +462,6 @@ pub fn forward_affine(
     forward_configured(gpu, x, w, b, stride, act, affine, cfg)
 }
 
-/// `forward` for a pass that records gradients (training): a shape the policy gives to the
-/// uniform family runs the direct kernel's default instead. The uniform forward matches the
-/// direct one to 1e-7 on every shape of the model, yet training with it moves the decoder's
-/// gradients past the PyTorch oracle's tolerances (`tests/golden.rs`; cause not found yet),
-/// so it serves scoring only; its input and weight gradients stay in training.
-pub fn forward_recorded(
-    gpu: &Gpu,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    act: Act,
-) -> Tensor {
-    let g = ConvGeom::new(&x.shape, &w.shape, stride);
-    let mut cfg = choose(gpu, Product::Forward, &g);
-    if cfg.family == Family::Uniform {
-        cfg = TileConfig::default_for(Family::Direct, g.cout);
-    }
-    forward_configured(gpu, x, w, b, stride, act, None, cfg)
-}
-
 /// `forward` with an explicit kernel configuration (tuning, tests).
 pub fn forward_with(
     gpu: &Gpu,
