@@ -44,20 +44,20 @@ fn maxpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 }
 
 // out [n, h, w, c] (the forward input's shape): b = dY routed to the first maximum of each
-// window in row-major order (as PyTorch does), 0 elsewhere; a = the forward input.
+// window in row-major order (as PyTorch does), 0 elsewhere; a = the forward input. One
+// invocation per window (p.total = n * OH * OW * C) finds the maximum once and writes all four
+// of its elements, and the window at an odd image's last row or column also zeroes the row or
+// column that pooling dropped.
 @compute @workgroup_size(256)
 fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.total) { return; }
     let ch = i % C;
     let t = i / C;
-    let x = t % W;
-    let t2 = t / W;
-    let y = t2 % H;
-    let img = t2 / H;
-    let oy = y / 2u;
-    let ox = x / 2u;
-    if (oy >= OH || ox >= OW) { out[i] = elem(0.0); return; }
+    let ox = t % OW;
+    let t2 = t / OW;
+    let oy = t2 % OH;
+    let img = t2 / OH;
     let base = ((img * H + 2u * oy) * W + 2u * ox) * C + ch;
     let row = W * C;
     var best = a[base];
@@ -68,10 +68,23 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if (v2 > best) { best = v2; arg = 2u; }
     let v3 = a[base + row + C];
     if (v3 > best) { best = v3; arg = 3u; }
-    let mine = (y - 2u * oy) * 2u + (x - 2u * ox);
-    var g = elem(0.0);
-    if (mine == arg) { g = b[((img * OH + oy) * OW + ox) * C + ch]; }
-    out[i] = g;
+    let g = b[i];
+    let zero = elem(0.0);
+    out[base] = select(zero, g, arg == 0u);
+    out[base + C] = select(zero, g, arg == 1u);
+    out[base + row] = select(zero, g, arg == 2u);
+    out[base + row + C] = select(zero, g, arg == 3u);
+    let last_row = (H & 1u) == 1u && oy == OH - 1u;
+    let last_col = (W & 1u) == 1u && ox == OW - 1u;
+    if (last_row) {
+        out[base + 2u * row] = zero;
+        out[base + 2u * row + C] = zero;
+    }
+    if (last_col) {
+        out[base + 2u * C] = zero;
+        out[base + row + 2u * C] = zero;
+    }
+    if (last_row && last_col) { out[base + 2u * row + 2u * C] = zero; }
 }
 
 // out [n, 2h, 2w, c] = a [n, h, w, c] repeated 2x2.

@@ -241,7 +241,11 @@ impl Gpu {
     }
 
     pub fn zeros(&self, shape: &[usize]) -> Tensor {
-        let t = self.empty(shape);
+        self.zeros_as(shape, DType::F32)
+    }
+
+    pub fn zeros_as(&self, shape: &[usize], dtype: DType) -> Tensor {
+        let t = self.empty_as(shape, dtype);
         self.recorder
             .borrow_mut()
             .clear(&self.device, t.raw(), t.buf.size);

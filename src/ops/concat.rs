@@ -37,13 +37,15 @@ fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, c
     if rows * count == 0 {
         return;
     }
+    // Four channels per invocation when the count allows (a run never crosses a row).
+    let per = if count % 4 == 0 { 4 } else { 1 };
     gpu.dispatch_as(
         &COPY_CHANNELS,
         dtype,
-        &[("COUNT", count as f64)],
+        &[("COUNT", count as f64), ("PER", per as f64)],
         &p,
         &[dst.raw(), src.raw()],
-        grid_1d(rows * count),
+        grid_1d(rows * count / per),
         (
             0.0,
             2.0 * (rows as u64 * count as u64 * dtype.size()) as f64,

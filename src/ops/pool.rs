@@ -61,19 +61,20 @@ pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
 pub fn maxpool_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor) -> Tensor {
     let (n, h, w, c) = x.nhwc();
     let dtype = same_dtype("maxpool backward", &[x, dy]);
-    let dx = gpu.empty_as(&x.shape, dtype);
-    let total = dx.numel();
-    if total == 0 {
-        return dx;
+    let windows = dy.numel();
+    if windows == 0 {
+        // No window (a side under 2, or no channels): nothing reaches the input.
+        return gpu.zeros_as(&x.shape, dtype);
     }
+    let dx = gpu.empty_as(&x.shape, dtype);
     gpu.dispatch_as(
         &MAXPOOL_BACKWARD,
         dtype,
         &shape_constants(h, w, c, h / 2, w / 2),
-        &params(n, h, w, c, h / 2, w / 2, total),
+        &params(n, h, w, c, h / 2, w / 2, windows),
         &[dx.raw(), x.raw(), dy.raw()],
-        grid_1d(total),
-        (3.0 * total as f64, (x.bytes() * 2 + dy.bytes()) as f64),
+        grid_1d(windows),
+        (3.0 * windows as f64, (x.bytes() * 2 + dy.bytes()) as f64),
     );
     dx
 }

@@ -105,3 +105,67 @@ fn pool_and_upsample_gradients() {
         );
     }
 }
+
+/// dY routed to the first maximum of each window in row-major order, 0 elsewhere (also in
+/// the rows and columns that pooling dropped).
+fn maxpool_backward_ref(x: &[f32], [n, h, w, c]: [usize; 4], dy: &[f32]) -> Vec<f64> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut dx = vec![0.0; x.len()];
+    for img in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let at = |yy: usize, xx: usize| ((img * h + yy) * w + xx) * c + ch;
+                    let window = [
+                        at(2 * oy, 2 * ox),
+                        at(2 * oy, 2 * ox + 1),
+                        at(2 * oy + 1, 2 * ox),
+                        at(2 * oy + 1, 2 * ox + 1),
+                    ];
+                    let mut first = window[0];
+                    for &j in &window[1..] {
+                        if x[j] > x[first] {
+                            first = j;
+                        }
+                    }
+                    dx[first] = dy[((img * oh + oy) * ow + ox) * c + ch] as f64;
+                }
+            }
+        }
+    }
+    dx
+}
+
+#[test]
+fn maxpool_gradient_goes_to_the_first_maximum_and_nowhere_else() {
+    let gpu = gpu();
+    let mut r = Rand::new(30);
+    // Odd sides (a dropped row and column), a side of 1 (no window at all), 1 channel.
+    for xs in [
+        [2usize, 5, 7, 3],
+        [1, 3, 3, 1],
+        [1, 1, 4, 2],
+        [2, 4, 1, 3],
+        [1, 6, 4, 4],
+    ] {
+        // Values from a small set, so that most windows hold ties.
+        let x: Vec<f32> = r
+            .vec(xs.iter().product(), 0.0, 3.0)
+            .iter()
+            .map(|v| v.floor())
+            .collect();
+        let (oh, ow) = (xs[1] / 2, xs[2] / 2);
+        let dy = r.vec(xs[0] * oh * ow * xs[3], -1.0, 1.0);
+        let dyt = gpu.upload(&[xs[0], oh, ow, xs[3]], &dy);
+        let xt = gpu.upload(&xs, &x);
+        // dX gets a buffer that held other values, so that an element left unwritten shows.
+        drop(gpu.upload(&xs, &vec![7.0; xs.iter().product()]));
+        let dx = ops::pool::maxpool_backward(&gpu, &xt, &dyt);
+        assert_close(
+            &format!("maxpool dX with ties {xs:?}"),
+            &download(&gpu, &dx),
+            &maxpool_backward_ref(&x, xs, &dy),
+            0.0,
+        );
+    }
+}
