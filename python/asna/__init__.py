@@ -5,7 +5,7 @@ Metal, DX12, or Mesa's lavapipe on machines with no GPU). No torch, no CUDA.
     >>> import asna
     >>> m = asna.Model()                       # embedded default model, best adapter
     >>> m.score("ref.png", "dist.png")         # paths, PIL images or HxWx3 arrays
-    4.6948...
+    3.7397...
 
 Scores are those of ``asna score`` for the same pair and weights, on the scale of the labels
 the model was trained on; higher is better (``Model.lower_better`` is False).
