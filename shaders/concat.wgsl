@@ -16,8 +16,8 @@ override COUNT: u32 = 1u;
 override DST_C: u32 = 1u;
 override H: u32 = 1u;
 override W: u32 = 1u;
-// Channels per invocation of copy_channels: 4 when COUNT is a multiple of 4, so that one
-// invocation's fixed cost on a CPU driver covers four consecutive channels of a row.
+// Channels per invocation (both kernels): 4 where the channel counts are multiples of 4, so
+// that one invocation's fixed cost on a CPU driver covers four consecutive channels of a row.
 override PER: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,25 +41,13 @@ fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 //   out [n, h, w, c1 + c2] = concat(upsample2x(a), |b[img] - b[img + n]|)
 // with a [n, h/2, w/2, c1] (count = c1, src_c = c1, dst_c = c1 + c2) and b the stacked
 // encoder features [2n, h, w, c2]; rows = n * h * w, _p0 = h, _p1 = w.
+// PER consecutive channels per invocation: 4 when c1 and c2 are multiples of 4 (every shape
+// of the model), so that four elements, all on the same side of the concatenation, share the
+// index arithmetic and the invocation's cost.
 @compute @workgroup_size(256)
 fn upsample_absdiff_concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = (gid.x + gid.y * nwg.x * 256u) * PER;
     if (i >= p.rows * DST_C) { return; }
-    upsample_absdiff_concat_run(i, 1u);
-}
-
-// The same, four consecutive channels per invocation when c1 and c2 are multiples of 4 (every
-// shape of the model): the index arithmetic and the invocation's cost are shared by four
-// elements, which all fall on the same side of the concatenation.
-@compute @workgroup_size(256)
-fn upsample_absdiff_concat4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = (gid.x + gid.y * nwg.x * 256u) * 4u;
-    if (i >= p.rows * DST_C) { return; }
-    upsample_absdiff_concat_run(i, 4u);
-}
-
-// Elements i .. i + len of the output, all on the same side of the concatenation.
-fn upsample_absdiff_concat_run(i: u32, len: u32) {
     let r = i / DST_C;
     let ch = i - r * DST_C;
     if (ch < COUNT) {
@@ -68,11 +56,11 @@ fn upsample_absdiff_concat_run(i: u32, len: u32) {
         let y = t % H;
         let img = t / H;
         let src = ((img * (H / 2u) + y / 2u) * (W / 2u) + x / 2u) * p.src_c + ch;
-        for (var e = 0u; e < len; e++) { out[i + e] = a[src + e]; }
+        for (var e = 0u; e < PER; e++) { out[i + e] = a[src + e]; }
     } else {
         let c2 = DST_C - COUNT;
         let j = r * c2 + ch - COUNT;
         let k = j + p.rows * c2;
-        for (var e = 0u; e < len; e++) { out[i + e] = abs(b[j + e] - b[k + e]); }
+        for (var e = 0u; e < PER; e++) { out[i + e] = abs(b[j + e] - b[k + e]); }
     }
 }
