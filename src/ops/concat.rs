@@ -109,7 +109,8 @@ pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tenso
     if out.numel() == 0 {
         return out;
     }
-    // Four channels per invocation where both parts are whole vec4s.
+    // Four channels per invocation where both parts' channel counts are multiples of 4, so
+    // that no group of four straddles the concatenation.
     let per = if c1 % 4 == 0 && c2 % 4 == 0 { 4 } else { 1 };
     gpu.dispatch_as(
         &UPSAMPLE_ABSDIFF_CONCAT,
