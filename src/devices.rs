@@ -1,6 +1,6 @@
 //! `asna devices`: every adapter wgpu can reach, with what matters to asna.
 
-use crate::gpu::context::{enumerate, wanted_features, NO_ADAPTER_HELP};
+use crate::gpu::context::{try_enumerate, wanted_features, NO_ADAPTER_HELP};
 use anyhow::{bail, Result};
 
 fn mib(b: u64) -> String {
@@ -55,7 +55,7 @@ pub fn adapter_rows(adapters: &[wgpu::Adapter]) -> Vec<serde_json::Value> {
 
 pub fn run(args: &DevicesArgs) -> Result<()> {
     let json = args.json;
-    let adapters = enumerate();
+    let adapters = try_enumerate()?;
     if adapters.is_empty() {
         bail!("{NO_ADAPTER_HELP}");
     }

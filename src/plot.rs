@@ -8,9 +8,9 @@
 //! `g j p q y ,`) drawn at 2x scale. Supported characters: `0-9 A-Z a-z` and
 //! `. , - + : = ( ) / % _ ? ` and space; anything else is drawn as `?`.
 //!
-//! Every PNG is written atomically: encoded in memory, written to
-//! `<path>.tmp` (the file name with `.tmp` appended, same directory), then
-//! renamed over `path`. Missing parent directories are created.
+//! Every PNG is written atomically: encoded in memory, then written through
+//! `files::write_atomic` (a temporary file in the same directory, renamed over `path`).
+//! Missing parent directories are created.
 
 use anyhow::{bail, Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
@@ -374,7 +374,7 @@ fn disc(img: &mut RgbImage, cx: f64, cy: f64, r: f64, c: Rgb<u8>, alpha: f64) {
     }
 }
 
-/// Encodes `img` as PNG and writes it atomically (`<path>.tmp`, then rename).
+/// Encodes `img` as PNG and writes it atomically (`files::write_atomic`).
 fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
@@ -1065,8 +1065,19 @@ mod tests {
 
     fn tmp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("asna-plot-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// The names in `dir`, sorted: a written PNG and nothing else (no temporary file).
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
@@ -1169,7 +1180,7 @@ mod tests {
             Some(&|v| 0.5 * v + 3.0),
         )
         .unwrap();
-        assert!(!dir.join("scatter.png.tmp").exists());
+        assert_eq!(listing(&dir), ["scatter.png"]);
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (800, 800));
         // Plot rectangle x 110..770, y 60..700 (pixels).
@@ -1290,7 +1301,7 @@ mod tests {
         quality_map_png(&exact, &base, w, h, &map, mw, mh, "SSIM", false).unwrap();
         let a = image::open(&exact).unwrap().to_rgb8();
         assert_eq!(a.dimensions(), (w, h));
-        assert!(!dir.join("exact.png.tmp").exists());
+        assert_eq!(listing(&dir), ["exact.png"]);
         let with = dir.join("legend.png");
         quality_map_png(&with, &base, w, h, &map, mw, mh, "SSIM", true).unwrap();
         let b = image::open(&with).unwrap().to_rgb8();

@@ -277,7 +277,7 @@ pub struct TrainSummary {
 fn sorter_store(gpu: &Gpu, path: Option<&Path>) -> Result<ParamStore> {
     let (bytes, source) = match path {
         Some(p) => (
-            std::fs::read(p).map_err(|e| anyhow!("{}: cannot read ({e})", p.display()))?,
+            crate::model::weights::read_weights_file(p)?,
             p.display().to_string(),
         ),
         None => (

@@ -227,8 +227,21 @@ pub fn time_config(
     Ok(best)
 }
 
-/// Times the default and every candidate for one shape; the winner must beat the default by
-/// 2% (timing noise otherwise decides).
+/// The fraction of the default's time a candidate must beat to replace it: below that,
+/// timing noise rather than the kernel decides.
+pub const MIN_WIN: f64 = 0.02;
+
+/// The fastest of `timed` (configuration, seconds) if it is more than `MIN_WIN` faster than
+/// the default, else the default with its own time.
+pub fn pick_winner<C: Copy>(default: (C, f64), timed: &[(C, f64)]) -> (C, f64) {
+    let fastest = timed.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+    match fastest {
+        Some((c, s)) if s < (1.0 - MIN_WIN) * default.1 => (c, s),
+        _ => default,
+    }
+}
+
+/// Times the default and every candidate for one shape and keeps the winner (`pick_winner`).
 pub fn tune_shape(
     gpu: &Gpu,
     key: &str,
@@ -250,21 +263,11 @@ pub fn tune_shape(
     );
     let default_s = time_config(gpu, &ops, product, default, reps)?;
     let candidates = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), gn);
-    let (mut best, mut best_s) = (default, default_s);
-    for &c in &candidates {
-        if c == default {
-            continue;
-        }
-        let s = time_config(gpu, &ops, product, c, reps)?;
-        if s < best_s {
-            best = c;
-            best_s = s;
-        }
+    let mut timed = Vec::with_capacity(candidates.len());
+    for &c in candidates.iter().filter(|&&c| c != default) {
+        timed.push((c, time_config(gpu, &ops, product, c, reps)?));
     }
-    if best_s > 0.98 * default_s {
-        best = default;
-        best_s = default_s;
-    }
+    let (best, best_s) = pick_winner((default, default_s), &timed);
     Ok(Some(ShapeResult {
         key: key.to_string(),
         calls: seen.calls,
@@ -379,7 +382,7 @@ pub fn report_json(gpu: &Gpu, results: &[ShapeResult]) -> serde_json::Value {
         "shapes": results.iter().map(|r| serde_json::json!({
             "shape": r.key, "uses": r.calls, "images": r.images,
             "default_ms": r.default_s * 1e3, "tuned_ms": r.best_s * 1e3,
-            "candidates": r.candidates, "best": r.best.describe(),
+            "candidates": r.candidates, "default": r.default.describe(), "best": r.best.describe(),
         })).collect::<Vec<_>>(),
     })
 }

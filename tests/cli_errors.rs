@@ -719,6 +719,16 @@ fn bad_model_files_are_refused() {
     ));
     // A directory without best.safetensors.
     cases.push((case_dir("weights_rundir"), "best.safetensors"));
+    // Larger than any model (sparse: the size is declared, nothing is written).
+    let large = d.join("large.safetensors");
+    fs::File::create(&large)
+        .unwrap()
+        .set_len(asna::model::weights::MAX_WEIGHTS_FILE_BYTES + 1)
+        .unwrap();
+    cases.push((large, "bytes, more than the 1073741824"));
+    // A device that never ends: refused on its type, before a byte is read.
+    #[cfg(unix)]
+    cases.push((PathBuf::from("/dev/zero"), "is a character device"));
 
     for (path, what) in &cases {
         let r = asna(&[&"score", &img, &img, &"--weights", &path], &[]);
@@ -769,5 +779,20 @@ fn no_adapter() {
             .collect();
         let r = asna(&a, &env);
         fails(&r, &[], &["no GPU adapter", "mesa-vulkan-drivers"]);
+    }
+}
+
+#[test]
+fn unknown_wgpu_backend_is_named() {
+    for (value, bad) in [("bogus", "bogus"), ("vulkan, Bogus ", "Bogus")] {
+        let r = asna(&[&"score", &"a.png", &"b.png"], &[("WGPU_BACKEND", value)]);
+        let line = fails(&r, &[], &[]);
+        assert_eq!(
+            line,
+            format!(
+                "error: WGPU_BACKEND={value}: unknown backend \"{bad}\" \
+                 (expected one or more of vulkan, metal, dx12, comma-separated)"
+            )
+        );
     }
 }

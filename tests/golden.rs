@@ -203,10 +203,15 @@ fn asna_matches_pytorch_oracle() {
         for (name, t) in &updates {
             c.check(&file, &format!("updated.{name}"), &gpu.download(t).unwrap());
         }
+        let oracle_updates = file
+            .floats
+            .keys()
+            .filter(|k| k.starts_with("updated."))
+            .count();
         assert_eq!(
-            updates.len(),
-            specs.0.iter().filter(|s| !s.trainable).count(),
-            "every running statistic is updated"
+            [updates.len(), oracle_updates],
+            [specs.0.iter().filter(|s| !s.trainable).count(); 2],
+            "every running statistic is updated, as in the oracle"
         );
         drop(tape);
 
@@ -288,6 +293,16 @@ fn sorter_matches_pytorch_oracle() {
         for (name, t) in &bn.updates {
             c.check(&file, &format!("updated.{name}"), &gpu.download(t).unwrap());
         }
+        let oracle_updates = file
+            .floats
+            .keys()
+            .filter(|k| k.starts_with("updated."))
+            .count();
+        assert_eq!(
+            [bn.updates.len(), oracle_updates],
+            [specs.0.iter().filter(|s| !s.trainable).count(); 2],
+            "every running statistic of the sorter is updated, as in the oracle"
+        );
 
         let mut tape = Tape::inference(&gpu);
         let params = Bound::new(&mut tape, &store, false);

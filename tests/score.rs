@@ -95,7 +95,7 @@ fn shards_partition_every_pair_exactly_once() {
 }
 
 #[test]
-fn batched_scores_equal_single_scores_and_windows_average() {
+fn batched_scores_equal_single_scores_and_small_pairs_are_refused() {
     let gpu = Gpu::default_adapter().unwrap();
     let mut rng = Rng::new(5);
     let pairs: Vec<(RgbImage, RgbImage)> = [4.0, 12.0, 30.0]
@@ -119,33 +119,6 @@ fn batched_scores_equal_single_scores_and_windows_average() {
         );
     }
 
-    // A 300x288 pair is the mean of its two windows.
-    let r = image(&mut rng, 300, 288);
-    let d = distort(&mut rng, &r, 10.0);
-    let whole = single
-        .score_pairs(&[(r.clone(), d.clone())], |_| {})
-        .unwrap()[0];
-    let crop = |img: &RgbImage, x: u32| image::imageops::crop_imm(img, x, 0, 288, 288).to_image();
-    let w0 = single
-        .score_pairs(&[(crop(&r, 0), crop(&d, 0))], |_| {})
-        .unwrap()[0];
-    let w1 = single
-        .score_pairs(&[(crop(&r, 12), crop(&d, 12))], |_| {})
-        .unwrap()[0];
-    assert!(
-        (whole - (w0 + w1) / 2.0).abs() < 1e-4,
-        "window mean {whole} vs {w0}, {w1}"
-    );
-
-    // An ensemble averages its members.
-    let ens = Scorer::new(&gpu, vec![model(&gpu, 1), model(&gpu, 2)], 3, false)
-        .score_pairs(&pairs[..1], |_| {})
-        .unwrap()[0];
-    let other = Scorer::new(&gpu, vec![model(&gpu, 2)], 3, false)
-        .score_pairs(&pairs[..1], |_| {})
-        .unwrap()[0];
-    assert!((ens - (batched[0] + other) / 2.0).abs() < 1e-4);
-
     // Smaller than 288: refused.
     let small = image(&mut rng, 200, 288);
     let err = single
@@ -153,6 +126,110 @@ fn batched_scores_equal_single_scores_and_windows_average() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("smaller than"), "{err}");
+}
+
+/// Noise whose strength grows from left to right and from top to bottom, so that every
+/// window of a larger pair sees a different distortion.
+fn distort_by_position(rng: &mut Rng, img: &RgbImage) -> RgbImage {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let mut out = img.clone();
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        let sigma = 2.0 + 60.0 * (x as f64 / w) * (0.3 + y as f64 / h);
+        for c in p.0.iter_mut() {
+            *c = (*c as f64 + rng.normal() * sigma).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// The spread of `scores`, which must be wide enough that a mean over the wrong members
+/// (one window, one model, one variant) would be caught by the 1e-4 checks.
+fn assert_distinct(what: &str, scores: &[f64]) {
+    for (i, a) in scores.iter().enumerate() {
+        for b in &scores[i + 1..] {
+            assert!(
+                (a - b).abs() > 2e-3,
+                "{what} score alike, so their mean proves nothing: {scores:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_larger_pair_scores_the_mean_of_all_its_windows() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let mut rng = Rng::new(12);
+    // 580x300: three windows across (x 0, 146, 292) and two down (y 0, 12).
+    let r = image(&mut rng, 580, 300);
+    let d = distort_by_position(&mut rng, &r);
+    let scorer = Scorer::new(&gpu, vec![model(&gpu, 1)], 4, false);
+    let whole = scorer
+        .score_pairs(&[(r.clone(), d.clone())], |_| {})
+        .unwrap()[0];
+    let origins = windows(580, 300);
+    assert_eq!(origins.len(), 6);
+    let crop = |img: &RgbImage, (x, y): (usize, usize)| {
+        image::imageops::crop_imm(img, x as u32, y as u32, 288, 288).to_image()
+    };
+    let each: Vec<f64> = origins
+        .iter()
+        .map(|&o| {
+            scorer
+                .score_pairs(&[(crop(&r, o), crop(&d, o))], |_| {})
+                .unwrap()[0]
+        })
+        .collect();
+    assert_distinct("windows", &each);
+    let mean = each.iter().sum::<f64>() / each.len() as f64;
+    assert!(
+        (whole - mean).abs() < 1e-4,
+        "whole pair {whole}, mean of its windows {mean}: {each:?}"
+    );
+}
+
+#[test]
+fn an_ensemble_scores_the_mean_of_its_members() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let mut rng = Rng::new(13);
+    let pairs: Vec<(RgbImage, RgbImage)> = [6.0, 25.0]
+        .iter()
+        .map(|&s| {
+            let r = image(&mut rng, 288, 288);
+            let d = distort(&mut rng, &r, s);
+            (r, d)
+        })
+        .collect();
+    // Members on different label scales: the ensemble averages each member's score in its
+    // own scale.
+    let member = |seed: u64| {
+        let mut m = model(&gpu, seed);
+        if seed == 3 {
+            m.scaler.mean = 60.0;
+            m.scaler.std = 20.0;
+        }
+        m
+    };
+    let members = || vec![member(1), member(2), member(3)];
+    let ensemble = Scorer::new(&gpu, members(), 2, false)
+        .score_pairs(&pairs, |_| {})
+        .unwrap();
+    for (i, pair) in pairs.iter().enumerate() {
+        let each: Vec<f64> = members()
+            .into_iter()
+            .map(|m| {
+                Scorer::new(&gpu, vec![m], 1, false)
+                    .score_pairs(std::slice::from_ref(pair), |_| {})
+                    .unwrap()[0]
+            })
+            .collect();
+        assert_distinct("members", &each);
+        let mean = each.iter().sum::<f64>() / 3.0;
+        assert!(
+            (ensemble[i] - mean).abs() < 1e-4,
+            "pair {i}: ensemble {}, mean of members {mean}: {each:?}",
+            ensemble[i]
+        );
+    }
 }
 
 /// Pairs that share references (as in PIPAL, KADID-10k and TID2013 lists) score exactly as
@@ -200,6 +277,18 @@ fn test_time_augmentation_is_the_mean_of_its_variants() {
         .collect();
     let each = plain.score_pairs(&pairs, |_| {}).unwrap();
     let mean = each.iter().sum::<f64>() / each.len() as f64;
+    // The variants' scores spread well beyond the tolerance, and their mean is not the
+    // plain score, so a mean over too few variants would be caught.
+    let spread = (each.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / 21.0).sqrt();
+    assert!(
+        spread > 5e-3,
+        "variants score alike (sd {spread}): {each:?}"
+    );
+    assert!(
+        (each[0] - mean).abs() > 2e-3,
+        "identity {} vs mean {mean}",
+        each[0]
+    );
     assert!((tta - mean).abs() < 1e-4, "tta {tta} vs mean {mean}");
 }
 
@@ -323,6 +412,7 @@ fn command_line_scores_lists_maps_and_writes_atomically() {
     )
     .unwrap();
     let bad_out = dir.join("bad-out.csv");
+    let before = listing(&dir);
     let out = run(&[
         "score",
         "--pairs",
@@ -340,12 +430,191 @@ fn command_line_scores_lists_maps_and_writes_atomically() {
         "{err}"
     );
     assert!(!bad_out.exists(), "no half-written output");
-    assert!(
-        std::fs::read_dir(&dir).unwrap().all(|e| !e
+    assert_eq!(
+        listing(&dir),
+        before,
+        "the failed run left files behind (its temporary output?)"
+    );
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// One image's first encoder scale in float64, as docs/MODEL.md defines it:
+/// BN(lrelu(conv1(conv0(x)))) with 'same' padding and the running statistics, on one
+/// 288x288 window of u8 RGB pixels. Returns [288 * 288 * channels], channels innermost.
+fn first_scale_f64(gpu: &Gpu, m: &LoadedModel, px: &[u8]) -> (Vec<f64>, usize) {
+    let get = |name: &str| -> Vec<f64> {
+        gpu.download(m.store.get(name))
             .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .contains("partial")),
-        "temporary file removed"
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    };
+    let n = 288usize;
+    // Weights in asna's layout [kh, kw, in, out].
+    let conv = |x: &[f64], cin: usize, name: &str, k: usize| -> (Vec<f64>, usize) {
+        let (w, b) = (get(&format!("{name}.weight")), get(&format!("{name}.bias")));
+        let cout = b.len();
+        assert_eq!(w.len(), k * k * cin * cout);
+        let pad = (k / 2) as isize;
+        let mut y = vec![0.0; n * n * cout];
+        for oy in 0..n {
+            for ox in 0..n {
+                let out = &mut y[(oy * n + ox) * cout..][..cout];
+                out.copy_from_slice(&b);
+                for ky in 0..k {
+                    let iy = oy as isize + ky as isize - pad;
+                    if iy < 0 || iy >= n as isize {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = ox as isize + kx as isize - pad;
+                        if ix < 0 || ix >= n as isize {
+                            continue;
+                        }
+                        let xin = &x[(iy as usize * n + ix as usize) * cin..][..cin];
+                        for (ci, xv) in xin.iter().enumerate() {
+                            let wrow = &w[((ky * k + kx) * cin + ci) * cout..][..cout];
+                            for (o, wv) in out.iter_mut().zip(wrow) {
+                                *o += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, cout)
+    };
+    let x: Vec<f64> = px.iter().map(|&b| (b as f64 - 127.5) / 127.5).collect();
+    let (x0, c0) = conv(&x, 3, "enc.conv0", 5);
+    let (mut y, c) = conv(&x0, c0, "enc.conv1", 5);
+    let (gamma, beta) = (get("enc.bn1.gamma"), get("enc.bn1.beta"));
+    let (mean, var) = (get("enc.bn1.running_mean"), get("enc.bn1.running_var"));
+    for (i, v) in y.iter_mut().enumerate() {
+        let ch = i % c;
+        let a = if *v > 0.0 { *v } else { 0.5 * *v };
+        *v = (a - mean[ch]) / (var[ch] + 1e-3).sqrt() * gamma[ch] + beta[ch];
+    }
+    (y, c)
+}
+
+/// The degradation map (`--map`, Python's `quality_map`) against a float64 computation of its
+/// definition: the channel mean of |y1(R) - y1(D)| of the first encoder scale, averaged
+/// where the 288x288 windows of a larger pair overlap. The embedded model's batch-norm
+/// statistics make the norm non-trivial.
+#[test]
+fn degradation_map_matches_its_float64_definition() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let m = checkpoint::load_model(&gpu, None).unwrap();
+    let mut rng = Rng::new(14);
+    let (w, h) = (300usize, 291usize);
+    let r = image(&mut rng, w as u32, h as u32);
+    let d = distort_by_position(&mut rng, &r);
+    let scorer = Scorer::new(&gpu, vec![m], 1, false);
+    let got = scorer.degradation_map(&r, &d).unwrap();
+    assert_eq!(got.len(), w * h);
+
+    let m = &scorer.models[0];
+    let mut acc = vec![0.0f64; w * h];
+    let mut count = vec![0.0f64; w * h];
+    let crop = |img: &RgbImage, x: usize, y: usize| -> Vec<u8> {
+        image::imageops::crop_imm(img, x as u32, y as u32, 288, 288)
+            .to_image()
+            .into_raw()
+    };
+    for (x, y) in windows(w, h) {
+        let (fr, c) = first_scale_f64(&gpu, m, &crop(&r, x, y));
+        let (fd, _) = first_scale_f64(&gpu, m, &crop(&d, x, y));
+        for yy in 0..288 {
+            for xx in 0..288 {
+                let p = (yy * 288 + xx) * c;
+                let mean = (0..c).map(|k| (fr[p + k] - fd[p + k]).abs()).sum::<f64>() / c as f64;
+                acc[(y + yy) * w + x + xx] += mean;
+                count[(y + yy) * w + x + xx] += 1.0;
+            }
+        }
+    }
+    let want: Vec<f64> = acc.iter().zip(&count).map(|(a, c)| a / c).collect();
+    let scale = want.iter().cloned().fold(0.0, f64::max);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 1e-4 * scale,
+        "map differs from its float64 definition by {worst:.3e} (map maximum {scale:.3})"
+    );
+    // The distortion grows to the right: so does the map.
+    let column_mean = |x: usize| (0..h).map(|y| want[y * w + x]).sum::<f64>() / h as f64;
+    assert!(column_mean(w - 1) > 2.0 * column_mean(0));
+}
+
+/// Scores of the shipped model on the identical demo reference and on a noisy Kodak crop.
+const PINNED_IDENTICAL: f64 = 5.937783;
+const PINNED_KODAK_NOISE: f64 = 3.271018;
+
+/// The shipped model, pinned: its scores on fixed pairs (the README's demo pair first) as
+/// computed when it was trained. A change of its weights, or of how they are loaded or
+/// applied, moves these far beyond the tolerance; adapters differ by about 1e-5.
+#[test]
+fn the_default_model_gives_its_pinned_scores() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let demo = |name: &str| {
+        image::open(format!("{}/data/demo/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .to_rgb8()
+    };
+    let (r, d) = (demo("ref.png"), demo("dist.png"));
+    let kodak = image::open(format!(
+        "{}/tests/data/kodak/kodim23.png",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .to_rgb8();
+    let kodak = image::imageops::crop_imm(&kodak, 100, 80, 320, 300).to_image();
+    let mut rng = Rng::new(15);
+    let pairs = vec![
+        (r.clone(), d.clone()),
+        (r.clone(), r.clone()),
+        (kodak.clone(), distort(&mut rng, &kodak, 20.0)),
+    ];
+    let got = Scorer::new(
+        &gpu,
+        vec![checkpoint::load_model(&gpu, None).unwrap()],
+        4,
+        false,
+    )
+    .score_pairs(&pairs, |_| {})
+    .unwrap();
+    let pinned = [3.739747, PINNED_IDENTICAL, PINNED_KODAK_NOISE];
+    for (i, (g, want)) in got.iter().zip(pinned).enumerate() {
+        assert!(
+            (g - want).abs() < 1e-3,
+            "pair {i}: the default model scores {g:.6}, pinned {want:.6}"
+        );
+    }
+    // The README's first command prints the demo pair's score to four places.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_asna"))
+        .args(["score", "data/demo/ref.png", "data/demo/dist.png"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        (printed - 3.7397).abs() < 1.5e-4,
+        "README demo score: {printed}"
     );
 }

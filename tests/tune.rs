@@ -335,7 +335,16 @@ fn tune_command_writes_the_cache_and_bench_compares() {
     assert_eq!(shapes.len(), 2, "{report}");
     for s in shapes {
         assert!(s["shape"].as_str().unwrap().starts_with("conv fwd "), "{s}");
-        assert!(s["tuned_ms"].as_f64().unwrap() <= s["default_ms"].as_f64().unwrap());
+        // Either a candidate won by the margin, or the default stayed with its own time.
+        let (tuned, default) = (
+            s["tuned_ms"].as_f64().unwrap(),
+            s["default_ms"].as_f64().unwrap(),
+        );
+        if s["best"] == s["default"] {
+            assert_eq!(tuned, default, "{s}");
+        } else {
+            assert!(tuned < (1.0 - asna::tune::MIN_WIN) * default, "{s}");
+        }
         assert!(s["candidates"].as_u64().unwrap() >= 2);
     }
     let file: serde_json::Value =
@@ -393,4 +402,22 @@ fn tune_command_writes_the_cache_and_bench_compares() {
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert!(stderr.contains("run `asna tune` first"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The winner rule alone: the fastest candidate replaces the default only when it is more
+/// than `MIN_WIN` faster; otherwise the default stays with its own time.
+#[test]
+fn a_candidate_replaces_the_default_only_when_clearly_faster() {
+    use asna::tune::{pick_winner, MIN_WIN};
+    assert_eq!(MIN_WIN, 0.02);
+    let default = ("default", 1.0);
+    assert_eq!(pick_winner(default, &[]), default);
+    assert_eq!(pick_winner(default, &[("slower", 1.5)]), default);
+    assert_eq!(pick_winner(default, &[("within noise", 0.99)]), default);
+    assert_eq!(pick_winner(default, &[("clear", 0.97)]), ("clear", 0.97));
+    assert_eq!(
+        pick_winner(default, &[("a", 0.9), ("b", 0.5), ("c", 0.7)]),
+        ("b", 0.5),
+        "the fastest wins, wherever it is listed"
+    );
 }

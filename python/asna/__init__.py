@@ -14,6 +14,7 @@ the model was trained on; higher is better (``Model.lower_better`` is False).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -28,19 +29,27 @@ __version__: str = _asna.__version__
 #: WINDOW x WINDOW windows whose scores are averaged.
 WINDOW: int = _asna.WINDOW
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: A path, a PIL image, or an HxWx3 / HxWx4 / HxW array (uint8 0-255, uint16 0-65535, float 0-1).
-Image = Union[PathLike, np.ndarray, Any]
+Image = Union[str, "os.PathLike[str]", np.ndarray, Any]
 
-# PIL modes whose pixels numpy reads as asna's conversions expect; others go through RGB.
-_PIL_DIRECT_MODES = ("RGB", "RGBA", "L", "LA", "F", "I;16", "I;16L", "I;16B")
+# PIL modes whose pixels numpy reads as asna's conversions expect (I;16: 0-65535, as a 16-bit
+# PNG file reads); others except the refused ones go through RGB.
+_PIL_DIRECT_MODES = ("RGB", "RGBA", "L", "LA", "I;16", "I;16L", "I;16B")
+# PIL modes whose value range is not known: 32-bit integers and floats hold 0-255 as often as
+# 0-65535 or 0-1, and a guess would give a wrong score without a word.
+_PIL_AMBIGUOUS_MODES = {
+    "I": 'image.convert("RGB") for 0-255 values, np.asarray(image).astype(np.uint16) for 0-65535',
+    "F": "np.asarray(image) / 255 for 0-255 values, np.asarray(image) for 0-1",
+}
 
 
 def devices() -> List[dict]:
     """Every GPU adapter wgpu can reach, in the order ``asna devices`` lists them, as dicts with
     ``name``, ``backend``, ``type``, ``driver``, ``features`` (the optional features asna uses
     that the adapter offers) and its limits, as ``asna devices --json`` prints them. Empty
-    when there is none (``Model()`` then raises RuntimeError saying how to get one)."""
+    when there is none (``Model()`` then raises RuntimeError saying how to get one).
+    Raises RuntimeError when ``WGPU_BACKEND`` names no backend asna is built with."""
     return json.loads(_asna.devices_json())
 
 
@@ -48,14 +57,13 @@ def _is_pil_image(image: Any) -> bool:
     return type(image).__module__.startswith("PIL.") and hasattr(image, "mode")
 
 
-def _pil_to_array(image: Any) -> np.ndarray:
+def _pil_to_array(image: Any, name: str) -> np.ndarray:
     mode = image.mode
-    if mode == "I":
-        # 32-bit integer images are how older Pillow opens 16-bit grayscale PNGs.
-        array = np.asarray(image)
-        if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError("PIL image of mode I holds values outside 0-65535")
-        return array.astype(np.uint16)
+    if mode in _PIL_AMBIGUOUS_MODES:
+        raise ValueError(
+            f'{name}: PIL image of mode "{mode}" has no fixed value range; convert it first: '
+            f"{_PIL_AMBIGUOUS_MODES[mode]}"
+        )
     if mode not in _PIL_DIRECT_MODES:
         # Palette, bilevel, CMYK, YCbCr...: their RGB colours, as a file decoder gives them.
         image = image.convert("RGB")
@@ -69,7 +77,7 @@ def _input(image: Image, name: str) -> Union[str, Tuple[str, bytes, Tuple[int, .
         return os.fsdecode(image)
     if isinstance(image, bytes):
         raise TypeError(f"{name}: pass a path as str or os.PathLike, not bytes")
-    array = _pil_to_array(image) if _is_pil_image(image) else np.asarray(image)
+    array = _pil_to_array(image, name) if _is_pil_image(image) else np.asarray(image)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     array = np.ascontiguousarray(array)
@@ -85,22 +93,43 @@ def to_rgb(image: Image) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3).copy()
 
 
+def _is_path(value: Any) -> bool:
+    return isinstance(value, (str, bytes, os.PathLike))
+
+
 def _paths(weights: Union[None, PathLike, Sequence[PathLike]]) -> List[str]:
     if weights is None:
         return []
-    if isinstance(weights, (str, os.PathLike)):
+    if _is_path(weights):
         return [os.fsdecode(weights)]
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(
+            "weights must be a path (str, bytes or os.PathLike) or a list of paths, "
+            f"not {type(weights).__name__}"
+        )
+    for i, w in enumerate(weights):
+        if not _is_path(w):
+            raise TypeError(
+                f"weights[{i}] must be a path (str, bytes or os.PathLike), not {type(w).__name__}"
+            )
     return [os.fsdecode(w) for w in weights]
+
+
+def _check_type(value: Any, name: str, kinds: tuple, expected: str) -> None:
+    # bool is an int to Python, but True is no batch size.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
 
 
 class Model:
     """The ASNA image quality model on a GPU, ready to score pairs of images.
 
     Args:
-        weights: None for the model embedded in the package; a ``.safetensors`` model file
-            or a training run directory (its ``best.safetensors``); or a list of them, whose
-            scores are averaged as an ensemble (on the first model's label scale), as
-            ``asna score --weights A --weights B`` does.
+        weights: None for the model embedded in the package; the path (str, bytes or
+            os.PathLike) of a ``.safetensors`` model file or of a training run directory
+            (its ``best.safetensors``); or a list of them, whose scores are averaged as an
+            ensemble (on the first model's label scale), as ``asna score --weights A
+            --weights B`` does.
         adapter: use the first GPU adapter whose name contains this text (case-insensitive),
             as ``--adapter``; None takes the best one (discrete, integrated, virtual, other,
             then CPU such as lavapipe), honouring ``WGPU_ADAPTER_NAME``, ``WGPU_BACKEND`` and
@@ -114,19 +143,26 @@ class Model:
     Images, wherever a method takes one, are paths (PNG, JPEG, BMP, read as ``asna score``
     reads them), PIL images, or arrays: HxWx3 RGB, HxWx4 RGBA (alpha dropped), HxW or HxWx1
     gray (replicated), of uint8 (0-255), uint16 (0-65535, rounded to 8 bits) or float
-    (0-1, as pyiqa and piq take them; rounded to 8 bits), in any memory layout. Reference and
-    distorted image must have the same size, at least 288x288; larger images are covered by
-    288x288 windows whose scores are averaged.
+    (0-1, as pyiqa and piq take them; rounded to 8 bits), in any memory layout. PIL images
+    of 16-bit mode ``I;16`` read as uint16; modes ``I`` and ``F``, whose value range is
+    unknown, are refused (ValueError saying how to convert them). Reference and distorted
+    image must have the same size, at least 288x288; larger images are covered by 288x288
+    windows whose scores are averaged.
 
     Raises:
-        RuntimeError: no GPU adapter (the message says how to get one), or none whose name
-            contains ``adapter``.
+        TypeError: an argument of the wrong type (``batch=2.7``, ``tta="no"``).
+        RuntimeError: no GPU adapter (the message says how to get one), none whose name
+            contains ``adapter``, or a ``WGPU_BACKEND`` that names no known backend.
         ValueError: an unknown precision, or f16 on an adapter without shader-f16.
         FileNotFoundError: a weights file that does not exist.
         OSError: a weights file that is not an asna model.
 
     The GPU works with the GIL released, so other Python threads run meanwhile; one model
-    may be used from several threads (their requests take turns on the GPU).
+    may be used from several threads (their requests take turns on the GPU). Ctrl-C
+    interrupts any call promptly, however large its images. A model belongs to the process
+    that created it: in a child made by ``fork`` (multiprocessing's default start method on
+    Linux) its methods raise RuntimeError; create the model in the child, or use the
+    ``spawn`` start method.
     """
 
     #: Higher scores mean better quality, as pyiqa's metrics say it.
@@ -141,6 +177,10 @@ class Model:
         tta: bool = False,
         batch: int = 16,
     ) -> None:
+        _check_type(adapter, "adapter", (str, type(None)), "a str or None")
+        _check_type(precision, "precision", (str,), 'a str ("f32" or "f16")')
+        _check_type(tta, "tta", (bool, np.bool_), "a bool (True or False)")
+        _check_type(batch, "batch", (numbers.Integral,), "an int")
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         self._native = _asna.NativeModel(_paths(weights), adapter, precision, bool(tta), int(batch))

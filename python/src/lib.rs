@@ -6,6 +6,11 @@
 //! The GPU context is single-threaded (`Rc`, `RefCell`), so each model lives on its own worker
 //! thread; Python calls send it requests and wait for the answer with the GIL released, so
 //! other Python threads run meanwhile and any number of them may share one model.
+//!
+//! Waits look for Ctrl-C every few milliseconds: a KeyboardInterrupt is raised at once, the
+//! GPU work it abandons stops at its next batch, and an image still being decoded is dropped
+//! when done. A model belongs to the process that created it: a forked child has no worker
+//! thread, so its calls are refused rather than left waiting forever.
 
 use asna::data::{check_min_size, check_same_size, load_rgb, rgb_from_samples, SampleType};
 use asna::gpu::{AdapterChoice, Gpu};
@@ -15,11 +20,18 @@ use asna::scorer::{check_precision, Precision, Scorer};
 use image::RgbImage;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often a waiting call looks for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 
 /// A failure, by the Python exception it becomes; the message is the command line's.
 enum Failure {
@@ -68,51 +80,22 @@ impl From<Failure> for PyErr {
 }
 
 /// One image as the Python half hands it over: raw samples `(name, bytes, shape, numpy type
-/// name)` in C order and native byte order, or a path.
+/// name)` in C order and native byte order, or a path. It owns what it refers to, so that it
+/// can be decoded on a thread of its own.
 #[derive(FromPyObject)]
 enum Input {
-    Samples(String, Py<PyBytes>, Vec<usize>, String),
+    Samples(String, PyBackedBytes, Vec<usize>, String),
     Path(PathBuf),
 }
 
-/// An `Input` borrowed so that it can be converted with the GIL released.
-enum Source<'a> {
-    Samples {
-        name: &'a str,
-        bytes: &'a [u8],
-        shape: &'a [usize],
-        dtype: &'a str,
-    },
-    Path(&'a Path),
-}
-
-impl Input {
-    fn source<'a>(&'a self, py: Python<'a>) -> Source<'a> {
-        match self {
-            Input::Samples(name, bytes, shape, dtype) => Source::Samples {
-                name,
-                bytes: bytes.bind(py).as_bytes(),
-                shape,
-                dtype,
-            },
-            Input::Path(p) => Source::Path(p),
-        }
-    }
-}
-
 /// The image and the name its errors use (the path, or the name given to an array).
-fn load(source: &Source) -> Result<(RgbImage, PathBuf), Failure> {
-    match source {
-        Source::Path(p) => Ok((
+fn load(input: &Input) -> Result<(RgbImage, PathBuf), Failure> {
+    match input {
+        Input::Path(p) => Ok((
             load_rgb(p).map_err(|e| Failure::file(e, p))?,
             p.to_path_buf(),
         )),
-        Source::Samples {
-            name,
-            bytes,
-            shape,
-            dtype,
-        } => {
+        Input::Samples(name, bytes, shape, dtype) => {
             let img = SampleType::parse(dtype, name)
                 .and_then(|t| rgb_from_samples(bytes, shape, t, name))
                 .map_err(Failure::value)?;
@@ -122,7 +105,7 @@ fn load(source: &Source) -> Result<(RgbImage, PathBuf), Failure> {
 }
 
 /// A pair checked as `asna score` checks it: same size, at least 288x288, in that order.
-fn load_pair(r: &Source, d: &Source) -> Result<(RgbImage, RgbImage), Failure> {
+fn load_pair(r: &Input, d: &Input) -> Result<(RgbImage, RgbImage), Failure> {
     let (ri, rn) = load(r)?;
     let (di, dn) = load(d)?;
     check_same_size(&ri, &rn, &di, &dn).map_err(Failure::value)?;
@@ -132,9 +115,28 @@ fn load_pair(r: &Source, d: &Source) -> Result<(RgbImage, RgbImage), Failure> {
 
 type Reply<T> = mpsc::Sender<Result<T, Failure>>;
 
+/// Work for the GPU thread, with the flag that abandons it.
 enum Request {
-    Score(Vec<(RgbImage, RgbImage)>, Reply<Vec<f64>>),
-    Map(RgbImage, RgbImage, Reply<Vec<f32>>),
+    Score(Vec<(RgbImage, RgbImage)>, Arc<AtomicBool>, Reply<Vec<f64>>),
+    Map(RgbImage, RgbImage, Arc<AtomicBool>, Reply<Vec<f32>>),
+}
+
+/// A request sent to the GPU thread, not yet answered.
+struct Pending<T> {
+    reply: mpsc::Receiver<Result<T, Failure>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<T: Send> Pending<T> {
+    /// Its answer; a Ctrl-C meanwhile abandons the request, whose GPU work then stops at its
+    /// next batch.
+    fn wait(self, py: Python<'_>) -> PyResult<T> {
+        let answer = wait(py, self.reply);
+        if answer.is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        answer
+    }
 }
 
 struct Settings {
@@ -150,6 +152,22 @@ struct Ready {
     adapter: String,
     batch: usize,
     sources: Vec<String>,
+}
+
+/// Runs `f` with the GPU stopping once `stop` is set, turning its error or panic into a
+/// RuntimeError, so that the worker lives on.
+fn guarded_until<T>(
+    gpu: &Gpu,
+    stop: &Arc<AtomicBool>,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> Result<T, Failure> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Failure::Runtime("the request was abandoned".into()));
+    }
+    gpu.stop_when(Some(stop.clone()));
+    let result = guarded(f);
+    gpu.stop_when(None);
+    result
 }
 
 /// Runs `f`, turning its error or panic into a RuntimeError, so that the worker lives on.
@@ -207,19 +225,55 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
     for request in requests {
         // A caller that stopped waiting (an interrupted thread) is not an error here.
         match request {
-            Request::Score(pairs, reply) => {
-                let _ = reply.send(guarded(|| scorer.score_pairs(&pairs, |_| {})));
+            Request::Score(pairs, stop, reply) => {
+                let scores = guarded_until(&gpu, &stop, || scorer.score_pairs(&pairs, |_| {}));
+                let _ = reply.send(scores);
             }
-            Request::Map(r, d, reply) => {
-                let _ = reply.send(guarded(|| scorer.degradation_map(&r, &d)));
+            Request::Map(r, d, stop, reply) => {
+                let map = guarded_until(&gpu, &stop, || scorer.degradation_map(&r, &d));
+                let _ = reply.send(map);
             }
         }
     }
 }
 
-/// Waits for a reply with the GIL released.
+/// Waits for a reply with the GIL released, raising KeyboardInterrupt (or whatever a signal
+/// handler raises) as soon as Ctrl-C arrives.
 fn wait<T: Send>(py: Python<'_>, rx: mpsc::Receiver<Result<T, Failure>>) -> PyResult<T> {
-    Ok(py.detach(move || rx.recv().unwrap_or_else(|_| Err(Failure::stopped())))?)
+    let mut rx = rx;
+    loop {
+        // The receiver travels into the closure and back: it cannot be shared across threads.
+        let (back, answer) = py.detach(move || {
+            let answer = rx.recv_timeout(SIGNAL_CHECK);
+            (rx, answer)
+        });
+        rx = back;
+        match answer {
+            Ok(answer) => return Ok(answer?),
+            Err(RecvTimeoutError::Disconnected) => return Err(Failure::stopped().into()),
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+        }
+    }
+}
+
+/// Starts `work` (decoding, converting) on a thread of its own, to be waited for with
+/// `wait`: a Ctrl-C meanwhile returns at once, and the result is dropped when the work ends.
+fn start<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> PyResult<mpsc::Receiver<Result<T, Failure>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("asna-decode".into())
+        .spawn(move || drop(tx.send(work())))
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a decoding thread: {e}")))?;
+    Ok(rx)
+}
+
+fn forked_child_error() -> PyErr {
+    PyRuntimeError::new_err(
+        "asna: a Model cannot be used in a forked child process; create it in the child \
+         or use the 'spawn' start method of multiprocessing",
+    )
 }
 
 /// The model on its GPU worker thread. Python code uses `asna.Model`, which wraps this.
@@ -227,6 +281,9 @@ fn wait<T: Send>(py: Python<'_>, rx: mpsc::Receiver<Result<T, Failure>>) -> PyRe
 struct NativeModel {
     requests: Option<mpsc::Sender<Request>>,
     worker: Option<JoinHandle<()>>,
+    /// The process whose thread `worker` is: a forked child has a copy of this object but
+    /// not the thread.
+    pid: u32,
     #[pyo3(get)]
     adapter: String,
     #[pyo3(get)]
@@ -236,21 +293,25 @@ struct NativeModel {
 }
 
 impl NativeModel {
-    fn send(&self, request: Request) -> Result<(), Failure> {
+    fn check_process(&self) -> PyResult<()> {
+        if std::process::id() != self.pid {
+            return Err(forked_child_error());
+        }
+        Ok(())
+    }
+
+    fn submit<T>(
+        &self,
+        request: impl FnOnce(Arc<AtomicBool>, Reply<T>) -> Request,
+    ) -> Result<Pending<T>, Failure> {
+        let (tx, reply) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
         self.requests
             .as_ref()
             .ok_or_else(Failure::stopped)?
-            .send(request)
-            .map_err(|_| Failure::stopped())
-    }
-
-    fn submit_scores(
-        &self,
-        pairs: Vec<(RgbImage, RgbImage)>,
-    ) -> Result<mpsc::Receiver<Result<Vec<f64>, Failure>>, Failure> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Request::Score(pairs, tx))?;
-        Ok(rx)
+            .send(request(stop.clone(), tx))
+            .map_err(|_| Failure::stopped())?;
+        Ok(Pending { reply, stop })
     }
 }
 
@@ -291,6 +352,7 @@ impl NativeModel {
         Ok(NativeModel {
             requests: Some(requests),
             worker: Some(worker),
+            pid: std::process::id(),
             adapter: ready.adapter,
             batch: ready.batch,
             weights: ready.sources,
@@ -300,35 +362,35 @@ impl NativeModel {
     /// Scores an iterable of (reference, distorted) inputs in chunks of four GPU batches, as
     /// `asna score --pairs` does; the next chunk is converted while the GPU scores this one.
     fn score_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+        self.check_process()?;
         let chunk = self.batch * 4;
         let mut items = pairs.try_iter()?;
         let mut scores = Vec::new();
-        let mut pending = None;
+        let mut pending: Option<Pending<Vec<f64>>> = None;
         loop {
             let mut inputs: Vec<(Input, Input)> = Vec::with_capacity(chunk);
             for item in items.by_ref().take(chunk) {
-                inputs.push(item?.extract()?);
+                match item.and_then(|i| i.extract()) {
+                    Ok(pair) => inputs.push(pair),
+                    Err(e) => {
+                        // Python code raised (a Ctrl-C among them): the GPU stops too.
+                        if let Some(p) = pending.take() {
+                            p.stop.store(true, Ordering::Relaxed);
+                        }
+                        return Err(e);
+                    }
+                }
             }
-            let sources: Vec<(Source, Source)> = inputs
-                .iter()
-                .map(|(r, d)| (r.source(py), d.source(py)))
-                .collect();
-            let images = py.detach(|| {
-                sources
-                    .iter()
-                    .map(|(r, d)| load_pair(r, d))
-                    .collect::<Result<Vec<_>, Failure>>()
-            });
-            if let Some(rx) = pending.take() {
-                scores.extend(wait(py, rx)?);
+            let images = start(move || inputs.iter().map(|(r, d)| load_pair(r, d)).collect());
+            // This chunk decodes while the GPU scores the one before.
+            if let Some(p) = pending.take() {
+                scores.extend(p.wait(py)?);
             }
-            // Ctrl-C stops a long list between chunks.
-            py.check_signals()?;
-            let images = images?;
+            let images: Vec<(RgbImage, RgbImage)> = wait(py, images?)?;
             if images.is_empty() {
                 return Ok(scores);
             }
-            pending = Some(self.submit_scores(images)?);
+            pending = Some(self.submit(|stop, reply| Request::Score(images, stop, reply))?);
         }
     }
 
@@ -339,12 +401,12 @@ impl NativeModel {
         reference: Input,
         distorted: Input,
     ) -> PyResult<(Py<PyBytes>, usize, usize)> {
-        let (r, d) = (reference.source(py), distorted.source(py));
-        let (r, d) = py.detach(|| load_pair(&r, &d))?;
+        self.check_process()?;
+        let (r, d) = wait(py, start(move || load_pair(&reference, &distorted))?)?;
         let (w, h) = (r.width() as usize, r.height() as usize);
-        let (tx, rx) = mpsc::channel();
-        self.send(Request::Map(r, d, tx))?;
-        let map = wait(py, rx)?;
+        let map = self
+            .submit(|stop, reply| Request::Map(r, d, stop, reply))?
+            .wait(py)?;
         let bytes: Vec<u8> = map.iter().flat_map(|v| v.to_ne_bytes()).collect();
         Ok((PyBytes::new(py, &bytes).unbind(), h, w))
     }
@@ -352,6 +414,13 @@ impl NativeModel {
 
 impl Drop for NativeModel {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A forked child's copy: the thread is not in this process, and the channel may
+            // have been copied mid-operation, so neither is touched.
+            std::mem::forget(self.requests.take());
+            std::mem::forget(self.worker.take());
+            return;
+        }
         // Closing the channel ends the worker, which then releases the GPU.
         self.requests.take();
         if let Some(w) = self.worker.take() {
@@ -363,8 +432,7 @@ impl Drop for NativeModel {
 /// The 8-bit RGB pixels the model scores for one input, as (bytes, height, width).
 #[pyfunction]
 fn rgb_pixels(py: Python<'_>, image: Input) -> PyResult<(Py<PyBytes>, usize, usize)> {
-    let source = image.source(py);
-    let (img, _) = py.detach(|| load(&source))?;
+    let (img, _) = wait(py, start(move || load(&image))?)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     Ok((PyBytes::new(py, img.as_raw()).unbind(), h, w))
 }
@@ -375,7 +443,7 @@ fn rgb_pixels(py: Python<'_>, image: Input) -> PyResult<(Py<PyBytes>, usize, usi
 fn devices_json(py: Python<'_>) -> PyResult<String> {
     let rows = py.detach(|| {
         guarded(|| {
-            let adapters = asna::gpu::context::enumerate();
+            let adapters = asna::gpu::context::try_enumerate()?;
             Ok(asna::devices::adapter_rows(&adapters))
         })
     })?;

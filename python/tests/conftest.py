@@ -26,10 +26,17 @@ def cli_path():
     return path if path.is_file() else None
 
 
-def run_cli(*args, cwd=None):
+def require_cli():
+    """The `asna` binary; a failure, not a skip, when it is missing: the package's answers
+    are checked against the binary's."""
     cli = cli_path()
     if cli is None:
-        pytest.skip("the asna command-line binary is not built (cargo build --release)")
+        pytest.fail("the asna command-line binary is not built (cargo build --release, or set ASNA_CLI)")
+    return cli
+
+
+def run_cli(*args, cwd=None):
+    cli = require_cli()
     # A backtrace would follow the one-line message.
     env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
     return subprocess.run(
@@ -66,7 +73,7 @@ def crop_score(model, crop):
 @pytest.fixture(scope="session")
 def files(tmp_path_factory, crop):
     """A folder with the demo pair, the crop as PNG files, and a pair list of both."""
-    Image = pytest.importorskip("PIL.Image")
+    from PIL import Image
     folder = tmp_path_factory.mktemp("pairs")
     shutil.copy(DEMO_REF, folder / "ref.png")
     shutil.copy(DEMO_DIST, folder / "dist.png")

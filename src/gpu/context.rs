@@ -7,6 +7,8 @@ use super::profiler::Profiler;
 use anyhow::{anyhow, bail, Result};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What a user passes to pick an adapter: `--adapter <substring>`, or the usual
 /// `WGPU_ADAPTER_NAME` / `WGPU_BACKEND` / `WGPU_POWER_PREF` environment variables.
@@ -48,6 +50,45 @@ pub fn enumerate() -> Vec<wgpu::Adapter> {
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
 }
 
+/// The backends asna is built with, by the names `WGPU_BACKEND` takes for them.
+const BACKEND_NAMES: &[(&str, &[&str])] = &[
+    ("vulkan", &["vulkan", "vk"]),
+    ("metal", &["metal", "mtl"]),
+    ("dx12", &["dx12", "d3d12"]),
+];
+
+/// Refuses a `WGPU_BACKEND` that names no backend asna is built with: wgpu would only log a
+/// warning and find no adapter, which reads as a missing driver.
+pub fn check_backend_env() -> Result<()> {
+    let Some(value) = std::env::var_os("WGPU_BACKEND") else {
+        return Ok(());
+    };
+    let expected = BACKEND_NAMES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let value = value.to_string_lossy();
+    // wgpu reads a comma-separated list, case-insensitive, with spaces trimmed.
+    for item in value.split(',') {
+        let name = item.trim().to_lowercase();
+        let known = |(_, aliases): &(&str, &[&str])| aliases.contains(&name.as_str());
+        if !BACKEND_NAMES.iter().any(known) {
+            bail!(
+                "WGPU_BACKEND={value}: unknown backend \"{}\" (expected one or more of {expected}, comma-separated)",
+                item.trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every adapter, after checking `WGPU_BACKEND`.
+pub fn try_enumerate() -> Result<Vec<wgpu::Adapter>> {
+    check_backend_env()?;
+    Ok(enumerate())
+}
+
 fn type_rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -67,7 +108,7 @@ pub fn adapter_name_matches(name: &str, needle: &str) -> bool {
 
 /// High-performance adapters first: discrete, integrated, virtual, other, then CPU (lavapipe).
 pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
-    let mut adapters = enumerate();
+    let mut adapters = try_enumerate()?;
     if adapters.is_empty() {
         bail!("{NO_ADAPTER_HELP}");
     }
@@ -115,6 +156,8 @@ pub struct Gpu {
     pub(crate) recorder: RefCell<super::recorder::Recorder>,
     pub profiler: RefCell<Profiler>,
     errors: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Set from another thread to stop the computation in progress (`stop_when`).
+    stop: RefCell<Option<Arc<AtomicBool>>>,
     /// Which kernel configuration runs for each shape (`kernels.rs`), read when the device
     /// opens.
     pub kernels: RefCell<super::kernels::KernelPolicy>,
@@ -162,6 +205,7 @@ impl Gpu {
             recorder: RefCell::new(recorder),
             profiler: RefCell::new(profiler),
             errors,
+            stop: RefCell::new(None),
             kernels: RefCell::new(kernels),
         }))
     }
@@ -193,7 +237,22 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| anyhow!("GPU: {e}"))?;
-        self.check_errors()
+        self.check_errors()?;
+        if self.stop_requested() {
+            bail!("stopped: the computation was interrupted");
+        }
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        matches!(&*self.stop.borrow(), Some(flag) if flag.load(Ordering::Relaxed))
+    }
+
+    /// Makes every later wait for the GPU (`sync`, and so every download) fail once `flag` is
+    /// set, from any thread: a long computation (a large image) then stops between two GPU
+    /// batches instead of running to its end. `None` removes the flag.
+    pub fn stop_when(&self, flag: Option<Arc<AtomicBool>>) {
+        *self.stop.borrow_mut() = flag;
     }
 
     /// The first asynchronous device error since the last check, as an error.

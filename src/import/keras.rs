@@ -14,7 +14,7 @@ use super::hdf5::Hdf5File;
 use super::keras_graph::Graph;
 use super::keras_match::{match_asna, spec_of, What, SPEC_BN_EPS};
 use crate::data::{Direction, LabelScaler};
-use crate::files::write_atomic;
+use crate::files::{same_file, write_atomic};
 use crate::model::asna::specs;
 use crate::model::checkpoint::model_metadata;
 use crate::model::weights::serialize;
@@ -73,6 +73,13 @@ pub fn run_command(args: &ImportKerasArgs) -> Result<()> {
 /// Imports `input` and writes the checkpoint to `out` atomically (nothing is written when the
 /// import fails).
 pub fn run(input: &Path, out: &Path) -> Result<ImportedModel> {
+    if same_file(input, out) {
+        bail!(
+            "{}: is the same file as the input model {}; choose another --out",
+            out.display(),
+            input.display()
+        );
+    }
     let model = import(input)?;
     let bytes = serialize(&model.tensors, &model.metadata)?;
     write_atomic(out, &bytes)?;
@@ -104,7 +111,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             (Some(enc), true) => join(root, enc),
             _ => join(root, &p.layer),
         };
-        let weights = LayerWeights::read(&file, &group, &p.layer, !p.in_encoder)?;
+        let weights = LayerWeights::find(&file, &group, &p.layer, !p.in_encoder)?;
         let ctx = format!("{src}: layer \"{}\" ({})", p.layer, p.spec);
         match &p.what {
             What::Conv {
@@ -172,7 +179,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                     // epsilons into the variance gives the same numbers with the spec's eps.
                     for v in &mut var {
                         let adjusted = *v as f64 + eps - SPEC_BN_EPS;
-                        if adjusted <= 0.0 {
+                        if adjusted <= 0.0 || !(adjusted as f32).is_finite() {
                             bail!("{ctx}: batch-norm epsilon {eps} with a moving variance of {v} cannot be expressed with the spec's epsilon {SPEC_BN_EPS}");
                         }
                         *v = adjusted as f32;
@@ -199,6 +206,13 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             )
         })?;
         debug_assert_eq!(shape, spec.file_shape);
+        // `score` refuses a model with NaN or infinite values: none is written.
+        if data.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{src}: the imported \"{}\" would hold NaN or infinite values",
+                spec.name
+            );
+        }
         ordered.push((spec.name.clone(), shape, data));
     }
 
@@ -237,17 +251,24 @@ fn join(root: &str, name: &str) -> String {
     }
 }
 
-/// The weights of one Keras layer, by variable name (`kernel`, `bias`, `gamma`, ...).
-struct LayerWeights {
-    arrays: HashMap<String, super::hdf5::FloatArray>,
+/// The weights of one Keras layer, by variable name (`kernel`, `bias`, `gamma`, ...): the
+/// datasets' paths, read only once their shapes are checked.
+struct LayerWeights<'f> {
+    file: &'f Hdf5File,
+    paths: HashMap<String, String>,
     group: String,
 }
 
-impl LayerWeights {
-    /// Reads the datasets that the group's `weight_names` list for `layer`. A nested model's
+impl<'f> LayerWeights<'f> {
+    /// Finds the datasets that the group's `weight_names` list for `layer`. A nested model's
     /// group lists all its layers' weights as `layer/variable:0`; a top-level layer's group
     /// holds only its own, whatever their prefix.
-    fn read(file: &Hdf5File, group: &str, layer: &str, own_group: bool) -> Result<LayerWeights> {
+    fn find(
+        file: &'f Hdf5File,
+        group: &str,
+        layer: &str,
+        own_group: bool,
+    ) -> Result<LayerWeights<'f>> {
         let src = file.source();
         if !file.has_group(group) {
             bail!("{src}: no weights for layer \"{layer}\" (group \"{group}\" is missing)");
@@ -275,31 +296,45 @@ impl LayerWeights {
         if selected.is_empty() && own_group {
             selected = names.iter().map(|n| (n, split(n).1)).collect();
         }
-        let mut arrays = HashMap::new();
+        let mut paths: HashMap<String, String> = HashMap::new();
         for (name, var) in selected {
-            arrays.insert(var, file.float_dataset(&format!("{group}/{name}"))?);
+            let path = format!("{group}/{name}");
+            // Two variables of one name leave no way to tell which one the layer uses.
+            if let Some(first) = paths.insert(var.clone(), path.clone()) {
+                bail!("{src}: layer \"{layer}\" has two weights named \"{var}\" in \"weight_names\" of group \"{group}\" (\"{first}\" and \"{path}\")");
+            }
         }
         Ok(LayerWeights {
-            arrays,
+            file,
+            paths,
             group: group.to_string(),
         })
     }
 
+    /// The values of weight `var`, which must have `shape`: the declared shape is checked
+    /// before anything is read, so the file never sizes an allocation.
     fn take(&self, var: &str, shape: &[usize], ctx: &str) -> Result<Vec<f32>> {
-        let a = self
-            .arrays
+        let path = self
+            .paths
             .get(var)
             .ok_or_else(|| anyhow!("{ctx}: missing weight \"{var}\" in \"{}\"", self.group))?;
-        if a.shape != shape {
+        let dataset = self.file.float_dataset(path)?;
+        if !dataset
+            .shape
+            .iter()
+            .copied()
+            .eq(shape.iter().map(|&d| d as u64))
+        {
             bail!(
                 "{ctx}: weight \"{var}\" has shape {:?}, expected {shape:?}",
-                a.shape
+                dataset.shape
             );
         }
-        if a.data.iter().any(|v| !v.is_finite()) {
+        let data = dataset.read()?;
+        if data.iter().any(|v| !v.is_finite()) {
             bail!("{ctx}: weight \"{var}\" holds NaN or infinite values");
         }
-        Ok(a.data.clone())
+        Ok(data)
     }
 
     fn bias(&self, use_bias: bool, n: usize, ctx: &str) -> Result<Vec<f32>> {

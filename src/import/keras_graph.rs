@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorRef {
@@ -85,12 +86,85 @@ impl Graph {
         for l in layers_json {
             layers.push(parse_layer(l)?);
         }
-        Ok(Graph {
+        let graph = Graph {
             inputs: refs_list(config.get("input_layers"), &name, "input_layers")?,
             outputs: refs_list(config.get("output_layers"), &name, "output_layers")?,
             name,
             layers,
-        })
+        };
+        graph.check_acyclic()?;
+        Ok(graph)
+    }
+
+    /// Refuses a graph in which a call depends on its own output: every walk from the outputs
+    /// towards the inputs then ends. Calls, not layers, are the nodes, since a layer may be
+    /// called again on its own earlier output.
+    fn check_acyclic(&self) -> Result<()> {
+        // Keras names layers uniquely; with two of one name, references would be ambiguous.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            if index.insert(l.name.as_str(), i).is_some() {
+                bail!(
+                    "model \"{}\" has two layers named \"{}\" in model_config",
+                    self.name,
+                    l.name
+                );
+            }
+        }
+        // Calls numbered layer by layer: layer i's calls start at first_call[i].
+        let mut first_call = Vec::with_capacity(self.layers.len() + 1);
+        let mut calls: Vec<(&Layer, &Call)> = Vec::new();
+        for l in &self.layers {
+            first_call.push(calls.len());
+            calls.extend(l.calls.iter().map(|c| (l, c)));
+        }
+        // The call that produced `t`; None for inputs and references that producer() refuses.
+        let call_of = |t: &TensorRef| -> Option<usize> {
+            let i = *index.get(t.layer.as_str())?;
+            let l = &self.layers[i];
+            let c = t.node.checked_sub(l.first_node)?;
+            (c < l.calls.len()).then_some(first_call[i] + c)
+        };
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut state = vec![State::New; calls.len()];
+        // Depth-first, with an explicit stack: (call, how many of its inputs are done).
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        for start in 0..calls.len() {
+            if state[start] != State::New {
+                continue;
+            }
+            state[start] = State::OnPath;
+            stack.push((start, 0));
+            while let Some((call, next)) = stack.last_mut() {
+                let (layer, c) = calls[*call];
+                let Some(input) = c.inputs.get(*next) else {
+                    state[*call] = State::Done;
+                    stack.pop();
+                    continue;
+                };
+                *next += 1;
+                if let Some(producer) = call_of(input) {
+                    match state[producer] {
+                        State::New => {
+                            state[producer] = State::OnPath;
+                            stack.push((producer, 0));
+                        }
+                        State::OnPath => bail!(
+                            "model \"{}\": layer \"{}\" depends on its own output (model_config has a cycle)",
+                            self.name,
+                            layer.name
+                        ),
+                        State::Done => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn layer(&self, name: &str) -> Result<&Layer> {

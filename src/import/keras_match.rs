@@ -12,6 +12,8 @@ use serde_json::Value;
 
 /// The spec's batch-norm epsilon (Keras's default).
 pub(super) const SPEC_BN_EPS: f64 = 1e-3;
+/// The largest batch-norm epsilon accepted.
+const MAX_BN_EPS: f64 = 1.0;
 /// The spec's leaky-ReLU slope.
 const LEAKY_SLOPE: f64 = 0.5;
 /// Input normalisation of the spec, `(u8 - 127.5) / 127.5`.
@@ -119,6 +121,11 @@ fn cfg_pair(l: &Layer, key: &str) -> Option<(usize, usize)> {
         Value::Array(a) if a.len() == 2 => Some((a[0].as_u64()? as usize, a[1].as_u64()? as usize)),
         _ => None,
     }
+}
+
+/// A configuration value as model_config writes it.
+fn shown(v: Option<&Value>) -> String {
+    v.map_or_else(|| "none".to_string(), Value::to_string)
 }
 
 fn cfg_str<'l>(l: &'l Layer, key: &str) -> Option<&'l str> {
@@ -283,12 +290,25 @@ impl<'a> Matcher<'a> {
             if !axis_ok {
                 bail!("{} normalises another axis than the channels", describe(l));
             }
+            let eps = match cfg(l, "epsilon") {
+                None => SPEC_BN_EPS,
+                Some(v) => v.as_f64().unwrap_or(f64::NAN),
+            };
+            // Folded into the running variance: an epsilon that is not small would swamp it
+            // (or overflow it).
+            if !(eps > 0.0 && eps <= MAX_BN_EPS) {
+                bail!(
+                    "{} has epsilon {}, expected a small positive number (at most {MAX_BN_EPS}; Keras's default is {SPEC_BN_EPS})",
+                    describe(l),
+                    cfg(l, "epsilon").map_or(String::new(), Value::to_string)
+                );
+            }
             bn = Some(Planned {
                 spec: bn_spec.to_string(),
                 layer: l.name.clone(),
                 in_encoder: scope == Scope::Encoder,
                 what: What::BatchNorm {
-                    eps: cfg_f64(l, "epsilon").unwrap_or(SPEC_BN_EPS),
+                    eps,
                     center: cfg_bool(l, "center", true),
                     scale: cfg_bool(l, "scale", true),
                 },
@@ -359,16 +379,16 @@ impl<'a> Matcher<'a> {
         }
         if cfg_pair(l, "kernel_size") != Some((k, k)) {
             bail!(
-                "{} ({spec}) has kernel {:?}, expected {k}x{k}",
+                "{} ({spec}) has kernel_size {}, expected {k}x{k}",
                 describe(l),
-                cfg(l, "kernel_size")
+                shown(cfg(l, "kernel_size"))
             );
         }
         if cfg_pair(l, "strides").unwrap_or((1, 1)) != (stride, stride) {
             bail!(
-                "{} ({spec}) has strides {:?}, expected {stride}",
+                "{} ({spec}) has strides {}, expected {stride}",
                 describe(l),
-                cfg(l, "strides")
+                shown(cfg(l, "strides"))
             );
         }
         if cfg_pair(l, "dilation_rate").unwrap_or((1, 1)) != (1, 1)
@@ -409,9 +429,13 @@ impl<'a> Matcher<'a> {
             return Some((c.inputs.first()?.clone(), act));
         }
         if l.class == "Activation" {
+            // One activation layer, as conv_block takes: the convolution must come next.
             let act = activation_of(l, cfg_str(l, "activation")?).ok()?;
-            let (input, _) = self.peek_conv_input(c.inputs.first()?)?;
-            return Some((input, act));
+            let (conv, conv_call) = self.producer(Scope::Outer, c.inputs.first()?).ok()?;
+            if conv.class != "Conv2D" {
+                return None;
+            }
+            return Some((conv_call?.inputs.first()?.clone(), act));
         }
         None
     }
@@ -474,8 +498,9 @@ impl<'a> Matcher<'a> {
                 let dims: Vec<Option<u64>> = s.iter().map(Value::as_u64).collect();
                 if dims.len() != 4 || dims[1..] != [Some(288), Some(288), Some(3)] {
                     bail!(
-                        "input \"{}\" has shape {s:?}, ASNA takes 288x288x3 images",
-                        l.name
+                        "input \"{}\" has shape {}, ASNA takes 288x288x3 images",
+                        l.name,
+                        shown(shape)
                     );
                 }
             }

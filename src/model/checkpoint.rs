@@ -6,7 +6,7 @@
 
 use super::asna::{self, ARCHITECTURE, SPEC_VERSION};
 use super::params::{ParamStore, SpecList};
-use super::weights::{serialize, TensorFile};
+use super::weights::{read_weights_file, serialize, TensorFile};
 use crate::data::{Direction, LabelScaler};
 use crate::files::write_atomic;
 use crate::gpu::Gpu;
@@ -104,10 +104,7 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<LoadedModel> {
                 }
                 bail!("{source}: is a directory without best.safetensors");
             }
-            let bytes = std::fs::read(p).map_err(|e| anyhow!("{source}: cannot read ({e})"))?;
-            if bytes.is_empty() {
-                bail!("{source}: empty file, expected a .safetensors model");
-            }
+            let bytes = read_weights_file(p)?;
             parse_model(gpu, &bytes, &source)
         }
     }

@@ -6,6 +6,22 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// The largest weights file asna reads: an ASNA model is a few megabytes, so a file this large
+/// is not one, and reading it whole would only fill memory.
+pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
+
+/// The bytes of the weights file `path`, a regular file of at most `MAX_WEIGHTS_FILE_BYTES`.
+pub fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
+    let data = crate::files::read_bounded(path, MAX_WEIGHTS_FILE_BYTES, "a .safetensors file")?;
+    if data.is_empty() {
+        bail!(
+            "{}: empty file, expected a .safetensors file",
+            path.display()
+        );
+    }
+    Ok(data)
+}
+
 /// The tensors of one file, as f32 (floats of any width) or u8, with the file's metadata.
 #[derive(Default, Debug)]
 pub struct TensorFile {
@@ -68,15 +84,8 @@ impl TensorFile {
     }
 
     pub fn read(path: &Path) -> Result<TensorFile> {
-        let source = path.display().to_string();
-        if path.is_dir() {
-            bail!("{source}: is a directory, expected a .safetensors file");
-        }
-        let data = std::fs::read(path).map_err(|e| anyhow!("{source}: cannot read ({e})"))?;
-        if data.is_empty() {
-            bail!("{source}: empty file, expected a .safetensors file");
-        }
-        TensorFile::parse(&data, &source)
+        let data = read_weights_file(path)?;
+        TensorFile::parse(&data, &path.display().to_string())
     }
 
     pub fn float(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
