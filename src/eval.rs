@@ -5,6 +5,7 @@
 use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
+use crate::model::asna::SIZE;
 use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
@@ -116,7 +117,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         .iter()
         .map(|p| (p.ref_path.clone(), p.dist_path.clone()))
         .collect();
-    let mut decoded = crate::score::decode_in_background(list, scorer.batch * 8);
+    let mut decoded = data::decode_pairs_in_background(list, SIZE as u32, scorer.batch * 8);
     let (mut pred, mut psnr, mut ssim) = (Vec::new(), Vec::new(), Vec::new());
     let chunk = scorer.batch * 4;
     let mut done = 0;

@@ -2,7 +2,7 @@
 //! batches (decoding on background threads), written as CSV or JSON; `--shard K/N` splits a
 //! large list across the jobs of a cluster array without any coordinator.
 
-use crate::data::{check_min_size, load_pair};
+use crate::data::{decode_pairs_in_background, load_pair_at_least};
 use crate::files::AtomicFile;
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
@@ -183,39 +183,16 @@ pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, 
 
 /// Loads a pair and checks it is large enough for the model, with errors naming the file.
 fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
-    let pair = load_pair(r, d)?;
-    check_min_size(&pair.0, r, SIZE as u32)?;
-    Ok(pair)
+    load_pair_at_least(r, d, SIZE as u32)
 }
 
-/// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
+/// Decodes pairs large enough for the model on background threads, in order, at most `ahead`
+/// pairs in flight.
 pub fn decode_in_background(
     pairs: Vec<(PathBuf, PathBuf)>,
     ahead: usize,
 ) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    let mut receivers = Vec::new();
-    for w in 0..workers {
-        let (tx, rx) = std::sync::mpsc::sync_channel(ahead.div_ceil(workers).max(1));
-        let mine: Vec<(PathBuf, PathBuf)> =
-            pairs.iter().skip(w).step_by(workers).cloned().collect();
-        std::thread::spawn(move || {
-            for (r, d) in mine {
-                if tx.send(load_scorable(&r, &d)).is_err() {
-                    return;
-                }
-            }
-        });
-        receivers.push(rx);
-    }
-    (0..pairs.len()).map(move |i| {
-        receivers[i % workers]
-            .recv()
-            .unwrap_or_else(|_| Err(anyhow!("image decoding stopped")))
-    })
+    decode_pairs_in_background(pairs, SIZE as u32, ahead)
 }
 
 /// Writes rows to an atomic file (it appears complete at the end, or not at all), or to

@@ -1,16 +1,14 @@
-//! Background batch loader: decoding, cropping and augmentation on worker threads, delivered in
-//! order and bit-identical whatever the number of workers or the thread timing.
+//! Background batch loader: decoding, cropping and augmentation on worker threads (see
+//! [`super::background`]), delivered in order and bit-identical whatever the number of workers
+//! or the thread timing.
 
-use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
 
 use super::augment::{center_crop_pair, random_crop_pair, Augment};
+use super::background::{InOrder, Names};
 use super::datasets::PairRecord;
 use super::image_io::{check_min_size, load_pair};
 use crate::rng::Rng;
@@ -92,6 +90,7 @@ pub fn batch_rng(seed: u64, epoch: u64, batch_index: usize) -> Rng {
     )
 }
 
+/// What every batch of an epoch is built from.
 struct Job {
     pairs: Arc<Vec<PairRecord>>,
     indices: Vec<usize>,
@@ -153,28 +152,6 @@ impl Job {
         }
         Ok(out)
     }
-
-    fn make_batch_guarded(&self, k: usize, stop: &AtomicBool) -> anyhow::Result<Batch> {
-        match catch_unwind(AssertUnwindSafe(|| self.make_batch(k, stop))) {
-            Ok(r) => r,
-            Err(_) => Err(anyhow!(
-                "batch loader: worker panicked while building batch {k}"
-            )),
-        }
-    }
-}
-
-struct State {
-    /// Next batch index a worker will take.
-    next_job: usize,
-    /// Next batch index the consumer will deliver.
-    delivered: usize,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    cv: Condvar,
-    stop: AtomicBool,
 }
 
 /// Iterator over the batches of one epoch, built on background threads.
@@ -183,14 +160,8 @@ struct Shared {
 /// unreadable image, a pair too small to crop, ...) is returned in order and ends the iteration.
 /// Dropping the loader stops and joins the workers (each finishes at most its current image).
 pub struct BatchLoader {
-    job: Arc<Job>,
-    shared: Arc<Shared>,
-    rx: Option<Receiver<(usize, anyhow::Result<Batch>)>>,
-    threads: Vec<JoinHandle<()>>,
-    pending: BTreeMap<usize, anyhow::Result<Batch>>,
-    next: usize,
+    batches: InOrder<Batch>,
     end: usize,
-    done: bool,
 }
 
 impl BatchLoader {
@@ -206,100 +177,32 @@ impl BatchLoader {
         start_batch: usize,
     ) -> Self {
         let end = num_batches(indices.len(), cfg.batch, cfg.drop_last);
-        let next = start_batch.min(end);
         let workers = cfg.workers;
-        let job = Arc::new(Job {
+        let job = Job {
             pairs,
             indices,
             targets,
             cfg,
             epoch,
-        });
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                next_job: next,
-                delivered: next,
-            }),
-            cv: Condvar::new(),
-            stop: AtomicBool::new(false),
-        });
-        let mut threads = Vec::new();
-        let mut rx = None;
-        if workers > 0 && next < end {
-            let (tx, r) = channel();
-            rx = Some(r);
-            let cap = 2 * workers;
-            for w in 0..workers {
-                let (job, shared, tx) = (job.clone(), shared.clone(), tx.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(format!("asna-loader-{w}"))
-                    .spawn(move || worker(job, shared, tx, end, cap));
-                match spawned {
-                    Ok(h) => threads.push(h),
-                    Err(_) => break, // fewer workers; at least the consumer is never left waiting
-                }
-            }
-            if threads.is_empty() {
-                rx = None; // no thread could start: build batches inline
-            }
-        }
-        BatchLoader {
-            job,
-            shared,
-            rx,
-            threads,
-            pending: BTreeMap::new(),
-            next,
-            end,
-            done: false,
-        }
+        };
+        let names = Names {
+            what: "batch loader",
+            item: "batch",
+            thread: "loader",
+        };
+        let batches = InOrder::new(
+            names,
+            start_batch.min(end)..end,
+            workers,
+            2 * workers,
+            move |k, stop| job.make_batch(k, stop),
+        );
+        BatchLoader { batches, end }
     }
 
     /// Total batches in the epoch (including those skipped by `start_batch`).
     pub fn num_batches(&self) -> usize {
         self.end
-    }
-
-    fn shutdown(&mut self) {
-        {
-            let _g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            self.shared.stop.store(true, Ordering::SeqCst);
-            self.shared.cv.notify_all();
-        }
-        self.rx = None;
-        for h in self.threads.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
-fn worker(
-    job: Arc<Job>,
-    shared: Arc<Shared>,
-    tx: Sender<(usize, anyhow::Result<Batch>)>,
-    end: usize,
-    cap: usize,
-) {
-    loop {
-        let k = {
-            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if shared.stop.load(Ordering::SeqCst) || st.next_job >= end {
-                    return;
-                }
-                if st.next_job < st.delivered + cap {
-                    break;
-                }
-                st = shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-            st.next_job += 1;
-            st.next_job - 1
-        };
-        let res = job.make_batch_guarded(k, &shared.stop);
-        let failed = res.is_err();
-        if tx.send((k, res)).is_err() || failed {
-            return; // consumer gone, or nothing after an error is needed
-        }
     }
 }
 
@@ -307,49 +210,10 @@ impl Iterator for BatchLoader {
     type Item = anyhow::Result<Batch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.next >= self.end {
-            return None;
-        }
-        let k = self.next;
-        let res = match &self.rx {
-            None => self.job.make_batch_guarded(k, &self.shared.stop),
-            Some(rx) => loop {
-                if let Some(r) = self.pending.remove(&k) {
-                    break r;
-                }
-                match rx.recv() {
-                    Ok((j, r)) => {
-                        self.pending.insert(j, r);
-                    }
-                    Err(_) => {
-                        break Err(anyhow!(
-                            "batch loader: worker threads ended before batch {k}"
-                        ))
-                    }
-                }
-            },
-        };
-        self.next += 1;
-        if res.is_err() {
-            self.done = true;
-            self.pending.clear();
-            self.shutdown();
-        } else {
-            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.delivered = self.next;
-            self.shared.cv.notify_all();
-        }
-        Some(res)
+        self.batches.next()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = if self.done { 0 } else { self.end - self.next };
-        (0, Some(left))
-    }
-}
-
-impl Drop for BatchLoader {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.batches.size_hint()
     }
 }

@@ -1,10 +1,12 @@
 //! Data pipeline for ASNA: image decoding, dataset readers (PIPAL, KADID-10k, TID2013/2008, CSV),
-//! the train/validation split by reference, label standardisation, crops and augmentation, and a
-//! deterministic background batch loader. Randomness only from [`crate::rng::Rng`].
+//! the train/validation split by reference, label standardisation, crops and augmentation, and
+//! work on background threads delivered in order: the deterministic batch loader and the
+//! decoding of whole pairs for scoring. Randomness only from [`crate::rng::Rng`].
 //!
 //! Errors are `anyhow` errors of one line naming the file (and the line, for label files).
 
 pub mod augment;
+pub mod background;
 pub mod datasets;
 pub mod image_io;
 mod labels;
@@ -15,6 +17,7 @@ pub use augment::{
     center_crop_pair, lab_to_rgb, random_crop_pair, rgb_to_lab, scale_lightness, tta_variants,
     Augment,
 };
+pub use background::{decode_pairs_in_background, load_pair_at_least, InOrder};
 pub use datasets::{open_dataset, reference_set, Dataset, DatasetFormat, Direction, PairRecord};
 pub use image_io::{
     check_min_size, check_same_size, decode_rgb, load_pair, load_rgb, rgb_from_samples, SampleType,
