@@ -12,6 +12,7 @@ use image::RgbImage;
 use super::calibrate::{calibrate, TOLERANCE_DB};
 use super::distortions::{distortion, Distortion, BANK};
 use super::labels::mos;
+use crate::files::write_atomic;
 use crate::rng::Rng;
 
 /// Default crop side.
@@ -135,11 +136,6 @@ fn list_refs(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().replace(['\n', '\r'], " ")
-}
-
-/// Writes `bytes` to `path` atomically, with the error naming the file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::files::write_atomic(path, bytes).map_err(|e| anyhow!("{}", one_line(format!("{e:#}"))))
 }
 
 fn png_bytes(img: &RgbImage) -> Vec<u8> {

@@ -620,66 +620,60 @@ pub fn gaussian_blur(img: &RgbImage, strength: f64, _rng: &mut Rng) -> RgbImage 
     p.to_rgb()
 }
 
-fn dct_matrix() -> [[f32; 8]; 8] {
-    let mut c = [[0f32; 8]; 8];
-    for (u, row) in c.iter_mut().enumerate() {
-        let a = if u == 0 {
-            (1.0f64 / 8.0).sqrt()
-        } else {
-            (2.0f64 / 8.0).sqrt()
-        };
-        for (x, v) in row.iter_mut().enumerate() {
-            *v = (a * (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64 / 16.0).cos()) as f32;
-        }
-    }
-    c
+/// An 8x8 block of one plane, or its DCT coefficients.
+type Block = [[f32; 8]; 8];
+
+/// The orthonormal 8x8 DCT-II (JPEG's transform), as a matrix C and its transpose.
+struct Dct8 {
+    c: Block,
+    ct: Block,
 }
 
-/// coef = C B C^T
-fn dct8(c: &[[f32; 8]; 8], b: &[[f32; 8]; 8]) -> [[f32; 8]; 8] {
-    let mut t = [[0f32; 8]; 8];
-    for u in 0..8 {
-        for x in 0..8 {
-            let mut s = 0f32;
-            for y in 0..8 {
-                s += c[u][y] * b[y][x];
+impl Dct8 {
+    fn new() -> Dct8 {
+        let mut c = [[0f32; 8]; 8];
+        for (u, row) in c.iter_mut().enumerate() {
+            let a = if u == 0 {
+                (1.0f64 / 8.0).sqrt()
+            } else {
+                (2.0f64 / 8.0).sqrt()
+            };
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = (a * (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64 / 16.0).cos())
+                    as f32;
             }
-            t[u][x] = s;
         }
-    }
-    let mut o = [[0f32; 8]; 8];
-    for u in 0..8 {
-        for v in 0..8 {
-            let mut s = 0f32;
-            for x in 0..8 {
-                s += t[u][x] * c[v][x];
+        let mut ct = [[0f32; 8]; 8];
+        for (u, row) in c.iter().enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                ct[x][u] = v;
             }
-            o[u][v] = s;
         }
+        Dct8 { c, ct }
     }
-    o
+
+    /// Coefficients of a block: C B C^T.
+    fn forward(&self, b: &Block) -> Block {
+        mul8(&mul8(&self.c, b), &self.ct)
+    }
+
+    /// The block of coefficients `f`: C^T F C.
+    fn inverse(&self, f: &Block) -> Block {
+        mul8(&mul8(&self.ct, f), &self.c)
+    }
 }
 
-/// B = C^T coef C
-fn idct8(c: &[[f32; 8]; 8], f: &[[f32; 8]; 8]) -> [[f32; 8]; 8] {
-    let mut t = [[0f32; 8]; 8];
-    for y in 0..8 {
-        for v in 0..8 {
-            let mut s = 0f32;
-            for u in 0..8 {
-                s += c[u][y] * f[u][v];
-            }
-            t[y][v] = s;
-        }
-    }
+/// The matrix product `a b`, each entry summed in index order (so the distortions, and the
+/// labels calibrated on them, stay the same bit for bit).
+fn mul8(a: &Block, b: &Block) -> Block {
     let mut o = [[0f32; 8]; 8];
-    for y in 0..8 {
-        for x in 0..8 {
+    for (i, row) in o.iter_mut().enumerate() {
+        for (j, out) in row.iter_mut().enumerate() {
             let mut s = 0f32;
-            for v in 0..8 {
-                s += t[y][v] * c[v][x];
+            for k in 0..8 {
+                s += a[i][k] * b[k][j];
             }
-            o[y][x] = s;
+            *out = s;
         }
     }
     o
@@ -705,7 +699,7 @@ fn dct_denoise_plane(p: &[f32], w: usize, h: usize, thr: f32, step: usize) -> Ve
     if xs.is_empty() || ys.is_empty() {
         return p.to_vec();
     }
-    let c = dct_matrix();
+    let dct = Dct8::new();
     let mut acc = vec![0f32; w * h];
     let mut wsum = vec![0f32; w * h];
     let mut b = [[0f32; 8]; 8];
@@ -714,7 +708,7 @@ fn dct_denoise_plane(p: &[f32], w: usize, h: usize, thr: f32, step: usize) -> Ve
             for (y, row) in b.iter_mut().enumerate() {
                 row.copy_from_slice(&p[(y0 + y) * w + x0..(y0 + y) * w + x0 + 8]);
             }
-            let mut f = dct8(&c, &b);
+            let mut f = dct.forward(&b);
             let mut kept = 0usize;
             for (u, row) in f.iter_mut().enumerate() {
                 for (v, val) in row.iter_mut().enumerate() {
@@ -728,7 +722,7 @@ fn dct_denoise_plane(p: &[f32], w: usize, h: usize, thr: f32, step: usize) -> Ve
                     }
                 }
             }
-            let r = idct8(&c, &f);
+            let r = dct.inverse(&f);
             let wt = 1.0 / (1.0 + kept as f32);
             for y in 0..8 {
                 let i0 = (y0 + y) * w + x0;
@@ -791,7 +785,7 @@ pub const NOISY_CODER_QS_SIGMAS: f32 = 4.0;
 pub fn noisy_image_compression(img: &RgbImage, strength: f64, rng: &mut Rng) -> RgbImage {
     let noisy = noisy_8bit(img, strength, rng).rgb_to_opponent();
     let qs = (NOISY_CODER_QS_SIGMAS * strength as f32).max(1e-3);
-    let c = dct_matrix();
+    let dct = Dct8::new();
     let (w, h) = (noisy.w, noisy.h);
     let mut o = noisy.clone();
     let mut b = [[0f32; 8]; 8];
@@ -807,13 +801,13 @@ pub fn noisy_image_compression(img: &RgbImage, strength: f64, rng: &mut Rng) -> 
                         *v = src[sy * w + (bx + x).min(w - 1)];
                     }
                 }
-                let mut f = dct8(&c, &b);
+                let mut f = dct.forward(&b);
                 for row in f.iter_mut() {
                     for v in row.iter_mut() {
                         *v = (*v / qs).round() * qs;
                     }
                 }
-                let r = idct8(&c, &f);
+                let r = dct.inverse(&f);
                 for y in 0..8.min(h - by) {
                     for x in 0..8.min(w - bx) {
                         dst[(by + y) * w + bx + x] = r[y][x];

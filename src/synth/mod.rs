@@ -15,8 +15,9 @@
 //! * `labels.csv` (written last): `dis_img_path,dis_type,ref_img_path,score`, paths relative
 //!   to `out`, `dis_type` like `t01_additive_gaussian_noise`, score = TID2013 MOS.
 //!
-//! Every file is written to `<name>.tmp` and renamed, so an interrupted run leaves no
-//! half-written file under a final name, and no `labels.csv` at all (a stale one from an
+//! Every file is written through [`crate::files::write_atomic`] (a hidden temporary file
+//! beside it, renamed over it), so an interrupted run leaves no half-written file under a final
+//! name, and no `labels.csv` at all (a stale one from an
 //! earlier run in the same directory is removed first).
 //!
 //! Implemented TID2013 types (numbers are TID2013's):
