@@ -508,16 +508,17 @@ fn node_backward(gpu: &Gpu, op: Op, dy: &Tensor) -> Vec<(Var, Tensor)> {
             running_mean,
             running_var,
         } => {
-            let mut out = vec![(
-                x.clone(),
-                batchnorm::backward_eval(gpu, &x.t, dy, &running_var, &gamma.t),
-            )];
+            let mut out = Vec::new();
+            if x.requires_grad {
+                let dx = batchnorm::backward_eval(gpu, &x.t, dy, &running_var, &gamma.t);
+                out.push((x.clone(), dx));
+            }
             if gamma.requires_grad || beta.requires_grad {
                 let stats = BatchStats {
                     mean: running_mean,
                     var: running_var,
                 };
-                let (_, dgamma, dbeta) = batchnorm::backward(gpu, &x.t, dy, &stats, &gamma.t);
+                let (dgamma, dbeta) = batchnorm::param_backward(gpu, &x.t, dy, &stats, &gamma.t);
                 out.push((gamma, dgamma));
                 out.push((beta, dbeta));
             }

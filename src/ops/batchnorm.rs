@@ -104,6 +104,60 @@ pub fn running_update(
     )
 }
 
+/// The per-channel sums every batch-norm gradient starts from: sum(dy) (which is dBeta) and
+/// sum(dy * (x - mean)).
+struct GradSums {
+    sum_dy: Tensor,
+    sum_dy_xc: Tensor,
+}
+
+fn grad_sums(gpu: &Gpu, x: &Tensor, dy: &Tensor, mean: &Tensor) -> GradSums {
+    let (rows, c) = rows_c(x);
+    let dy3 = dy.reshape(&[1, rows, c]);
+    let sum_dy = reduce::columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
+    let sum_dy_xc = reduce::columns(
+        gpu,
+        &dy3,
+        reduce::Summand::ProductWithDeviation,
+        Some(&x.reshape(&[1, rows, c])),
+        Some(mean),
+        1.0,
+    )
+    .reshape(&[c]);
+    GradSums { sum_dy, sum_dy_xc }
+}
+
+/// dGamma = sum(dy * (x - mean)) / sqrt(var + eps), one value per channel.
+fn gamma_grad(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    stats: &BatchStats,
+    gamma: &Tensor,
+    sums: &GradSums,
+) -> Tensor {
+    let (rows, c) = rows_c(x);
+    let dgamma = gpu.empty(&[c]);
+    gpu.dispatch(
+        &BN_GAMMA_GRAD,
+        &[],
+        &[c as u32, c as u32, rows as u32, 0, f(EPS), 0, 0, 0],
+        &[
+            dgamma.raw(),
+            x.raw(),
+            dy.raw(),
+            stats.mean.raw(),
+            stats.var.raw(),
+            gamma.raw(),
+            sums.sum_dy.raw(),
+            sums.sum_dy_xc.raw(),
+        ],
+        grid_1d(c),
+        (0.0, 0.0),
+    );
+    dgamma
+}
+
 /// Training-mode gradients (dX, dGamma, dBeta) through the batch statistics.
 pub fn backward(
     gpu: &Gpu,
@@ -113,18 +167,7 @@ pub fn backward(
     gamma: &Tensor,
 ) -> (Tensor, Tensor, Tensor) {
     f32_only("batch_norm backward", &[x, dy, gamma]);
-    let (rows, c) = rows_c(x);
-    let dy3 = dy.reshape(&[1, rows, c]);
-    let sum_dy = reduce::columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
-    let sum_dy_xc = reduce::columns(
-        gpu,
-        &dy3,
-        reduce::Summand::ProductWithDeviation,
-        Some(&x.reshape(&[1, rows, c])),
-        Some(&stats.mean),
-        1.0,
-    )
-    .reshape(&[c]);
+    let sums = grad_sums(gpu, x, dy, &stats.mean);
     let dx = gpu.empty(&x.shape);
     let n = x.numel();
     gpu.dispatch(
@@ -138,31 +181,29 @@ pub fn backward(
             stats.mean.raw(),
             stats.var.raw(),
             gamma.raw(),
-            sum_dy.raw(),
-            sum_dy_xc.raw(),
+            sums.sum_dy.raw(),
+            sums.sum_dy_xc.raw(),
         ],
         grid_1d(n),
         (8.0 * n as f64, 3.0 * x.bytes() as f64),
     );
-    let dgamma = gpu.empty(&[c]);
-    gpu.dispatch(
-        &BN_GAMMA_GRAD,
-        &[],
-        &[c as u32, c as u32, rows as u32, 0, f(EPS), 0, 0, 0],
-        &[
-            dgamma.raw(),
-            x.raw(),
-            dy.raw(),
-            stats.mean.raw(),
-            stats.var.raw(),
-            gamma.raw(),
-            sum_dy.raw(),
-            sum_dy_xc.raw(),
-        ],
-        grid_1d(c),
-        (0.0, 0.0),
-    );
-    (dx, dgamma, sum_dy)
+    let dgamma = gamma_grad(gpu, x, dy, stats, gamma, &sums);
+    (dx, dgamma, sums.sum_dy)
+}
+
+/// Gradients of gamma and beta alone, with `stats` taken as constants (evaluation mode, where
+/// they are the running statistics): the same sums as [`backward`], without its dX kernel.
+pub fn param_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    stats: &BatchStats,
+    gamma: &Tensor,
+) -> (Tensor, Tensor) {
+    f32_only("batch_norm param_backward", &[x, dy, gamma]);
+    let sums = grad_sums(gpu, x, dy, &stats.mean);
+    let dgamma = gamma_grad(gpu, x, dy, stats, gamma, &sums);
+    (dgamma, sums.sum_dy)
 }
 
 /// Evaluation-mode gradient of the input (the running statistics are constants).
