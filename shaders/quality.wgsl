@@ -1,6 +1,7 @@
 // Full-reference quality baselines for N image pairs of the same size, given as packed u8 RGB
 // (four bytes to a u32, [N, H, W, 3] order, pair p's bytes at p * H * W * 3), following the
-// float64 CPU definitions in src/metrics.rs (psnr_rgb_u8, ssim_rgb_u8).
+// float64 references in tests/ops/quality.rs (psnr_ref, ssim_ref; checked there against
+// scikit-image).
 //
 // PSNR: the sum of squared byte differences is an integer, so it is summed exactly in u32:
 // psnr_partials gives each workgroup a chunk of at most 65536 bytes of one pair (65536 * 255^2

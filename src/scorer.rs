@@ -194,7 +194,7 @@ impl<'g> Scorer<'g> {
     }
 
     /// Scores pairs (on the first model's label scale, averaged over windows, variants and
-    /// models). `on_pair` is called as each pair completes (for progress bars).
+    /// models). `on_done` is called as each pair completes (for progress bars).
     pub fn score_pairs(
         &self,
         pairs: &[(RgbImage, RgbImage)],

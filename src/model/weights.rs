@@ -1,5 +1,6 @@
 //! Safetensors files: reading (a header and raw arrays; loading never executes code) with
-//! one-line errors naming the file, and atomic writing (temporary file, then rename).
+//! one-line errors naming the file, and serialising tensors to bytes; callers write those bytes
+//! with [`crate::files::write_atomic`].
 
 use anyhow::{anyhow, bail, Result};
 use safetensors::{Dtype, SafeTensors};
