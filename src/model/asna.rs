@@ -107,7 +107,26 @@ pub struct BnContext<'a> {
     pub store: &'a ParamStore,
 }
 
-impl BnContext<'_> {
+impl<'a> BnContext<'a> {
+    /// Evaluation mode: normalise with the store's running statistics.
+    pub fn eval(store: &'a ParamStore) -> Self {
+        BnContext {
+            train: false,
+            updates: BTreeMap::new(),
+            store,
+        }
+    }
+
+    /// Training mode: normalise with batch statistics and collect the running statistics'
+    /// new values in `updates`.
+    pub fn train(store: &'a ParamStore) -> Self {
+        BnContext {
+            train: true,
+            updates: BTreeMap::new(),
+            store,
+        }
+    }
+
     /// BN(act(conv(x))): for scoring (evaluation mode on a tape that does not record) one
     /// kernel with the norm in the convolution's epilogue, otherwise conv then `apply`.
     #[allow(clippy::too_many_arguments)]
@@ -400,11 +419,7 @@ pub fn predict(
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
     let x = stacked_input(&mut tape, ref_px, dist_px, n, SIZE, store.weight_dtype());
-    let mut bn = BnContext {
-        train: false,
-        updates: Default::default(),
-        store,
-    };
+    let mut bn = BnContext::eval(store);
     forward(&mut tape, &params, &mut bn, &x, taps).t
 }
 
@@ -431,10 +446,6 @@ pub fn predict_shared(
     stacked.extend_from_slice(dist_px);
     let x = crate::ops::image::to_input_as(gpu, &stacked, k + n, SIZE, SIZE, store.weight_dtype());
     let x = tape.leaf(x, false);
-    let mut bn = BnContext {
-        train: false,
-        updates: Default::default(),
-        store,
-    };
+    let mut bn = BnContext::eval(store);
     forward_shared(&mut tape, &params, &mut bn, &x, Some(ref_of), taps).t
 }

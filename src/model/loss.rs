@@ -60,11 +60,7 @@ pub fn asna_loss(
     // The ranking term needs the sorter (and batches of its length); with s = 0 it is left out.
     let rank = match sorter {
         Some((store, bound)) if w.rank != 0.0 => {
-            let mut frozen = BnContext {
-                train: false,
-                updates: Default::default(),
-                store,
-            };
+            let mut frozen = BnContext::eval(store);
             let n = pred.t.numel();
             let p_row = tape.reshape(pred, &[1, n]);
             let t_row = tape.reshape(target, &[1, n]);
