@@ -398,10 +398,17 @@ pub fn stacked_input(
 ) -> Var {
     assert_eq!(ref_px.len(), n * size * size * 3, "reference crops");
     assert_eq!(dist_px.len(), ref_px.len(), "distorted crops");
-    let mut stacked = Vec::with_capacity(ref_px.len() * 2);
-    stacked.extend_from_slice(ref_px);
-    stacked.extend_from_slice(dist_px);
-    let x = crate::ops::image::to_input_as(tape.gpu, &stacked, 2 * n, size, size, dtype);
+    stacked_images(tape, ref_px, dist_px, size, dtype)
+}
+
+/// The `size`x`size` RGB u8 crops of `first` followed by those of `second`, normalised, as
+/// one leaf.
+fn stacked_images(tape: &mut Tape, first: &[u8], second: &[u8], size: usize, dtype: DType) -> Var {
+    let mut stacked = Vec::with_capacity(first.len() + second.len());
+    stacked.extend_from_slice(first);
+    stacked.extend_from_slice(second);
+    let images = stacked.len() / (size * size * 3);
+    let x = crate::ops::image::to_input_as(tape.gpu, &stacked, images, size, size, dtype);
     tape.leaf(x, false)
 }
 
@@ -441,11 +448,7 @@ pub fn predict_shared(
     assert_eq!(dist_px.len(), n * crop, "distorted crops");
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
-    let mut stacked = Vec::with_capacity(refs_px.len() + dist_px.len());
-    stacked.extend_from_slice(refs_px);
-    stacked.extend_from_slice(dist_px);
-    let x = crate::ops::image::to_input_as(gpu, &stacked, k + n, SIZE, SIZE, store.weight_dtype());
-    let x = tape.leaf(x, false);
+    let x = stacked_images(&mut tape, refs_px, dist_px, SIZE, store.weight_dtype());
     let mut bn = BnContext::eval(store);
     forward_shared(&mut tape, &params, &mut bn, &x, Some(ref_of), taps).t
 }
