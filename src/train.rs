@@ -877,11 +877,7 @@ pub fn precise_bn_statistics(
         let mut tape = Tape::inference(gpu);
         let params = Bound::new(&mut tape, &zeroed, false);
         let x = stacked_input(&mut tape, &b.ref_u8, &b.dist_u8, b.n, b.size, DType::F32);
-        let mut bn = BnContext {
-            train: true,
-            updates: BTreeMap::new(),
-            store: &zeroed,
-        };
+        let mut bn = BnContext::train(&zeroed);
         forward(&mut tape, &params, &mut bn, &x, None);
         for (name, update) in std::mem::take(&mut bn.updates) {
             let values = gpu.download(&update)?;
@@ -1036,11 +1032,7 @@ pub fn train_step(
         DType::F32,
     );
     let target = tape.leaf(gpu.upload(&[n], &batch.targets), false);
-    let mut bn = BnContext {
-        train: true,
-        updates: BTreeMap::new(),
-        store,
-    };
+    let mut bn = BnContext::train(store);
     let pred = forward(&mut tape, &params, &mut bn, &x, None);
     let updates = std::mem::take(&mut bn.updates);
     let sorter = sorter_store.zip(sorter_params.as_ref());

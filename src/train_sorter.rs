@@ -106,11 +106,7 @@ pub fn predict(gpu: &Gpu, store: &ParamStore, v: &[f32]) -> Result<Vec<f32>> {
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
     let x = tape.leaf(gpu.upload(&[count, LENGTH], v), false);
-    let mut bn = BnContext {
-        train: false,
-        updates: BTreeMap::new(),
-        store,
-    };
+    let mut bn = BnContext::eval(store);
     gpu.download(&sorter::forward(&mut tape, &params, &mut bn, &x).t)
 }
 
@@ -171,11 +167,7 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         let params = Bound::new(&mut tape, &store, true);
         let x = tape.leaf(gpu.upload(&[cfg.batch, LENGTH], &v), false);
         let t = tape.leaf(gpu.upload(&[cfg.batch, LENGTH], &ranks), false);
-        let mut bn = BnContext {
-            train: true,
-            updates: BTreeMap::new(),
-            store: &store,
-        };
+        let mut bn = BnContext::train(&store);
         let out = sorter::forward(&mut tape, &params, &mut bn, &x);
         let updates = std::mem::take(&mut bn.updates);
         let loss = tape.mae(&out, &t);

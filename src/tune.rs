@@ -136,11 +136,7 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
             let mut tape = Tape::new(gpu);
             let params = Bound::new(&mut tape, &store, true);
             let x = asna::stacked_input(&mut tape, ref_px, dist_px, 1, SIZE, DType::F32);
-            let mut bn = BnContext {
-                train: true,
-                updates: Default::default(),
-                store: &store,
-            };
+            let mut bn = BnContext::train(&store);
             let pred = asna::forward(&mut tape, &params, &mut bn, &x, None);
             let target = tape.leaf(gpu.zeros(&[1]), false);
             let loss = tape.mse(&pred, &target);

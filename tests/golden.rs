@@ -160,11 +160,7 @@ fn asna_matches_pytorch_oracle() {
             false,
         );
         let target_var = tape.leaf(gpu.upload(&[n], &target), false);
-        let mut bn = BnContext {
-            train: true,
-            updates: BTreeMap::new(),
-            store: &store,
-        };
+        let mut bn = BnContext::train(&store);
         let pred = forward(&mut tape, &params, &mut bn, &x, None);
         let parts = loss::asna_loss(
             &mut tape,
@@ -222,11 +218,7 @@ fn asna_matches_pytorch_oracle() {
             asna::ops::image::to_input(&gpu, &stacked, 2 * n, h, w),
             false,
         );
-        let mut bn = BnContext {
-            train: false,
-            updates: BTreeMap::new(),
-            store: &store,
-        };
+        let mut bn = BnContext::eval(&store);
         let pred_eval = forward(&mut tape, &params, &mut bn, &x, None);
         c.check(&file, "pred.eval", &gpu.download(&pred_eval.t).unwrap());
         drop(params);
@@ -270,11 +262,7 @@ fn sorter_matches_pytorch_oracle() {
         let params = Bound::new(&mut tape, &store, true);
         let v = tape.leaf(gpu.upload(&ishape, &input), false);
         let target = tape.leaf(gpu.upload(&ishape, &ranks), false);
-        let mut bn = BnContext {
-            train: true,
-            updates: BTreeMap::new(),
-            store: &store,
-        };
+        let mut bn = BnContext::train(&store);
         let out = sorter::forward(&mut tape, &params, &mut bn, &v);
         let mae = tape.mae(&out, &target);
         c.check(&file, "out.train", &gpu.download(&out.t).unwrap());
@@ -307,11 +295,7 @@ fn sorter_matches_pytorch_oracle() {
         let mut tape = Tape::inference(&gpu);
         let params = Bound::new(&mut tape, &store, false);
         let v = tape.leaf(gpu.upload(&ishape, &input), false);
-        let mut bn = BnContext {
-            train: false,
-            updates: BTreeMap::new(),
-            store: &store,
-        };
+        let mut bn = BnContext::eval(&store);
         let out = sorter::forward(&mut tape, &params, &mut bn, &v);
         c.check(&file, "out.eval", &gpu.download(&out.t).unwrap());
         c.finish(&path.display().to_string());

@@ -9,7 +9,6 @@ use asna::model::asna::{forward, BnContext, Bound, SIZE};
 use asna::model::checkpoint::load_model;
 use asna::ops::{self, Act};
 use common::*;
-use std::collections::BTreeMap;
 
 #[allow(clippy::too_many_arguments)]
 fn check_fold(
@@ -86,11 +85,7 @@ fn folded_scoring_pass_matches_the_unfolded_model() {
     let params = Bound::new(&mut tape, store, false);
     let stacked: Vec<u8> = r.iter().chain(&d).copied().collect();
     let x = tape.leaf(ops::image::to_input(&gpu, &stacked, 2, SIZE, SIZE), false);
-    let mut bn = BnContext {
-        train: false,
-        updates: BTreeMap::new(),
-        store,
-    };
+    let mut bn = BnContext::eval(store);
     let unfused = download(&gpu, &forward(&mut tape, &params, &mut bn, &x, None).t);
     assert!(
         (fused[0] - unfused[0]).abs() <= 1e-4,

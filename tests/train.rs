@@ -532,11 +532,7 @@ fn precise_statistics_are_the_mean_over_their_batches(gpu: &Gpu, root: &Path, ch
             b.size,
             asna::gpu::DType::F32,
         );
-        let mut bn = BnContext {
-            train: true,
-            updates: Default::default(),
-            store: &store,
-        };
+        let mut bn = BnContext::train(&store);
         forward(&mut tape, &params, &mut bn, &x, None);
         for (name, t) in std::mem::take(&mut bn.updates) {
             let upd = gpu.download(&t).unwrap();

@@ -12,11 +12,12 @@
 
 use super::hdf5::Hdf5File;
 use super::keras_graph::Graph;
-use super::keras_match::{match_asna, spec_of, What, SPEC_BN_EPS};
+use super::keras_match::{match_asna, What, SPEC_BN_EPS};
 use crate::data::{Direction, LabelScaler};
 use crate::files::{same_file, write_atomic};
 use crate::model::asna::specs;
 use crate::model::checkpoint::model_metadata;
+use crate::model::params::{ParamSpec, SpecList};
 use crate::model::weights::serialize;
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +85,14 @@ pub fn run(input: &Path, out: &Path) -> Result<ImportedModel> {
     let bytes = serialize(&model.tensors, &model.metadata)?;
     write_atomic(out, &bytes)?;
     Ok(model)
+}
+
+fn spec_of<'a>(specs: &'a SpecList, name: &str) -> &'a ParamSpec {
+    specs
+        .0
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("the model description has no parameter {name}"))
 }
 
 /// Reads a Keras 2 whole-model HDF5 file of the ASNA attention model.

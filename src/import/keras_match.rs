@@ -1,12 +1,16 @@
-//! Finding the ASNA attention model in a Keras layer graph: the graph is walked from the
-//! score back to the two inputs, each step checked against the model description (layer
-//! type, filters, kernel, stride, padding, activation, batch-norm order and axis), and every
-//! layer with weights is assigned its parameter name in the description. Keras's layer
-//! numbering is never relied on; only the connections that `model_config` records.
+//! Finding the ASNA attention model in a Keras layer graph. The model's layer table
+//! (`model::layers`) is walked from the score back to the two inputs, and each layer it lists
+//! is looked for in the graph: its Keras layer (type, filters, kernel, stride, padding,
+//! activation, batch-norm order and axis) and the tensor it reads (pooling, upsampling,
+//! Siamese difference, gates, sums, concatenations in any order) are checked against the table,
+//! and every layer with weights is assigned its parameter name. What is Keras's own is written
+//! here: its class names and configuration keys, the nested shared encoder, the input
+//! normalisation and the authors' BGR colour order. Keras's layer numbering is never relied
+//! on; only the connections that `model_config` records.
 
 use super::keras_graph::{is_functional, tensor_ref, Call, Graph, Layer, TensorRef};
-use crate::model::asna::specs;
-use crate::model::params::{ParamSpec, SpecList};
+use crate::model::layers::{self as table, Input, LayerKind};
+use crate::ops::Act;
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
@@ -20,14 +24,6 @@ const LEAKY_SLOPE: f64 = 0.5;
 const INPUT_OFFSET: f64 = 127.5;
 const INPUT_SCALE: f64 = 127.5;
 
-pub(super) fn spec_of<'a>(specs: &'a SpecList, name: &str) -> &'a ParamSpec {
-    specs
-        .0
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("the model description has no parameter {name}"))
-}
-
 /// The plan of an ASNA attention model in `graph` (every layer with weights and what it
 /// becomes) and the name of its nested encoder; the error says what differs.
 pub(super) fn match_asna(graph: &Graph) -> Result<(Vec<Planned>, Option<String>)> {
@@ -35,7 +31,8 @@ pub(super) fn match_asna(graph: &Graph) -> Result<(Vec<Planned>, Option<String>)
         outer: graph,
         encoder: None,
         plan: Vec::new(),
-        specs: specs(),
+        found: Vec::new(),
+        deepest: 0,
     };
     m.match_model()?;
     Ok((m.plan, m.encoder.map(|(l, _)| l.name.clone())))
@@ -69,29 +66,19 @@ pub(super) struct Planned {
     pub what: What,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Act {
-    Linear,
-    Leaky,
-    Relu,
-    Sigmoid,
-    Tanh,
-}
-
-impl Act {
-    fn name(self) -> &'static str {
-        match self {
-            Act::Linear => "no activation",
-            Act::Leaky => "leaky ReLU (slope 0.5)",
-            Act::Relu => "ReLU",
-            Act::Sigmoid => "sigmoid",
-            Act::Tanh => "tanh",
-        }
+/// An activation as messages name it.
+fn act_name(a: Act) -> &'static str {
+    match a {
+        Act::None => "no activation",
+        Act::LeakyRelu => "leaky ReLU (slope 0.5)",
+        Act::Relu => "ReLU",
+        Act::Sigmoid => "sigmoid",
+        Act::Tanh => "tanh",
     }
 }
 
 /// Which graph a tensor lives in: the outer model or the shared encoder inside it.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Scope {
     Outer,
     Encoder,
@@ -103,7 +90,35 @@ struct Matcher<'a> {
     /// model input that feeds it.
     encoder: Option<(&'a Layer, [usize; 2])>,
     plan: Vec<Planned>,
-    specs: SpecList,
+    /// Where each table layer's output was found, so that a tensor the table reads twice
+    /// (the attention's features, the residual stream) is one tensor in the graph too.
+    found: Vec<(&'static str, Scope, TensorRef)>,
+    /// The longest the plan has grown: how far an attempt got before it failed.
+    deepest: usize,
+}
+
+/// Matching state to roll a failed attempt back to.
+#[derive(Clone, Copy)]
+struct Mark<'a> {
+    plan: usize,
+    found: usize,
+    encoder: Option<(&'a Layer, [usize; 2])>,
+}
+
+/// Every order of `0..n`, the identity first.
+fn orders(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for first in 0..n {
+        for rest in orders(n - 1) {
+            let mut order = vec![first];
+            order.extend(rest.into_iter().map(|i| if i >= first { i + 1 } else { i }));
+            all.push(order);
+        }
+    }
+    all
 }
 
 fn describe(l: &Layer) -> String {
@@ -150,23 +165,23 @@ fn check_channels_last(l: &Layer) -> Result<()> {
     }
 }
 
-/// Refuses layer `l` (standing for `spec`) when its activation is not the spec's.
+/// Refuses layer `l` (standing for `spec`) when its activation is not the table's.
 fn expect_activation(l: &Layer, spec: &str, found: Act, want: Act) -> Result<()> {
     if found != want {
         bail!(
             "{} ({spec}) has {}, expected {}",
             describe(l),
-            found.name(),
-            want.name()
+            act_name(found),
+            act_name(want)
         );
     }
     Ok(())
 }
 
-/// A Keras activation name as one of the spec's.
+/// A Keras activation name as one of the model's.
 fn activation_of(l: &Layer, name: &str) -> Result<Act> {
     Ok(match name {
-        "linear" => Act::Linear,
+        "linear" => Act::None,
         "relu" => Act::Relu,
         "sigmoid" => Act::Sigmoid,
         "tanh" => Act::Tanh,
@@ -213,9 +228,9 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// The layer and call that produced `t`, looking through identities at inference
-    /// (Dropout, linear Activation). Input layers have no call.
-    fn producer(&self, scope: Scope, t: &TensorRef) -> Result<(&'a Layer, Option<&'a Call>)> {
+    /// `t`, or the tensor it passes on unchanged at inference (through Dropout and linear
+    /// Activation layers).
+    fn resolve(&self, scope: Scope, t: &TensorRef) -> Result<TensorRef> {
         let g = self.graph(scope);
         let mut t = t.clone();
         loop {
@@ -224,9 +239,16 @@ impl<'a> Matcher<'a> {
                 || (l.class == "Activation" && cfg_str(l, "activation") == Some("linear"));
             match call {
                 Some(c) if identity && c.inputs.len() == 1 => t = c.inputs[0].clone(),
-                _ => return Ok((l, call)),
+                _ => return Ok(t),
             }
         }
+    }
+
+    /// The layer and call that produced `t`, looking through identities at inference. Input
+    /// layers have no call.
+    fn producer(&self, scope: Scope, t: &TensorRef) -> Result<(&'a Layer, Option<&'a Call>)> {
+        let t = self.resolve(scope, t)?;
+        self.graph(scope).producer(&t)
     }
 
     /// Like `producer`, for a layer of one of `classes` with a call of `inputs` inputs.
@@ -257,21 +279,19 @@ impl<'a> Matcher<'a> {
         Ok((l, call))
     }
 
-    /// `conv -> [activation layer] -> [batch norm]` ending at `t`, checked against the spec's
-    /// layer `spec` (filters and kernel from its weight shape); recorded in the plan. Returns
-    /// the convolution's input and the plan index of the convolution.
+    /// `conv -> [activation layer] -> [batch norm]` ending at `t`, checked against the table's
+    /// layer `row`; recorded in the plan. Returns the convolution's input and the plan index
+    /// of the convolution.
     fn conv_block(
         &mut self,
         scope: Scope,
         t: &TensorRef,
-        spec: &str,
-        bn_spec: Option<&str>,
-        stride: usize,
-        act: Act,
+        row: &table::Layer,
     ) -> Result<(TensorRef, usize)> {
+        let (spec, stride) = (row.name, row.stride);
         let mut t = t.clone();
         let mut bn = None;
-        if let Some(bn_spec) = bn_spec {
+        if let Some(bn_spec) = row.bn {
             let (l, c) = self.expect_layer(
                 scope,
                 &t,
@@ -330,7 +350,7 @@ impl<'a> Matcher<'a> {
                             describe(l)
                         );
                     }
-                    Some(Act::Leaky)
+                    Some(Act::LeakyRelu)
                 }
                 "ReLU" => {
                     let plain = cfg(l, "max_value").is_none_or(Value::is_null)
@@ -356,7 +376,7 @@ impl<'a> Matcher<'a> {
         let conv_act = activation_of(l, cfg_str(l, "activation").unwrap_or("linear"))?;
         let found = match separate {
             Some((a, al)) => {
-                if conv_act != Act::Linear {
+                if conv_act != Act::None {
                     bail!(
                         "{} has an activation and is followed by {}",
                         describe(l),
@@ -367,9 +387,8 @@ impl<'a> Matcher<'a> {
             }
             None => conv_act,
         };
-        expect_activation(l, spec, found, act)?;
-        let shape = &spec_of(&self.specs, &format!("{spec}.weight")).file_shape;
-        let (cout, k) = (shape[0], shape[2]);
+        expect_activation(l, spec, found, row.act)?;
+        let (cout, k) = (row.channels, row.kernel);
         let filters = cfg(l, "filters").and_then(Value::as_u64).unwrap_or(0) as usize;
         if filters != cout {
             bail!(
@@ -405,7 +424,7 @@ impl<'a> Matcher<'a> {
             );
         }
         check_channels_last(l)?;
-        self.plan.push(Planned {
+        let index = self.record(Planned {
             spec: spec.to_string(),
             layer: l.name.clone(),
             in_encoder: scope == Scope::Encoder,
@@ -414,50 +433,48 @@ impl<'a> Matcher<'a> {
                 input_order: Vec::new(),
             },
         });
-        let index = self.plan.len() - 1;
-        self.plan.extend(bn);
+        if let Some(bn) = bn {
+            self.record(bn);
+        }
         Ok((c.inputs[0].clone(), index))
     }
 
-    /// The input of the convolution (with an optional activation layer) that produced `t`,
-    /// without recording anything; None when `t` is not such a convolution.
-    fn peek_conv_input(&self, t: &TensorRef) -> Option<(TensorRef, Act)> {
-        let (l, c) = self.producer(Scope::Outer, t).ok()?;
-        let c = c?;
-        if l.class == "Conv2D" {
-            let act = activation_of(l, cfg_str(l, "activation").unwrap_or("linear")).ok()?;
-            return Some((c.inputs.first()?.clone(), act));
-        }
-        if l.class == "Activation" {
-            // One activation layer, as conv_block takes: the convolution must come next.
-            let act = activation_of(l, cfg_str(l, "activation")?).ok()?;
-            let (conv, conv_call) = self.producer(Scope::Outer, c.inputs.first()?).ok()?;
-            if conv.class != "Conv2D" {
-                return None;
-            }
-            return Some((conv_call?.inputs.first()?.clone(), act));
-        }
-        None
+    /// Adds `p` to the plan; returns its index.
+    fn record(&mut self, p: Planned) -> usize {
+        self.plan.push(p);
+        self.deepest = self.deepest.max(self.plan.len());
+        self.plan.len() - 1
     }
 
-    fn dense(&mut self, t: &TensorRef, spec: &str, act: Act) -> Result<TensorRef> {
-        let (l, c) = self.expect_layer(Scope::Outer, t, &["Dense"], 1, spec)?;
+    /// The dense layer that produced `t`, checked against the table's layer `row`; recorded in
+    /// the plan. Returns its input and its plan index.
+    fn dense(
+        &mut self,
+        scope: Scope,
+        t: &TensorRef,
+        row: &table::Layer,
+    ) -> Result<(TensorRef, usize)> {
+        let spec = row.name;
+        let (l, c) = self.expect_layer(scope, t, &["Dense"], 1, spec)?;
         let found = activation_of(l, cfg_str(l, "activation").unwrap_or("linear"))?;
-        expect_activation(l, spec, found, act)?;
-        let out = spec_of(&self.specs, &format!("{spec}.weight")).file_shape[0];
+        expect_activation(l, spec, found, row.act)?;
         let units = cfg(l, "units").and_then(Value::as_u64).unwrap_or(0) as usize;
-        if units != out {
-            bail!("{} ({spec}) has {units} units, expected {out}", describe(l));
+        if units != row.channels {
+            bail!(
+                "{} ({spec}) has {units} units, expected {}",
+                describe(l),
+                row.channels
+            );
         }
-        self.plan.push(Planned {
+        let index = self.record(Planned {
             spec: spec.to_string(),
             layer: l.name.clone(),
-            in_encoder: false,
+            in_encoder: scope == Scope::Encoder,
             what: What::Dense {
                 use_bias: cfg_bool(l, "use_bias", true),
             },
         });
-        Ok(c.inputs[0].clone())
+        Ok((c.inputs[0].clone(), index))
     }
 
     fn set_input_order(&mut self, conv: usize, order: Vec<usize>) {
@@ -496,11 +513,13 @@ impl<'a> Matcher<'a> {
             let shape = cfg(l, "batch_input_shape").or_else(|| cfg(l, "batch_shape"));
             if let Some(Value::Array(s)) = shape {
                 let dims: Vec<Option<u64>> = s.iter().map(Value::as_u64).collect();
-                if dims.len() != 4 || dims[1..] != [Some(288), Some(288), Some(3)] {
+                let side = Some(table::SIZE as u64);
+                if dims.len() != 4 || dims[1..] != [side, side, Some(3)] {
                     bail!(
-                        "input \"{}\" has shape {}, ASNA takes 288x288x3 images",
+                        "input \"{}\" has shape {}, ASNA takes {size}x{size}x3 images",
                         l.name,
-                        shown(shape)
+                        shown(shape),
+                        size = table::SIZE
                     );
                 }
             }
@@ -508,292 +527,249 @@ impl<'a> Matcher<'a> {
         if g.outputs.len() != 1 {
             bail!("it has {} outputs, ASNA has one score", g.outputs.len());
         }
-
-        // Head, from the score back to the flatten.
-        let t = self.dense(&g.outputs[0], "head.fc3", Act::Linear)?;
-        let t = self.dense(&t, "head.fc2", Act::Tanh)?;
-        let t = self.dense(&t, "head.fc1", Act::Relu)?;
-        let (l, c) = self.expect_layer(
-            Scope::Outer,
-            &t,
-            &["Flatten"],
-            1,
-            "the flatten before the dense head",
-        )?;
-        check_channels_last(l)?;
-        let mut h = c.inputs[0].clone();
-
-        // Three residual blocks h + conv(relu(conv(h))).
-        for r in (0..3).rev() {
-            let (l, c) = self.expect_layer(
-                Scope::Outer,
-                &h,
-                &["Add"],
-                2,
-                &format!("residual block {r}"),
-            )?;
-            let branch = (0..2).find(|&b| {
-                self.peek_conv_input(&c.inputs[b])
-                    .and_then(|(inner, _)| self.peek_conv_input(&inner))
-                    .is_some_and(|(start, _)| start == c.inputs[1 - b])
-            });
-            let Some(b) = branch else {
-                bail!(
-                    "{} is not a residual block conv(relu(conv(h))) + h",
-                    describe(l)
-                );
-            };
-            let (t, _) = self.conv_block(
-                Scope::Outer,
-                &c.inputs[b],
-                &format!("res{r}.conv2"),
-                None,
-                1,
-                Act::Linear,
-            )?;
-            self.conv_block(
-                Scope::Outer,
-                &t,
-                &format!("res{r}.conv1"),
-                None,
-                1,
-                Act::Relu,
-            )?;
-            h = c.inputs[1 - b].clone();
-        }
-
-        // Attention block.
-        let (cat, att_out) = self.conv_block(Scope::Outer, &h, "att.out", None, 1, Act::Linear)?;
-        let (l, c) = self.expect_layer(
-            Scope::Outer,
-            &cat,
-            &["Concatenate"],
-            3,
-            "the attention block's concatenation",
-        )?;
-        self.check_channel_concat(l)?;
-        let mut slots = [usize::MAX; 3];
-        let mut x3: Option<TensorRef> = None;
-        let mut rest = None;
-        for (i, input) in c.inputs.iter().enumerate() {
-            match self.gate(input)? {
-                Some((channel, x)) => {
-                    if x3.as_ref().is_some_and(|prev| *prev != x) {
-                        bail!("the channel and spatial gates weigh different tensors");
-                    }
-                    x3 = Some(x);
-                    slots[i] = if channel { 1 } else { 2 };
-                }
-                None => {
-                    slots[i] = 0;
-                    rest = Some(input.clone());
-                }
-            }
-        }
-        let mut sorted = slots;
-        sorted.sort();
-        let (Some(x3), Some(b), [0, 1, 2]) = (x3, rest, sorted) else {
-            bail!(
-                "{} does not join the decoder output, a channel-gated and a spatially gated tensor",
-                describe(l)
-            );
-        };
-        let a = spec_of(&self.specs, "att.conv2.weight").file_shape[0];
-        let bw = spec_of(&self.specs, "att.out.weight").file_shape[1] - 2 * a;
-        let widths: Vec<usize> = slots.iter().map(|&s| if s == 0 { bw } else { a }).collect();
-        self.set_input_order(att_out, Self::concat_order(&widths, &slots));
-        let (t, _) = self.conv_block(Scope::Outer, &x3, "att.conv2", None, 1, Act::Linear)?;
-        let (t, _) =
-            self.conv_block(Scope::Outer, &t, "att.conv1", Some("att.bn"), 1, Act::Relu)?;
-        if t != b {
-            bail!(
-                "the attention block's first convolution does not read the tensor it concatenates"
-            );
-        }
-
-        // Decoder, from its output back to the context branch.
-        let (t, _) = self.conv_block(
-            Scope::Outer,
-            &b,
-            "dec.down1",
-            Some("dec.down_bn1"),
-            2,
-            Act::Leaky,
-        )?;
-        let (mut cat, mut consumer) = self.conv_block(
-            Scope::Outer,
-            &t,
-            "dec.down0",
-            Some("dec.down_bn0"),
-            4,
-            Act::Leaky,
-        )?;
-        for (level, spec, bn) in [
-            (0, "dec.conv3", "dec.bn3"),
-            (1, "dec.conv2", "dec.bn2"),
-            (2, "dec.conv1", "dec.bn1"),
-            (3, "dec.conv0", "dec.bn0"),
-        ] {
-            let low = self.skip_connection(&cat, level, consumer)?;
-            (cat, consumer) = self.conv_block(Scope::Outer, &low, spec, Some(bn), 1, Act::Leaky)?;
-        }
-        let (pool, c) = self.expect_layer(
-            Scope::Outer,
-            &cat,
-            &["MaxPooling2D"],
-            1,
-            "the pooling before dec.conv0",
-        )?;
-        check_pool(pool)?;
-        let (call, level) = self.encoder_output(&c.inputs[0])?;
-        if level != 3 {
-            bail!("the decoder starts from encoder output {level}, ASNA's starts from the deepest (3)");
-        }
-        let inputs = self.encoder.expect("encoder found").1;
-        if inputs[call] != 1 {
-            // asna takes the context from the distorted image, which is the second input.
-            bail!("the decoder's context branch starts from the first input's features; ASNA starts it from the second (distorted) image's");
-        }
-
-        // The shared encoder.
+        // From the score back to the encoder's features, then the shared encoder itself.
+        self.match_input(Scope::Outer, &g.outputs[0], &Input::Out(table::SCORE))?;
         self.match_encoder()
     }
 
-    fn check_channel_concat(&self, l: &Layer) -> Result<()> {
-        match cfg(l, "axis").and_then(Value::as_i64) {
-            None | Some(-1) | Some(3) => Ok(()),
-            Some(a) => bail!("{} joins along axis {a}, not the channels", describe(l)),
-        }
-    }
-
-    /// For a gated tensor `x3 * sigmoid(...)`: whether the gate is the channel one (pooled)
-    /// and x3; recorded in the plan. None when `t` is not a product.
-    fn gate(&mut self, t: &TensorRef) -> Result<Option<(bool, TensorRef)>> {
-        let (l, c) = self.producer(Scope::Outer, t)?;
-        let Some(c) = c else { return Ok(None) };
-        match l.class.as_str() {
-            "Multiply" => {}
-            "Lambda" => {
-                // The code of a Lambda is serialised Python bytecode; ASNA's gates call
-                // tf.multiply, whose name it holds.
-                let code = cfg(l, "function")
-                    .and_then(|f| f.get(0).or(Some(f)))
-                    .and_then(Value::as_str)
-                    .and_then(base64_decode);
-                let multiplies = code.is_some_and(|b| b.windows(8).any(|w| w == b"multiply"));
-                if !multiplies {
-                    bail!(
-                        "{} does not multiply its inputs (ASNA's attention gates do)",
-                        describe(l)
-                    );
-                }
-            }
-            _ => return Ok(None),
-        }
-        if c.inputs.len() != 2 {
+    /// The nested encoder: its outputs are the table's `FEATURES`, in order, and it reads the
+    /// images.
+    fn match_encoder(&mut self) -> Result<()> {
+        let g = self.graph(Scope::Encoder);
+        if g.inputs.len() != 1 || g.outputs.len() != table::FEATURES.len() {
             bail!(
-                "{} has {} inputs, an attention gate multiplies two",
-                describe(l),
-                c.inputs.len()
+                "the encoder has {} inputs and {} outputs, ASNA's has one and {}",
+                g.inputs.len(),
+                g.outputs.len(),
+                table::FEATURES.len()
             );
         }
-        let Some(gi) = (0..2).find(|&i| {
-            self.peek_conv_input(&c.inputs[i])
-                .is_some_and(|(_, act)| act == Act::Sigmoid)
-        }) else {
-            bail!("{} multiplies no sigmoid gate", describe(l));
-        };
-        let x = c.inputs[1 - gi].clone();
-        let (inner, _) = self.peek_conv_input(&c.inputs[gi]).expect("checked");
-        let (start, _) = self
-            .peek_conv_input(&inner)
-            .ok_or_else(|| anyhow!("the gate of {} is not conv(relu(conv(...)))", describe(l)))?;
-        let (pl, pc) = self.producer(Scope::Outer, &start)?;
-        let channel = matches!(pl.class.as_str(), "Reshape" | "GlobalAveragePooling2D");
-        let names = if channel {
-            ["att.ch2", "att.ch1"]
-        } else {
-            ["att.sp2", "att.sp1"]
-        };
-        let (t1, _) =
-            self.conv_block(Scope::Outer, &c.inputs[gi], names[0], None, 1, Act::Sigmoid)?;
-        let (t2, _) = self.conv_block(Scope::Outer, &t1, names[1], None, 1, Act::Relu)?;
-        let source = if channel {
-            let mut pooled = t2;
-            if pl.class == "Reshape" {
-                let target: Option<Vec<u64>> = cfg(pl, "target_shape")
-                    .and_then(Value::as_array)
-                    .and_then(|a| a.iter().map(Value::as_u64).collect());
-                if target.as_deref().map(|t| &t[..2]) != Some(&[1, 1]) {
-                    bail!("{} does not make the pooled vector 1x1", describe(pl));
-                }
-                pooled = pc.expect("reshape has a call").inputs[0].clone();
-            }
-            let (gl, gc) = self.expect_layer(
-                Scope::Outer,
-                &pooled,
-                &["GlobalAveragePooling2D"],
-                1,
-                "the channel gate's pooling",
-            )?;
-            check_channels_last(gl)?;
-            gc.inputs[0].clone()
-        } else {
-            t2
-        };
-        if source != x {
-            bail!("{} weighs another tensor than its gate reads", describe(l));
+        for (scale, name) in table::FEATURES.iter().enumerate().rev() {
+            self.match_input(Scope::Encoder, &g.outputs[scale], &Input::Out(name))?;
         }
-        Ok(Some((channel, x)))
+        // The authors' images were BGR (OpenCV): asna's RGB input needs the first
+        // convolution's input channels turned around.
+        let first = table::ENCODER[0].name;
+        let conv0 = self
+            .plan
+            .iter()
+            .position(|p| p.spec == first)
+            .expect("the encoder's first convolution is matched");
+        self.set_input_order(conv0, vec![2, 1, 0]);
+        Ok(())
     }
 
-    /// `concat[up(low), |enc_a[level] - enc_b[level]|]` (either order) feeding plan entry
-    /// `consumer`; returns `low`.
-    fn skip_connection(
+    /// The table's layer `row` producing `t`, then what it reads.
+    fn match_layer(
         &mut self,
+        scope: Scope,
         t: &TensorRef,
-        level: usize,
-        consumer: usize,
-    ) -> Result<TensorRef> {
-        let (l, c) = self.expect_layer(
-            Scope::Outer,
-            t,
-            &["Concatenate"],
-            2,
-            &format!("the decoder's concatenation at encoder scale {}", level + 1),
-        )?;
-        self.check_channel_concat(l)?;
-        let up = (0..2)
-            .find(|&i| {
-                self.producer(Scope::Outer, &c.inputs[i])
-                    .is_ok_and(|(l, _)| l.class == "UpSampling2D")
-            })
-            .ok_or_else(|| anyhow!("{} has no upsampled input", describe(l)))?;
-        let (ul, uc) = self.expect_layer(
-            Scope::Outer,
-            &c.inputs[up],
-            &["UpSampling2D"],
-            1,
-            "the decoder's upsampling",
-        )?;
-        if cfg_pair(ul, "size") != Some((2, 2))
-            || cfg_str(ul, "interpolation").unwrap_or("nearest") != "nearest"
-        {
-            bail!("{} is not a 2x nearest-neighbour upsampling", describe(ul));
+        row: &'static table::Layer,
+    ) -> Result<()> {
+        let t = self.resolve(scope, t)?;
+        if let Some((_, s, at)) = self.found.iter().find(|(name, ..)| *name == row.name) {
+            if (*s, at) == (scope, &t) {
+                return Ok(());
+            }
+            bail!(
+                "{} is read both from {at} and from {t}, which are different tensors",
+                row.name
+            );
         }
-        check_channels_last(ul)?;
-        self.abs_difference(&c.inputs[1 - up], level)?;
-        let diff_w = spec_of(&self.specs, &format!("enc.conv{}.weight", level + 1)).file_shape[0];
-        let total =
-            spec_of(&self.specs, &format!("{}.weight", self.plan[consumer].spec)).file_shape[1];
-        let widths = if up == 0 {
-            [total - diff_w, diff_w]
-        } else {
-            [diff_w, total - diff_w]
+        let (input, index) = match row.kind {
+            LayerKind::Conv => self.conv_block(scope, &t, row)?,
+            LayerKind::Dense => self.dense(scope, &t, row)?,
         };
-        let slots = if up == 0 { [0, 1] } else { [1, 0] };
+        self.found.push((row.name, scope, t));
+        match &row.input {
+            Input::Concat(parts) => self.concatenation(scope, &input, parts, index),
+            other => self.match_input(scope, &input, other),
+        }
+    }
+
+    /// `t` as the table's `input`.
+    fn match_input(&mut self, scope: Scope, t: &TensorRef, input: &Input) -> Result<()> {
+        match *input {
+            Input::Images => {
+                let t = self.resolve(scope, t)?;
+                let g = self.graph(scope);
+                if scope != Scope::Encoder || t != g.inputs[0] {
+                    bail!("the encoder's first convolution does not read its input");
+                }
+                Ok(())
+            }
+            Input::Out(name) => self.match_layer(scope, t, table::layer(name)),
+            Input::Pool(x) => {
+                let (l, c) =
+                    self.expect_layer(scope, t, &["MaxPooling2D"], 1, "a 2x2 max pooling")?;
+                check_pool(l)?;
+                self.match_input(scope, &c.inputs[0].clone(), x)
+            }
+            Input::Up(x) => {
+                let (l, c) =
+                    self.expect_layer(scope, t, &["UpSampling2D"], 1, "the decoder's upsampling")?;
+                if cfg_pair(l, "size") != Some((2, 2))
+                    || cfg_str(l, "interpolation").unwrap_or("nearest") != "nearest"
+                {
+                    bail!("{} is not a 2x nearest-neighbour upsampling", describe(l));
+                }
+                check_channels_last(l)?;
+                self.match_input(scope, &c.inputs[0].clone(), x)
+            }
+            Input::Distorted(&Input::Out(name)) => {
+                let want = table::scale_of(name);
+                let (call, scale) = self.encoder_output(t)?;
+                if scale != want {
+                    bail!("the decoder starts from encoder output {scale}, ASNA's starts from output {want}");
+                }
+                if self.encoder.expect("encoder found").1[call] != 1 {
+                    // The distorted image is the second input.
+                    bail!("the decoder's context branch starts from the first input's features; ASNA starts it from the second (distorted) image's");
+                }
+                Ok(())
+            }
+            Input::AbsDiff(&Input::Out(name)) => self.abs_difference(t, table::scale_of(name)),
+            Input::MeanHw(x) => {
+                let (l, c) = self.producer(scope, t)?;
+                let mut pooled = t.clone();
+                if let ("Reshape", Some(c)) = (l.class.as_str(), c) {
+                    let target: Option<Vec<u64>> = cfg(l, "target_shape")
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.iter().map(Value::as_u64).collect());
+                    if target.as_deref().map(|t| &t[..2]) != Some(&[1, 1]) {
+                        bail!("{} does not make the pooled vector 1x1", describe(l));
+                    }
+                    pooled = c.inputs[0].clone();
+                }
+                let (l, c) = self.expect_layer(
+                    scope,
+                    &pooled,
+                    &["GlobalAveragePooling2D"],
+                    1,
+                    "the channel gate's pooling",
+                )?;
+                check_channels_last(l)?;
+                self.match_input(scope, &c.inputs[0].clone(), x)
+            }
+            Input::Mul(a, b) => {
+                let (l, c) = self.producer(scope, t)?;
+                let multiplies = match l.class.as_str() {
+                    "Multiply" => true,
+                    // The code of a Lambda is serialised Python bytecode; ASNA's gates call
+                    // tf.multiply, whose name it holds.
+                    "Lambda" => cfg(l, "function")
+                        .and_then(|f| f.get(0).or(Some(f)))
+                        .and_then(Value::as_str)
+                        .and_then(base64_decode)
+                        .is_some_and(|b| b.windows(8).any(|w| w == b"multiply")),
+                    _ => false,
+                };
+                let c = c.filter(|_| multiplies).ok_or_else(|| {
+                    anyhow!(
+                        "expected a product (an attention gate), found {}",
+                        describe(l)
+                    )
+                })?;
+                if c.inputs.len() != 2 {
+                    bail!(
+                        "{} has {} inputs, an attention gate multiplies two",
+                        describe(l),
+                        c.inputs.len()
+                    );
+                }
+                self.match_any_order(scope, &c.inputs, &[*a, *b])?;
+                Ok(())
+            }
+            Input::Add(a, b) => {
+                let (_, c) = self.expect_layer(scope, t, &["Add"], 2, "a residual sum")?;
+                self.match_any_order(scope, &c.inputs, &[*a, *b])?;
+                Ok(())
+            }
+            Input::Flatten(x) => {
+                let (l, c) = self.expect_layer(
+                    scope,
+                    t,
+                    &["Flatten"],
+                    1,
+                    "the flatten before the dense head",
+                )?;
+                check_channels_last(l)?;
+                self.match_input(scope, &c.inputs[0].clone(), x)
+            }
+            Input::Concat(_) | Input::Distorted(_) | Input::AbsDiff(_) => {
+                unreachable!(
+                    "the table concatenates only layer inputs and compares only encoder outputs"
+                )
+            }
+        }
+    }
+
+    /// The concatenation `parts` at `t`, read by plan entry `consumer`: in any order, the
+    /// consumer's input channels being reordered to match.
+    fn concatenation(
+        &mut self,
+        scope: Scope,
+        t: &TensorRef,
+        parts: &[Input],
+        consumer: usize,
+    ) -> Result<()> {
+        let role = format!("the concatenation {} reads", self.plan[consumer].spec);
+        let (l, c) = self.expect_layer(scope, t, &["Concatenate"], parts.len(), &role)?;
+        match cfg(l, "axis").and_then(Value::as_i64) {
+            None | Some(-1) | Some(3) => {}
+            Some(a) => bail!("{} joins along axis {a}, not the channels", describe(l)),
+        }
+        let slots = self.match_any_order(scope, &c.inputs, parts)?;
+        let widths: Vec<usize> = slots.iter().map(|&s| table::shape(&parts[s]).1).collect();
         self.set_input_order(consumer, Self::concat_order(&widths, &slots));
-        Ok(uc.inputs[0].clone())
+        Ok(())
+    }
+
+    /// Matches `tensors` to `parts`, one each, in the first order that fits, and returns the
+    /// part of each tensor (Keras may join or add them in any order). When no order fits, the
+    /// error is that of the order that got furthest: the one the file most likely means.
+    fn match_any_order(
+        &mut self,
+        scope: Scope,
+        tensors: &[TensorRef],
+        parts: &[Input],
+    ) -> Result<Vec<usize>> {
+        assert_eq!(tensors.len(), parts.len(), "one tensor per part");
+        let mut best: Option<(usize, anyhow::Error)> = None;
+        for order in orders(parts.len()) {
+            let mark = self.mark();
+            let deepest = std::mem::replace(&mut self.deepest, self.plan.len());
+            let result = tensors
+                .iter()
+                .zip(&order)
+                .try_for_each(|(t, &part)| self.match_input(scope, t, &parts[part]));
+            let reached = self.deepest;
+            self.deepest = deepest.max(reached);
+            match result {
+                Ok(()) => return Ok(order),
+                Err(e) => {
+                    self.reset(mark);
+                    if best.as_ref().is_none_or(|(r, _)| reached > *r) {
+                        best = Some((reached, e));
+                    }
+                }
+            }
+        }
+        Err(best.expect("at least one order").1)
+    }
+
+    fn mark(&self) -> Mark<'a> {
+        Mark {
+            plan: self.plan.len(),
+            found: self.found.len(),
+            encoder: self.encoder,
+        }
+    }
+
+    fn reset(&mut self, mark: Mark<'a>) {
+        self.plan.truncate(mark.plan);
+        self.found.truncate(mark.found);
+        self.encoder = mark.encoder;
     }
 
     /// `|enc(input a)[level] - enc(input b)[level]|` of the two inputs' encoder outputs.
@@ -951,56 +927,6 @@ impl<'a> Matcher<'a> {
             }
             t = c.inputs[0].clone();
         }
-    }
-
-    /// The nested encoder: conv0, then four conv-lrelu-BN stages with pooling between them,
-    /// whose outputs are the encoder's four outputs in order.
-    fn match_encoder(&mut self) -> Result<()> {
-        let g = self.graph(Scope::Encoder);
-        if g.inputs.len() != 1 || g.outputs.len() != 4 {
-            bail!(
-                "the encoder has {} inputs and {} outputs, ASNA's has one and four",
-                g.inputs.len(),
-                g.outputs.len()
-            );
-        }
-        for level in (0..4).rev() {
-            let (input, _) = self.conv_block(
-                Scope::Encoder,
-                &g.outputs[level],
-                &format!("enc.conv{}", level + 1),
-                Some(&format!("enc.bn{}", level + 1)),
-                1,
-                Act::Leaky,
-            )?;
-            if level > 0 {
-                let (l, c) = self.expect_layer(
-                    Scope::Encoder,
-                    &input,
-                    &["MaxPooling2D"],
-                    1,
-                    &format!("the pooling before enc.conv{}", level + 1),
-                )?;
-                check_pool(l)?;
-                if c.inputs[0] != g.outputs[level - 1] {
-                    bail!(
-                        "the encoder's stage {} does not read output {}",
-                        level + 1,
-                        level
-                    );
-                }
-            } else {
-                let (start, conv0) =
-                    self.conv_block(Scope::Encoder, &input, "enc.conv0", None, 1, Act::Linear)?;
-                if start != g.inputs[0] {
-                    bail!("the encoder's first convolution does not read its input");
-                }
-                // The authors' images were BGR (OpenCV): asna's RGB input needs the first
-                // convolution's input channels turned around.
-                self.set_input_order(conv0, vec![2, 1, 0]);
-            }
-        }
-        Ok(())
     }
 }
 

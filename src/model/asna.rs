@@ -1,74 +1,42 @@
 //! The ASNA attention model as docs/MODEL.md describes it: a shared encoder run
 //! once on the stacked [reference; distorted] batch, absolute feature differences at four
 //! scales, a U-Net-like decoder, channel and spatial attention, residual blocks, dense head.
+//! Its layers, their hyper-parameters and what each reads are the table in `layers`, which
+//! `specs` and `forward` follow.
 
+use super::layers::{self, Input, Layer, LayerKind};
 use super::params::{ParamStore, SpecList};
 use crate::autograd::{Tape, Var};
 use crate::gpu::{DType, Tensor};
 use crate::ops::Act;
 use std::collections::BTreeMap;
 
-pub const SIZE: usize = 288;
-pub const NFS: [usize; 10] = [8, 16, 32, 64, 64, 64, 32, 16, 8, 32];
-const ENC_KERNELS: [usize; 4] = [5, 5, 3, 3];
+pub use super::layers::SIZE;
 pub const SPEC_VERSION: &str = "asna-model/1";
 pub const ARCHITECTURE: &str = "asna-attention";
 
-/// Conv layers whose weights carry the 1e-4 L2 penalty.
-pub const L2_CONV_LAYERS: [&str; 11] = [
-    "enc.conv0",
-    "enc.conv1",
-    "enc.conv2",
-    "enc.conv3",
-    "enc.conv4",
-    "dec.conv0",
-    "dec.conv1",
-    "dec.conv2",
-    "dec.conv3",
-    "dec.down0",
-    "dec.down1",
-];
+/// Convolutions whose weights carry the 1e-4 L2 penalty: the encoder's and the decoder's.
+pub fn l2_conv_layers() -> impl Iterator<Item = &'static str> {
+    layers::ENCODER
+        .iter()
+        .chain(&layers::DECODER)
+        .map(|l| l.name)
+}
 
+/// Every parameter of the model, in the order of the layer table, each batch norm after its
+/// layer.
 pub fn specs() -> SpecList {
     let mut s = SpecList::default();
-    s.conv("enc.conv0", 3, 3, 5);
-    let chans = [3, NFS[0], NFS[1], NFS[2], NFS[3]];
-    for i in 0..4 {
-        s.conv(
-            &format!("enc.conv{}", i + 1),
-            chans[i],
-            chans[i + 1],
-            ENC_KERNELS[i],
-        );
-        s.bn(&format!("enc.bn{}", i + 1), chans[i + 1]);
+    for l in layers::all() {
+        let inputs = layers::input_channels(l);
+        match l.kind {
+            LayerKind::Conv => s.conv(l.name, inputs, l.channels, l.kernel),
+            LayerKind::Dense => s.dense(l.name, inputs, l.channels),
+        }
+        if let Some(bn) = l.bn {
+            s.bn(bn, l.channels);
+        }
     }
-    s.conv("dec.conv0", 64, NFS[4], 3);
-    s.bn("dec.bn0", NFS[4]);
-    s.conv("dec.conv1", NFS[4] + 64, NFS[5], 3);
-    s.bn("dec.bn1", NFS[5]);
-    s.conv("dec.conv2", NFS[5] + 32, NFS[6], 3);
-    s.bn("dec.bn2", NFS[6]);
-    s.conv("dec.conv3", NFS[6] + 16, NFS[7], 3);
-    s.bn("dec.bn3", NFS[7]);
-    s.conv("dec.down0", NFS[7] + 8, NFS[9], 3);
-    s.bn("dec.down_bn0", NFS[9]);
-    s.conv("dec.down1", NFS[9], NFS[9], 3);
-    s.bn("dec.down_bn1", NFS[9]);
-    let a = NFS[8];
-    s.conv("att.conv1", NFS[9], a, 3);
-    s.bn("att.bn", a);
-    s.conv("att.conv2", a, a, 3);
-    for n in ["att.ch1", "att.ch2", "att.sp1", "att.sp2"] {
-        s.conv(n, a, a, 1);
-    }
-    s.conv("att.out", NFS[9] + 2 * a, a, 1);
-    for r in 0..3 {
-        s.conv(&format!("res{r}.conv1"), a, a, 3);
-        s.conv(&format!("res{r}.conv2"), a, a, 3);
-    }
-    s.dense("head.fc1", 36 * 36 * a, 32);
-    s.dense("head.fc2", 32, 1);
-    s.dense("head.fc3", 1, 1);
     s
 }
 
@@ -107,7 +75,26 @@ pub struct BnContext<'a> {
     pub store: &'a ParamStore,
 }
 
-impl BnContext<'_> {
+impl<'a> BnContext<'a> {
+    /// Evaluation mode: normalise with the store's running statistics.
+    pub fn eval(store: &'a ParamStore) -> Self {
+        BnContext {
+            train: false,
+            updates: BTreeMap::new(),
+            store,
+        }
+    }
+
+    /// Training mode: normalise with batch statistics and collect the running statistics'
+    /// new values in `updates`.
+    pub fn train(store: &'a ParamStore) -> Self {
+        BnContext {
+            train: true,
+            updates: BTreeMap::new(),
+            store,
+        }
+    }
+
     /// BN(act(conv(x))): for scoring (evaluation mode on a tape that does not record) one
     /// kernel with the norm in the convolution's epilogue, otherwise conv then `apply`.
     #[allow(clippy::too_many_arguments)]
@@ -192,17 +179,13 @@ fn conv(tape: &mut Tape, p: &Bound, name: &str, x: &Var, stride: usize, act: Act
     )
 }
 
-/// BN(lrelu(conv(x))).
-fn conv_lrelu_bn(
-    tape: &mut Tape,
-    p: &Bound,
-    bn: &mut BnContext,
-    conv_name: &str,
-    bn_name: &str,
-    x: &Var,
-    stride: usize,
-) -> Var {
-    bn.conv_act_bn(tape, p, conv_name, bn_name, x, stride, Act::LeakyRelu)
+/// One layer of the table on `x`: its convolution (a dense layer is a 1x1 convolution of a
+/// 1x1 image) with its stride and activation, then its batch norm.
+fn run(tape: &mut Tape, p: &Bound, bn: &mut BnContext, l: &Layer, x: &Var) -> Var {
+    match l.bn {
+        Some(norm) => bn.conv_act_bn(tape, p, l.name, norm, x, l.stride, l.act),
+        None => conv(tape, p, l.name, x, l.stride, l.act),
+    }
 }
 
 /// Standardised scores [N] of N pairs, from the stacked input [2N, 288, 288, 3] (references
@@ -253,117 +236,166 @@ pub fn forward_shared(
     let expand: Option<Vec<usize>> =
         ref_of.map(|r| r.iter().copied().chain(images - n..images).collect());
 
-    // Shared encoder on [R; D].
-    let mut x = conv(tape, p, "enc.conv0", input, 1, Act::None);
-    let mut feats = Vec::with_capacity(4);
-    for i in 0..4 {
-        if i > 0 {
-            x = tape.maxpool(&x);
-        }
-        x = conv_lrelu_bn(
-            tape,
-            p,
-            bn,
-            &format!("enc.conv{}", i + 1),
-            &format!("enc.bn{}", i + 1),
-            &x,
-            1,
-        );
-        match &expand {
-            Some(rows) => {
-                let f = tape.gpu.gather_batch(&x.t, rows);
-                feats.push(tape.leaf(f, false));
-            }
-            None => feats.push(x.clone()),
+    // Shared encoder on [R; D]: a chain, each layer reading the previous one.
+    let mut x = input.clone();
+    let mut prev = None;
+    let mut feats = Vec::with_capacity(layers::FEATURES.len());
+    for l in &layers::ENCODER {
+        x = match l.input {
+            Input::Images if prev.is_none() => x,
+            Input::Out(from) if prev == Some(from) => x,
+            Input::Pool(&Input::Out(from)) if prev == Some(from) => tape.maxpool(&x),
+            other => panic!("{} reads {other:?}, not the previous encoder layer", l.name),
+        };
+        x = run(tape, p, bn, l, &x);
+        prev = Some(l.name);
+        if layers::FEATURES.get(feats.len()) == Some(&l.name) {
+            feats.push(match &expand {
+                Some(rows) => {
+                    let f = tape.gpu.gather_batch(&x.t, rows);
+                    tape.leaf(f, false)
+                }
+                None => x.clone(),
+            });
         }
     }
+    drop(x);
+    assert_eq!(feats.len(), layers::FEATURES.len(), "encoder outputs");
     if let Some(t) = taps.as_deref_mut() {
         t.encoder = feats.iter().map(|f| f.t.clone()).collect();
     }
     // Scoring (nothing recorded) builds each decoder input in one fused pass; training keeps
     // the three differentiable ops.
     let fuse = !tape.is_recording();
-    let diffs: Vec<Var> = if fuse {
-        Vec::new()
-    } else {
-        feats.iter().map(|f| tape.absdiff_halves(f)).collect()
-    };
-    let decoder_input = |tape: &mut Tape, low: &Var, level: usize| -> Var {
-        if fuse {
-            tape.upsample_absdiff_concat(low, &feats[level])
-        } else {
-            let up = tape.upsample(low);
-            tape.concat(&[&up, &diffs[level]])
-        }
-    };
+    let mut diffs: Vec<Option<Var>> = feats
+        .iter()
+        .map(|f| (!fuse).then(|| tape.absdiff_halves(f)))
+        .collect();
+    let feature_diff = taps.as_ref().map(|_| match &diffs[0] {
+        Some(d) => d.t.clone(),
+        None => tape.absdiff_halves(&feats[0]).t,
+    });
+    // Each scale's features are let go once the decoder has taken them in.
+    let mut feats: Vec<Option<Var>> = feats.into_iter().map(Some).collect();
 
-    // Decoder: the context branch starts from the distorted image's deepest features.
-    let ctx = tape.slice_batch(&feats[3], n, n);
-    let b = tape.maxpool(&ctx);
-    let mut low = conv_lrelu_bn(tape, p, bn, "dec.conv0", "dec.bn0", &b, 1);
-    for (j, level) in [3, 2, 1].into_iter().enumerate() {
-        let cat = decoder_input(tape, &low, level);
-        low = conv_lrelu_bn(
-            tape,
-            p,
-            bn,
-            &format!("dec.conv{}", j + 1),
-            &format!("dec.bn{}", j + 1),
-            &cat,
-            1,
-        );
+    // Decoder: the context branch from the distorted image's deepest features, then one
+    // scale's difference taken in per block.
+    let mut low: Option<Var> = None;
+    let mut prev = None;
+    for l in &layers::DECODER {
+        let x = match l.input {
+            Input::Pool(&Input::Distorted(&Input::Out(from))) if prev.is_none() => {
+                let f = feats[layers::scale_of(from)].as_ref().expect("features");
+                let ctx = tape.slice_batch(f, n, n);
+                tape.maxpool(&ctx)
+            }
+            Input::Concat(
+                &[Input::Up(&Input::Out(from)), Input::AbsDiff(&Input::Out(feature))],
+            ) if prev == Some(from) => {
+                let low = low.take().expect("the previous block's output");
+                let scale = layers::scale_of(feature);
+                let (feat, diff) = (feats[scale].take(), diffs[scale].take());
+                if fuse {
+                    tape.upsample_absdiff_concat(&low, &feat.expect("features"))
+                } else {
+                    let up = tape.upsample(&low);
+                    tape.concat(&[&up, &diff.expect("difference")])
+                }
+            }
+            Input::Out(from) if prev == Some(from) => low.take().expect("the previous output"),
+            other => panic!(
+                "{} reads {other:?}, which the decoder does not build",
+                l.name
+            ),
+        };
+        low = Some(run(tape, p, bn, l, &x));
+        prev = Some(l.name);
     }
-    let cat = decoder_input(tape, &low, 0);
-    drop(low);
-    let feature_diff = match (&taps, fuse) {
-        (Some(_), true) => Some(tape.absdiff_halves(&feats[0]).t),
-        (Some(_), false) => Some(diffs[0].t.clone()),
-        (None, _) => None,
-    };
-    drop(diffs);
-    drop(feats);
-    let b = conv_lrelu_bn(tape, p, bn, "dec.down0", "dec.down_bn0", &cat, 4);
-    drop(cat);
-    let b = conv_lrelu_bn(tape, p, bn, "dec.down1", "dec.down_bn1", &b, 2);
+    drop((feats, diffs));
+    let decoded = low.expect("the decoder's output");
     if let Some(t) = taps.as_deref_mut() {
-        t.decoder_out = Some(b.t.clone());
+        t.decoder_out = Some(decoded.t.clone());
     }
 
-    // Attention block.
-    let x2 = bn.conv_act_bn(tape, p, "att.conv1", "att.bn", &b, 1, Act::Relu);
-    let x3 = conv(tape, p, "att.conv2", &x2, 1, Act::None);
-    let c = tape.mean_hw(&x3);
-    let c = conv(tape, p, "att.ch1", &c, 1, Act::Relu);
-    let c = conv(tape, p, "att.ch2", &c, 1, Act::Sigmoid);
-    let ca = tape.mul(&x3, &c);
-    let s = conv(tape, p, "att.sp1", &x3, 1, Act::Relu);
-    let s = conv(tape, p, "att.sp2", &s, 1, Act::Sigmoid);
-    let sa = tape.mul(&x3, &s);
-    let cat = tape.concat(&[&b, &ca, &sa]);
-    let mut h = conv(tape, p, "att.out", &cat, 1, Act::None);
-    if let Some(t) = taps.as_deref_mut() {
-        t.spatial_gate = Some(s.t.clone());
-        t.feature_diff = feature_diff;
-        t.attention_out = Some(h.t.clone());
-    }
-    for r in 0..3 {
-        let t = conv(tape, p, &format!("res{r}.conv1"), &h, 1, Act::Relu);
-        let t = conv(tape, p, &format!("res{r}.conv2"), &t, 1, Act::None);
-        h = tape.add(&h, &t);
-    }
-
-    // Head: channels-last makes the (h, w, c) flatten a reshape.
-    let (_, hh, ww, cc) = h.t.nhwc();
-    let f = tape.reshape(&h, &[n, 1, 1, hh * ww * cc]);
-    let f1 = conv(tape, p, "head.fc1", &f, 1, Act::Relu);
+    // Attention, residual blocks and head, straight from the table: each layer runs when first
+    // read on the way back from the score, so a tensor read several times (the attention's
+    // features, the residual stream) is computed once, and the ops are recorded in the order
+    // the description reads them, which fixes the order in which gradients add up.
+    let mut done = Evaluated::default();
+    done.outputs.insert(prev.expect("decoder layers"), decoded);
+    let score = done.output(tape, p, bn, layers::SCORE);
     if let Some(t) = taps {
-        t.head_input = Some(f.t.clone());
-        t.head_hidden = Some(f1.t.clone());
+        t.spatial_gate = Some(done.outputs["att.sp2"].t.clone());
+        t.feature_diff = feature_diff;
+        t.attention_out = Some(done.outputs["att.out"].t.clone());
+        t.head_input = Some(done.read(tape, p, bn, &layers::layer("head.fc1").input).t);
+        t.head_hidden = Some(done.outputs["head.fc1"].t.clone());
     }
-    let f = f1;
-    let f = conv(tape, p, "head.fc2", &f, 1, Act::Tanh);
-    let f = conv(tape, p, "head.fc3", &f, 1, Act::None);
-    tape.reshape(&f, &[n])
+    tape.reshape(&score, &[n])
+}
+
+/// Layer outputs and composite inputs computed so far, each once.
+#[derive(Default)]
+struct Evaluated {
+    outputs: BTreeMap<&'static str, Var>,
+    reads: Vec<(Input, Var)>,
+}
+
+impl Evaluated {
+    fn output(
+        &mut self,
+        tape: &mut Tape,
+        p: &Bound,
+        bn: &mut BnContext,
+        name: &'static str,
+    ) -> Var {
+        if let Some(y) = self.outputs.get(name) {
+            return y.clone();
+        }
+        let l = layers::layer(name);
+        let x = self.read(tape, p, bn, &l.input);
+        let y = run(tape, p, bn, l, &x);
+        self.outputs.insert(name, y.clone());
+        y
+    }
+
+    fn read(&mut self, tape: &mut Tape, p: &Bound, bn: &mut BnContext, input: &Input) -> Var {
+        if let Input::Out(name) = input {
+            return self.output(tape, p, bn, name);
+        }
+        if let Some((_, y)) = self.reads.iter().find(|(i, _)| i == input) {
+            return y.clone();
+        }
+        let y = match input {
+            Input::MeanHw(x) => {
+                let x = self.read(tape, p, bn, x);
+                tape.mean_hw(&x)
+            }
+            Input::Mul(a, b) => {
+                let a = self.read(tape, p, bn, a);
+                let b = self.read(tape, p, bn, b);
+                tape.mul(&a, &b)
+            }
+            Input::Add(a, b) => {
+                let a = self.read(tape, p, bn, a);
+                let b = self.read(tape, p, bn, b);
+                tape.add(&a, &b)
+            }
+            Input::Concat(parts) => {
+                let parts: Vec<Var> = parts.iter().map(|x| self.read(tape, p, bn, x)).collect();
+                tape.concat(&parts.iter().collect::<Vec<_>>())
+            }
+            // Channels-last makes the (h, w, c) flatten a reshape.
+            Input::Flatten(x) => {
+                let x = self.read(tape, p, bn, x);
+                let (items, h, w, c) = x.t.nhwc();
+                tape.reshape(&x, &[items, 1, 1, h * w * c])
+            }
+            other => panic!("{other:?} is built by the encoder and decoder, not read after them"),
+        };
+        self.reads.push((*input, y.clone()));
+        y
+    }
 }
 
 /// The Siamese input of `n` pairs of `size`x`size` RGB u8 crops as one leaf [2n, size, size, 3]:
@@ -379,10 +411,17 @@ pub fn stacked_input(
 ) -> Var {
     assert_eq!(ref_px.len(), n * size * size * 3, "reference crops");
     assert_eq!(dist_px.len(), ref_px.len(), "distorted crops");
-    let mut stacked = Vec::with_capacity(ref_px.len() * 2);
-    stacked.extend_from_slice(ref_px);
-    stacked.extend_from_slice(dist_px);
-    let x = crate::ops::image::to_input_as(tape.gpu, &stacked, 2 * n, size, size, dtype);
+    stacked_images(tape, ref_px, dist_px, size, dtype)
+}
+
+/// The `size`x`size` RGB u8 crops of `first` followed by those of `second`, normalised, as
+/// one leaf.
+fn stacked_images(tape: &mut Tape, first: &[u8], second: &[u8], size: usize, dtype: DType) -> Var {
+    let mut stacked = Vec::with_capacity(first.len() + second.len());
+    stacked.extend_from_slice(first);
+    stacked.extend_from_slice(second);
+    let images = stacked.len() / (size * size * 3);
+    let x = crate::ops::image::to_input_as(tape.gpu, &stacked, images, size, size, dtype);
     tape.leaf(x, false)
 }
 
@@ -400,11 +439,7 @@ pub fn predict(
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
     let x = stacked_input(&mut tape, ref_px, dist_px, n, SIZE, store.weight_dtype());
-    let mut bn = BnContext {
-        train: false,
-        updates: Default::default(),
-        store,
-    };
+    let mut bn = BnContext::eval(store);
     forward(&mut tape, &params, &mut bn, &x, taps).t
 }
 
@@ -426,15 +461,7 @@ pub fn predict_shared(
     assert_eq!(dist_px.len(), n * crop, "distorted crops");
     let mut tape = Tape::inference(gpu);
     let params = Bound::new(&mut tape, store, false);
-    let mut stacked = Vec::with_capacity(refs_px.len() + dist_px.len());
-    stacked.extend_from_slice(refs_px);
-    stacked.extend_from_slice(dist_px);
-    let x = crate::ops::image::to_input_as(gpu, &stacked, k + n, SIZE, SIZE, store.weight_dtype());
-    let x = tape.leaf(x, false);
-    let mut bn = BnContext {
-        train: false,
-        updates: Default::default(),
-        store,
-    };
+    let x = stacked_images(&mut tape, refs_px, dist_px, SIZE, store.weight_dtype());
+    let mut bn = BnContext::eval(store);
     forward_shared(&mut tape, &params, &mut bn, &x, Some(ref_of), taps).t
 }

@@ -2,7 +2,7 @@
 //! `m * mse + (1 - m) * (1 - r^2) + s * rank + l2`, with the sorter frozen in evaluation mode
 //! (docs/MODEL.md, "Loss").
 
-use super::asna::{BnContext, Bound, L2_CONV_LAYERS};
+use super::asna::{l2_conv_layers, BnContext, Bound};
 use super::params::ParamStore;
 use super::sorter;
 use crate::autograd::{Tape, Var};
@@ -60,11 +60,7 @@ pub fn asna_loss(
     // The ranking term needs the sorter (and batches of its length); with s = 0 it is left out.
     let rank = match sorter {
         Some((store, bound)) if w.rank != 0.0 => {
-            let mut frozen = BnContext {
-                train: false,
-                updates: Default::default(),
-                store,
-            };
+            let mut frozen = BnContext::eval(store);
             let n = pred.t.numel();
             let p_row = tape.reshape(pred, &[1, n]);
             let t_row = tape.reshape(target, &[1, n]);
@@ -75,7 +71,7 @@ pub fn asna_loss(
         _ => tape.leaf(tape.gpu.zeros(&[1]), false),
     };
     let mut l2: Option<Var> = None;
-    for name in L2_CONV_LAYERS {
+    for name in l2_conv_layers() {
         let term = tape.sum_squares(params.var(&format!("{name}.weight")), w.l2_conv);
         l2 = Some(match l2 {
             Some(acc) => tape.add(&acc, &term),

@@ -2,6 +2,7 @@
 
 pub mod asna;
 pub mod checkpoint;
+pub mod layers;
 pub mod loss;
 pub mod params;
 pub mod sorter;
