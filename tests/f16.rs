@@ -125,7 +125,7 @@ fn f16_convolution_matches_the_float64_reference() {
         return; // covered by the scoring test's refusal check
     }
     // A family without f16 kernels hands the product to its stand-in (`f16_stand_in`).
-    for family in FAMILIES {
+    for &family in FAMILIES {
         gpu.kernels.borrow_mut().force_family(Some(family));
         for (seed, xs, k, cout, stride, act, fold) in [
             (

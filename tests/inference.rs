@@ -49,7 +49,7 @@ fn check_fold(
 
 #[test]
 fn folded_batch_norm_equals_conv_then_batch_norm() {
-    for family in FAMILIES {
+    for &family in FAMILIES {
         check_fold(1, [3, 7, 9, 5], 3, 11, 2, Act::LeakyRelu, family);
         check_fold(2, [2, 13, 11, 6], 5, 8, 1, Act::Relu, family);
         check_fold(3, [1, 9, 10, 3], 3, 33, 4, Act::LeakyRelu, family);

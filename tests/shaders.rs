@@ -80,7 +80,7 @@ fn every_shader_parses_and_validates() {
 #[test]
 fn conv_family_specialisations_validate() {
     use asna::ops::conv::FAMILIES;
-    for family in FAMILIES {
+    for &family in FAMILIES {
         let (file, src) = family.shader();
         let mut modules = Vec::new();
         for dtype in [DType::F32, DType::F16] {
@@ -147,7 +147,7 @@ fn conv_family_specialisations_validate() {
 #[test]
 fn conv_family_defaults_are_valid_candidates() {
     use asna::ops::conv::FAMILIES;
-    for family in FAMILIES {
+    for &family in FAMILIES {
         for gn in [1, 3, 5, 8, 16, 33, 64, 128, 256] {
             let d = family.default_tile(gn);
             assert_eq!(d.family, family, "{}", d.describe());

@@ -22,7 +22,7 @@ fn check_conv(
     bias: bool,
     act: Act,
 ) {
-    for family in FAMILIES {
+    for &family in FAMILIES {
         check_conv_variant(seed, xs, k, cout, stride, bias, act, family);
     }
 }
@@ -115,7 +115,7 @@ fn check_conv_grads(
     stride: usize,
     act: Act,
 ) {
-    for family in FAMILIES {
+    for &family in FAMILIES {
         check_conv_grads_variant(seed, xs, k, cout, stride, act, family);
     }
 }

@@ -5,10 +5,11 @@
 //! The products run in kernel families. A family is one unit: one file here implementing
 //! `ConvFamily` (its shader, limits, search space, default rule, launches and parameter
 //! block) and one line in `FAMILIES`. `policy.rs` chooses a family and tile for each shape
-//! from the families' own rules, and no other code names a family. Adding one takes a shader
-//! in shaders/, a file here implementing `ConvFamily`, and its line in `FAMILIES`; the tests
-//! (tests/ops/conv.rs, tests/inference.rs, tests/f16.rs, tests/tune.rs, tests/shaders.rs) loop
-//! over `FAMILIES` and pick it up (docs/PERFORMANCE.md, "Adding a kernel family").
+//! from the families' own rules; no code outside the family files names a family. Adding one
+//! takes a shader in shaders/, a file here implementing `ConvFamily` (declared below with
+//! `pub mod`), and its line in `FAMILIES`; the tests (tests/ops/conv.rs, tests/inference.rs,
+//! tests/f16.rs, tests/tune.rs, tests/shaders.rs) loop over `FAMILIES` and pick it up
+//! (docs/PERFORMANCE.md, "Adding a kernel family").
 //!
 //! Files: `geometry.rs` (shapes, products, tuning keys) · `config.rs` (`TileConfig`) ·
 //! `policy.rs` (the choice per shape) · `gemm.rs` (launches of shaders/conv.wgsl, shared by
@@ -32,9 +33,9 @@ pub use policy::KernelPolicy;
 use super::{f32_only, reduce, same_dtype, Act};
 use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
-/// Every convolution family, in the order reports list them. `ASNA_CONV`, the tuning cache
-/// and the tests reach a family through this list.
-pub const FAMILIES: [Family; 3] = [tiled::FAMILY, direct::FAMILY, uniform::FAMILY];
+/// Every convolution family. `ASNA_CONV`, the tuning cache, `asna tune` and the tests reach
+/// a family through this list alone.
+pub const FAMILIES: &[Family] = &[tiled::FAMILY, direct::FAMILY, uniform::FAMILY];
 
 /// How a family serves one type of adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,13 +124,14 @@ pub struct Family(&'static dyn ConvFamily);
 
 impl Family {
     pub fn parse(name: &str) -> Option<Family> {
-        FAMILIES.into_iter().find(|f| f.name() == name)
+        FAMILIES.iter().copied().find(|f| f.name() == name)
     }
 
     /// The family native to this type of adapter (`Role::Native`).
     pub fn native(device: wgpu::DeviceType) -> Family {
         FAMILIES
-            .into_iter()
+            .iter()
+            .copied()
             .find(|f| f.role(device) == Role::Native)
             .unwrap_or(FAMILIES[0])
     }

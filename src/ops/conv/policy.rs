@@ -136,12 +136,13 @@ impl KernelPolicy {
 
     /// The families worth timing on this adapter: its native one, then every family that
     /// names this adapter type a candidate (`ConvFamily::role`).
-    pub fn tune_families(&self) -> Vec<Family> {
+    fn tune_families(&self) -> Vec<Family> {
         let mut out = vec![self.native];
         out.extend(
             FAMILIES
                 .iter()
-                .filter(|f| f.role(self.device_type) == Role::Candidate && **f != self.native),
+                .copied()
+                .filter(|f| f.role(self.device_type) == Role::Candidate && *f != self.native),
         );
         out
     }
