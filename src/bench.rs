@@ -51,7 +51,7 @@ impl BenchArgs {
     /// any; `--tuning both` without them is refused, since it would compare the defaults
     /// with themselves.
     fn plan(&self, gpu: &Gpu) -> Result<BenchPlan> {
-        let tuned = !gpu.kernels.borrow().tuned.is_empty();
+        let tuned = !gpu.kernels.borrow().tuned().is_empty();
         let tuning = match self.tuning.as_deref() {
             Some("off") => vec![false],
             Some("on") => vec![true],
@@ -245,12 +245,12 @@ fn per_tuning(
     rate: &str,
     mut measure: impl FnMut() -> Result<serde_json::Value>,
 ) -> Result<serde_json::Value> {
-    let was = gpu.kernels.borrow().use_tuned;
+    let was = gpu.kernels.borrow().uses_tuned();
     let mut out = serde_json::json!({});
     for &on in settings {
-        gpu.kernels.borrow_mut().use_tuned = on;
+        gpu.kernels.borrow_mut().set_use_tuned(on);
         let r = measure();
-        gpu.kernels.borrow_mut().use_tuned = was;
+        gpu.kernels.borrow_mut().set_use_tuned(was);
         out[tuning_label(on)] = r?;
     }
     if settings.len() == 2 {

@@ -8,12 +8,12 @@
 //! adapter has them, wall time otherwise; the best of `reps` runs).
 
 use crate::autograd::Tape;
-use crate::gpu::kernels::TileConfig;
-use crate::gpu::tuning::{self, Seen, TunedKernel};
+use crate::gpu::tuning;
 use crate::gpu::{DType, Gpu};
 use crate::model::asna::{self, BnContext, Bound, SIZE};
 use crate::model::params::ParamStore;
-use crate::ops::conv::{self, ConvGeom, Product};
+use crate::ops::conv::policy::{pick_winner, Seen, TunedKernel};
+use crate::ops::conv::{self, ConvGeom, Product, TileConfig};
 use crate::ops::Act;
 use crate::rng::Rng;
 use anyhow::{bail, Result};
@@ -56,7 +56,10 @@ pub fn run_command(gpu: &Gpu, cli: &TuneArgs) -> Result<()> {
         return Ok(());
     }
     let opts = TuneOptions {
-        batch: cli.batch.unwrap_or_else(|| default_batch(gpu)).max(1),
+        batch: cli
+            .batch
+            .unwrap_or_else(|| gpu.kernels.borrow().tuning_batch())
+            .max(1),
         workload: cli.workload,
         limit: cli.limit,
         reps: cli.reps.max(1),
@@ -79,7 +82,7 @@ pub fn show(gpu: &Gpu) -> serde_json::Value {
     serde_json::json!({
         "adapter": tuning::adapter_key(&gpu.info),
         "cache": tuning::cache_path().map(|p| p.display().to_string()),
-        "shapes": gpu.kernels.borrow().tuned,
+        "shapes": gpu.kernels.borrow().tuned(),
     })
 }
 
@@ -108,15 +111,6 @@ pub struct ShapeResult {
     pub candidates: usize,
 }
 
-/// The default batch to tune at: a CPU driver is timed at one pair (its kernels take seconds).
-pub fn default_batch(gpu: &Gpu) -> usize {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        1
-    } else {
-        16
-    }
-}
-
 /// Every convolution shape one scoring pass and/or one training step dispatches, recorded at
 /// one pair per batch (images per shape: 2 for the Siamese encoder, 1 after it).
 pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, Seen>> {
@@ -126,7 +120,7 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
         .map(|_| rng.below(256) as u8)
         .collect();
     let (ref_px, dist_px) = pixels.split_at(SIZE * SIZE * 3);
-    gpu.kernels.borrow_mut().recording = Some(BTreeMap::new());
+    gpu.kernels.borrow_mut().start_recording();
     let run = || -> Result<()> {
         if workload != Workload::Train {
             let z = asna::predict(gpu, &store, ref_px, dist_px, 1, None);
@@ -146,12 +140,7 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
         Ok(())
     };
     let result = run();
-    let seen = gpu
-        .kernels
-        .borrow_mut()
-        .recording
-        .take()
-        .unwrap_or_default();
+    let seen = gpu.kernels.borrow_mut().take_recording();
     result?;
     Ok(seen)
 }
@@ -223,20 +212,6 @@ pub fn time_config(
     Ok(best)
 }
 
-/// The fraction of the default's time a candidate must beat to replace it: below that,
-/// timing noise rather than the kernel decides.
-pub const MIN_WIN: f64 = 0.02;
-
-/// The fastest of `timed` (configuration, seconds) if it is more than `MIN_WIN` faster than
-/// the default, else the default with its own time.
-pub fn pick_winner<C: Copy>(default: (C, f64), timed: &[(C, f64)]) -> (C, f64) {
-    let fastest = timed.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
-    match fastest {
-        Some((c, s)) if s < (1.0 - MIN_WIN) * default.1 => (c, s),
-        _ => default,
-    }
-}
-
 /// Times the default and every candidate for one shape and keeps the winner (`pick_winner`).
 pub fn tune_shape(
     gpu: &Gpu,
@@ -249,16 +224,11 @@ pub fn tune_shape(
     let Some((product, geom)) = conv::parse_tune_key(key, images) else {
         return Ok(None);
     };
-    let (gm, gn, _) = product.gemm(&geom);
+    let (_, gn, _) = product.gemm(&geom);
     let ops = Operands::new(gpu, geom, 11);
-    let default = TileConfig::default_for_shape(
-        gpu.kernels.borrow().family(),
-        gm,
-        gn,
-        product == conv::Product::GradWeight,
-    );
+    let default = gpu.kernels.borrow().default_config(product, &geom);
     let default_s = time_config(gpu, &ops, product, default, reps)?;
-    let candidates = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), gn);
+    let candidates = gpu.kernels.borrow().candidates(gn);
     let mut timed = Vec::with_capacity(candidates.len());
     for &c in candidates.iter().filter(|&&c| c != default) {
         timed.push((c, time_config(gpu, &ops, product, c, reps)?));
@@ -294,9 +264,9 @@ pub fn run(gpu: &Gpu, args: &TuneOptions) -> Result<Vec<ShapeResult>> {
         bail!("no place for the tuning cache: set ASNA_TUNE_CACHE or HOME");
     };
     // Measure from the defaults, whatever an earlier run chose.
-    let was = std::mem::replace(&mut gpu.kernels.borrow_mut().use_tuned, false);
+    let was = gpu.kernels.borrow_mut().set_use_tuned(false);
     let result = tune_all(gpu, args);
-    gpu.kernels.borrow_mut().use_tuned = was;
+    gpu.kernels.borrow_mut().set_use_tuned(was);
     let results = result?;
     let adapter = tuning::adapter_key(&gpu.info);
     let mut table = tuning::load(&path, &adapter).unwrap_or_default();
@@ -304,7 +274,7 @@ pub fn run(gpu: &Gpu, args: &TuneOptions) -> Result<Vec<ShapeResult>> {
         table.insert(r.key.clone(), to_entry(r));
     }
     tuning::save(&path, &adapter, &table)?;
-    gpu.kernels.borrow_mut().tuned = table;
+    gpu.kernels.borrow_mut().set_tuned(table);
     Ok(results)
 }
 

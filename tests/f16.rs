@@ -4,9 +4,9 @@
 //! refuse with a clear error instead.
 
 mod common;
-use asna::gpu::kernels::Family;
 use asna::gpu::{DType, Gpu};
 use asna::model::checkpoint::load_model;
+use asna::ops::conv::FAMILIES;
 use asna::ops::{self, Act};
 use asna::rng::Rng;
 use asna::scorer::Scorer;
@@ -124,12 +124,9 @@ fn f16_convolution_matches_the_float64_reference() {
     if !has_f16(&gpu) {
         return; // covered by the scoring test's refusal check
     }
-    for tiled in [true, false] {
-        gpu.kernels.borrow_mut().force_family(Some(if tiled {
-            Family::Tiled
-        } else {
-            Family::Direct
-        }));
+    // A family without f16 kernels hands the product to its stand-in (`f16_stand_in`).
+    for &family in FAMILIES {
+        gpu.kernels.borrow_mut().force_family(Some(family));
         for (seed, xs, k, cout, stride, act, fold) in [
             (
                 1u64,
@@ -170,7 +167,7 @@ fn f16_convolution_matches_the_float64_reference() {
             assert_eq!(y.dtype, DType::F16);
             // Inputs, weights and outputs rounded to f16 (unit roundoff 4.9e-4).
             assert_close(
-                &format!("f16 conv {xs:?} k{k} co{cout} s{stride} tiled={tiled}"),
+                &format!("f16 conv {xs:?} k{k} co{cout} s{stride} {family:?}"),
                 &download(&gpu, &y),
                 &want,
                 2e-3,

@@ -1,12 +1,12 @@
 //! The scoring fast path: evaluation-mode batch norm folded into the convolution's epilogue
-//! gives what conv then batch_norm_eval give, for both kernel families, and the model's
+//! gives what conv then batch_norm_eval give, for every kernel family, and the model's
 //! scoring forward pass (which folds) agrees with the unfolded one of a recording tape.
 
 mod common;
 use asna::autograd::Tape;
-use asna::gpu::kernels::Family;
 use asna::model::asna::{forward, BnContext, Bound, SIZE};
 use asna::model::checkpoint::load_model;
+use asna::ops::conv::{Family, FAMILIES};
 use asna::ops::{self, Act};
 use common::*;
 
@@ -18,12 +18,10 @@ fn check_fold(
     cout: usize,
     stride: usize,
     act: Act,
-    tiled: bool,
+    family: Family,
 ) {
     let gpu = gpu();
-    gpu.kernels
-        .borrow_mut()
-        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels.borrow_mut().force_family(Some(family));
     let mut r = Rand::new(seed);
     let ws = [k, k, xs[3], cout];
     let x = gpu.upload(&xs, &r.vec(xs.iter().product(), -1.0, 1.0));
@@ -41,7 +39,7 @@ fn check_fold(
     let fused = ops::conv::forward_affine(&gpu, &x, &w, Some(&b), stride, act, Some(&affine));
     assert_eq!(fused.shape, unfused.shape);
     assert_close(
-        &format!("folded bn {xs:?} k{k} co{cout} s{stride} {act:?} tiled={tiled}"),
+        &format!("folded bn {xs:?} k{k} co{cout} s{stride} {act:?} {family:?}"),
         &download(&gpu, &fused),
         &f64s(&download(&gpu, &unfused)),
         1e-5,
@@ -50,11 +48,11 @@ fn check_fold(
 
 #[test]
 fn folded_batch_norm_equals_conv_then_batch_norm() {
-    for tiled in [true, false] {
-        check_fold(1, [3, 7, 9, 5], 3, 11, 2, Act::LeakyRelu, tiled);
-        check_fold(2, [2, 13, 11, 6], 5, 8, 1, Act::Relu, tiled);
-        check_fold(3, [1, 9, 10, 3], 3, 33, 4, Act::LeakyRelu, tiled);
-        check_fold(4, [2, 1, 1, 70], 1, 3, 1, Act::None, tiled);
+    for &family in FAMILIES {
+        check_fold(1, [3, 7, 9, 5], 3, 11, 2, Act::LeakyRelu, family);
+        check_fold(2, [2, 13, 11, 6], 5, 8, 1, Act::Relu, family);
+        check_fold(3, [1, 9, 10, 3], 3, 33, 4, Act::LeakyRelu, family);
+        check_fold(4, [2, 1, 1, 70], 1, 3, 1, Act::None, family);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Every embedded WGSL file parses and validates with naga, with its override constants at
-//! their defaults and with every value the engine specialises them to; the shaders generic
-//! over their storage type also in their f16 variant.
+//! their defaults and, for every convolution family in `conv::FAMILIES`, with every value the
+//! engine specialises them to; the shaders generic over their storage type also in their f16
+//! variant.
 
 use asna::gpu::pipeline::shader_source;
 use asna::gpu::DType;
@@ -9,7 +10,7 @@ use asna::gpu::DType;
 /// capability for those, which `Capabilities::all()` includes).
 fn variants() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (name, src) in asna::ops::SHADERS {
+    for (name, src) in asna::ops::all_shaders() {
         out.push((name.to_string(), src.to_string()));
         if let Some(f16) = shader_source(src, DType::F16) {
             out.push((format!("{name} (f16)"), f16.into_owned()));
@@ -52,7 +53,7 @@ fn the_scoring_shaders_have_f16_variants() {
 
 #[test]
 fn every_shader_parses_and_validates() {
-    assert!(asna::ops::SHADERS.len() >= 9);
+    assert!(asna::ops::all_shaders().len() >= 11);
     for (name, src) in &variants() {
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
@@ -74,97 +75,84 @@ fn every_shader_parses_and_validates() {
     }
 }
 
+/// Every kernel of every convolution family under every configuration `asna tune` may choose
+/// for every product width, in f32 and, where the kernel has one, its f16 variant.
 #[test]
-fn conv_kernel_specialisations_validate() {
-    let src = asna::ops::SHADERS
-        .iter()
-        .find(|(n, _)| *n == "conv.wgsl")
-        .unwrap()
-        .1;
-    for dtype in [DType::F32, DType::F16] {
-        conv_specialisations_validate(&shader_source(src, dtype).unwrap(), dtype);
-    }
-}
-
-fn conv_specialisations_validate(src: &str, dtype: DType) {
-    use asna::gpu::kernels::{Family, TileConfig};
-    let module = naga::front::wgsl::parse_str(src).unwrap();
-    let mut validator = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    );
-    let info = validator.validate(&module).unwrap();
-    for mode in 0..3 {
-        for entry in ["conv_gemm", "conv_direct"] {
-            // Every configuration `asna tune` may choose, for every product width.
-            let mut configs: Vec<(usize, usize, usize, usize)> = Vec::new();
-            for gn in [1, 3, 8, 16, 32, 64, 128] {
-                for c in TileConfig::candidates(&[Family::Tiled, Family::Direct], gn) {
-                    if !configs.contains(&(c.tm, c.tn, c.threads_n, c.wg)) {
-                        configs.push((c.tm, c.tn, c.threads_n, c.wg));
-                    }
+fn conv_family_specialisations_validate() {
+    use asna::ops::conv::FAMILIES;
+    for &family in FAMILIES {
+        let (file, src) = family.shader();
+        let mut modules = Vec::new();
+        for dtype in [DType::F32, DType::F16] {
+            if let Some(variant) = shader_source(src, dtype) {
+                let module = naga::front::wgsl::parse_str(&variant)
+                    .unwrap_or_else(|e| panic!("{file} {dtype:?}: {}", e.emit_to_string(&variant)));
+                let info = naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::all(),
+                )
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{file} {dtype:?}: {e:?}"));
+                modules.push((dtype, module, info));
+            }
+        }
+        let mut configs = Vec::new();
+        for gn in [1, 3, 8, 16, 32, 64, 128] {
+            for c in family.candidates(gn) {
+                assert!(c.valid(), "{}", c.describe());
+                if !configs.contains(&c) {
+                    configs.push(c);
                 }
             }
-            for (tm, tn, threads_n, wg) in configs {
-                let mut constants = naga::back::PipelineConstants::default();
-                constants.insert("MODE".into(), mode as f64);
-                constants.insert("TM".into(), tm as f64);
-                constants.insert("TN".into(), tn as f64);
-                constants.insert("THREADS_N".into(), threads_n as f64);
-                constants.insert("WG".into(), wg as f64);
-                naga::back::pipeline_constants::process_overrides(
-                    &module,
-                    &info,
-                    Some((naga::ShaderStage::Compute, entry)),
-                    &constants,
-                )
-                .unwrap_or_else(|e| {
-                    panic!("{dtype:?} {entry} MODE={mode} TM={tm} TN={tn} THREADS_N={threads_n} WG={wg}: {e:?}")
-                });
+        }
+        let mut checked = 0;
+        for cfg in &configs {
+            for (kernel, constants) in family.launches(cfg) {
+                assert_eq!(
+                    kernel.file,
+                    file,
+                    "{}: {} is not in its shader",
+                    family.name(),
+                    kernel.entry
+                );
+                for (dtype, module, info) in &modules {
+                    if *dtype == DType::F16 && !kernel.f16 {
+                        continue;
+                    }
+                    let mut overrides = naga::back::PipelineConstants::default();
+                    for (name, value) in &constants {
+                        overrides.insert(name.to_string(), *value);
+                    }
+                    naga::back::pipeline_constants::process_overrides(
+                        module,
+                        info,
+                        Some((naga::ShaderStage::Compute, kernel.entry)),
+                        &overrides,
+                    )
+                    .unwrap_or_else(|e| panic!("{dtype:?} {} {constants:?}: {e:?}", kernel.entry));
+                    checked += 1;
+                }
             }
         }
+        assert!(
+            checked > configs.len(),
+            "{}: only {checked} specialisations",
+            family.name()
+        );
     }
 }
 
-/// The CPU-driver family's entry points under every configuration `asna tune` may choose.
+/// Each family's candidates include its default tile, and its defaults are configurations it
+/// can run, for every product width.
 #[test]
-fn uniform_conv_specialisations_validate() {
-    use asna::gpu::kernels::{Family, TileConfig};
-    let src = asna::ops::SHADERS
-        .iter()
-        .find(|(n, _)| *n == "conv_uniform.wgsl")
-        .unwrap()
-        .1;
-    let module = naga::front::wgsl::parse_str(src).unwrap();
-    let mut validator = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    );
-    let info = validator.validate(&module).unwrap();
-    let mut configs: Vec<(usize, usize)> = Vec::new();
-    for gn in [1, 3, 8, 16, 32, 64, 128] {
-        for c in TileConfig::candidates(&[Family::Uniform], gn) {
-            assert!(c.valid(), "{}", c.describe());
-            if !configs.contains(&(c.tm, c.tn)) {
-                configs.push((c.tm, c.tn));
-            }
-        }
-    }
-    for mode in 0..2 {
-        for entry in ["conv_uniform", "conv_uniform_dw", "pack_weights"] {
-            for &(tm, tn) in &configs {
-                let mut constants = naga::back::PipelineConstants::default();
-                constants.insert("MODE".into(), mode as f64);
-                constants.insert("TM".into(), tm as f64);
-                constants.insert("TN4".into(), (tn / 4) as f64);
-                naga::back::pipeline_constants::process_overrides(
-                    &module,
-                    &info,
-                    Some((naga::ShaderStage::Compute, entry)),
-                    &constants,
-                )
-                .unwrap_or_else(|e| panic!("{entry} MODE={mode} TM={tm} TN={tn}: {e:?}"));
-            }
+fn conv_family_defaults_are_valid_candidates() {
+    use asna::ops::conv::FAMILIES;
+    for &family in FAMILIES {
+        for gn in [1, 3, 5, 8, 16, 33, 64, 128, 256] {
+            let d = family.default_tile(gn);
+            assert_eq!(d.family, family, "{}", d.describe());
+            assert!(d.valid(), "{}", d.describe());
+            assert!(family.candidates(gn).contains(&d), "{}", d.describe());
         }
     }
 }

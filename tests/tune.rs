@@ -3,14 +3,14 @@
 //! the ops then use, and the command and `bench --tuning both` work end to end.
 
 mod common;
-use asna::gpu::kernels::{Family, TileConfig, WORKGROUP_SIZES};
-use asna::gpu::tuning::{self, TunedKernel};
-use asna::ops::conv::{self, ConvGeom, Product};
+use asna::gpu::tuning;
+use asna::ops::conv::policy::TunedKernel;
+use asna::ops::conv::{self, ConvGeom, Family, Product, TileConfig, FAMILIES, WORKGROUP_SIZES};
 use asna::ops::Act;
 use common::*;
 use std::process::Command;
 
-/// Forward, grad-input and grad-weight of every candidate configuration of both families on
+/// Forward, grad-input and grad-weight of every candidate configuration of every family on
 /// an awkward shape (odd sizes, stride 2, 5 output channels) against the CPU reference and
 /// its exact adjoints.
 #[test]
@@ -37,10 +37,12 @@ fn every_candidate_configuration_is_correct() {
         1e-3,
     );
     let mut configs = Vec::new();
-    for gn in [ws[3], ws[2]] {
-        for c in TileConfig::candidates(&Family::ALL, gn) {
-            if !configs.contains(&c) {
-                configs.push(c);
+    for family in FAMILIES {
+        for gn in [ws[3], ws[2]] {
+            for c in family.candidates(gn) {
+                if !configs.contains(&c) {
+                    configs.push(c);
+                }
             }
         }
     }
@@ -121,6 +123,10 @@ fn conv_adjoints_ref(
 #[test]
 fn uniform_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
+    let (direct, uniform) = (
+        Family::parse("direct").unwrap(),
+        Family::parse("uniform").unwrap(),
+    );
     let mut r = Rand::new(17);
     // (input NHWC, kernel [kh, kw], cout, stride)
     let cases: [([usize; 4], [usize; 2], usize, usize); 9] = [
@@ -154,22 +160,16 @@ fn uniform_family_is_correct_on_awkward_shapes() {
                 Some(&bt),
                 stride,
                 Act::Tanh,
-                TileConfig::default_for(Family::Direct, cout),
+                direct.default_tile(cout),
             ),
         );
         let direct_dx = download(
             &gpu,
-            &conv::backward_input_with(
-                &gpu,
-                &dzt,
-                &wt,
-                &g,
-                TileConfig::default_for(Family::Direct, xs[3]),
-            ),
+            &conv::backward_input_with(&gpu, &dzt, &wt, &g, direct.default_tile(xs[3])),
         );
         let mut configs = Vec::new();
         for gn in [ws[3], ws[2]] {
-            for c in TileConfig::candidates(&[Family::Uniform], gn) {
+            for c in uniform.candidates(gn) {
                 if !configs.contains(&c) {
                     configs.push(c);
                 }
@@ -227,11 +227,14 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
     let g = ConvGeom::new(&[1, 9, 9, 4], &[3, 3, 4, 8], 1);
     let default = conv::choose(&gpu, Product::Forward, &g);
     let dw_default = conv::choose(&gpu, Product::GradWeight, &g);
-    let other = TileConfig::candidates(&gpu.kernels.borrow().tune_families(), 8)
+    let other = gpu
+        .kernels
+        .borrow()
+        .candidates(8)
         .into_iter()
         .find(|c| *c != default && *c != dw_default)
         .unwrap();
-    gpu.kernels.borrow_mut().tuned.insert(
+    gpu.kernels.borrow_mut().set_tuned_entry(
         conv::tune_key(Product::Forward, &g),
         other.to_tuned(1, 1.0, 2.0),
     );
@@ -242,18 +245,29 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
         other,
         "dW has no entry"
     );
-    gpu.kernels.borrow_mut().use_tuned = false;
+    gpu.kernels.borrow_mut().set_use_tuned(false);
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
-    gpu.kernels.borrow_mut().use_tuned = true;
-    gpu.kernels.borrow_mut().force_family(Some(default.family));
-    assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
+    gpu.kernels.borrow_mut().set_use_tuned(true);
+    // A forced family runs its default tile, which is what `default_config` reports.
+    let family = gpu.kernels.borrow().family();
+    gpu.kernels.borrow_mut().force_family(Some(family));
+    let forced = conv::choose(&gpu, Product::Forward, &g);
+    assert_eq!(forced, family.default_tile(8));
+    assert_eq!(
+        forced,
+        gpu.kernels.borrow().default_config(Product::Forward, &g)
+    );
     gpu.kernels.borrow_mut().force_family(None);
+    assert_eq!(
+        default,
+        gpu.kernels.borrow().default_config(Product::Forward, &g)
+    );
     // An entry this shader cannot run (another version's cache) falls back to the default.
-    gpu.kernels.borrow_mut().tuned.insert(
+    gpu.kernels.borrow_mut().set_tuned_entry(
         conv::tune_key(Product::Forward, &g),
         TunedKernel {
             config: TileConfig {
-                family: Family::Tiled,
+                family: Family::parse("tiled").unwrap(),
                 tm: 3,
                 tn: 4,
                 threads_n: 4,
@@ -272,25 +286,26 @@ fn cache_file_keeps_other_adapters_and_rejects_garbage() {
     let dir = std::env::temp_dir().join(format!("asna-tune-file-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("sub").join("tune.json");
-    assert!(
-        tuning::load(&path, "a").unwrap().is_empty(),
-        "missing file is empty"
-    );
-    let entry = TileConfig::default_for(Family::Direct, 8).to_tuned(2, 10.0, 12.0);
+    let load = |adapter: &str| tuning::load::<TunedKernel>(&path, adapter);
+    assert!(load("a").unwrap().is_empty(), "missing file is empty");
+    let entry = Family::parse("direct")
+        .unwrap()
+        .default_tile(8)
+        .to_tuned(2, 10.0, 12.0);
     let mut t = std::collections::BTreeMap::new();
     t.insert("conv fwd 9x9x4->8 k3x3 s1".to_string(), entry.clone());
     tuning::save(&path, "adapter a", &t).unwrap();
-    tuning::save(&path, "adapter b", &Default::default()).unwrap();
-    assert_eq!(tuning::load(&path, "adapter a").unwrap(), t);
-    assert!(tuning::load(&path, "adapter b").unwrap().is_empty());
+    tuning::save::<TunedKernel>(&path, "adapter b", &Default::default()).unwrap();
+    assert_eq!(load("adapter a").unwrap(), t);
+    assert!(load("adapter b").unwrap().is_empty());
     std::fs::write(&path, "{ not json").unwrap();
-    let err = format!("{:#}", tuning::load(&path, "adapter a").unwrap_err());
+    let err = format!("{:#}", load("adapter a").unwrap_err());
     assert!(
         err.contains("tune.json") && err.contains("not a tuning cache"),
         "{err}"
     );
     std::fs::write(&path, r#"{"version": 99, "adapters": {}}"#).unwrap();
-    let err = format!("{:#}", tuning::load(&path, "adapter a").unwrap_err());
+    let err = format!("{:#}", load("adapter a").unwrap_err());
     assert!(err.contains("version 99"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -343,7 +358,7 @@ fn tune_command_writes_the_cache_and_bench_compares() {
         if s["best"] == s["default"] {
             assert_eq!(tuned, default, "{s}");
         } else {
-            assert!(tuned < (1.0 - asna::tune::MIN_WIN) * default, "{s}");
+            assert!(tuned < (1.0 - conv::policy::MIN_WIN) * default, "{s}");
         }
         assert!(s["candidates"].as_u64().unwrap() >= 2);
     }
@@ -408,7 +423,7 @@ fn tune_command_writes_the_cache_and_bench_compares() {
 /// than `MIN_WIN` faster; otherwise the default stays with its own time.
 #[test]
 fn a_candidate_replaces_the_default_only_when_clearly_faster() {
-    use asna::tune::{pick_winner, MIN_WIN};
+    use asna::ops::conv::policy::{pick_winner, MIN_WIN};
     assert_eq!(MIN_WIN, 0.02);
     let default = ("default", 1.0);
     assert_eq!(pick_winner(default, &[]), default);

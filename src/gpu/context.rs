@@ -158,9 +158,9 @@ pub struct Gpu {
     errors: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// Set from another thread to stop the computation in progress (`stop_when`).
     stop: RefCell<Option<Arc<AtomicBool>>>,
-    /// Which kernel configuration runs for each shape (`kernels.rs`), read when the device
-    /// opens.
-    pub kernels: RefCell<super::kernels::KernelPolicy>,
+    /// Which convolution kernel configuration runs for each shape on this device
+    /// (src/ops/conv/policy.rs); it is per device, so the device holds it.
+    pub kernels: RefCell<crate::ops::conv::KernelPolicy>,
 }
 
 impl Gpu {
@@ -193,7 +193,7 @@ impl Gpu {
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = super::recorder::Recorder::new(&device, &limits);
         let profiler = Profiler::new(&device, &queue, features);
-        let kernels = super::kernels::KernelPolicy::for_adapter(&info);
+        let kernels = crate::ops::conv::KernelPolicy::for_adapter(&info);
         Ok(Rc::new(Gpu {
             device,
             queue,

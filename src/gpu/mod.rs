@@ -1,10 +1,9 @@
 //! The GPU layer: context (adapter, device), buffers and tensors, the pipeline cache, the
-//! recorder that batches dispatches, the timestamp profiler, and the kernel policy (which
-//! kernel configuration runs for which shape, with its tuning cache).
+//! recorder that batches dispatches, the timestamp profiler, and the tuning cache (the file of
+//! per-adapter kernel choices that the convolution's policy, src/ops/conv/policy.rs, reads).
 
 pub mod buffer;
 pub mod context;
-pub mod kernels;
 pub mod pipeline;
 pub mod profiler;
 pub mod recorder;

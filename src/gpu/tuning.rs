@@ -4,39 +4,30 @@
 //! The file lives at `$ASNA_TUNE_CACHE`, else `$XDG_CACHE_HOME/asna/tune.json`, else
 //! `~/.cache/asna/tune.json`. `ASNA_TUNE=off` ignores it. A missing file means defaults; an
 //! unreadable one is reported once on stderr and ignored (it is a cache, never an input).
-//! What the entries mean, and how they are used, is `kernels.rs`.
+//! The entries are whatever the layer above stores (src/ops/conv/policy.rs `TunedKernel`: a
+//! family and tile with its times), read and written here by shape key.
 
-use super::kernels::TileConfig;
 use anyhow::{anyhow, Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const VERSION: u32 = 1;
 
-/// The winner for one kernel shape, with the times that made it win.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TunedKernel {
-    /// Family and tile, stored flat: `kernel`, `tm`, `tn`, `threads_n`, `wg`.
-    #[serde(flatten)]
-    pub config: TileConfig,
-    /// Images in the measured batch.
-    pub images: u32,
-    pub tuned_us: f64,
-    pub default_us: f64,
-}
-
-#[derive(Default, Serialize, Deserialize)]
-struct CacheFile {
+#[derive(Serialize, Deserialize)]
+struct CacheFile<E> {
     version: u32,
-    adapters: BTreeMap<String, BTreeMap<String, TunedKernel>>,
+    adapters: BTreeMap<String, BTreeMap<String, E>>,
 }
 
-/// How a recorded shape was used: the most images it was dispatched for, and how often.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Seen {
-    pub images: usize,
-    pub calls: usize,
+impl<E> Default for CacheFile<E> {
+    fn default() -> Self {
+        CacheFile {
+            version: 0,
+            adapters: BTreeMap::new(),
+        }
+    }
 }
 
 /// Where the cache lives (see the module comment); None when no home directory is known.
@@ -59,13 +50,13 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
-fn read(path: &Path) -> Result<CacheFile> {
+fn read<E: DeserializeOwned>(path: &Path) -> Result<CacheFile<E>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
         Err(e) => return Err(anyhow!("{}: {e}", path.display())),
     };
-    let file: CacheFile = serde_json::from_str(&text)
+    let file: CacheFile<E> = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{}: not a tuning cache ({e})", path.display()))?;
     if file.version != VERSION {
         return Err(anyhow!(
@@ -78,15 +69,19 @@ fn read(path: &Path) -> Result<CacheFile> {
 }
 
 /// This adapter's entries in the cache at `path` (empty when the file does not exist).
-pub fn load(path: &Path, adapter: &str) -> Result<BTreeMap<String, TunedKernel>> {
+pub fn load<E: DeserializeOwned>(path: &Path, adapter: &str) -> Result<BTreeMap<String, E>> {
     Ok(read(path)?.adapters.remove(adapter).unwrap_or_default())
 }
 
 /// Replaces this adapter's entries in the cache at `path`, keeping other adapters' entries;
 /// the file is replaced atomically.
-pub fn save(path: &Path, adapter: &str, table: &BTreeMap<String, TunedKernel>) -> Result<()> {
+pub fn save<E: Serialize + DeserializeOwned + Clone>(
+    path: &Path,
+    adapter: &str,
+    table: &BTreeMap<String, E>,
+) -> Result<()> {
     // An unreadable old cache is replaced rather than blocking a new tuning run.
-    let mut file = read(path).unwrap_or_default();
+    let mut file = read::<E>(path).unwrap_or_default();
     file.version = VERSION;
     file.adapters.insert(adapter.to_string(), table.clone());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

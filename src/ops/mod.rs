@@ -1,4 +1,4 @@
-//! GPU ops, one file per kernel family: each launches its WGSL kernels forward and backward.
+//! GPU ops, one module per op family: each launches its WGSL kernels forward and backward.
 //! Ops are plain functions from tensors to tensors; the autograd tape decides what to keep.
 
 pub mod adam;
@@ -14,7 +14,8 @@ pub mod reduce;
 
 use crate::gpu::{Access, DType, Kernel, Tensor};
 
-/// Every embedded shader file, by name, for validation and for the pipeline cache.
+/// The ops' embedded shader files, by name; each convolution family embeds its own
+/// (`conv::ConvFamily::shader`, and `all_shaders` for both).
 pub const SHADERS: &[(&str, &str)] = &[
     ("adam.wgsl", include_str!("../../shaders/adam.wgsl")),
     (
@@ -22,11 +23,6 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/batchnorm.wgsl"),
     ),
     ("concat.wgsl", include_str!("../../shaders/concat.wgsl")),
-    ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
-    (
-        "conv_uniform.wgsl",
-        include_str!("../../shaders/conv_uniform.wgsl"),
-    ),
     ("eltwise.wgsl", include_str!("../../shaders/eltwise.wgsl")),
     ("image.wgsl", include_str!("../../shaders/image.wgsl")),
     ("loss.wgsl", include_str!("../../shaders/loss.wgsl")),
@@ -34,6 +30,17 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("quality.wgsl", include_str!("../../shaders/quality.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
 ];
+
+/// Every embedded shader file, by name: the ops' own and each convolution family's, once.
+pub fn all_shaders() -> Vec<(&'static str, &'static str)> {
+    let mut out = SHADERS.to_vec();
+    for family in conv::FAMILIES {
+        if !out.contains(&family.shader()) {
+            out.push(family.shader());
+        }
+    }
+    out
+}
 
 pub(crate) const fn shader(name: &str) -> &'static str {
     // A const lookup keeps each Kernel a `const` item.
@@ -71,12 +78,33 @@ pub(crate) const fn kernel(
     entry: &'static str,
     bindings: &'static [Access],
 ) -> Kernel {
+    kernel_in((file, shader(file)), entry, bindings)
+}
+
+/// A kernel of a shader given as (file name, source), f32 only.
+pub(crate) const fn kernel_in(
+    shader: (&'static str, &'static str),
+    entry: &'static str,
+    bindings: &'static [Access],
+) -> Kernel {
     Kernel {
-        file,
-        source: shader(file),
+        file: shader.0,
+        source: shader.1,
         entry,
         bindings,
         f16: false,
+    }
+}
+
+/// `kernel_in` for a kernel of the scoring forward pass, which also has an f16 variant.
+pub(crate) const fn kernel_in_f16(
+    shader: (&'static str, &'static str),
+    entry: &'static str,
+    bindings: &'static [Access],
+) -> Kernel {
+    Kernel {
+        f16: true,
+        ..kernel_in(shader, entry, bindings)
     }
 }
 

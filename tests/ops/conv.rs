@@ -1,18 +1,18 @@
-//! Convolution (src/ops/conv.rs, shaders/conv.wgsl): forward with bias and activation, the
-//! input, weight and bias gradients, for both kernel families (workgroup tiles and direct),
-//! and the tape's `Conv` rule with and without bias. The float64 reference `conv_ref` (with
+//! Convolution (src/ops/conv/): forward with bias and activation, the input, weight and bias
+//! gradients, for every kernel family in `conv::FAMILIES`, and the tape's `Conv` rule with and
+//! without bias. The float64 reference `conv_ref` (with
 //! `same` and `act_ref`) sits in tests/common/mod.rs, which tests/f16.rs and tests/tune.rs also
 //! compare against.
 
 use crate::*;
 use asna::autograd::Tape;
-use asna::gpu::kernels::Family;
 use asna::gpu::Gpu;
+use asna::ops::conv::{Family, FAMILIES};
 use asna::ops::{self, Act};
 
 // ------------------------------------------------------------------ forward
 
-/// Both kernel families (workgroup tiles and direct) must agree with the reference.
+/// Every kernel family must agree with the reference.
 fn check_conv(
     seed: u64,
     xs: [usize; 4],
@@ -22,8 +22,8 @@ fn check_conv(
     bias: bool,
     act: Act,
 ) {
-    for tiled in [true, false] {
-        check_conv_variant(seed, xs, k, cout, stride, bias, act, tiled);
+    for &family in FAMILIES {
+        check_conv_variant(seed, xs, k, cout, stride, bias, act, family);
     }
 }
 
@@ -36,12 +36,10 @@ fn check_conv_variant(
     stride: usize,
     bias: bool,
     act: Act,
-    tiled: bool,
+    family: Family,
 ) {
     let gpu = gpu();
-    gpu.kernels
-        .borrow_mut()
-        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels.borrow_mut().force_family(Some(family));
     let c = ConvCase::new(
         &gpu,
         &mut Rand::new(seed),
@@ -54,7 +52,7 @@ fn check_conv_variant(
     let y = ops::conv::forward(&gpu, &c.xt, &c.wt, bias.then_some(&c.bt), stride, act);
     assert_eq!(y.shape, shape.to_vec(), "conv output shape");
     assert_close(
-        &format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} tiled={tiled}"),
+        &format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} {family:?}"),
         &download(&gpu, &y),
         &want,
         1e-5,
@@ -108,7 +106,7 @@ fn dense_is_a_1x1_conv_with_hwc_flatten() {
 
 // ------------------------------------------------------------------ backward kernels
 
-/// Both kernel families (workgroup tiles and direct) must agree with finite differences.
+/// Every kernel family must agree with finite differences.
 fn check_conv_grads(
     seed: u64,
     xs: [usize; 4],
@@ -117,8 +115,8 @@ fn check_conv_grads(
     stride: usize,
     act: Act,
 ) {
-    for tiled in [true, false] {
-        check_conv_grads_variant(seed, xs, k, cout, stride, act, tiled);
+    for &family in FAMILIES {
+        check_conv_grads_variant(seed, xs, k, cout, stride, act, family);
     }
 }
 
@@ -129,12 +127,10 @@ fn check_conv_grads_variant(
     cout: usize,
     stride: usize,
     act: Act,
-    tiled: bool,
+    family: Family,
 ) {
     let gpu = gpu();
-    gpu.kernels
-        .borrow_mut()
-        .force_family(Some(if tiled { Family::Tiled } else { Family::Direct }));
+    gpu.kernels.borrow_mut().force_family(Some(family));
     let mut r = Rand::new(seed);
     let ws = [k[0], k[1], xs[3], cout];
     let ConvCase {
@@ -151,7 +147,7 @@ fn check_conv_grads_variant(
     let gt = up(&gpu, &y.shape, &g);
     let geom = ops::conv::ConvGeom::new(&xs, &ws, stride);
     let dz = ops::eltwise::activation_backward(&gpu, &y, &gt, act);
-    let name = format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} tiled={tiled}");
+    let name = format!("conv {xs:?} k{k:?} co{cout} s{stride} {act:?} {family:?}");
     let (xd, wd, bd) = (f64s(&x), f64s(&w), f64s(&b));
     let want_dx = fd(
         |xx| conv_ref(xx, xs, &wd, ws, Some(&bd), stride, act).0,

@@ -1,0 +1,422 @@
+//! The CPU-driver family (shaders/conv_uniform.wgsl): every invocation of a workgroup shares
+//! the same output channels, so that the shared operand (weights from a 64 KiB uniform window;
+//! dY for the weight gradient) is one load and a broadcast, read as vec4 and reused over
+//! several pixels per invocation. f32 only. In its `TileConfig`, TM is the pixels per
+//! invocation and TN the workgroup's output channels (a multiple of 4, read as vec4), shared
+//! by all of its 64 invocations (threads_n = 1).
+
+use super::geometry::m_groups;
+use super::{
+    direct, sum_weight_slices, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role,
+    TileConfig,
+};
+use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
+use crate::ops::{f32_only, kernel_in, Act, R, RW, U};
+
+pub const FAMILY: Family = Family(&Uniform);
+
+pub struct Uniform;
+
+const SHADER: (&str, &str) = (
+    "conv_uniform.wgsl",
+    include_str!("../../../shaders/conv_uniform.wgsl"),
+);
+static CONV: Kernel = kernel_in(SHADER, "conv_uniform", &[RW, R, U, R, R]);
+static CONV_DW: Kernel = kernel_in(SHADER, "conv_uniform_dw", &[RW, R, U]);
+static PACK_ROWS: Kernel = kernel_in(SHADER, "pack_rows", &[RW, R]);
+static PACK_WEIGHTS: Kernel = kernel_in(SHADER, "pack_weights", &[RW, R]);
+/// vec4 in one uniform window (64 KiB).
+const WINDOW_VEC4: usize = 4096;
+
+impl ConvFamily for Uniform {
+    fn name(&self) -> &'static str {
+        "uniform"
+    }
+
+    fn shader(&self) -> (&'static str, &'static str) {
+        SHADER
+    }
+
+    fn role(&self, device: wgpu::DeviceType) -> Role {
+        if device == wgpu::DeviceType::Cpu {
+            Role::Native
+        } else {
+            Role::Unused
+        }
+    }
+
+    fn f16_stand_in(&self) -> Option<Family> {
+        Some(direct::FAMILY)
+    }
+
+    /// An invocation holds 8 pixels and 16 vec4 accumulators; a workgroup is 64 invocations.
+    fn valid(&self, cfg: &TileConfig) -> bool {
+        cfg.tm.is_power_of_two()
+            && cfg.tm <= 8
+            && [4, 8, 16, 32].contains(&cfg.tn)
+            && cfg.tm * cfg.tn / 4 <= 16
+            && cfg.threads_n == 1
+            && cfg.wg == 64
+    }
+
+    fn candidates(&self, gn: usize) -> Vec<TileConfig> {
+        let width = gn.next_power_of_two().max(1);
+        let mut out = Vec::new();
+        for tm in [1, 2, 4, 8] {
+            for tn in [4, 8, 16, 32] {
+                let c = TileConfig::new(FAMILY, tm, tn, 1);
+                if c.valid() && tn <= width.max(4) && tm * tn >= 8 {
+                    out.push(c);
+                }
+            }
+        }
+        let d = self.default_tile(gn);
+        if !out.contains(&d) {
+            out.push(d);
+        }
+        out
+    }
+
+    /// Up to 32 channels as vec4, and as many pixels as keep 16 vec4 accumulators (at most 4:
+    /// more pixels per weight load stopped paying in the probes).
+    fn default_tile(&self, gn: usize) -> TileConfig {
+        let tn = gn.next_power_of_two().clamp(4, 32);
+        TileConfig::new(FAMILY, (64 / tn).clamp(1, 4), tn, 1)
+    }
+
+    /// A product with fewer than 256 rows (dense layers, a batch's few pixels at 9x9) would
+    /// leave most of a workgroup's 64 pixel lanes idle and the device's cores without
+    /// workgroups, and runs `direct` instead, unless its reduction is split over workgroups
+    /// (the weight gradient, whose few rows still fill the device); and no invocation takes
+    /// more rows than the product has (the weight gradient's rows are the filter's taps: 75
+    /// for a 5x5 filter on 3 channels).
+    fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
+        let (gm, gn, _) = product.gemm(g);
+        if gm < 256 && !product.splits_k() {
+            return direct::FAMILY.default_tile(gn);
+        }
+        let mut c = self.default_tile(gn);
+        c.tm = c.tm.min(gm.div_ceil(64).next_power_of_two());
+        c
+    }
+
+    fn launches(&self, cfg: &TileConfig) -> Vec<(&'static Kernel, Vec<(&'static str, f64)>)> {
+        let mut out = Vec::new();
+        for product in [Product::Forward, Product::GradInput] {
+            out.push((&PACK_WEIGHTS, constants(cfg, product, Act::None)));
+            out.push((&CONV, constants(cfg, product, Act::None)));
+        }
+        out.push((&PACK_ROWS, constants(cfg, Product::GradWeight, Act::None)));
+        out.push((&CONV_DW, constants(cfg, Product::GradWeight, Act::None)));
+        out
+    }
+
+    fn forward(&self, gpu: &Gpu, cfg: &TileConfig, g: &ConvGeom, op: &ForwardOperands, y: &Tensor) {
+        f32_only("conv forward (uniform family)", &[op.x, op.w]);
+        windowed_product(
+            gpu,
+            Product::Forward,
+            y,
+            op.x,
+            op.w,
+            op.bias,
+            op.affine,
+            g,
+            op.act,
+            *cfg,
+        );
+    }
+
+    fn grad_input(
+        &self,
+        gpu: &Gpu,
+        cfg: &TileConfig,
+        g: &ConvGeom,
+        dz: &Tensor,
+        w: &Tensor,
+        dx: &Tensor,
+    ) {
+        windowed_product(
+            gpu,
+            Product::GradInput,
+            dx,
+            dz,
+            w,
+            None,
+            None,
+            g,
+            Act::None,
+            *cfg,
+        );
+    }
+
+    fn grad_weight(
+        &self,
+        gpu: &Gpu,
+        cfg: &TileConfig,
+        g: &ConvGeom,
+        x: &Tensor,
+        dz: &Tensor,
+    ) -> Tensor {
+        weight_gradient(gpu, x, dz, g, *cfg)
+    }
+}
+
+/// The shader's override constants: pixels per invocation and vec4 columns.
+fn constants(cfg: &TileConfig, product: Product, act: Act) -> Vec<(&'static str, f64)> {
+    vec![
+        ("MODE", product.mode() as f64),
+        ("ACT", act as u32 as f64),
+        ("TM", cfg.tm as f64),
+        ("TN4", (cfg.tn / 4) as f64),
+    ]
+}
+
+/// The shader's parameter block, field by field as shaders/conv_uniform.wgsl `Params`.
+struct Params {
+    gm: usize,
+    gn: usize,
+    gk: usize,
+    kp: usize,
+    has_bias: bool,
+    has_bn: bool,
+    b0: usize,
+    k0: usize,
+    k1: usize,
+    first: bool,
+    last: bool,
+    k_chunk: usize,
+}
+
+impl Params {
+    fn block(&self, g: &ConvGeom) -> [u32; 28] {
+        let u = |v: usize| v as u32;
+        [
+            u(g.n),
+            u(g.h),
+            u(g.w),
+            u(g.cin),
+            u(g.oh),
+            u(g.ow),
+            u(g.cout),
+            u(g.kh),
+            u(g.kw),
+            u(g.stride),
+            u(g.pad_t),
+            u(g.pad_l),
+            u(self.gm),
+            u(self.gn),
+            u(self.gk),
+            u(self.kp),
+            self.has_bias as u32,
+            g.stride.trailing_zeros(),
+            self.has_bn as u32,
+            u(self.b0),
+            u(self.k0),
+            u(self.k1),
+            self.first as u32,
+            self.last as u32,
+            u(self.k_chunk),
+            0,
+            0,
+            0,
+        ]
+    }
+}
+
+/// The forward or grad-input product: the K x N weight matrix packed into blocks of the
+/// workgroup's TN columns, then one dispatch per 64 KiB window: several whole blocks where
+/// they fit, else one block's rows in slices over k, each adding to `out`.
+#[allow(clippy::too_many_arguments)]
+fn windowed_product(
+    gpu: &Gpu,
+    product: Product,
+    out: &Tensor,
+    a: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    affine: Option<&Tensor>,
+    g: &ConvGeom,
+    act: Act,
+    cfg: TileConfig,
+) {
+    let (gm, gn, gk) = product.gemm(g);
+    let tn4 = cfg.tn / 4;
+    let blocks = gn.div_ceil(cfg.tn);
+    // Rows padded to 16 keep every window's offset a multiple of 256 bytes.
+    let kp = gk.div_ceil(16) * 16;
+    let mut params = Params {
+        gm,
+        gn,
+        gk,
+        kp,
+        has_bias: bias.is_some(),
+        has_bn: affine.is_some(),
+        b0: 0,
+        k0: 0,
+        k1: gk,
+        first: true,
+        last: true,
+        k_chunk: 0,
+    };
+    // The last window may start anywhere in the packed rows: 64 KiB of padding behind them.
+    let packed_vec4 = blocks * kp * tn4;
+    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
+    gpu.dispatch(
+        &PACK_WEIGHTS,
+        &constants(&cfg, product, Act::None),
+        &params.block(g),
+        &[packed.raw(), w.raw()],
+        grid_1d_of(packed_vec4, 64),
+        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+    );
+    let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
+    let bias_buf = bias.unwrap_or(w).raw();
+    let bn_buf = affine.unwrap_or(w).raw();
+    let flops_per_row_block = g.flops() / (gk * blocks) as f64;
+    let bytes = (a.bytes() + out.bytes()) as f64;
+    let launch = |params: &Params, offset_vec4: usize, nblocks: usize| {
+        let rows = (params.k1 - params.k0) * nblocks;
+        let bindings = [
+            wgpu::BufferBinding {
+                buffer: out.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: a.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: packed.raw(),
+                offset: (offset_vec4 * 16) as u64,
+                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+            },
+            wgpu::BufferBinding {
+                buffer: bias_buf,
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: bn_buf,
+                offset: 0,
+                size: None,
+            },
+        ];
+        gpu.dispatch_bindings(
+            &CONV,
+            DType::F32,
+            &constants(&cfg, product, act),
+            &params.block(g),
+            &bindings,
+            [nblocks as u32, gy, gz],
+            (flops_per_row_block * rows as f64, bytes),
+        );
+    };
+    if kp * tn4 <= WINDOW_VEC4 {
+        let per = WINDOW_VEC4 / (kp * tn4);
+        for b0 in (0..blocks).step_by(per) {
+            params.b0 = b0;
+            launch(&params, b0 * kp * tn4, per.min(blocks - b0));
+        }
+    } else {
+        let window_rows = WINDOW_VEC4 / tn4;
+        for b in 0..blocks {
+            for k0 in (0..gk).step_by(window_rows) {
+                params.b0 = b;
+                params.k0 = k0;
+                params.k1 = (k0 + window_rows).min(gk);
+                params.first = k0 == 0;
+                params.last = params.k1 == gk;
+                launch(&params, (b * kp + k0) * tn4, 1);
+            }
+        }
+    }
+}
+
+/// dW: dY's rows packed into 64 KiB windows (vec4 along cout), one dispatch per window in
+/// which every workgroup reads the window as uniform memory, each window's pixels split over a
+/// few workgroups so that every core has work; the partial products (one slice per workgroup
+/// along z) are summed afterwards.
+fn weight_gradient(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom, cfg: TileConfig) -> Tensor {
+    let (gm, gn, gk) = Product::GradWeight.gemm(g);
+    let rows = WINDOW_VEC4 / g.cout.div_ceil(4);
+    let windows = gk.div_ceil(rows);
+    let mut params = Params {
+        gm,
+        gn,
+        gk,
+        kp: rows,
+        has_bias: false,
+        has_bn: false,
+        b0: 0,
+        k0: 0,
+        k1: gk,
+        first: true,
+        last: true,
+        k_chunk: 0,
+    };
+    let packed = gpu.empty(&[windows * WINDOW_VEC4 * 4]);
+    gpu.dispatch(
+        &PACK_ROWS,
+        &constants(&cfg, Product::GradWeight, Act::None),
+        &params.block(g),
+        &[packed.raw(), dz.raw()],
+        grid_1d_of(windows * WINDOW_VEC4, 64),
+        (
+            0.0,
+            (dz.bytes() as usize + windows * WINDOW_VEC4 * 16) as f64,
+        ),
+    );
+    let (tiles_n, tiles_m) = (gn.div_ceil(cfg.bn()), gm.div_ceil(cfg.bm()));
+    // At least 8 workgroups per dispatch (a window is one dispatch, and dispatches run one
+    // after another), none with fewer than 32 pixels.
+    let splits = 8usize
+        .div_ceil(tiles_n * tiles_m)
+        .min(rows.min(gk).div_ceil(32))
+        .max(1);
+    params.k_chunk = rows.min(gk).div_ceil(splits);
+    let slices = windows * splits;
+    let out = if slices == 1 {
+        gpu.empty(&g.weight_shape())
+    } else {
+        gpu.empty(&[slices, gm * gn])
+    };
+    let flops_per_pixel = g.flops() / gk as f64;
+    for w in 0..windows {
+        params.k0 = w * rows;
+        params.k1 = (params.k0 + rows).min(gk);
+        params.b0 = w * splits;
+        let bindings = [
+            wgpu::BufferBinding {
+                buffer: out.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: x.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: packed.raw(),
+                offset: (w * WINDOW_VEC4 * 16) as u64,
+                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+            },
+        ];
+        gpu.dispatch_bindings(
+            &CONV_DW,
+            DType::F32,
+            &constants(&cfg, Product::GradWeight, Act::None),
+            &params.block(g),
+            &bindings,
+            [tiles_n as u32, tiles_m as u32, splits as u32],
+            (
+                flops_per_pixel * (params.k1 - params.k0) as f64,
+                (x.bytes() / windows as u64 + (rows * g.cout * 4) as u64) as f64,
+            ),
+        );
+    }
+    sum_weight_slices(gpu, out, slices, g)
+}
