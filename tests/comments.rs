@@ -3,7 +3,7 @@
 //! file, for:
 //!
 //! * paths from the repository root (`src/metrics.rs`, `tests/ops/`, `docs/MODEL.md`), and
-//!   Rust or WGSL paths relative to `src/` or to the commenting file (`gpu/kernels.rs`), and
+//!   Rust or WGSL paths relative to `src/` or to the commenting file (`gpu/context.rs`), and
 //!   shader names (`pool.wgsl`): the file or directory must exist;
 //! * `path:LINE`: the file must have that many lines;
 //! * snake_case names in parentheses right after a source path (`src/metrics.rs (plcc,
