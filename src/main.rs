@@ -9,7 +9,7 @@ use std::rc::Rc;
 #[command(
     name = "asna",
     version,
-    about = "ASNA perceptual image quality: score, train and evaluate on any GPU (wgpu: Vulkan, Metal, DX12, lavapipe)",
+    about = "ASNA perceptual image quality: score, train and evaluate on any GPU (wgpu: Vulkan, Metal, DX12, OpenGL ES, lavapipe)",
     after_help = "Adapter choice: high-performance GPUs first; --adapter, WGPU_ADAPTER_NAME and WGPU_BACKEND override it.\nSee `asna devices`."
 )]
 struct Cli {

@@ -791,7 +791,7 @@ fn unknown_wgpu_backend_is_named() {
             line,
             format!(
                 "error: WGPU_BACKEND={value}: unknown backend \"{bad}\" \
-                 (expected one or more of vulkan, metal, dx12, comma-separated)"
+                 (expected one or more of vulkan, metal, dx12, gl, comma-separated)"
             )
         );
     }

@@ -461,7 +461,7 @@ def test_weights_paths_may_be_bytes_or_path_like(crop, crop_score, tmp_path):
 
 BAD_BACKEND = (
     'WGPU_BACKEND=bogus: unknown backend "bogus" '
-    "(expected one or more of vulkan, metal, dx12, comma-separated)"
+    "(expected one or more of vulkan, metal, dx12, gl, comma-separated)"
 )
 
 

@@ -29,7 +29,7 @@ impl AdapterChoice {
     }
 }
 
-pub const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a GPU driver with Vulkan, Metal or DX12 support, \
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a GPU driver with Vulkan, Metal, DX12 or OpenGL ES 3.1 support, \
 or Mesa's software Vulkan driver (lavapipe) on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`";
 
 pub fn instance() -> wgpu::Instance {
@@ -39,7 +39,10 @@ pub fn instance() -> wgpu::Instance {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    // OpenGL ES (through EGL) serves GPUs without a Vulkan driver; it is chosen after the
+    // others (`choose_adapter`).
+    desc.backends =
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL;
     // Validation layers cost time and are not installed on most machines.
     desc.flags = wgpu::InstanceFlags::empty();
     wgpu::Instance::new(desc.with_env())
@@ -55,6 +58,7 @@ const BACKEND_NAMES: &[(&str, &[&str])] = &[
     ("vulkan", &["vulkan", "vk"]),
     ("metal", &["metal", "mtl"]),
     ("dx12", &["dx12", "d3d12"]),
+    ("gl", &["gl", "gles", "opengl"]),
 ];
 
 /// Refuses a `WGPU_BACKEND` that names no backend asna is built with: wgpu would only log a
@@ -106,7 +110,10 @@ pub fn adapter_name_matches(name: &str, needle: &str) -> bool {
     name.contains(needle) || (needle == "lavapipe" && name.contains("llvmpipe"))
 }
 
-/// High-performance adapters first: discrete, integrated, virtual, other, then CPU (lavapipe).
+/// Preference order: Vulkan, Metal and DX12 adapters before OpenGL ES ones (GL lacks
+/// subgroups, f16 and timestamp queries, and its compute runs through a translation layer),
+/// and within each, high-performance adapters first: discrete, integrated, virtual, other,
+/// then CPU (lavapipe, llvmpipe).
 pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let mut adapters = try_enumerate()?;
     if adapters.is_empty() {
@@ -127,12 +134,10 @@ pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         .map(|v| v.eq_ignore_ascii_case("low"))
         .unwrap_or(false);
     adapters.sort_by_key(|a| {
-        let r = type_rank(a.get_info().device_type);
-        if low_power && r == 1 {
-            0
-        } else {
-            r + 1
-        }
+        let info = a.get_info();
+        let r = type_rank(info.device_type);
+        let r = if low_power && r == 1 { 0 } else { r + 1 };
+        (info.backend == wgpu::Backend::Gl, r)
     });
     Ok(adapters.remove(0))
 }
