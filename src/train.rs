@@ -14,12 +14,12 @@ use crate::gpu::{DType, Gpu, Tensor};
 use crate::metrics;
 use crate::model::asna::{self, forward, stacked_input, BnContext, Bound, SIZE};
 use crate::model::checkpoint::{self, check_architecture, load_store, model_metadata};
-use crate::model::loss::{asna_loss, LossWeights};
+use crate::model::loss::LossWeights;
 use crate::model::params::ParamStore;
 use crate::model::sorter;
 use crate::model::weights::TensorFile;
 use crate::ops::adam::AdamConfig;
-use crate::optim::Adam;
+use crate::optim::{train_step, Adam};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -1007,63 +1007,4 @@ fn end_of_epoch(
     text.push_str(&line.to_string());
     text.push('\n');
     write_atomic(log_path, text.as_bytes())
-}
-
-/// One optimisation step on one batch. Returns the loss, or None for a skipped non-finite
-/// batch. A non-finite loss never reaches the parameters.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step(
-    gpu: &Gpu,
-    store: &mut ParamStore,
-    adam: &mut Adam,
-    sorter_store: Option<&ParamStore>,
-    weights: &LossWeights,
-    batch: &data::Batch,
-    lr: f32,
-    step: u64,
-    skip_nonfinite: bool,
-) -> Result<Option<f32>> {
-    let n = batch.n;
-    let mut tape = Tape::new(gpu);
-    let params = Bound::new(&mut tape, store, true);
-    let sorter_params = sorter_store.map(|s| Bound::new(&mut tape, s, false));
-    let x = stacked_input(
-        &mut tape,
-        &batch.ref_u8,
-        &batch.dist_u8,
-        n,
-        batch.size,
-        DType::F32,
-    );
-    let target = tape.leaf(gpu.upload(&[n], &batch.targets), false);
-    let mut bn = BnContext {
-        train: true,
-        updates: BTreeMap::new(),
-        store,
-    };
-    let pred = forward(&mut tape, &params, &mut bn, &x, None);
-    let updates = std::mem::take(&mut bn.updates);
-    let sorter = sorter_store.zip(sorter_params.as_ref());
-    let parts = asna_loss(&mut tape, &params, &pred, &target, sorter, weights);
-    tape.backward(&parts.total);
-    let loss = gpu.download_scalar(&parts.total.t)?;
-    if !loss.is_finite() {
-        if skip_nonfinite {
-            eprintln!("warning: step {}: non-finite loss, batch skipped", step + 1);
-            return Ok(None);
-        }
-        bail!("step {}: the loss is not finite ({loss}); stopped without saving (the last checkpoint is intact); --skip-nonfinite skips such batches", step + 1);
-    }
-    let mut grads = BTreeMap::new();
-    for name in store.trainable_names() {
-        if let Some(g) = tape.take_grad(params.var(&name)) {
-            grads.insert(name, g);
-        }
-    }
-    drop(tape);
-    adam.step(gpu, store, &grads, lr);
-    for (name, t) in updates {
-        store.set(&name, t);
-    }
-    Ok(Some(loss))
 }

@@ -10,7 +10,7 @@ use crate::model::checkpoint;
 use crate::model::params::ParamStore;
 use crate::model::sorter::{self, LENGTH};
 use crate::ops::adam::AdamConfig;
-use crate::optim::Adam;
+use crate::optim::{optimiser_step, Adam};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -155,8 +155,7 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         bail!("--batch must be at least 2 (batch normalisation needs a batch)");
     }
     let started = std::time::Instant::now();
-    let store = ParamStore::init(gpu, &sorter::specs(), cfg.seed);
-    let mut store = store;
+    let mut store = ParamStore::init(gpu, &sorter::specs(), cfg.seed);
     let mut adam = Adam::new(AdamConfig {
         lr: cfg.lr,
         ..Default::default()
@@ -177,15 +176,9 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
             store: &store,
         };
         let out = sorter::forward(&mut tape, &params, &mut bn, &x);
-        let updates = std::mem::take(&mut bn.updates);
+        let bn_updates = std::mem::take(&mut bn.updates);
         let loss = tape.mae(&out, &t);
         tape.backward(&loss);
-        let mut grads = BTreeMap::new();
-        for name in store.trainable_names() {
-            if let Some(g) = tape.take_grad(params.var(&name)) {
-                grads.insert(name, g);
-            }
-        }
         if step % 10 == 0 || step + 1 == cfg.steps {
             last = gpu.download_scalar(&loss.t)?;
             if !last.is_finite() {
@@ -193,11 +186,9 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
             }
             bar.set_message(format!("mae {last:.3}"));
         }
-        drop(tape);
-        adam.step(gpu, &store, &grads, cfg.lr);
-        for (name, t) in updates {
-            store.set(&name, t);
-        }
+        optimiser_step(
+            gpu, tape, &params, &mut store, &mut adam, bn_updates, cfg.lr,
+        );
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -119,7 +119,7 @@ fn loss_falls_when_training_on_a_batch() {
     let mut pool = Vec::new();
     for i in 0..4 {
         losses.push(
-            asna::train::train_step(
+            asna::optim::train_step(
                 &gpu,
                 &mut store,
                 &mut adam,
@@ -352,7 +352,7 @@ fn a_non_finite_batch_is_refused_or_skipped_without_an_update() {
     };
     let before = snapshot(&store);
     let mut step = |skip: bool| {
-        asna::train::train_step(&gpu, &mut store, &mut adam, None, &w, &batch, 1e-3, 6, skip)
+        asna::optim::train_step(&gpu, &mut store, &mut adam, None, &w, &batch, 1e-3, 6, skip)
     };
     let err = step(false).unwrap_err().to_string();
     assert!(
@@ -367,7 +367,7 @@ fn a_non_finite_batch_is_refused_or_skipped_without_an_update() {
     // The same batch with finite targets does update it (the check above can fail).
     let mut finite = batch.clone();
     finite.targets = vec![0.5, -0.5];
-    let loss = asna::train::train_step(
+    let loss = asna::optim::train_step(
         &gpu, &mut store, &mut adam, None, &w, &finite, 1e-3, 7, true,
     )
     .unwrap();
