@@ -6,9 +6,9 @@ use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::checkpoint::load_models;
+use crate::ops::quality::psnr_ssim;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
-use image::RgbImage;
 use std::path::PathBuf;
 
 // `asna eval`: the command line (a doc comment here would replace the help text).
@@ -77,15 +77,6 @@ pub fn print_table(rows: &[(String, Correlations)]) {
     }
 }
 
-/// PSNR (dB, capped at 100 for identical images, so that statistics stay finite) and SSIM of
-/// one pair of whole images, on the GPU: the baselines of `eval` and of training runs.
-pub fn psnr_ssim(gpu: &Gpu, r: &RgbImage, d: &RgbImage) -> Result<(f64, f64)> {
-    let (w, h) = (r.width() as usize, r.height() as usize);
-    let psnr = crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
-    let ssim = crate::ops::quality::ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
-    Ok((psnr.min(100.0), ssim))
-}
-
 pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let format: DatasetFormat = args
         .dataset
@@ -116,7 +107,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         .iter()
         .map(|p| (p.ref_path.clone(), p.dist_path.clone()))
         .collect();
-    let mut decoded = crate::score::decode_in_background(list, scorer.batch * 8);
+    let mut decoded = crate::scorer::decode_in_background(list, scorer.batch * 8);
     let (mut pred, mut psnr, mut ssim) = (Vec::new(), Vec::new(), Vec::new());
     let chunk = scorer.batch * 4;
     let mut done = 0;

@@ -21,6 +21,7 @@ pub mod plot;
 pub mod plot_run;
 pub mod progress;
 pub mod rng;
+pub mod run_dir;
 pub mod score;
 pub mod scorer;
 pub mod synth;

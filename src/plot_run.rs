@@ -4,7 +4,7 @@
 //! lines, and prints the same numbers as a Markdown table. Needs no GPU.
 
 use crate::plot::{line_chart_png, Level, Series};
-use crate::train::BASELINES_FILE;
+use crate::run_dir::BASELINES_FILE;
 use anyhow::{anyhow, bail, Result};
 use image::Rgb;
 use std::collections::BTreeMap;

@@ -2,14 +2,11 @@
 //! batches (decoding on background threads), written as CSV or JSON; `--shard K/N` splits a
 //! large list across the jobs of a cluster array without any coordinator.
 
-use crate::data::{check_min_size, load_pair};
 use crate::files::AtomicFile;
 use crate::gpu::Gpu;
-use crate::model::asna::SIZE;
 use crate::model::checkpoint::load_models;
-use crate::scorer::{Precision, Scorer};
+use crate::scorer::{decode_in_background, load_scorable, Precision, Scorer};
 use anyhow::{anyhow, bail, Result};
-use image::RgbImage;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -179,43 +176,6 @@ pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, 
         );
     }
     Ok(out)
-}
-
-/// Loads a pair and checks it is large enough for the model, with errors naming the file.
-fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
-    let pair = load_pair(r, d)?;
-    check_min_size(&pair.0, r, SIZE as u32)?;
-    Ok(pair)
-}
-
-/// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
-pub fn decode_in_background(
-    pairs: Vec<(PathBuf, PathBuf)>,
-    ahead: usize,
-) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    let mut receivers = Vec::new();
-    for w in 0..workers {
-        let (tx, rx) = std::sync::mpsc::sync_channel(ahead.div_ceil(workers).max(1));
-        let mine: Vec<(PathBuf, PathBuf)> =
-            pairs.iter().skip(w).step_by(workers).cloned().collect();
-        std::thread::spawn(move || {
-            for (r, d) in mine {
-                if tx.send(load_scorable(&r, &d)).is_err() {
-                    return;
-                }
-            }
-        });
-        receivers.push(rx);
-    }
-    (0..pairs.len()).map(move |i| {
-        receivers[i % workers]
-            .recv()
-            .unwrap_or_else(|_| Err(anyhow!("image decoding stopped")))
-    })
 }
 
 /// Writes rows to an atomic file (it appears complete at the end, or not at all), or to

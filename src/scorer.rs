@@ -1,15 +1,17 @@
 //! Batched inference: pairs of any size (at least 288x288) are covered by 288x288 windows that
 //! overlap at the edges, windows of many pairs go through the GPU together in bounded
 //! batches, and each pair's score is the mean over its windows (and over test-time variants
-//! and ensemble members when asked).
+//! and ensemble members when asked). Pairs are decoded on background threads while the GPU
+//! scores.
 
-use crate::data::{Augment, LabelScaler};
+use crate::data::{check_min_size, load_pair, Augment, LabelScaler};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::model::asna::{predict, predict_shared, Taps, SIZE};
 use crate::model::checkpoint::LoadedModel;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 
 /// Window origins along one axis of length `len` >= 288: as few windows as cover it, evenly
 /// spread from one edge to the other (so neighbours overlap where the size is not a multiple).
@@ -311,4 +313,41 @@ fn distinct_references(jobs: &[Job]) -> (Vec<usize>, Vec<usize>) {
 /// Scores in the scale of `scaler` from standardised values.
 pub fn to_scale(scaler: &LabelScaler, z: &[f32]) -> Vec<f64> {
     z.iter().map(|v| scaler.from_standard(*v as f64)).collect()
+}
+
+/// Loads a pair and checks it is large enough for the model, with errors naming the file.
+pub fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
+    let pair = load_pair(r, d)?;
+    check_min_size(&pair.0, r, SIZE as u32)?;
+    Ok(pair)
+}
+
+/// Decodes pairs on background threads, in order, at most `ahead` pairs in flight.
+pub fn decode_in_background(
+    pairs: Vec<(PathBuf, PathBuf)>,
+    ahead: usize,
+) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+    let mut receivers = Vec::new();
+    for w in 0..workers {
+        let (tx, rx) = std::sync::mpsc::sync_channel(ahead.div_ceil(workers).max(1));
+        let mine: Vec<(PathBuf, PathBuf)> =
+            pairs.iter().skip(w).step_by(workers).cloned().collect();
+        std::thread::spawn(move || {
+            for (r, d) in mine {
+                if tx.send(load_scorable(&r, &d)).is_err() {
+                    return;
+                }
+            }
+        });
+        receivers.push(rx);
+    }
+    (0..pairs.len()).map(move |i| {
+        receivers[i % workers]
+            .recv()
+            .unwrap_or_else(|_| Err(anyhow!("image decoding stopped")))
+    })
 }

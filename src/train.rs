@@ -20,6 +20,7 @@ use crate::model::sorter;
 use crate::model::weights::TensorFile;
 use crate::ops::adam::AdamConfig;
 use crate::optim::{train_step, Adam};
+use crate::run_dir::BASELINES_FILE;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -575,9 +576,9 @@ impl<'g> Run<'g> {
             .map(|&i| self.targets[i] as f64)
             .collect();
         let (mut psnr, mut ssim) = (Vec::new(), Vec::new());
-        for pair in crate::score::decode_in_background(list, 16) {
+        for pair in crate::scorer::decode_in_background(list, 16) {
             let (r, d) = pair?;
-            let (p, s) = crate::eval::psnr_ssim(self.gpu, &r, &d)?;
+            let (p, s) = crate::ops::quality::psnr_ssim(self.gpu, &r, &d)?;
             psnr.push(p);
             ssim.push(s);
         }
@@ -810,9 +811,6 @@ pub fn train(
 ) -> Result<TrainSummary> {
     Run::setup(gpu, cfg, run_dir, resume, opts.workers)?.train_loop(opts)
 }
-
-/// The run directory's file of PSNR and SSIM correlations on the validation pairs.
-pub const BASELINES_FILE: &str = "baselines.json";
 
 /// Prefix of the running statistics saved beside the precise ones in a checkpoint.
 const RUNNING_PREFIX: &str = "running.";
