@@ -22,31 +22,15 @@ pub struct SorterArgs {
     /// Output file
     #[arg(long, default_value = "sorter.safetensors")]
     pub out: std::path::PathBuf,
-    #[arg(long, default_value_t = 2000)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 1024)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Held-out vectors for the final measures
-    #[arg(long, default_value_t = 4096)]
-    pub eval_vectors: usize,
+    #[command(flatten)]
+    pub config: SorterConfig,
     #[arg(long)]
     pub quiet: bool,
 }
 
 /// `asna train-sorter`: trains, prints the held-out measures as JSON and a summary line.
 pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
-    let cfg = SorterConfig {
-        steps: args.steps,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        eval_vectors: args.eval_vectors,
-    };
-    let r = train(gpu, &cfg, &args.out, !args.quiet)?;
+    let r = train(gpu, &args.config, &args.out, !args.quiet)?;
     println!("{}", serde_json::to_string_pretty(&r)?);
     eprintln!(
         "sorter written to {} ({} on {:.0} s)",
@@ -57,11 +41,19 @@ pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
     Ok(())
 }
 
+/// What determines a sorter's training, with the command line's defaults.
+#[derive(clap::Args, Clone, Debug)]
 pub struct SorterConfig {
+    #[arg(long, default_value_t = 2000)]
     pub steps: u64,
+    #[arg(long, default_value_t = 1024)]
     pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Held-out vectors for the final measures
+    #[arg(long, default_value_t = 4096)]
     pub eval_vectors: usize,
 }
 
