@@ -212,7 +212,7 @@ fn measure_train(gpu: &Gpu, rng: &mut Rng, args: &BenchPlan) -> Result<serde_jso
     };
     let w = Default::default();
     let mut out = timed(gpu, args, "steps_per_s", 1, |step| {
-        crate::train::train_step(
+        crate::optim::train_step(
             gpu,
             &mut train_store,
             &mut adam,

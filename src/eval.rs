@@ -7,9 +7,9 @@ use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::asna::SIZE;
 use crate::model::checkpoint::load_models;
+use crate::ops::quality::psnr_ssim;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
-use image::RgbImage;
 use std::path::PathBuf;
 
 // `asna eval`: the command line (a doc comment here would replace the help text).
@@ -76,15 +76,6 @@ pub fn print_table(rows: &[(String, Correlations)]) {
             name, c.n, c.plcc, c.srcc, c.krcc, c.rmse, c.plcc_logistic
         );
     }
-}
-
-/// PSNR (dB, capped at 100 for identical images, so that statistics stay finite) and SSIM of
-/// one pair of whole images, on the GPU: the baselines of `eval` and of training runs.
-pub fn psnr_ssim(gpu: &Gpu, r: &RgbImage, d: &RgbImage) -> Result<(f64, f64)> {
-    let (w, h) = (r.width() as usize, r.height() as usize);
-    let psnr = crate::ops::quality::psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
-    let ssim = crate::ops::quality::ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
-    Ok((psnr.min(100.0), ssim))
 }
 
 pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {

@@ -2,8 +2,10 @@
 //! trained and evaluated in WGSL compute shaders on any GPU that wgpu reaches.
 //!
 //! Layers, bottom up: `gpu` (context, buffers, pipelines, profiler), `ops` (kernel launches,
-//! forward and backward), `autograd` (the tape), `model` (ASNA and its sorter), then one
-//! module per command.
+//! forward and backward), `autograd` (the tape), `model` (ASNA and its sorter), the pieces
+//! commands share (`optim`: Adam and the training steps; `scorer`: batched scoring; `metrics`;
+//! `run_dir`: a training run's files), then one module per command, which imports none of the
+//! others.
 
 pub mod autograd;
 pub mod bench;
@@ -21,6 +23,7 @@ pub mod plot;
 pub mod plot_run;
 pub mod progress;
 pub mod rng;
+pub mod run_dir;
 pub mod score;
 pub mod scorer;
 pub mod synth;

@@ -1,8 +1,13 @@
-//! Adam over a parameter store: first and second moments per parameter, step count, and the
-//! update launched on the GPU.
+//! Optimisation: Adam over a parameter store (first and second moments per parameter, step
+//! count, the update launched on the GPU), the optimiser step every trainer ends its steps
+//! with, and ASNA's training step on one batch (`asna train`, `asna bench`).
 
-use crate::gpu::{Gpu, Tensor};
+use crate::autograd::Tape;
+use crate::data::Batch;
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::model::asna::{forward, stacked_input, BnContext, Bound};
 use crate::model::checkpoint::{FileTensors, ResumeState};
+use crate::model::loss::{asna_loss, LossWeights};
 use crate::model::params::{to_engine, to_file, ParamStore};
 use crate::model::weights::TensorFile;
 use crate::ops::adam::{self, AdamConfig};
@@ -119,4 +124,77 @@ impl Adam {
         }
         Ok(Some(adam))
     }
+}
+
+/// The end of every training step, once `tape.backward(loss)` has run: each trainable
+/// parameter's gradient taken from the tape, Adam at `lr`, then the batch-norm running
+/// statistics that the training-mode forward pass reported. The tape is dropped before Adam
+/// runs, so that its saved activations go back to the buffer pool for the next step.
+pub fn optimiser_step(
+    gpu: &Gpu,
+    mut tape: Tape,
+    params: &Bound,
+    store: &mut ParamStore,
+    adam: &mut Adam,
+    bn_updates: BTreeMap<String, Tensor>,
+    lr: f32,
+) {
+    let mut grads = BTreeMap::new();
+    for name in store.trainable_names() {
+        if let Some(g) = tape.take_grad(params.var(&name)) {
+            grads.insert(name, g);
+        }
+    }
+    drop(tape);
+    adam.step(gpu, store, &grads, lr);
+    for (name, t) in bn_updates {
+        store.set(&name, t);
+    }
+}
+
+/// One ASNA training step on one batch: the training-mode forward pass, the loss (with the
+/// frozen sorter when `sorter_store` is given), backward and `optimiser_step`. Returns the
+/// loss, or None for a skipped non-finite batch. A non-finite loss never reaches the
+/// parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    gpu: &Gpu,
+    store: &mut ParamStore,
+    adam: &mut Adam,
+    sorter_store: Option<&ParamStore>,
+    weights: &LossWeights,
+    batch: &Batch,
+    lr: f32,
+    step: u64,
+    skip_nonfinite: bool,
+) -> Result<Option<f32>> {
+    let n = batch.n;
+    let mut tape = Tape::new(gpu);
+    let params = Bound::new(&mut tape, store, true);
+    let sorter_params = sorter_store.map(|s| Bound::new(&mut tape, s, false));
+    let x = stacked_input(
+        &mut tape,
+        &batch.ref_u8,
+        &batch.dist_u8,
+        n,
+        batch.size,
+        DType::F32,
+    );
+    let target = tape.leaf(gpu.upload(&[n], &batch.targets), false);
+    let mut bn = BnContext::train(store);
+    let pred = forward(&mut tape, &params, &mut bn, &x, None);
+    let bn_updates = std::mem::take(&mut bn.updates);
+    let sorter = sorter_store.zip(sorter_params.as_ref());
+    let parts = asna_loss(&mut tape, &params, &pred, &target, sorter, weights);
+    tape.backward(&parts.total);
+    let loss = gpu.download_scalar(&parts.total.t)?;
+    if !loss.is_finite() {
+        if skip_nonfinite {
+            eprintln!("warning: step {}: non-finite loss, batch skipped", step + 1);
+            return Ok(None);
+        }
+        bail!("step {}: the loss is not finite ({loss}); stopped without saving (the last checkpoint is intact); --skip-nonfinite skips such batches", step + 1);
+    }
+    optimiser_step(gpu, tape, &params, store, adam, bn_updates, lr);
+    Ok(Some(loss))
 }

@@ -4,7 +4,7 @@
 //! lines, and prints the same numbers as a Markdown table. Needs no GPU.
 
 use crate::plot::{line_chart_png, Level, Series};
-use crate::train::BASELINES_FILE;
+use crate::run_dir::{BASELINES_FILE, METRICS_FILE};
 use anyhow::{anyhow, bail, Result};
 use image::Rgb;
 use std::collections::BTreeMap;
@@ -146,7 +146,7 @@ pub fn table(validations: &[Validation], baselines: &Baselines) -> String {
 
 /// `asna plot-run`: writes the curve and prints the table.
 pub fn run(args: &PlotRunArgs) -> Result<()> {
-    let validations = read_metrics(&args.run_dir.join("metrics.jsonl"))?;
+    let validations = read_metrics(&args.run_dir.join(METRICS_FILE))?;
     let baselines = read_baselines(&args.run_dir)?;
     let out = args
         .out
@@ -197,7 +197,7 @@ pub fn run(args: &PlotRunArgs) -> Result<()> {
     {
         bail!(
             "{}: every validation has undefined correlations (constant predictions); nothing to draw",
-            args.run_dir.join("metrics.jsonl").display()
+            args.run_dir.join(METRICS_FILE).display()
         );
     }
     line_chart_png(

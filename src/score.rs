@@ -186,15 +186,6 @@ fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
     load_pair_at_least(r, d, SIZE as u32)
 }
 
-/// Decodes pairs large enough for the model on background threads, in order, at most `ahead`
-/// pairs in flight.
-pub fn decode_in_background(
-    pairs: Vec<(PathBuf, PathBuf)>,
-    ahead: usize,
-) -> impl Iterator<Item = Result<(RgbImage, RgbImage)>> {
-    decode_pairs_in_background(pairs, SIZE as u32, ahead)
-}
-
 /// Writes rows to an atomic file (it appears complete at the end, or not at all), or to
 /// stdout.
 struct Output {
@@ -325,7 +316,7 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
     );
     // Chunks of a few batches: decoding of the next chunk overlaps the GPU on this one.
     let chunk = scorer.batch * 4;
-    let mut decoded = decode_in_background(list.clone(), chunk * 2);
+    let mut decoded = decode_pairs_in_background(list.clone(), SIZE as u32, chunk * 2);
     let mut start = 0;
     while start < list.len() {
         let end = (start + chunk).min(list.len());

@@ -10,7 +10,7 @@ use crate::model::checkpoint;
 use crate::model::params::ParamStore;
 use crate::model::sorter::{self, LENGTH};
 use crate::ops::adam::AdamConfig;
-use crate::optim::Adam;
+use crate::optim::{optimiser_step, Adam};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -22,31 +22,15 @@ pub struct SorterArgs {
     /// Output file
     #[arg(long, default_value = "sorter.safetensors")]
     pub out: std::path::PathBuf,
-    #[arg(long, default_value_t = 2000)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 1024)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Held-out vectors for the final measures
-    #[arg(long, default_value_t = 4096)]
-    pub eval_vectors: usize,
+    #[command(flatten)]
+    pub config: SorterConfig,
     #[arg(long)]
     pub quiet: bool,
 }
 
 /// `asna train-sorter`: trains, prints the held-out measures as JSON and a summary line.
 pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
-    let cfg = SorterConfig {
-        steps: args.steps,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        eval_vectors: args.eval_vectors,
-    };
-    let r = train(gpu, &cfg, &args.out, !args.quiet)?;
+    let r = train(gpu, &args.config, &args.out, !args.quiet)?;
     println!("{}", serde_json::to_string_pretty(&r)?);
     eprintln!(
         "sorter written to {} ({} on {:.0} s)",
@@ -57,11 +41,19 @@ pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
     Ok(())
 }
 
+/// What determines a sorter's training, with the command line's defaults.
+#[derive(clap::Args, Clone, Debug)]
 pub struct SorterConfig {
+    #[arg(long, default_value_t = 2000)]
     pub steps: u64,
+    #[arg(long, default_value_t = 1024)]
     pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Held-out vectors for the final measures
+    #[arg(long, default_value_t = 4096)]
     pub eval_vectors: usize,
 }
 
@@ -151,8 +143,7 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         bail!("--batch must be at least 2 (batch normalisation needs a batch)");
     }
     let started = std::time::Instant::now();
-    let store = ParamStore::init(gpu, &sorter::specs(), cfg.seed);
-    let mut store = store;
+    let mut store = ParamStore::init(gpu, &sorter::specs(), cfg.seed);
     let mut adam = Adam::new(AdamConfig {
         lr: cfg.lr,
         ..Default::default()
@@ -169,15 +160,9 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
         let t = tape.leaf(gpu.upload(&[cfg.batch, LENGTH], &ranks), false);
         let mut bn = BnContext::train(&store);
         let out = sorter::forward(&mut tape, &params, &mut bn, &x);
-        let updates = std::mem::take(&mut bn.updates);
+        let bn_updates = std::mem::take(&mut bn.updates);
         let loss = tape.mae(&out, &t);
         tape.backward(&loss);
-        let mut grads = BTreeMap::new();
-        for name in store.trainable_names() {
-            if let Some(g) = tape.take_grad(params.var(&name)) {
-                grads.insert(name, g);
-            }
-        }
         if step % 10 == 0 || step + 1 == cfg.steps {
             last = gpu.download_scalar(&loss.t)?;
             if !last.is_finite() {
@@ -185,11 +170,9 @@ pub fn train(gpu: &Gpu, cfg: &SorterConfig, out: &Path, progress: bool) -> Resul
             }
             bar.set_message(format!("mae {last:.3}"));
         }
-        drop(tape);
-        adam.step(gpu, &store, &grads, cfg.lr);
-        for (name, t) in updates {
-            store.set(&name, t);
-        }
+        optimiser_step(
+            gpu, tape, &params, &mut store, &mut adam, bn_updates, cfg.lr,
+        );
         bar.inc(1);
     }
     bar.finish_and_clear();

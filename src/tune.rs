@@ -15,6 +15,7 @@ use crate::model::params::ParamStore;
 use crate::ops::conv::policy::{pick_winner, Seen, TunedKernel};
 use crate::ops::conv::{self, ConvGeom, Product, TileConfig};
 use crate::ops::Act;
+use crate::optim::{optimiser_step, Adam};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -114,14 +115,15 @@ pub struct ShapeResult {
 /// Every convolution shape one scoring pass and/or one training step dispatches, recorded at
 /// one pair per batch (images per shape: 2 for the Siamese encoder, 1 after it).
 pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, Seen>> {
-    let store = ParamStore::init(gpu, &asna::specs(), 0);
+    let mut store = ParamStore::init(gpu, &asna::specs(), 0);
+    let mut adam = Adam::new(Default::default());
     let mut rng = Rng::new(7);
     let pixels: Vec<u8> = (0..2 * SIZE * SIZE * 3)
         .map(|_| rng.below(256) as u8)
         .collect();
     let (ref_px, dist_px) = pixels.split_at(SIZE * SIZE * 3);
     gpu.kernels.borrow_mut().start_recording();
-    let run = || -> Result<()> {
+    let mut run = || -> Result<()> {
         if workload != Workload::Train {
             let z = asna::predict(gpu, &store, ref_px, dist_px, 1, None);
             gpu.download(&z)?;
@@ -132,10 +134,13 @@ pub fn collect_shapes(gpu: &Gpu, workload: Workload) -> Result<BTreeMap<String, 
             let x = asna::stacked_input(&mut tape, ref_px, dist_px, 1, SIZE, DType::F32);
             let mut bn = BnContext::train(&store);
             let pred = asna::forward(&mut tape, &params, &mut bn, &x, None);
+            let bn_updates = std::mem::take(&mut bn.updates);
             let target = tape.leaf(gpu.zeros(&[1]), false);
             let loss = tape.mse(&pred, &target);
             tape.backward(&loss);
             gpu.download(&loss.t)?;
+            // Any rate will do: the step is run for the shapes it dispatches.
+            optimiser_step(gpu, tape, &params, &mut store, &mut adam, bn_updates, 1e-4);
         }
         Ok(())
     };

@@ -60,7 +60,7 @@ fn tiny_dataset(dir: &Path, refs: usize) {
 
 fn config(root: &Path) -> TrainConfig {
     let mut c = TrainConfig {
-        root: root.to_path_buf(),
+        root: Some(root.to_path_buf()),
         val_fraction: 0.25,
         seed: 3,
         batch: 2,
@@ -119,7 +119,7 @@ fn loss_falls_when_training_on_a_batch() {
     let mut pool = Vec::new();
     for i in 0..4 {
         losses.push(
-            asna::train::train_step(
+            asna::optim::train_step(
                 &gpu,
                 &mut store,
                 &mut adam,
@@ -352,7 +352,7 @@ fn a_non_finite_batch_is_refused_or_skipped_without_an_update() {
     };
     let before = snapshot(&store);
     let mut step = |skip: bool| {
-        asna::train::train_step(&gpu, &mut store, &mut adam, None, &w, &batch, 1e-3, 6, skip)
+        asna::optim::train_step(&gpu, &mut store, &mut adam, None, &w, &batch, 1e-3, 6, skip)
     };
     let err = step(false).unwrap_err().to_string();
     assert!(
@@ -367,7 +367,7 @@ fn a_non_finite_batch_is_refused_or_skipped_without_an_update() {
     // The same batch with finite targets does update it (the check above can fail).
     let mut finite = batch.clone();
     finite.targets = vec![0.5, -0.5];
-    let loss = asna::train::train_step(
+    let loss = asna::optim::train_step(
         &gpu, &mut store, &mut adam, None, &w, &finite, 1e-3, 7, true,
     )
     .unwrap();
@@ -679,6 +679,62 @@ fn learning_rate_warms_up_and_follows_its_schedule() {
         TrainConfig::default().precise_bn,
         asna::train::DEFAULT_PRECISE_BN
     );
+}
+
+#[test]
+fn defaults_are_the_command_lines_and_old_configurations_read_back() {
+    use asna::model::loss::LossWeights;
+    use asna::train::LrSchedule;
+    // TrainConfig::default() is the command line with nothing given.
+    let d = TrainConfig::default();
+    let want = TrainConfig {
+        dataset: "csv".into(),
+        root: None,
+        labels: None,
+        direction: None,
+        epochs: 20,
+        max_steps: None,
+        loss: LossWeights {
+            mse: 1.0,
+            rank: 0.01,
+            l2_conv: 1e-4,
+            l2_dense: 1e-6,
+        },
+        lr: 1e-4,
+        batch: 16,
+        lr_decay_epoch: 10,
+        lr_decay: 0.1,
+        lr_schedule: LrSchedule::Step,
+        warmup_steps: 0,
+        precise_bn: 10,
+        val_fraction: 0.2,
+        seed: 0,
+        augment: true,
+        checkpoint_every: 200,
+        val_every: 0,
+        skip_nonfinite: false,
+        sorter: None,
+        init: None,
+        schedule_steps: 0,
+    };
+    assert_eq!(d, want);
+    assert_eq!(d.loss, LossWeights::default());
+
+    // A configuration as checkpoints have stored it since the first ones.
+    let stored = r#"{"dataset":"kadid","root":"/data/kadid","labels":null,"direction":"higher",
+        "val_fraction":0.1,"seed":5,"epochs":3,"max_steps":7,"batch":16,
+        "loss":{"mse":0.5,"rank":0.0,"l2_conv":0.0001,"l2_dense":1e-6},"lr":0.001,
+        "lr_decay_epoch":2,"lr_decay":0.1,"augment":false,"checkpoint_every":1,
+        "skip_nonfinite":true,"sorter":null,"init":"/w/init.safetensors","precise_bn":4,
+        "warmup_steps":2,"lr_schedule":"cosine","schedule_steps":21,"val_every":5}"#;
+    let c: TrainConfig = serde_json::from_str(stored).unwrap();
+    assert_eq!(c.root.as_deref(), Some(Path::new("/data/kadid")));
+    assert_eq!(
+        (c.loss.mse, c.augment, c.lr_schedule, c.schedule_steps),
+        (0.5, false, LrSchedule::Cosine, 21)
+    );
+    let again: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(again, c);
 }
 
 #[test]

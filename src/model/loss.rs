@@ -7,13 +7,19 @@ use super::params::ParamStore;
 use super::sorter;
 use crate::autograd::{Tape, Var};
 
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The weights of the loss's terms. `asna train` takes m and s as options, with `Default`'s
+/// values as their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct LossWeights {
-    /// m: weight of the MSE (the Pearson term gets 1 - m).
+    /// m: weight of the MSE term (the Pearson term gets 1 - m)
+    #[arg(long = "mse-weight", value_name = "MSE_WEIGHT", default_value_t = LossWeights::default().mse)]
     pub mse: f32,
-    /// s: weight of the sorter's ranking term.
+    /// s: weight of the sorter's ranking term
+    #[arg(long = "rank-weight", value_name = "RANK_WEIGHT", default_value_t = LossWeights::default().rank)]
     pub rank: f32,
+    #[arg(skip = LossWeights::default().l2_conv)]
     pub l2_conv: f32,
+    #[arg(skip = LossWeights::default().l2_dense)]
     pub l2_dense: f32,
 }
 

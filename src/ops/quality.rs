@@ -1,5 +1,5 @@
 //! Full-reference quality baselines on the GPU: batched PSNR and SSIM of N pairs of packed u8
-//! RGB images (see shaders/quality.wgsl for the kernel design).
+//! RGB images (see shaders/quality.wgsl for the kernel design), and both of one pair of images.
 //!
 //! Shader: shaders/quality.wgsl · Reference and tests: tests/ops/quality.rs
 
@@ -180,4 +180,17 @@ pub fn ssim(
         .into_iter()
         .map(|s| s as f64 / count)
         .collect())
+}
+
+/// PSNR (dB, capped at 100 for identical images, so that statistics stay finite) and SSIM of
+/// one pair of whole images: the baselines of `asna eval` and of training runs.
+pub fn psnr_ssim(
+    gpu: &Gpu,
+    r: &image::RgbImage,
+    d: &image::RgbImage,
+) -> anyhow::Result<(f64, f64)> {
+    let (w, h) = (r.width() as usize, r.height() as usize);
+    let psnr = psnr(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
+    let ssim = ssim(gpu, r.as_raw(), d.as_raw(), 1, h, w)?[0];
+    Ok((psnr.min(100.0), ssim))
 }
