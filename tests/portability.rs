@@ -18,7 +18,7 @@
 use asna::autograd::Tape;
 use asna::data::Batch;
 use asna::gpu::pipeline::{shader_checks, shader_source};
-use asna::gpu::{DType, Gpu, PipelineConfig};
+use asna::gpu::{Access, DType, Gpu, PipelineConfig};
 use asna::model::asna::{predict, predict_shared, specs, BnContext, Bound, Taps};
 use asna::model::checkpoint::load_model;
 use asna::model::params::ParamStore;
@@ -403,65 +403,101 @@ impl Modules {
     }
 }
 
-/// Workgroup size, workgroup memory and buffer bindings of the entry point within the
-/// limits every WebGPU adapter offers.
-fn within_default_limits(p: &PipelineConfig, s: &Shader) -> Result<(), String> {
-    let limits = wgpu::Limits::default();
-    let index = s
-        .module
-        .entry_points
-        .iter()
-        .position(|ep| ep.name == p.entry)
-        .ok_or("no such entry point")?;
-    let uses = s.info.get_entry_point(index);
-    let (mut workgroup_bytes, mut storage, mut uniform) = (0, 0, 0);
-    for (handle, global) in s.module.global_variables.iter() {
-        if uses[handle].is_empty() {
-            continue;
-        }
-        match global.space {
-            naga::AddressSpace::WorkGroup => {
-                workgroup_bytes += s.module.types[global.ty].inner.size(s.module.to_ctx())
-            }
-            naga::AddressSpace::Storage { .. } => storage += 1,
-            naga::AddressSpace::Uniform => uniform += 1,
-            _ => {}
+/// What a pipeline asks of the device: its workgroup size, its workgroup memory and the
+/// buffers of its bind group layout.
+#[derive(Clone, Copy, Default)]
+struct ResourceUse {
+    workgroup_size: [u32; 3],
+    workgroup_bytes: u32,
+    storage_buffers: u32,
+    uniform_buffers: u32,
+}
+
+impl ResourceUse {
+    fn of(p: &PipelineConfig, s: &Shader) -> Result<ResourceUse, String> {
+        let index = s
+            .module
+            .entry_points
+            .iter()
+            .position(|ep| ep.name == p.entry)
+            .ok_or("no such entry point")?;
+        let uses = s.info.get_entry_point(index);
+        let workgroup_bytes = s
+            .module
+            .global_variables
+            .iter()
+            .filter(|(handle, g)| {
+                g.space == naga::AddressSpace::WorkGroup && !uses[*handle].is_empty()
+            })
+            .map(|(_, g)| s.module.types[g.ty].inner.size(s.module.to_ctx()))
+            .sum();
+        // The bind group layout counts against the limits, used or not: binding 0, the
+        // parameter block, is a uniform buffer.
+        let windows = p
+            .bindings
+            .iter()
+            .filter(|a| **a == Access::UniformWindow)
+            .count() as u32;
+        let out = ResourceUse {
+            workgroup_size: s.module.entry_points[index].workgroup_size,
+            workgroup_bytes,
+            storage_buffers: p.bindings.len() as u32 - windows,
+            uniform_buffers: 1 + windows,
+        };
+        Ok(out)
+    }
+
+    /// The larger of each field.
+    fn max(&self, other: &ResourceUse) -> ResourceUse {
+        let larger = if other.invocations() > self.invocations() {
+            other.workgroup_size
+        } else {
+            self.workgroup_size
+        };
+        ResourceUse {
+            workgroup_size: larger,
+            workgroup_bytes: self.workgroup_bytes.max(other.workgroup_bytes),
+            storage_buffers: self.storage_buffers.max(other.storage_buffers),
+            uniform_buffers: self.uniform_buffers.max(other.uniform_buffers),
         }
     }
-    let [x, y, z] = s.module.entry_points[index].workgroup_size;
-    let mut over = Vec::new();
-    let mut check = |what: &str, value: u32, limit: u32| {
-        if value > limit {
-            over.push(format!("{what} {value} > {limit}"));
-        }
-    };
-    check("workgroup x", x, limits.max_compute_workgroup_size_x);
-    check("workgroup y", y, limits.max_compute_workgroup_size_y);
-    check("workgroup z", z, limits.max_compute_workgroup_size_z);
-    check(
-        "invocations per workgroup",
-        x * y * z,
-        limits.max_compute_invocations_per_workgroup,
-    );
-    check(
-        "workgroup memory bytes",
-        workgroup_bytes,
-        limits.max_compute_workgroup_storage_size,
-    );
-    check(
-        "storage buffers",
-        storage,
-        limits.max_storage_buffers_per_shader_stage,
-    );
-    check(
-        "uniform buffers",
-        uniform,
-        limits.max_uniform_buffers_per_shader_stage,
-    );
-    if over.is_empty() {
-        Ok(())
-    } else {
-        Err(over.join(", "))
+
+    fn invocations(&self) -> u32 {
+        self.workgroup_size.iter().product()
+    }
+
+    /// Each limit this use exceeds, as "what value > limit".
+    fn over(&self, limits: &wgpu::Limits) -> Vec<String> {
+        let [x, y, z] = self.workgroup_size;
+        [
+            ("workgroup x", x, limits.max_compute_workgroup_size_x),
+            ("workgroup y", y, limits.max_compute_workgroup_size_y),
+            ("workgroup z", z, limits.max_compute_workgroup_size_z),
+            (
+                "invocations per workgroup",
+                self.invocations(),
+                limits.max_compute_invocations_per_workgroup,
+            ),
+            (
+                "workgroup memory bytes",
+                self.workgroup_bytes,
+                limits.max_compute_workgroup_storage_size,
+            ),
+            (
+                "storage buffers",
+                self.storage_buffers,
+                limits.max_storage_buffers_per_shader_stage,
+            ),
+            (
+                "uniform buffers",
+                self.uniform_buffers,
+                limits.max_uniform_buffers_per_shader_stage,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, value, limit)| value > limit)
+        .map(|(what, value, limit)| format!("{what} {value} > {limit}"))
+        .collect()
     }
 }
 
@@ -707,11 +743,20 @@ fn run_validator(tool: &Tool, files: &[PathBuf]) -> Vec<(usize, String)> {
     failures.into_inner().unwrap()
 }
 
-fn output_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("asna-portability-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// Where the translations go: `ASNA_PORTABILITY_OUT` if set (every language kept there, with
+/// `index.tsv` naming each file's configuration, for compilers this machine lacks), else a
+/// temporary directory removed when every configuration passes.
+fn output_dir() -> (PathBuf, bool) {
+    let (dir, keep) = match std::env::var_os("ASNA_PORTABILITY_OUT") {
+        Some(dir) => (PathBuf::from(dir), true),
+        None => {
+            let dir = std::env::temp_dir().join(format!("asna-portability-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            (dir, false)
+        }
+    };
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    (dir, keep)
 }
 
 fn write(dir: &Path, name: String, bytes: &[u8]) -> PathBuf {
@@ -773,13 +818,17 @@ fn every_pipeline_translates_to_every_backend_language() {
         configs.len()
     );
 
-    let dir = output_dir();
+    let (dir, keep) = output_dir();
     let mut failures: Vec<(usize, Target, String)> = Vec::new();
     let mut translated: BTreeMap<Target, usize> = BTreeMap::new();
     let mut spv_files = Vec::new();
     let mut glsl_files = Vec::new();
+    let mut index = String::new();
+    let mut largest = ResourceUse::default();
+    let mut above_gles_minimum = BTreeSet::new();
     let mut modules = Modules::default();
     for (i, p) in configs.iter().enumerate() {
+        index += &format!("{i}\t{}\n", p.describe());
         let s = match modules.specialise(p) {
             Ok(s) => s,
             Err(e) => {
@@ -791,12 +840,31 @@ fn every_pipeline_translates_to_every_backend_language() {
             let result = match target {
                 // Parsed, validated and specialised above.
                 Target::Wgsl => Ok(()),
-                Target::Limits => within_default_limits(p, &s),
+                Target::Limits => ResourceUse::of(p, &s).and_then(|used| {
+                    largest = largest.max(&used);
+                    for over in used.over(&wgpu::Limits::downlevel_defaults()) {
+                        above_gles_minimum.insert(format!("{}:{} ({over})", p.file, p.entry));
+                    }
+                    let over = used.over(&wgpu::Limits::default());
+                    if over.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(over.join(", "))
+                    }
+                }),
                 Target::SpirV => spirv(p, &s).map(|bytes| {
                     spv_files.push((i, write(&dir, format!("{i}.spv"), &bytes)));
                 }),
-                Target::Msl => msl(p, &s).map(drop),
-                Target::Hlsl => hlsl(p, &s).map(drop),
+                Target::Msl => msl(p, &s).map(|text| {
+                    if keep {
+                        write(&dir, format!("{i}.metal"), text.as_bytes());
+                    }
+                }),
+                Target::Hlsl => hlsl(p, &s).map(|text| {
+                    if keep {
+                        write(&dir, format!("{i}.hlsl"), text.as_bytes());
+                    }
+                }),
                 Target::GlslEs if p.dtype == DType::F16 => continue,
                 Target::GlslEs => glsl(p, &s).map(|text| {
                     glsl_files.push((i, write(&dir, format!("{i}.comp"), text.as_bytes())));
@@ -809,6 +877,7 @@ fn every_pipeline_translates_to_every_backend_language() {
             }
         }
     }
+    write(&dir, "index.tsv".to_string(), index.as_bytes());
     for (tool, target, files) in [
         (&SPIRV_VAL, Target::SpirV, &spv_files),
         (&GLSLANG, Target::GlslEs, &glsl_files),
@@ -835,8 +904,24 @@ fn every_pipeline_translates_to_every_backend_language() {
         spv_files.len(),
         glsl_files.len()
     );
+    eprintln!(
+        "  largest: {} invocations per workgroup, {} bytes of workgroup memory, {} storage \
+         and {} uniform buffers",
+        largest.invocations(),
+        largest.workgroup_bytes,
+        largest.storage_buffers,
+        largest.uniform_buffers
+    );
+    for entry in &above_gles_minimum {
+        eprintln!("  above the OpenGL ES 3.1 minimum limits: {entry}");
+    }
+    if keep {
+        eprintln!("  outputs kept in {}", dir.display());
+    }
     if failures.is_empty() {
-        let _ = std::fs::remove_dir_all(&dir);
+        if !keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return;
     }
     failures.sort_by_key(|(i, target, _)| (*i, *target));

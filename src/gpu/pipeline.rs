@@ -67,14 +67,16 @@ pub struct Kernel {
     pub f16: bool,
 }
 
-/// One pipeline as the engine creates it: an entry point of a shader, its override constants
-/// and the element type of its storage arrays. Enough to rebuild its WGSL module and
-/// specialise it outside the engine.
+/// One pipeline as the engine creates it: an entry point of a shader, its bindings, its
+/// override constants and the element type of its storage arrays. Enough to rebuild its WGSL
+/// module and specialise it outside the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
     pub file: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
+    /// As `Kernel::bindings`: binding 0, the parameter block, comes before these.
+    pub bindings: &'static [Access],
     pub constants: Vec<(&'static str, f64)>,
     pub dtype: DType,
 }
@@ -85,6 +87,7 @@ impl PipelineConfig {
             file: kernel.file,
             source: kernel.source,
             entry: kernel.entry,
+            bindings: kernel.bindings,
             constants: constants.to_vec(),
             dtype,
         }
