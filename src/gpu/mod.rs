@@ -11,7 +11,7 @@ pub mod tuning;
 
 pub use buffer::{DType, PooledBuffer, Tensor};
 pub use context::{AdapterChoice, Gpu};
-pub use pipeline::{Access, Kernel, UNIFORM_WINDOW};
+pub use pipeline::{Access, Kernel, PipelineConfig, UNIFORM_WINDOW};
 
 /// Workgroups for `threads` threads of a 256-wide kernel, folded into two dimensions so that
 /// large tensors stay within the 65535 workgroups-per-dimension limit. Kernels recover the
@@ -123,6 +123,11 @@ impl Gpu {
     }
 
     pub fn compiled_pipelines(&self) -> usize {
-        self.pipelines.borrow().compiled
+        self.pipelines.borrow().created.len()
+    }
+
+    /// Every pipeline created on this device so far, in order of creation.
+    pub fn created_pipelines(&self) -> Vec<PipelineConfig> {
+        self.pipelines.borrow().created.clone()
     }
 }

@@ -1,6 +1,8 @@
 //! Kernels and the pipeline cache: each (shader, entry point, override constants, element
 //! type) is compiled once per process; bind group layouts are shared by every kernel with the
-//! same bindings.
+//! same bindings. The cache lists every pipeline it created (`PipelineConfig`), so that the
+//! set of shader specialisations the engine really uses can be checked elsewhere
+//! (tests/portability.rs translates each for every backend).
 //!
 //! Shaders on the scoring path are written once for both storage types: they declare their
 //! activation and weight arrays as `array<elem>` under the line `alias elem = f32;`, and the
@@ -65,6 +67,58 @@ pub struct Kernel {
     pub f16: bool,
 }
 
+/// One pipeline as the engine creates it: an entry point of a shader, its bindings, its
+/// override constants and the element type of its storage arrays. Enough to rebuild its WGSL
+/// module and specialise it outside the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    /// As `Kernel::bindings`: binding 0, the parameter block, comes before these.
+    pub bindings: &'static [Access],
+    pub constants: Vec<(&'static str, f64)>,
+    pub dtype: DType,
+}
+
+impl PipelineConfig {
+    pub fn new(kernel: &Kernel, constants: &[(&'static str, f64)], dtype: DType) -> Self {
+        PipelineConfig {
+            file: kernel.file,
+            source: kernel.source,
+            entry: kernel.entry,
+            bindings: kernel.bindings,
+            constants: constants.to_vec(),
+            dtype,
+        }
+    }
+
+    /// A readable name, e.g. `conv.wgsl:conv_gemm{MODE=0,TM=4,TN=4} f16`.
+    pub fn describe(&self) -> String {
+        let constants: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let dtype = match self.dtype {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        };
+        format!(
+            "{}:{}{{{}}} {dtype}",
+            self.file,
+            self.entry,
+            constants.join(",")
+        )
+    }
+
+    /// The WGSL text the pipeline's module is compiled from (its f16 variant for f16).
+    pub fn wgsl(&self) -> Cow<'static, str> {
+        shader_source(self.source, self.dtype)
+            .unwrap_or_else(|| panic!("{} is not generic over its element type", self.file))
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PipelineKey {
     file: &'static str,
@@ -83,7 +137,8 @@ pub struct PipelineCache {
     modules: HashMap<(&'static str, DType), wgpu::ShaderModule>,
     layouts: HashMap<Vec<Access>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<PipelineKey, std::rc::Rc<CachedPipeline>>,
-    pub compiled: usize,
+    /// Every pipeline created, in order of creation.
+    pub created: Vec<PipelineConfig>,
 }
 
 impl PipelineCache {
@@ -183,7 +238,8 @@ impl PipelineCache {
             },
             cache: None,
         });
-        self.compiled += 1;
+        self.created
+            .push(PipelineConfig::new(kernel, constants, dtype));
         let cached = std::rc::Rc::new(CachedPipeline {
             pipeline,
             layout: bgl.clone(),
