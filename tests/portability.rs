@@ -81,7 +81,7 @@ fn train(gpu: &Gpu, rng: &mut Rng) {
         rank: 0.0,
         ..Default::default()
     };
-    asna::train::train_step(
+    asna::optim::train_step(
         gpu, &mut store, &mut adam, None, &weights, &batch, 1e-3, 0, false,
     )
     .unwrap()
