@@ -4,8 +4,9 @@
 //! Layers, bottom up: `gpu` (context, buffers, pipelines, profiler), `ops` (kernel launches,
 //! forward and backward), `autograd` (the tape), `model` (ASNA and its sorter), the pieces
 //! commands share (`optim`: Adam and the training steps; `scorer`: batched scoring; `metrics`;
-//! `run_dir`: a training run's files), then one module per command, which imports none of the
-//! others.
+//! `run_dir`: a training run's files; `plan`: a scoring pass recorded as data for other
+//! runtimes), then one module per command, which imports none of the others (`web` writes the
+//! browser page that replays plans).
 
 pub mod autograd;
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod plan;
 pub mod plot;
 pub mod plot_run;
 pub mod progress;
@@ -30,6 +32,7 @@ pub mod synth;
 pub mod train;
 pub mod train_sorter;
 pub mod tune;
+pub mod web;
 
 /// An error as one line, the way the command line prints it: its chain of causes joined by
 /// ": ", each cause once, control characters blanked.

@@ -42,6 +42,8 @@ enum Command {
     ImportKeras(asna::import::keras::ImportKerasArgs),
     /// Draw a training run's learning curve (validation PLCC and SRCC against steps, PSNR and SSIM lines) and print it as a table
     PlotRun(asna::plot_run::PlotRunArgs),
+    /// Write a web page that scores image pairs in the browser with WebGPU (--serve serves it)
+    Web(asna::web::WebArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -59,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth(a) => asna::synth::run_command(a),
         Command::ImportKeras(a) => asna::import::keras::run_command(a),
         Command::PlotRun(a) => asna::plot_run::run(a),
+        Command::Web(a) => asna::web::run(&*gpu()?, a),
     }
 }
 

@@ -91,13 +91,16 @@ impl Gpu {
             while i + run < rows.len() && rows[i + run] == rows[i] + run {
                 run += 1;
             }
+            let (src_offset, dst_offset, size) =
+                (rows[i] as u64 * item, i as u64 * item, run as u64 * item);
+            self.traced(|t| t.copy(x.raw(), src_offset, out.raw(), dst_offset, size));
             self.recorder.borrow_mut().copy_range(
                 &self.device,
                 x.raw(),
-                rows[i] as u64 * item,
+                src_offset,
                 out.raw(),
-                i as u64 * item,
-                run as u64 * item,
+                dst_offset,
+                size,
             );
             i += run;
         }
@@ -124,6 +127,7 @@ impl Gpu {
         };
         pool.live_bytes += size;
         pool.peak_live_bytes = pool.peak_live_bytes.max(pool.live_bytes);
+        self.traced(|t| t.allocated(&buf));
         Rc::new(PooledBuffer {
             buffer: Some(buf),
             size,
@@ -246,6 +250,7 @@ impl Gpu {
 
     pub fn zeros_as(&self, shape: &[usize], dtype: DType) -> Tensor {
         let t = self.empty_as(shape, dtype);
+        self.traced(|trace| trace.clear(t.raw(), t.buf.size));
         self.recorder
             .borrow_mut()
             .clear(&self.device, t.raw(), t.buf.size);
@@ -309,6 +314,7 @@ impl Gpu {
     /// A write ordered with the recorded work: pending dispatches are submitted first, so a
     /// write never overtakes work recorded before it.
     fn queue_write(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
+        self.traced(|t| t.write(buf, bytes));
         self.flush();
         self.queue.write_buffer(buf, 0, bytes);
     }
@@ -316,19 +322,37 @@ impl Gpu {
     /// Copies a tensor back to the CPU as f32 values, whatever its storage type; the only
     /// operation that waits for the GPU.
     pub fn download(&self, t: &Tensor) -> anyhow::Result<Vec<f32>> {
-        let bytes = t.bytes();
+        let raw = self.read_buffer(t.raw(), t.bytes())?;
+        Ok(match t.dtype {
+            DType::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            DType::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
+    }
+
+    /// The first `bytes` bytes of a buffer (a multiple of 4), after all recorded work.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> anyhow::Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        self.traced(|t| t.read_back());
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: padded_size(bytes),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.recorder
-            .borrow_mut()
-            .copy(&self.device, t.raw(), &staging, padded_size(bytes));
+        self.recorder.borrow_mut().copy(
+            &self.device,
+            buffer,
+            &staging,
+            padded_size(bytes).min(buffer.size()),
+        );
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -342,14 +366,7 @@ impl Gpu {
             .slice(..)
             .get_mapped_range()
             .map_err(|e| anyhow::anyhow!("GPU read-back failed: {e}"))?;
-        let raw = &view[..bytes as usize];
-        let out: Vec<f32> = match t.dtype {
-            DType::F32 => bytemuck::cast_slice(raw).to_vec(),
-            DType::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        };
+        let out = view[..bytes as usize].to_vec();
         drop(view);
         staging.unmap();
         Ok(out)

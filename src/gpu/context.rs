@@ -166,6 +166,8 @@ pub struct Gpu {
     /// Which convolution kernel configuration runs for each shape on this device
     /// (src/ops/conv/policy.rs); it is per device, so the device holds it.
     pub kernels: RefCell<crate::ops::conv::KernelPolicy>,
+    /// The open trace, if any (src/gpu/trace.rs).
+    pub(crate) trace: RefCell<Option<super::trace::Trace>>,
 }
 
 impl Gpu {
@@ -212,6 +214,7 @@ impl Gpu {
             errors,
             stop: RefCell::new(None),
             kernels: RefCell::new(kernels),
+            trace: RefCell::new(None),
         }))
     }
 

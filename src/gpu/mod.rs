@@ -7,11 +7,13 @@ pub mod context;
 pub mod pipeline;
 pub mod profiler;
 pub mod recorder;
+pub mod trace;
 pub mod tuning;
 
 pub use buffer::{DType, PooledBuffer, Tensor};
 pub use context::{AdapterChoice, Gpu};
 pub use pipeline::{Access, Kernel, PipelineConfig, UNIFORM_WINDOW};
+pub use trace::{Trace, TracedCommand};
 
 /// Workgroups for `threads` threads of a 256-wide kernel, folded into two dimensions so that
 /// large tensors stay within the 65535 workgroups-per-dimension limit. Kernels recover the
@@ -103,6 +105,14 @@ impl Gpu {
         if groups.contains(&0) {
             return;
         }
+        self.traced(|t| {
+            t.dispatch(
+                PipelineConfig::new(kernel, constants, dtype),
+                params,
+                buffers,
+                groups,
+            )
+        });
         let pipeline = self
             .pipelines
             .borrow_mut()
@@ -119,6 +129,26 @@ impl Gpu {
         );
         if full {
             self.flush();
+        }
+    }
+
+    /// Opens a trace: from now on every buffer and command is logged (src/gpu/trace.rs).
+    /// Pending work is submitted first, so that the trace holds only what follows.
+    pub fn begin_trace(&self) {
+        self.flush();
+        *self.trace.borrow_mut() = Some(Trace::default());
+    }
+
+    /// Closes the trace opened by `begin_trace` and returns it (empty if none was open).
+    pub fn end_trace(&self) -> Trace {
+        self.flush();
+        self.trace.borrow_mut().take().unwrap_or_default()
+    }
+
+    /// Runs `log` on the open trace, if any.
+    pub(crate) fn traced(&self, log: impl FnOnce(&mut Trace)) {
+        if let Some(t) = self.trace.borrow_mut().as_mut() {
+            log(t);
         }
     }
 

@@ -129,6 +129,14 @@ impl KernelPolicy {
         self.forced.unwrap_or(self.native)
     }
 
+    /// Chooses as on an adapter of `device_type` (its native family and default rules) and
+    /// returns the type chosen for before; a plan recorded here for another kind of adapter
+    /// (src/plan/record.rs) runs what that adapter would.
+    pub fn choose_as(&mut self, device_type: wgpu::DeviceType) -> wgpu::DeviceType {
+        self.native = Family::native(device_type);
+        std::mem::replace(&mut self.device_type, device_type)
+    }
+
     /// Forces one family for every shape (None: back to the adapter's choice and the cache).
     pub fn force_family(&mut self, family: Option<Family>) {
         self.forced = family;

@@ -1,0 +1,241 @@
+//! Plan files (src/plan/): a scoring pass recorded from the engine and replayed through wgpu
+//! by the plan's own rules gives the engine's scores and feature differences to the bit, with
+//! the kernels of either kind of adapter; plans that are malformed or out of bounds are
+//! refused with one line; computations a plan cannot hold are refused when traced.
+
+mod common;
+
+use asna::model::asna::{predict, Taps, SIZE};
+use asna::model::checkpoint::load_model;
+use asna::plan::record::{finish, record_scoring, Kernels, WeightsFile};
+use asna::plan::replay::Replay;
+use asna::plan::{Command, Plan};
+
+/// `count` 288x288 crops of the demo pair, at different places, as (reference, distorted).
+fn demo_crops(count: usize) -> (Vec<u8>, Vec<u8>) {
+    let open = |p: &str| image::open(p).expect("demo image").to_rgb8();
+    let (r, d) = (open("data/demo/ref.png"), open("data/demo/dist.png"));
+    let (mut rp, mut dp) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let (x0, y0) = (37 + 211 * i, 13 + 97 * i);
+        for y in y0..y0 + SIZE {
+            for x in x0..x0 + SIZE {
+                rp.extend_from_slice(&r.get_pixel(x as u32, y as u32).0);
+                dp.extend_from_slice(&d.get_pixel(x as u32, y as u32).0);
+            }
+        }
+    }
+    (rp, dp)
+}
+
+#[test]
+fn replayed_plans_give_the_engines_outputs_to_the_bit() {
+    let gpu = common::gpu();
+    let model = load_model(&gpu, None).unwrap();
+    let batch = 2;
+    let (ref_px, dist_px) = demo_crops(batch);
+    let mut weights = WeightsFile::default();
+    let mut plans = Vec::new();
+    for kernels in [Kernels::Cpu, Kernels::Gpu] {
+        plans.push(record_scoring(&gpu, &model, batch, kernels, &mut weights, "w.bin").unwrap());
+    }
+    finish(&mut plans, &weights);
+    assert_ne!(
+        plans[0].families, plans[1].families,
+        "the two kinds of adapter run different convolution families"
+    );
+    for plan in &plans {
+        // Through JSON, as the browser reads it.
+        let plan = Plan::from_json(plan.to_json().as_bytes(), "plan.json").unwrap();
+        assert_eq!(plan.batch as usize, batch);
+        let replay = Replay::new(&gpu.device, &gpu.queue, &plan, &weights.bytes, |name| {
+            asna::ops::all_shaders()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s.to_string())
+                .ok_or_else(|| anyhow::anyhow!("no shader {name}"))
+        })
+        .unwrap();
+        let mut pixels = ref_px.clone();
+        pixels.extend_from_slice(&dist_px);
+        let out = replay
+            .run(&gpu.device, &gpu.queue, &[("pixels", &pixels)])
+            .unwrap();
+
+        // The engine, choosing kernels as the plan did.
+        let kind = if plan.kernels == "cpu" {
+            wgpu::DeviceType::Cpu
+        } else {
+            wgpu::DeviceType::DiscreteGpu
+        };
+        let previous = gpu.kernels.borrow_mut().choose_as(kind);
+        let tuned = gpu.kernels.borrow_mut().set_use_tuned(false);
+        let mut taps = Taps::default();
+        let z = predict(
+            &gpu,
+            &model.store,
+            &ref_px,
+            &dist_px,
+            batch,
+            Some(&mut taps),
+        );
+        gpu.kernels.borrow_mut().choose_as(previous);
+        gpu.kernels.borrow_mut().set_use_tuned(tuned);
+        let bits = |v: Vec<f32>| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+        let want_z = bits(gpu.download(&z).unwrap());
+        let want_diff = bits(gpu.download(taps.feature_diff.as_ref().unwrap()).unwrap());
+        let got = |name: &str| -> Vec<u32> { bytemuck::cast_slice(&out[name]).to_vec() };
+        assert_eq!(got("score"), want_z, "{} plan: scores", plan.kernels);
+        assert_eq!(
+            got("feature_diff"),
+            want_diff,
+            "{} plan: feature differences",
+            plan.kernels
+        );
+        assert_ne!(want_z[0], want_z[1], "the two pairs score differently");
+        let z0 = f32::from_bits(want_z[0]) as f64;
+        assert_eq!(
+            plan.scale.from_standard(z0),
+            model.scaler.from_standard(z0),
+            "the plan's label scale"
+        );
+    }
+}
+
+fn small_plan() -> (Plan, Vec<u8>) {
+    let gpu = common::gpu();
+    let model = load_model(&gpu, None).unwrap();
+    let mut weights = WeightsFile::default();
+    let mut plan = record_scoring(&gpu, &model, 1, Kernels::Cpu, &mut weights, "w.bin").unwrap();
+    finish(std::slice::from_mut(&mut plan), &weights);
+    (plan, weights.bytes)
+}
+
+fn refused(plan: &Plan, needle: &str) {
+    let err = Plan::from_json(plan.to_json().as_bytes(), "p.json")
+        .expect_err("a bad plan must be refused");
+    let msg = asna::one_line(&err);
+    assert!(
+        msg.starts_with("p.json: ") && msg.contains(needle),
+        "{msg:?} should name the file and say {needle:?}"
+    );
+}
+
+#[test]
+fn malformed_plans_are_refused_with_one_line() {
+    let (plan, _) = small_plan();
+    assert!(Plan::from_json(plan.to_json().as_bytes(), "p.json").is_ok());
+
+    let mut p = plan.clone();
+    p.version = 2;
+    refused(&p, "plan version Some(2)");
+    let mut p = plan.clone();
+    p.format = "something else".into();
+    refused(&p, "not a plan file");
+    let err =
+        Plan::from_json(b"{\"format\": \"asna-plan\", \"version\": 1}", "p.json").unwrap_err();
+    assert!(asna::one_line(&err).contains("malformed plan"));
+
+    let mut p = plan.clone();
+    p.buffers[3].size = 1 << 40;
+    refused(&p, "buffer 3: size 1099511627776");
+    let mut p = plan.clone();
+    for b in &mut p.buffers {
+        b.size = 2 << 30;
+    }
+    refused(&p, "more than");
+    let mut p = plan.clone();
+    let init = p.buffers.iter().position(|b| b.init.is_some()).unwrap();
+    p.buffers[init].init = Some([p.weights_bytes - 4, 8]);
+    refused(&p, "outside the weights file");
+
+    let mut p = plan.clone();
+    let at = p
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::Dispatch { .. }))
+        .unwrap();
+    if let Command::Dispatch { bind, .. } = &mut p.commands[at] {
+        bind[0].0 = 99_999;
+    }
+    refused(&p, &format!("command {at}: no buffer 99999"));
+    let mut p = plan.clone();
+    if let Command::Dispatch { bind, .. } = &mut p.commands[at] {
+        bind.pop();
+    }
+    refused(&p, "bindings for a pipeline with");
+    let mut p = plan.clone();
+    if let Command::Dispatch { bind, .. } = &mut p.commands[at] {
+        bind[0].1 = p.buffers[bind[0].0].size + 256;
+    }
+    refused(&p, "do not fit buffer");
+    let mut p = plan.clone();
+    p.shaders[0] = "../../etc/passwd".into();
+    refused(&p, "plain .wgsl file name");
+    let mut p = plan.clone();
+    p.weights = "/tmp/w.bin".into();
+    refused(&p, "plain file name");
+}
+
+#[test]
+fn replay_refuses_weights_of_the_wrong_size_and_missing_inputs() {
+    let gpu = common::gpu();
+    let (plan, weights) = small_plan();
+    let shader = |name: &str| {
+        asna::ops::all_shaders()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.to_string())
+            .ok_or_else(|| anyhow::anyhow!("no shader {name}"))
+    };
+    let err = Replay::new(&gpu.device, &gpu.queue, &plan, &weights[4..], shader)
+        .err()
+        .expect("short weights refused");
+    assert!(err.to_string().contains("but the plan expects"), "{err}");
+    let replay = Replay::new(&gpu.device, &gpu.queue, &plan, &weights, shader).unwrap();
+    let err = replay.run(&gpu.device, &gpu.queue, &[]).unwrap_err();
+    assert_eq!(err.to_string(), "input \"pixels\" missing");
+    let err = replay
+        .run(&gpu.device, &gpu.queue, &[("pixels", &[0u8; 12])])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("12 bytes, the plan takes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn traces_refuse_what_a_plan_cannot_hold() {
+    let gpu = common::gpu();
+    // Reading a result back in the middle of the pass.
+    let t = gpu.upload(&[4], &[1.0, 2.0, 3.0, 4.0]);
+    gpu.begin_trace();
+    let y = asna::ops::eltwise::scale(&gpu, &t, 2.0);
+    gpu.download(&y).unwrap();
+    let trace = gpu.end_trace();
+    assert!(trace.problem.unwrap().contains("reads a result back"));
+
+    // Writing a buffer that existed before the trace (its recorded contents would be stale).
+    let (p, m, v, g) = (
+        gpu.upload(&[4], &[1.0; 4]),
+        gpu.zeros(&[4]),
+        gpu.zeros(&[4]),
+        gpu.upload(&[4], &[0.5; 4]),
+    );
+    gpu.begin_trace();
+    asna::ops::adam::step(&gpu, &Default::default(), 0.1, 1, &p, &m, &v, &g);
+    let trace = gpu.end_trace();
+    assert!(trace
+        .problem
+        .unwrap()
+        .contains("writes a buffer that existed before the trace"));
+
+    // A pass that only reads existing buffers and writes its own is replayable, and logs
+    // the existing one as such.
+    gpu.begin_trace();
+    let y = asna::ops::eltwise::scale(&gpu, &t, 2.0);
+    let trace = gpu.end_trace();
+    assert!(trace.problem.is_none());
+    assert!(!trace.buffers[trace.index_of(t.raw()).unwrap()].scratch);
+    assert!(trace.buffers[trace.index_of(y.raw()).unwrap()].scratch);
+}
