@@ -112,8 +112,9 @@ fn small_plan() -> (Plan, Vec<u8>) {
 }
 
 fn refused(plan: &Plan, needle: &str) {
-    let err = Plan::from_json(plan.to_json().as_bytes(), "p.json")
-        .expect_err("a bad plan must be refused");
+    let Err(err) = Plan::from_json(plan.to_json().as_bytes(), "p.json") else {
+        panic!("a bad plan must be refused (expected {needle:?})");
+    };
     let msg = asna::one_line(&err);
     assert!(
         msg.starts_with("p.json: ") && msg.contains(needle),
@@ -238,4 +239,105 @@ fn traces_refuse_what_a_plan_cannot_hold() {
     assert!(trace.problem.is_none());
     assert!(!trace.buffers[trace.index_of(t.raw()).unwrap()].scratch);
     assert!(trace.buffers[trace.index_of(y.raw()).unwrap()].scratch);
+}
+
+#[test]
+fn copies_clears_and_constant_writes_replay_in_order() {
+    use asna::plan::{Buffer, Port, Scale};
+    let gpu = common::gpu();
+    // Constant data in the weights file: 16 bytes at 0 (buffer 1's initial contents), 8 at 16
+    // (a write in the middle of the pass).
+    let weights: Vec<u8> = (0u8..24).collect();
+    let port = |name: &str, buffer: usize, bytes: u64| Port {
+        name: name.into(),
+        buffer,
+        bytes,
+        layout: "u8".into(),
+        shape: vec![bytes as usize],
+    };
+    let plan = Plan {
+        format: asna::plan::FORMAT.into(),
+        version: asna::plan::VERSION,
+        model: "hand-made".into(),
+        kernels: "cpu".into(),
+        families: vec![],
+        window: 288,
+        batch: 1,
+        scale: Scale {
+            mean: 0.0,
+            std: 1.0,
+            higher_is_better: true,
+        },
+        param_slot: 256,
+        weights: "w.bin".into(),
+        weights_bytes: weights.len() as u64,
+        shaders: vec![],
+        pipelines: vec![],
+        buffers: vec![
+            Buffer {
+                size: 16,
+                init: None,
+            },
+            Buffer {
+                size: 16,
+                init: Some([0, 16]),
+            },
+            Buffer {
+                size: 32,
+                init: None,
+            },
+        ],
+        commands: vec![
+            Command::Write {
+                buffer: 0,
+                data: None,
+                input: Some("x".into()),
+            },
+            // out[0..16] = x; out[16..32] = constants; then out[4..12] = weights[16..24];
+            // then x is cleared, which must not reach out.
+            Command::Copy {
+                src: 0,
+                src_offset: 0,
+                dst: 2,
+                dst_offset: 0,
+                size: 16,
+            },
+            Command::Copy {
+                src: 1,
+                src_offset: 0,
+                dst: 2,
+                dst_offset: 16,
+                size: 16,
+            },
+            Command::Write {
+                buffer: 0,
+                data: Some([16, 8]),
+                input: None,
+            },
+            Command::Copy {
+                src: 0,
+                src_offset: 0,
+                dst: 2,
+                dst_offset: 4,
+                size: 8,
+            },
+            Command::Clear {
+                buffer: 0,
+                size: 16,
+            },
+        ],
+        inputs: vec![port("x", 0, 16)],
+        outputs: vec![port("out", 2, 32), port("x_after", 0, 16)],
+    };
+    let plan = Plan::from_json(plan.to_json().as_bytes(), "hand.json").unwrap();
+    let replay = Replay::new(&gpu.device, &gpu.queue, &plan, &weights, |_| unreachable!()).unwrap();
+    let x: Vec<u8> = (100u8..116).collect();
+    let out = replay
+        .run(&gpu.device, &gpu.queue, &[("x", x.as_slice())])
+        .unwrap();
+    let mut want: Vec<u8> = x.clone();
+    want[4..12].copy_from_slice(&weights[16..24]);
+    want.extend_from_slice(&weights[0..16]);
+    assert_eq!(out["out"], want);
+    assert_eq!(out["x_after"], vec![0u8; 16]);
 }
