@@ -335,7 +335,7 @@ impl Gpu {
         })
     }
 
-    /// The first `bytes` bytes of a buffer (a multiple of 4), after all recorded work.
+    /// The first `bytes` bytes of a buffer, after all recorded work.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> anyhow::Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
