@@ -540,6 +540,30 @@ fn tune_command_writes_the_cache_and_bench_compares() {
         );
     }
     assert!(b["score_b1"]["tuned_speedup"].as_f64().unwrap() > 0.0);
+    // Every convolution shape of a scoring pass names the configuration that ran it: without
+    // tuned entries, the policy's default resolved by its family.
+    let gpu = gpu();
+    let used = b["score_b1"]["default"]["conv_kernels"]
+        .as_object()
+        .unwrap();
+    assert!(used.len() >= 15, "{used:?}");
+    for (key, configs) in used {
+        let (product, g) = conv::parse_tune_key(key, 1).unwrap();
+        let c = gpu.kernels.borrow().default_config(product, &g);
+        let want = c.family.resolve(product, &g, c, false).describe();
+        assert_eq!(
+            configs.as_array().unwrap(),
+            &[serde_json::json!(want)],
+            "{key}"
+        );
+    }
+    let native = gpu.kernels.borrow().family();
+    if native == Family::parse("winograd").unwrap() {
+        let names = |key: &str| used[key].to_string();
+        assert!(names("conv fwd 288x288x3->8 k5x5 s1").contains("winograd 2x2"));
+        assert!(names("conv fwd 72x72x16->32 k3x3 s1").contains("winograd 4x4"));
+        assert!(!names("conv fwd 288x288x24->32 k3x3 s4").contains("winograd"));
+    }
 
     std::fs::write(&cache, "garbage").unwrap();
     let score = asna(

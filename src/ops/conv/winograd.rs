@@ -142,13 +142,24 @@ impl ConvFamily for Winograd {
         out
     }
 
+    /// 4x4 output tiles (2x2 for 5x5 filters) and 8 channels: on lavapipe the shared filter
+    /// loads bound these kernels, and a 4x4 tile needs 2.25 of them per output pixel and
+    /// channel where a 2x2 tile needs 4 (docs/PERFORMANCE.md, the Winograd step).
     fn default_tile(&self, gn: usize) -> TileConfig {
-        TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 8), 1)
+        TileConfig::new(FAMILY, 4, gn.next_power_of_two().clamp(4, 8), 1)
     }
 
-    /// Winograd where it runs, the uniform family's rule elsewhere.
+    /// Winograd where it runs, the uniform family's rule elsewhere; a layer too deep for a
+    /// 4x4 tile's filter block in one window takes 2x2 tiles 16 channels wide, which share
+    /// each gathered input tile over more channels.
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
-        self.resolve(product, g, self.default_tile(product.gemm(g).1), false)
+        let gn = product.gemm(g).1;
+        let c = self.resolve(product, g, self.default_tile(gn), false);
+        if c.family == FAMILY && c.tm == 2 && g.kh == 3 {
+            let wide = TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 16), 1);
+            return self.resolve(product, g, wide, false);
+        }
+        c
     }
 
     /// A training forward runs in the uniform family, whose sums round exactly as the direct
