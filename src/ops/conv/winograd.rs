@@ -8,7 +8,7 @@
 //! 2) and TN the output channels of a workgroup (4, 8 or 16, read as vec4); threads_n is 1 and
 //! the workgroup 64 invocations. What it cannot run (other strides and filters, the weight
 //! gradient, channel counts whose transformed filter block exceeds a window even 4 channels
-//! wide) it hands to the uniform family's rule (`resolve`).
+//! wide) and a training forward it hands to the uniform family's rule (`resolve`).
 
 use super::{uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig};
 use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
