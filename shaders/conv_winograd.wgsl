@@ -21,7 +21,8 @@
 // output tile: it gathers the tile's ALPHA x ALPHA inputs of one channel (bounds tested once
 // per tile, outside the channel loop), transforms them, and multiplies every transform point
 // by the shared U vec4 of that point; after the channel loop it transforms its ALPHA^2 x TN4
-// vec4 sums back to M x M pixels of 4 TN4 channels.
+// vec4 sums back to M x M pixels of 4 TN4 channels. Entry points: winograd_2x2_3x3
+// (F(2x2, 3x3)), winograd_6x6 (F(4x4, 3x3) and F(2x2, 5x5)), winograd_weights (both modes).
 
 override MODE: u32 = 0u;
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
@@ -140,7 +141,8 @@ fn store_tile(img: u32, oy: u32, ox: u32, live: bool, block: u32, j: u32, v: vec
 
 // F(2x2, 3x3) written out: every value a named local, no array indexed by a loop counter,
 // so that a CPU driver keeps the 16 x TN4 accumulators in registers or fixed stack slots
-// (indexed local arrays there cost a gather and a scatter per access).
+// (a local array indexed in a loop there costs a stack access per use, and the loop form of
+// this kernel ran slower than the uniform family's).
 @compute @workgroup_size(WG)
 fn winograd_2x2_3x3(@builtin(local_invocation_index) lid: u32,
                     @builtin(workgroup_id) wid: vec3<u32>,
