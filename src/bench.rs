@@ -118,6 +118,23 @@ fn profile_table(gpu: &Gpu) -> serde_json::Value {
     )
 }
 
+/// The kernel configuration that ran each convolution shape of a measurement.
+fn print_conv_kernels(title: &str, report: &serde_json::Value) {
+    let Some(kernels) = report["conv_kernels"].as_object() else {
+        return;
+    };
+    eprintln!("{title}: convolution kernels by shape");
+    for (key, configs) in kernels {
+        let names: Vec<&str> = configs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        eprintln!("  {key:<36} {}", names.join("; "));
+    }
+}
+
 fn print_profile(title: &str, table: &serde_json::Value) {
     eprintln!("  {title}: GPU time per kernel");
     eprintln!(
@@ -139,7 +156,8 @@ fn print_profile(title: &str, table: &serde_json::Value) {
 
 /// Runs `once` (given the run's index) once to warm up, then `args.iters` times timed, and
 /// reports `rate` = `per_run` units per run over the wall time, the peak GPU memory of live
-/// tensors, the memory the pool holds and (with --profile) the time per kernel.
+/// tensors, the memory the pool holds, the configuration that ran each convolution shape
+/// (product and layer shape: `conv_kernels`) and (with --profile) the time per kernel.
 fn timed(
     gpu: &Gpu,
     args: &BenchPlan,
@@ -147,7 +165,10 @@ fn timed(
     per_run: usize,
     mut once: impl FnMut(u64) -> Result<()>,
 ) -> Result<serde_json::Value> {
-    once(0)?;
+    gpu.kernels.borrow_mut().start_noting_use();
+    let first = once(0);
+    let used = gpu.kernels.borrow_mut().take_use();
+    first?;
     gpu.trim_pool();
     gpu.reset_peak();
     let profiling = args.profile && gpu.profiler.borrow_mut().set_enabled(true);
@@ -162,6 +183,14 @@ fn timed(
         "pool_mib": gpu.pool_allocated_bytes() as f64 / 1048576.0,
     });
     out[rate] = ((per_run * args.iters) as f64 / dt).into();
+    out["conv_kernels"] = used
+        .iter()
+        .map(|(key, configs)| {
+            let names: Vec<String> = configs.iter().map(|c| c.describe()).collect();
+            (key.clone(), names.into())
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     if profiling {
         out["profile"] = profile_table(gpu);
         gpu.profiler.borrow_mut().set_enabled(false);
@@ -306,6 +335,7 @@ pub fn measure(gpu: &Gpu, args: &BenchPlan) -> Result<serde_json::Value> {
                         r["peak_gpu_mib"].as_f64().unwrap_or(0.0),
                         r["pool_mib"].as_f64().unwrap_or(0.0)
                     );
+                    print_conv_kernels(&key, r);
                     if r.get("profile").is_some() {
                         print_profile(&key, &r["profile"]);
                     }
@@ -330,6 +360,7 @@ pub fn measure(gpu: &Gpu, args: &BenchPlan) -> Result<serde_json::Value> {
                     r["peak_gpu_mib"].as_f64().unwrap_or(0.0),
                     r["pool_mib"].as_f64().unwrap_or(0.0)
                 );
+                print_conv_kernels("train_b16", r);
                 if r.get("profile").is_some() {
                     print_profile("train_b16", &r["profile"]);
                 }

@@ -194,6 +194,146 @@ fn uniform_family_is_correct_on_awkward_shapes() {
     assert!(checked > 50, "only {checked} configurations checked");
 }
 
+/// Every configuration of the winograd family on shapes chosen to break it: one channel,
+/// odd sizes (tiles that overhang the image on both sides), a 1-pixel row, batches of 1 to
+/// 3, channel counts that are not multiples of 4, several blocks of output channels and
+/// several blocks per window, a 4x4 tile whose filter block does not fit one window (it
+/// falls back to 2x2), forward and dX of 3x3 and 5x5 filters against float64 references;
+/// and what it cannot run (stride 2, a 1x3 filter, a filter block wider than a window, the
+/// weight gradient) resolved to another family, still correct.
+#[test]
+fn winograd_family_is_correct_on_awkward_shapes() {
+    let gpu = gpu();
+    let winograd = Family::parse("winograd").unwrap();
+    let mut r = Rand::new(23);
+    // (input NHWC, kernel [kh, kw], cout, stride, whether winograd runs [forward, dX])
+    let cases = [
+        ([1, 7, 9, 1], [3, 3], 6, 1, [true; 2]),
+        ([2, 5, 6, 3], [5, 5], 5, 1, [true; 2]),
+        ([3, 5, 6, 24], [3, 3], 33, 1, [true; 2]),
+        ([1, 4, 5, 72], [3, 3], 40, 1, [true; 2]),
+        ([1, 3, 5, 128], [3, 3], 20, 1, [true; 2]),
+        ([2, 1, 11, 4], [3, 3], 9, 1, [true; 2]),
+        ([1, 6, 5, 8], [5, 5], 16, 1, [true; 2]),
+        ([1, 9, 7, 2], [5, 5], 1, 1, [true; 2]),
+        ([1, 9, 8, 5], [3, 3], 3, 2, [false; 2]),
+        ([2, 1, 11, 4], [1, 3], 9, 1, [false; 2]),
+        ([1, 2, 3, 300], [5, 5], 4, 1, [false, true]),
+    ];
+    let mut checked = 0;
+    for (xs, k, cout, stride, runs) in cases {
+        let ws = [k[0], k[1], xs[3], cout];
+        let case = ConvCase::new(&gpu, &mut r, xs, ws, stride, 0.3);
+        let (x, w, xt, wt, bt) = (&case.x, &case.w, &case.xt, &case.wt, &case.bt);
+        let g = ConvGeom::new(&xs, &ws, stride);
+        let (want_y, _) = case.reference(true, Act::LeakyRelu);
+        let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+        let dzt = gpu.upload(&g.out_shape(), &dz);
+        let (want_dx, want_dw) = conv_adjoints_ref(&f64s(x), xs, &f64s(w), ws, stride, &f64s(&dz));
+        let mut configs = Vec::new();
+        for gn in [ws[3], ws[2]] {
+            for c in winograd.candidates(gn) {
+                if !configs.contains(&c) {
+                    configs.push(c);
+                }
+            }
+        }
+        for c in configs {
+            let name = format!("{} on {xs:?} k{k:?} co{cout} s{stride}", c.describe());
+            for (product, runs) in [Product::Forward, Product::GradInput].into_iter().zip(runs) {
+                let ran = winograd.resolve(product, &g, c, false).family;
+                assert_eq!(ran == winograd, runs, "{name}: {product:?} ran in {ran:?}");
+            }
+            let ran = winograd.resolve(Product::Forward, &g, c, true).family;
+            assert_ne!(ran, winograd, "{name}: a training forward runs elsewhere");
+            let ran = winograd.resolve(Product::GradWeight, &g, c, true).family;
+            assert_ne!(ran, winograd, "{name}: the weight gradient runs elsewhere");
+            let y = download(
+                &gpu,
+                &conv::forward_with(&gpu, xt, wt, Some(bt), stride, Act::LeakyRelu, c),
+            );
+            assert_close(&format!("{name} forward"), &y, &want_y, 1e-5);
+            let dx = download(&gpu, &conv::backward_input_with(&gpu, &dzt, wt, &g, c));
+            assert_close(&format!("{name} dX"), &dx, &want_dx, 1e-5);
+            let dw = conv::backward_weight_with(&gpu, xt, &dzt, &g, c);
+            assert_close(&format!("{name} dW"), &download(&gpu, &dw), &want_dw, 1e-5);
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} configurations checked");
+}
+
+/// The rounding of each Winograd tile against float64 on the model's stride-1 layers (one
+/// image, x in [-1, 1], weights in [-0.5, 0.5]), beside the uniform family's (the direct
+/// kernel's, bit for bit): relative L2 error and largest absolute error of the forward
+/// product and of dX, printed for docs/PERFORMANCE.md. Each stays within the ops' 1e-5.
+#[test]
+fn winograd_error_against_float64_on_model_shapes() {
+    let gpu = gpu();
+    let winograd = Family::parse("winograd").unwrap();
+    let uniform = Family::parse("uniform").unwrap();
+    let mut r = Rand::new(29);
+    // (name, input NHWC, filter side, cout)
+    let layers: [(&str, [usize; 4], usize, usize); 5] = [
+        ("enc.conv1", [1, 288, 288, 3], 5, 8),
+        ("enc.conv2", [1, 144, 144, 8], 5, 16),
+        ("dec.conv3", [1, 144, 144, 48], 3, 16),
+        ("enc.conv3", [1, 72, 72, 16], 3, 32),
+        ("dec.conv1", [1, 36, 36, 128], 3, 64),
+    ];
+    let max_abs = |got: &[f32], want: &[f64]| {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (*g as f64 - w).abs())
+            .fold(0.0, f64::max)
+    };
+    for (layer, xs, k, cout) in layers {
+        let ws = [k, k, xs[3], cout];
+        let case = ConvCase::new(&gpu, &mut r, xs, ws, 1, 0.3);
+        let g = ConvGeom::new(&xs, &ws, 1);
+        let (want_y, _) = case.reference(false, Act::None);
+        let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+        let dzt = gpu.upload(&g.out_shape(), &dz);
+        let (want_dx, _) = conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
+        let mut configs = vec![uniform.default_tile(cout)];
+        for tile in [2, 4] {
+            let c = winograd.resolve(
+                Product::Forward,
+                &g,
+                TileConfig::new(winograd, tile, 8, 1),
+                false,
+            );
+            if c.family == winograd && c.tm == tile {
+                configs.push(c);
+            }
+        }
+        for c in configs {
+            let y = download(
+                &gpu,
+                &conv::forward_with(&gpu, &case.xt, &case.wt, None, 1, Act::None, c),
+            );
+            let dx = download(
+                &gpu,
+                &conv::backward_input_with(&gpu, &dzt, &case.wt, &g, c),
+            );
+            let (ey, edx) = (rel_err(&y, &want_y), rel_err(&dx, &want_dx));
+            let what = match c.family == winograd {
+                true => format!("F({0}x{0}, {k}x{k})", c.tm),
+                false => "direct summation".to_string(),
+            };
+            println!(
+                "{layer} {xs:?} k{k} co{cout} {what}: forward {ey:.2e} (max abs {:.2e}), dX {edx:.2e} (max abs {:.2e})",
+                max_abs(&y, &want_y),
+                max_abs(&dx, &want_dx)
+            );
+            assert!(
+                ey <= 1e-5 && edx <= 1e-5,
+                "{layer} {what}: {ey:.2e}, {edx:.2e}"
+            );
+        }
+    }
+}
+
 fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
@@ -400,6 +540,30 @@ fn tune_command_writes_the_cache_and_bench_compares() {
         );
     }
     assert!(b["score_b1"]["tuned_speedup"].as_f64().unwrap() > 0.0);
+    // Every convolution shape of a scoring pass names the configuration that ran it: without
+    // tuned entries, the policy's default resolved by its family.
+    let gpu = gpu();
+    let used = b["score_b1"]["default"]["conv_kernels"]
+        .as_object()
+        .unwrap();
+    assert!(used.len() >= 15, "{used:?}");
+    for (key, configs) in used {
+        let (product, g) = conv::parse_tune_key(key, 1).unwrap();
+        let c = gpu.kernels.borrow().default_config(product, &g);
+        let want = c.family.resolve(product, &g, c, false).describe();
+        assert_eq!(
+            configs.as_array().unwrap(),
+            &[serde_json::json!(want)],
+            "{key}"
+        );
+    }
+    let native = gpu.kernels.borrow().family();
+    if native == Family::parse("winograd").unwrap() {
+        let names = |key: &str| used[key].to_string();
+        assert!(names("conv fwd 288x288x3->8 k5x5 s1").contains("winograd 2x2"));
+        assert!(names("conv fwd 72x72x16->32 k3x3 s1").contains("winograd 4x4"));
+        assert!(!names("conv fwd 288x288x24->32 k3x3 s4").contains("winograd"));
+    }
 
     std::fs::write(&cache, "garbage").unwrap();
     let score = asna(

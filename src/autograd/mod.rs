@@ -172,7 +172,12 @@ impl<'g> Tape<'g> {
 
     /// act(conv(x, w) + b), TF-'same' padding; w is [kh, kw, in, out].
     pub fn conv(&mut self, x: &Var, w: &Var, b: Option<&Var>, stride: usize, act: Act) -> Var {
-        let y = ops::conv::forward(self.gpu, &x.t, &w.t, b.map(|b| &b.t), stride, act);
+        let b_t = b.map(|b| &b.t);
+        let y = if self.recording {
+            ops::conv::forward_for_gradient(self.gpu, &x.t, &w.t, b_t, stride, act)
+        } else {
+            ops::conv::forward(self.gpu, &x.t, &w.t, b_t, stride, act)
+        };
         let geom = ConvGeom::new(&x.t.shape, &w.t.shape, stride);
         let mut inputs = vec![x, w];
         if let Some(b) = b {

@@ -56,16 +56,7 @@ impl TileConfig {
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} {}x{} per thread, {} threads along N of {} (tile {}x{})",
-            self.family.name(),
-            self.tm,
-            self.tn,
-            self.threads_n,
-            self.wg,
-            self.bm(),
-            self.bn()
-        )
+        self.family.describe(self)
     }
 
     /// This configuration as a tuning-cache entry, with the times that made it win.

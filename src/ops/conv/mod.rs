@@ -13,7 +13,8 @@
 //!
 //! Files: `geometry.rs` (shapes, products, tuning keys) · `config.rs` (`TileConfig`) ·
 //! `policy.rs` (the choice per shape) · `gemm.rs` (launches of shaders/conv.wgsl, shared by
-//! `tiled.rs` and `direct.rs`) · `uniform.rs` (shaders/conv_uniform.wgsl)
+//! `tiled.rs` and `direct.rs`) · `uniform.rs` (shaders/conv_uniform.wgsl) · `winograd.rs`
+//! (shaders/conv_winograd.wgsl)
 //! · Reference: `conv_ref` in tests/common/mod.rs · Tests: tests/ops/conv.rs (and every tile
 //! configuration in tests/tune.rs) · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
@@ -24,6 +25,7 @@ mod geometry;
 pub mod policy;
 pub mod tiled;
 pub mod uniform;
+pub mod winograd;
 
 pub use config::TileConfig;
 pub use gemm::WORKGROUP_SIZES;
@@ -35,7 +37,12 @@ use crate::gpu::{DType, Gpu, Kernel, Tensor};
 
 /// Every convolution family. `ASNA_CONV`, the tuning cache, `asna tune` and the tests reach
 /// a family through this list alone.
-pub const FAMILIES: &[Family] = &[tiled::FAMILY, direct::FAMILY, uniform::FAMILY];
+pub const FAMILIES: &[Family] = &[
+    tiled::FAMILY,
+    direct::FAMILY,
+    uniform::FAMILY,
+    winograd::FAMILY,
+];
 
 /// How a family serves one type of adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +93,35 @@ pub trait ConvFamily: Sync {
     /// may hand shapes the family runs badly to another family.
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         self.default_tile(product.gemm(g).1)
+    }
+
+    /// The configuration that actually runs `product` of this shape when `cfg` is asked for:
+    /// `cfg` itself, unless the family cannot run the shape (or not with this tile) and hands
+    /// it to another family or a narrower tile. The ops run, and reports name, this one.
+    /// `for_gradient`: the product is a training forward whose result the backward pass reads
+    /// (the kinks of leaky ReLU and max pooling are decided by its rounding), or a gradient.
+    fn resolve(
+        &self,
+        _product: Product,
+        _g: &ConvGeom,
+        cfg: TileConfig,
+        _for_gradient: bool,
+    ) -> TileConfig {
+        cfg
+    }
+
+    /// `cfg` in words, for reports.
+    fn describe(&self, cfg: &TileConfig) -> String {
+        format!(
+            "{} {}x{} per thread, {} threads along N of {} (tile {}x{})",
+            self.name(),
+            cfg.tm,
+            cfg.tn,
+            cfg.threads_n,
+            cfg.wg,
+            cfg.bm(),
+            cfg.bn()
+        )
     }
 
     /// Every kernel it dispatches for `cfg`, with its override constants (shaders validated
@@ -183,6 +219,20 @@ pub fn choose(gpu: &Gpu, product: Product, g: &ConvGeom) -> TileConfig {
     gpu.kernels.borrow_mut().choose(product, g)
 }
 
+/// What runs `product` of `g` for `cfg` (`ConvFamily::resolve`), noted in the policy's
+/// record of the configurations used.
+fn resolved(
+    gpu: &Gpu,
+    product: Product,
+    g: &ConvGeom,
+    cfg: TileConfig,
+    for_gradient: bool,
+) -> TileConfig {
+    let cfg = cfg.family.resolve(product, g, cfg, for_gradient);
+    gpu.kernels.borrow_mut().note_use(product, g, &cfg);
+    cfg
+}
+
 /// y = act(conv(x, w) + b), TF-'same' padding.
 pub fn forward(
     gpu: &Gpu,
@@ -210,7 +260,22 @@ pub fn forward_affine(
 ) -> Tensor {
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
     let cfg = choose(gpu, Product::Forward, &g);
-    forward_configured(gpu, x, w, b, stride, act, affine, cfg)
+    forward_configured(gpu, x, w, b, stride, act, affine, cfg, false)
+}
+
+/// `forward` in a training pass, whose result the backward pass reads: a family may run it
+/// differently (`ConvFamily::resolve`).
+pub fn forward_for_gradient(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    act: Act,
+) -> Tensor {
+    let g = ConvGeom::new(&x.shape, &w.shape, stride);
+    let cfg = choose(gpu, Product::Forward, &g);
+    forward_configured(gpu, x, w, b, stride, act, None, cfg, true)
 }
 
 /// `forward` with an explicit kernel configuration (tuning, tests).
@@ -223,7 +288,7 @@ pub fn forward_with(
     act: Act,
     cfg: TileConfig,
 ) -> Tensor {
-    forward_configured(gpu, x, w, b, stride, act, None, cfg)
+    forward_configured(gpu, x, w, b, stride, act, None, cfg, false)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -236,6 +301,7 @@ fn forward_configured(
     act: Act,
     affine: Option<&Tensor>,
     cfg: TileConfig,
+    for_gradient: bool,
 ) -> Tensor {
     let dtype = same_dtype("conv", &[x, w]);
     let g = ConvGeom::new(&x.shape, &w.shape, stride);
@@ -244,6 +310,7 @@ fn forward_configured(
         Some(stand_in) if dtype != DType::F32 => stand_in.default_tile(g.cout),
         _ => cfg,
     };
+    let cfg = resolved(gpu, Product::Forward, &g, cfg, for_gradient);
     if let Some(b) = b {
         assert_eq!(b.numel(), g.cout, "conv bias size");
         assert_eq!(b.dtype, DType::F32, "conv bias is f32");
@@ -278,6 +345,7 @@ pub fn backward_input_with(
 ) -> Tensor {
     f32_only("conv backward_input", &[dz, w]);
     let dx = gpu.empty(&[g.n, g.h, g.w, g.cin]);
+    let cfg = resolved(gpu, Product::GradInput, g, cfg, true);
     cfg.family.grad_input(gpu, &cfg, g, dz, w, &dx);
     dx
 }
@@ -297,6 +365,7 @@ pub fn backward_weight_with(
     cfg: TileConfig,
 ) -> Tensor {
     f32_only("conv backward_weight", &[x, dz]);
+    let cfg = resolved(gpu, Product::GradWeight, g, cfg, true);
     cfg.family.grad_weight(gpu, &cfg, g, x, dz)
 }
 

@@ -56,6 +56,8 @@ pub struct KernelPolicy {
     tuned: BTreeMap<String, TunedKernel>,
     /// Shape keys dispatched while recording (`asna tune` collects the model's shapes).
     recording: Option<BTreeMap<String, Seen>>,
+    /// The configurations that ran each shape key while noting (`asna bench` reports them).
+    used: Option<BTreeMap<String, Vec<TileConfig>>>,
 }
 
 impl KernelPolicy {
@@ -94,6 +96,7 @@ impl KernelPolicy {
             use_tuned,
             tuned,
             recording: None,
+            used: None,
         }
     }
 
@@ -208,5 +211,25 @@ impl KernelPolicy {
     /// Stops recording and returns the shapes seen since `start_recording`.
     pub fn take_recording(&mut self) -> BTreeMap<String, Seen> {
         self.recording.take().unwrap_or_default()
+    }
+
+    /// Starts noting the configuration that runs each product (after `ConvFamily::resolve`).
+    pub fn start_noting_use(&mut self) {
+        self.used = Some(BTreeMap::new());
+    }
+
+    /// Notes that `cfg` ran `product` of `g`, while noting.
+    pub fn note_use(&mut self, product: Product, g: &ConvGeom, cfg: &TileConfig) {
+        if let Some(used) = &mut self.used {
+            let e = used.entry(super::tune_key(product, g)).or_default();
+            if !e.contains(cfg) {
+                e.push(*cfg);
+            }
+        }
+    }
+
+    /// Stops noting and returns, by shape key, every configuration that ran it.
+    pub fn take_use(&mut self) -> BTreeMap<String, Vec<TileConfig>> {
+        self.used.take().unwrap_or_default()
     }
 }

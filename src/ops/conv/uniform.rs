@@ -37,9 +37,11 @@ impl ConvFamily for Uniform {
         SHADER
     }
 
+    /// On CPU adapters the winograd family runs its stride-1 3x3 and 5x5 products and hands
+    /// it the rest; `asna tune` times it beside that family.
     fn role(&self, device: wgpu::DeviceType) -> Role {
         if device == wgpu::DeviceType::Cpu {
-            Role::Native
+            Role::Candidate
         } else {
             Role::Unused
         }

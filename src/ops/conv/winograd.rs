@@ -1,0 +1,426 @@
+//! The Winograd family (shaders/conv_winograd.wgsl): stride-1 square 3x3 and 5x5 filters by
+//! minimal filtering, F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5), for the forward product and
+//! the input gradient (the forward product of dY with the filter turned by 180 degrees). The
+//! transformed filter sits in a 64 KiB uniform window shared by a workgroup's invocations, as
+//! in the uniform family; each invocation owns one output tile. f32 only.
+//!
+//! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
+//! 2) and TN the output channels of a workgroup (4, 8 or 16, read as vec4); threads_n is 1 and
+//! the workgroup 64 invocations. What it cannot run (other strides and filters, the weight
+//! gradient, channel counts whose transformed filter block exceeds a window even 4 channels
+//! wide) and a training forward it hands to the uniform family's rule (`resolve`).
+
+use super::{uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig};
+use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
+use crate::ops::{f32_only, kernel_in, Act, R, RW, U};
+
+pub const FAMILY: Family = Family(&Winograd);
+
+pub struct Winograd;
+
+const SHADER: (&str, &str) = (
+    "conv_winograd.wgsl",
+    include_str!("../../../shaders/conv_winograd.wgsl"),
+);
+static CONV_2X2_3X3: Kernel = kernel_in(SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
+static CONV_6X6: Kernel = kernel_in(SHADER, "winograd_6x6", &[RW, R, U, R, R]);
+static WEIGHTS: Kernel = kernel_in(SHADER, "winograd_weights", &[RW, R]);
+/// vec4 in one uniform window (64 KiB).
+const WINDOW_VEC4: usize = 4096;
+/// vec4 accumulators an invocation holds (ALPHA^2 transform points x TN4).
+const ACCUMULATORS: usize = 72;
+/// Invocations per workgroup.
+const WG: usize = 64;
+
+/// How one product runs: output tile side, filter side, vec4 columns per workgroup, and
+/// the padded rows of one block of the transformed filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    m: usize,
+    r: usize,
+    tn4: usize,
+    kp: usize,
+}
+
+impl Plan {
+    /// F(2x2, 3x3) has its own entry point; F(4x4, 3x3) and F(2x2, 5x5) share the 6x6 one.
+    fn kernel(&self) -> &'static Kernel {
+        if self.m == 2 && self.r == 3 {
+            &CONV_2X2_3X3
+        } else {
+            &CONV_6X6
+        }
+    }
+}
+
+/// The plan for `product` of `g` under `cfg`, or None when the family cannot run it. Wider
+/// blocks than the product has, or than fit one window, shrink first; then a 4x4 output
+/// tile falls back to 2x2.
+fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
+    if product == Product::GradWeight || g.stride != 1 || g.kh != g.kw {
+        return None;
+    }
+    let r = g.kh;
+    if r != 3 && r != 5 {
+        return None;
+    }
+    let (_, gn, gk) = product.gemm(g);
+    let channels = gk / (r * r);
+    let mut m = if r == 5 { 2 } else { cfg.tm };
+    loop {
+        let a2 = (m + r - 1) * (m + r - 1);
+        let kp = (channels * a2).div_ceil(16) * 16;
+        let mut tn4 = (cfg.tn / 4)
+            .min(gn.div_ceil(4).next_power_of_two())
+            .min(ACCUMULATORS / a2)
+            .max(1);
+        while kp * tn4 > WINDOW_VEC4 && tn4 > 1 {
+            tn4 /= 2;
+        }
+        if kp * tn4 <= WINDOW_VEC4 {
+            return Some(Plan { m, r, tn4, kp });
+        }
+        if m == 2 {
+            return None;
+        }
+        m = 2;
+    }
+}
+
+/// What runs a product this family cannot: the uniform family's rule.
+fn fallback(product: Product, g: &ConvGeom) -> TileConfig {
+    uniform::FAMILY.default_for(product, g)
+}
+
+impl ConvFamily for Winograd {
+    fn name(&self) -> &'static str {
+        "winograd"
+    }
+
+    fn shader(&self) -> (&'static str, &'static str) {
+        SHADER
+    }
+
+    fn role(&self, device: wgpu::DeviceType) -> Role {
+        if device == wgpu::DeviceType::Cpu {
+            Role::Native
+        } else {
+            Role::Unused
+        }
+    }
+
+    fn f16_stand_in(&self) -> Option<Family> {
+        uniform::FAMILY.f16_stand_in()
+    }
+
+    /// A 2x2 tile with up to 16 channels, or a 4x4 tile with up to 8 (the accumulators of a
+    /// 6x6 transform, 36 per vec4 column).
+    fn valid(&self, cfg: &TileConfig) -> bool {
+        let a2 = (cfg.tm + 2) * (cfg.tm + 2);
+        [2, 4].contains(&cfg.tm)
+            && [4, 8, 16].contains(&cfg.tn)
+            && a2 * cfg.tn / 4 <= ACCUMULATORS
+            && cfg.threads_n == 1
+            && cfg.wg == WG
+    }
+
+    fn candidates(&self, gn: usize) -> Vec<TileConfig> {
+        let width = gn.next_power_of_two().max(4);
+        let mut out = Vec::new();
+        for tm in [2, 4] {
+            for tn in [4, 8, 16] {
+                let c = TileConfig::new(FAMILY, tm, tn, 1);
+                if c.valid() && tn <= width {
+                    out.push(c);
+                }
+            }
+        }
+        let d = self.default_tile(gn);
+        if !out.contains(&d) {
+            out.push(d);
+        }
+        out
+    }
+
+    /// 4x4 output tiles (2x2 for 5x5 filters) and 8 channels: on lavapipe the shared filter
+    /// loads bound these kernels, and a 4x4 tile needs 2.25 of them per output pixel and
+    /// channel where a 2x2 tile needs 4 (docs/PERFORMANCE.md, the Winograd step).
+    fn default_tile(&self, gn: usize) -> TileConfig {
+        TileConfig::new(FAMILY, 4, gn.next_power_of_two().clamp(4, 8), 1)
+    }
+
+    /// Winograd where it runs, the uniform family's rule elsewhere; a layer too deep for a
+    /// 4x4 tile's filter block in one window takes 2x2 tiles 16 channels wide, which share
+    /// each gathered input tile over more channels.
+    fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
+        let gn = product.gemm(g).1;
+        let c = self.resolve(product, g, self.default_tile(gn), false);
+        if c.family == FAMILY && c.tm == 2 && g.kh == 3 {
+            let wide = TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 16), 1);
+            return self.resolve(product, g, wide, false);
+        }
+        c
+    }
+
+    /// A training forward runs in the uniform family, whose sums round exactly as the direct
+    /// kernel's: the extra rounding of the transforms moves leaky ReLU and max-pooling kinks
+    /// that the gradient reads (docs/PERFORMANCE.md, the Winograd step).
+    fn resolve(
+        &self,
+        product: Product,
+        g: &ConvGeom,
+        cfg: TileConfig,
+        for_gradient: bool,
+    ) -> TileConfig {
+        if product == Product::Forward && for_gradient {
+            return fallback(product, g);
+        }
+        match plan(product, g, &cfg) {
+            Some(p) => TileConfig::new(FAMILY, p.m, p.tn4 * 4, 1),
+            None => fallback(product, g),
+        }
+    }
+
+    fn describe(&self, cfg: &TileConfig) -> String {
+        format!(
+            "winograd {m}x{m} output tiles, {} channels per workgroup",
+            cfg.tn,
+            m = cfg.tm
+        )
+    }
+
+    fn launches(&self, cfg: &TileConfig) -> Vec<(&'static Kernel, Vec<(&'static str, f64)>)> {
+        let mut out = Vec::new();
+        for r in [3, 5] {
+            let m = if r == 5 { 2 } else { cfg.tm };
+            let plan = Plan {
+                m,
+                r,
+                tn4: (cfg.tn / 4).min(ACCUMULATORS / ((m + r - 1) * (m + r - 1))),
+                kp: 0,
+            };
+            for product in [Product::Forward, Product::GradInput] {
+                out.push((&WEIGHTS, constants(&plan, product, Act::None)));
+            }
+            out.push((plan.kernel(), constants(&plan, Product::Forward, Act::None)));
+        }
+        out
+    }
+
+    fn forward(&self, gpu: &Gpu, cfg: &TileConfig, g: &ConvGeom, op: &ForwardOperands, y: &Tensor) {
+        match plan(Product::Forward, g, cfg) {
+            Some(p) => {
+                f32_only("conv forward (winograd family)", &[op.x, op.w]);
+                product(
+                    gpu,
+                    Product::Forward,
+                    &p,
+                    g,
+                    y,
+                    op.x,
+                    op.w,
+                    op.bias,
+                    op.affine,
+                    op.act,
+                );
+            }
+            None => {
+                let c = fallback(Product::Forward, g);
+                c.family.forward(gpu, &c, g, op, y)
+            }
+        }
+    }
+
+    fn grad_input(
+        &self,
+        gpu: &Gpu,
+        cfg: &TileConfig,
+        g: &ConvGeom,
+        dz: &Tensor,
+        w: &Tensor,
+        dx: &Tensor,
+    ) {
+        match plan(Product::GradInput, g, cfg) {
+            Some(p) => product(
+                gpu,
+                Product::GradInput,
+                &p,
+                g,
+                dx,
+                dz,
+                w,
+                None,
+                None,
+                Act::None,
+            ),
+            None => {
+                let c = fallback(Product::GradInput, g);
+                c.family.grad_input(gpu, &c, g, dz, w, dx)
+            }
+        }
+    }
+
+    /// The weight gradient runs in the uniform family.
+    fn grad_weight(
+        &self,
+        gpu: &Gpu,
+        _cfg: &TileConfig,
+        g: &ConvGeom,
+        x: &Tensor,
+        dz: &Tensor,
+    ) -> Tensor {
+        let c = fallback(Product::GradWeight, g);
+        c.family.grad_weight(gpu, &c, g, x, dz)
+    }
+}
+
+/// The shader's override constants.
+fn constants(plan: &Plan, product: Product, act: Act) -> Vec<(&'static str, f64)> {
+    vec![
+        ("MODE", product.mode() as f64),
+        ("ACT", act as u32 as f64),
+        ("M", plan.m as f64),
+        ("R", plan.r as f64),
+        ("TN4", plan.tn4 as f64),
+    ]
+}
+
+/// The shader's parameter block, field by field as shaders/conv_winograd.wgsl `Params`: the
+/// source image, the output, the padding before, the tile grid, and the filter block.
+struct Params {
+    src: [usize; 3],
+    out: [usize; 3],
+    pad: [usize; 2],
+    tiles: [usize; 2],
+    kp: usize,
+    b0: usize,
+    has_bias: bool,
+    has_bn: bool,
+}
+
+impl Params {
+    fn block(&self, g: &ConvGeom) -> [u32; 20] {
+        let u = |v: usize| v as u32;
+        [
+            u(g.n),
+            u(self.src[0]),
+            u(self.src[1]),
+            u(self.src[2]),
+            u(self.out[0]),
+            u(self.out[1]),
+            u(self.out[2]),
+            u(self.pad[0]),
+            u(self.pad[1]),
+            u(self.tiles[0]),
+            u(self.tiles[1]),
+            u(g.n * self.tiles[0] * self.tiles[1]),
+            u(self.kp),
+            u(self.b0),
+            self.has_bias as u32,
+            self.has_bn as u32,
+            u(g.cin),
+            u(g.cout),
+            0,
+            0,
+        ]
+    }
+}
+
+/// The forward product (source x, output y) or the input gradient (source dY, output dX):
+/// the filter transformed into blocks of TN4 vec4 columns, then one dispatch per window of
+/// as many whole blocks as fit 64 KiB.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    gpu: &Gpu,
+    product: Product,
+    plan: &Plan,
+    g: &ConvGeom,
+    out: &Tensor,
+    src: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    affine: Option<&Tensor>,
+    act: Act,
+) {
+    let (src_dims, out_dims, pad) = match product {
+        Product::Forward => ([g.h, g.w, g.cin], [g.oh, g.ow, g.cout], [g.pad_t, g.pad_l]),
+        _ => (
+            [g.oh, g.ow, g.cout],
+            [g.h, g.w, g.cin],
+            [g.kh - 1 - g.pad_t, g.kw - 1 - g.pad_l],
+        ),
+    };
+    let gn = out_dims[2];
+    let tiles = [out_dims[0].div_ceil(plan.m), out_dims[1].div_ceil(plan.m)];
+    let mut params = Params {
+        src: src_dims,
+        out: out_dims,
+        pad,
+        tiles,
+        kp: plan.kp,
+        b0: 0,
+        has_bias: bias.is_some(),
+        has_bn: affine.is_some(),
+    };
+    let blocks = gn.div_ceil(plan.tn4 * 4);
+    let block_vec4 = plan.kp * plan.tn4;
+    // The last window may start anywhere in the packed blocks: 64 KiB of padding behind them.
+    let packed_vec4 = blocks * block_vec4;
+    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
+    gpu.dispatch(
+        &WEIGHTS,
+        &constants(plan, product, Act::None),
+        &params.block(g),
+        &[packed.raw(), w.raw()],
+        grid_1d_of(packed_vec4, WG),
+        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+    );
+    let count = g.n * tiles[0] * tiles[1];
+    let (gy, gz) = super::geometry::m_groups(count.div_ceil(WG));
+    let bias_buf = bias.unwrap_or(w).raw();
+    let bn_buf = affine.unwrap_or(w).raw();
+    let per = WINDOW_VEC4 / block_vec4;
+    // The multiplications of direct summation, so that GFLOP/s compare across families.
+    let flops_per_block = g.flops() / blocks as f64;
+    let bytes = (src.bytes() + out.bytes()) as f64;
+    for b0 in (0..blocks).step_by(per) {
+        params.b0 = b0;
+        let nblocks = per.min(blocks - b0);
+        let bindings = [
+            wgpu::BufferBinding {
+                buffer: out.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: src.raw(),
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: packed.raw(),
+                offset: (b0 * block_vec4 * 16) as u64,
+                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+            },
+            wgpu::BufferBinding {
+                buffer: bias_buf,
+                offset: 0,
+                size: None,
+            },
+            wgpu::BufferBinding {
+                buffer: bn_buf,
+                offset: 0,
+                size: None,
+            },
+        ];
+        gpu.dispatch_bindings(
+            plan.kernel(),
+            DType::F32,
+            &constants(plan, Product::Forward, act),
+            &params.block(g),
+            &bindings,
+            [nblocks as u32, gy, gz],
+            (flops_per_block * nblocks as f64, bytes),
+        );
+    }
+}
