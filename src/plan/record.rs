@@ -94,26 +94,26 @@ pub fn record_scoring(
     let warm = predict(gpu, &model.store, ref_px, dist_px, batch, None);
     drop(warm);
     gpu.flush();
-    gpu.kernels.borrow_mut().start_recording();
+    gpu.kernels.borrow_mut().start_noting_use();
     gpu.begin_trace();
     let mut taps = Taps::default();
     let score = predict(gpu, &model.store, ref_px, dist_px, batch, Some(&mut taps));
     let trace = gpu.end_trace();
     let families = {
         let mut policy = gpu.kernels.borrow_mut();
-        let mut names: Vec<String> = Vec::new();
-        for (key, seen) in policy.take_recording() {
-            if let Some((product, geom)) = crate::ops::conv::parse_tune_key(&key, seen.images) {
-                names.push(policy.choose(product, &geom).family.name().to_string());
-            }
-        }
+        let used: Vec<&str> = policy
+            .take_use()
+            .values()
+            .flatten()
+            .map(|cfg| cfg.family.name())
+            .collect();
         policy.choose_as(previous);
         policy.set_use_tuned(tuned);
         // In the order of FAMILIES.
         crate::ops::conv::FAMILIES
             .iter()
             .map(|f| f.name().to_string())
-            .filter(|f| names.contains(f))
+            .filter(|f| used.contains(&f.as_str()))
             .collect::<Vec<_>>()
     };
     let diff = taps
