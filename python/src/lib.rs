@@ -192,9 +192,16 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
         Ok(g) => g,
         Err(e) => return drop(ready.send(Err(Failure::runtime(e)))),
     };
+    // The device is released before the failure is reported: the caller may end the process
+    // as soon as it hears, and a driver torn down by the exit while this thread still
+    // releases its device crashes.
+    let fail = |gpu: std::rc::Rc<Gpu>, failure: Failure| {
+        drop(gpu);
+        drop(ready.send(Err(failure)));
+    };
     let dtype = settings.precision.dtype();
     if let Err(e) = check_precision(&gpu, dtype) {
-        return drop(ready.send(Err(Failure::value(e))));
+        return fail(gpu, Failure::value(e));
     }
     let models = match load_models(&gpu, &settings.weights) {
         Ok(m) => m,
@@ -205,14 +212,14 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
                 Some(p) => Failure::file(e, p),
                 None => Failure::Io(asna::one_line(&e)),
             };
-            return drop(ready.send(Err(failure)));
+            return fail(gpu, failure);
         }
     };
     let sources = models.iter().map(|m| m.source.clone()).collect();
     let scorer = match Scorer::new(&gpu, models, settings.batch, settings.tta).with_precision(dtype)
     {
         Ok(s) => s,
-        Err(e) => return drop(ready.send(Err(Failure::runtime(e)))),
+        Err(e) => return fail(gpu, Failure::runtime(e)),
     };
     let report = Ready {
         adapter: gpu.describe(),
