@@ -322,12 +322,8 @@ impl Gpu {
     /// Copies a tensor back to the CPU as f32 values, whatever its storage type; the only
     /// operation that waits for the GPU.
     pub fn download(&self, t: &Tensor) -> anyhow::Result<Vec<f32>> {
-        let raw = self.read_buffer(t.raw(), t.bytes())?;
-        Ok(match t.dtype {
-            DType::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
+        self.read_buffer_with(t.raw(), t.bytes(), |raw| match t.dtype {
+            DType::F32 => bytemuck::pod_collect_to_vec(raw),
             DType::F16 => raw
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -337,8 +333,19 @@ impl Gpu {
 
     /// The first `bytes` bytes of a buffer, after all recorded work.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> anyhow::Result<Vec<u8>> {
+        self.read_buffer_with(buffer, bytes, <[u8]>::to_vec)
+    }
+
+    /// `read` applied to the first `bytes` bytes of a buffer while they are mapped (no copy
+    /// in between), after all recorded work.
+    fn read_buffer_with<T: Default>(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> anyhow::Result<T> {
         if bytes == 0 {
-            return Ok(Vec::new());
+            return Ok(T::default());
         }
         self.traced(|t| t.read_back());
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -366,7 +373,7 @@ impl Gpu {
             .slice(..)
             .get_mapped_range()
             .map_err(|e| anyhow::anyhow!("GPU read-back failed: {e}"))?;
-        let out = view[..bytes as usize].to_vec();
+        let out = read(&view[..bytes as usize]);
         drop(view);
         staging.unmap();
         Ok(out)

@@ -89,11 +89,6 @@ pub fn record_scoring(
             policy.set_use_tuned(false),
         )
     };
-    // One pass before the trace, so that whatever the engine creates once per model (cached
-    // weight layouts) is constant data of the plan rather than work of every pass.
-    let warm = predict(gpu, &model.store, ref_px, dist_px, batch, None);
-    drop(warm);
-    gpu.flush();
     gpu.kernels.borrow_mut().start_noting_use();
     gpu.begin_trace();
     let mut taps = Taps::default();
