@@ -412,6 +412,7 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
                 tn: 4,
                 threads_n: 4,
                 wg: 64,
+                run: 1,
             },
             images: 1,
             tuned_us: 1.0,
@@ -419,6 +420,29 @@ fn cached_winner_is_used_unless_disabled_or_forced() {
         },
     );
     assert_eq!(conv::choose(&gpu, Product::Forward, &g), default);
+    // Runs of tiles are the Winograd family's alone, up to 4 tiles.
+    let uniform = Family::parse("uniform").unwrap().default_tile(8);
+    assert!(uniform.valid() && !uniform.with_run(2).valid());
+    let winograd = Family::parse("winograd").unwrap().default_tile(8);
+    assert!(winograd.with_run(4).valid() && !winograd.with_run(5).valid());
+    assert!(!winograd.with_run(0).valid());
+    // By default 5x5 filters run their tiles in runs as long as the rows allow; 3x3 filters
+    // keep one tile per invocation.
+    let family = Family::parse("winograd").unwrap();
+    let run_of = |xs: [usize; 4], k: usize, cout: usize| {
+        let ws = [k, k, xs[3], cout];
+        let g = ConvGeom::new(&xs, &ws, 1);
+        let c = family.default_for(Product::Forward, &g);
+        assert_eq!(c.family, family);
+        assert_eq!(family.default_for(Product::GradInput, &g).run, c.run);
+        c.run
+    };
+    // Rows of 144, 15, 3 and 1 output tiles; then a 3x3 layer with rows of 36.
+    assert_eq!(run_of([1, 288, 288, 3], 5, 8), 4);
+    assert_eq!(run_of([1, 30, 30, 8], 5, 16), 3);
+    assert_eq!(run_of([1, 6, 6, 8], 5, 16), 2);
+    assert_eq!(run_of([1, 2, 2, 8], 5, 16), 1);
+    assert_eq!(run_of([1, 144, 144, 48], 3, 16), 1);
 }
 
 #[test]

@@ -6,9 +6,11 @@ use super::Family;
 use serde::{Deserialize, Serialize};
 
 /// The family, the register tile per thread (TM rows x TN columns of C), the threads along N
-/// (wg / threads_n along M) and the threads per workgroup. Serialised into the tuning cache
-/// as it is. A family may read the fields its own way (`uniform.rs`: TM pixels per invocation,
-/// TN output channels shared by the workgroup); its `valid` says which values it can run.
+/// (wg / threads_n along M), the threads per workgroup and the output tiles an invocation
+/// runs along a row (`run`, the Winograd family's; 1 in the others). Serialised into the
+/// tuning cache as it is. A family may read the fields its own way (`uniform.rs`: TM pixels
+/// per invocation, TN output channels shared by the workgroup); its `valid` says which values
+/// it can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TileConfig {
     #[serde(rename = "kernel")]
@@ -18,11 +20,18 @@ pub struct TileConfig {
     pub threads_n: usize,
     #[serde(default = "default_workgroup")]
     pub wg: usize,
+    #[serde(default = "single_tile")]
+    pub run: usize,
 }
 
 /// Cache entries written before the workgroup size was tunable ran 64 threads.
 fn default_workgroup() -> usize {
     64
+}
+
+/// Cache entries written before runs of tiles ran one tile per invocation.
+fn single_tile() -> usize {
+    1
 }
 
 impl TileConfig {
@@ -33,6 +42,7 @@ impl TileConfig {
             tn,
             threads_n,
             wg: 64,
+            run: 1,
         }
     }
 
@@ -40,9 +50,13 @@ impl TileConfig {
         TileConfig { wg, ..self }
     }
 
+    pub const fn with_run(self, run: usize) -> TileConfig {
+        TileConfig { run, ..self }
+    }
+
     /// Whether the family's shader can run this configuration.
     pub fn valid(&self) -> bool {
-        self.family.valid(self)
+        (1..=self.family.max_run()).contains(&self.run) && self.family.valid(self)
     }
 
     /// Rows of C per workgroup.

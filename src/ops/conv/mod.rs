@@ -83,6 +83,11 @@ pub trait ConvFamily: Sync {
     /// Whether its shader can run this configuration (its limits).
     fn valid(&self, cfg: &TileConfig) -> bool;
 
+    /// The longest run of output tiles one invocation can own (`TileConfig::run`).
+    fn max_run(&self) -> usize {
+        1
+    }
+
     /// Configurations worth timing for a product `gn` wide, `default_tile(gn)` included.
     fn candidates(&self, gn: usize) -> Vec<TileConfig>;
 

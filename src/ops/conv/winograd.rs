@@ -5,8 +5,10 @@
 //! in the uniform family; each invocation owns one output tile. f32 only.
 //!
 //! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
-//! 2) and TN the output channels of a workgroup (4, 8 or 16, read as vec4); threads_n is 1 and
-//! the workgroup 64 invocations. What it cannot run (other strides and filters, the weight
+//! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
+//! horizontally adjacent output tiles an invocation owns (1 to 4: they share the input
+//! columns they overlap in and every load of the transformed filter); threads_n is 1 and the
+//! workgroup 64 invocations. What it cannot run (other strides and filters, the weight
 //! gradient, channel counts whose transformed filter block exceeds a window even 4 channels
 //! wide) and a training forward it hands to the uniform family's rule (`resolve`).
 
@@ -23,7 +25,8 @@ const SHADER: (&str, &str) = (
     include_str!("../../../shaders/conv_winograd.wgsl"),
 );
 static CONV_2X2_3X3: Kernel = kernel_in(SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
-static CONV_6X6: Kernel = kernel_in(SHADER, "winograd_6x6", &[RW, R, U, R, R]);
+static CONV_4X4_3X3: Kernel = kernel_in(SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
+static CONV_2X2_5X5: Kernel = kernel_in(SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
 static WEIGHTS: Kernel = kernel_in(SHADER, "winograd_weights", &[RW, R]);
 /// vec4 in one uniform window (64 KiB).
 const WINDOW_VEC4: usize = 4096;
@@ -31,24 +34,27 @@ const WINDOW_VEC4: usize = 4096;
 const ACCUMULATORS: usize = 72;
 /// Invocations per workgroup.
 const WG: usize = 64;
+/// The longest run of output tiles an invocation owns (the shader is written out for 4).
+const MAX_RUN: usize = 4;
 
-/// How one product runs: output tile side, filter side, vec4 columns per workgroup, and
-/// the padded rows of one block of the transformed filter.
+/// How one product runs: output tile side, filter side, vec4 columns per workgroup, the
+/// padded rows of one block of the transformed filter, and the tiles per invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Plan {
     m: usize,
     r: usize,
     tn4: usize,
     kp: usize,
+    run: usize,
 }
 
 impl Plan {
     /// F(2x2, 3x3) has its own entry point; F(4x4, 3x3) and F(2x2, 5x5) share the 6x6 one.
     fn kernel(&self) -> &'static Kernel {
-        if self.m == 2 && self.r == 3 {
-            &CONV_2X2_3X3
-        } else {
-            &CONV_6X6
+        match (self.m, self.r) {
+            (2, 3) => &CONV_2X2_3X3,
+            (4, _) => &CONV_4X4_3X3,
+            _ => &CONV_2X2_5X5,
         }
     }
 }
@@ -78,12 +84,30 @@ fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
             tn4 /= 2;
         }
         if kp * tn4 <= WINDOW_VEC4 {
-            return Some(Plan { m, r, tn4, kp });
+            return Some(Plan {
+                m,
+                r,
+                tn4,
+                kp,
+                run: cfg.run,
+            });
         }
         if m == 2 {
             return None;
         }
         m = 2;
+    }
+}
+
+/// The run length for rows of `tiles` output tiles, from the runs' measured speeds on the
+/// model's layers (docs/PERFORMANCE.md): 4 on wide rows, 3 down to 9 tiles, else 2 (a run
+/// that overhangs the row's end still pays for its dead tiles' loads and sums).
+fn run_for_row(tiles: usize) -> usize {
+    match tiles {
+        32.. => 4,
+        9.. => 3,
+        2.. => 2,
+        _ => 1,
     }
 }
 
@@ -124,6 +148,11 @@ impl ConvFamily for Winograd {
             && cfg.wg == WG
     }
 
+    fn max_run(&self) -> usize {
+        MAX_RUN
+    }
+
+    /// Every tile and width alone; the default tile also in runs of 2 and 4.
     fn candidates(&self, gn: usize) -> Vec<TileConfig> {
         let width = gn.next_power_of_two().max(4);
         let mut out = Vec::new();
@@ -136,30 +165,48 @@ impl ConvFamily for Winograd {
             }
         }
         let d = self.default_tile(gn);
-        if !out.contains(&d) {
-            out.push(d);
+        for run in [1, 2, MAX_RUN] {
+            let c = d.with_run(run);
+            if !out.contains(&c) {
+                out.push(c);
+            }
         }
         out
     }
 
-    /// 4x4 output tiles (2x2 for 5x5 filters) and 8 channels: on lavapipe the shared filter
-    /// loads bound these kernels, and a 4x4 tile needs 2.25 of them per output pixel and
-    /// channel where a 2x2 tile needs 4 (docs/PERFORMANCE.md, the Winograd step).
+    /// 4x4 output tiles (2x2 for 5x5 filters), 8 channels, one tile per invocation: on
+    /// lavapipe the shared filter loads bound these kernels, and a 4x4 tile needs 2.25 of them
+    /// per output pixel and channel where a 2x2 tile needs 4 (docs/PERFORMANCE.md, the
+    /// Winograd steps).
     fn default_tile(&self, gn: usize) -> TileConfig {
         TileConfig::new(FAMILY, 4, gn.next_power_of_two().clamp(4, 8), 1)
     }
 
     /// Winograd where it runs, the uniform family's rule elsewhere; a layer too deep for a
     /// 4x4 tile's filter block in one window takes 2x2 tiles 16 channels wide, which share
-    /// each gathered input tile over more channels.
+    /// each gathered input tile over more channels. 5x5 filters run their 2x2 tiles in runs
+    /// as long as the rows allow (`run_for_row`): neighbours share 4 of their 6 input columns
+    /// and every filter load. 3x3 filters keep one tile per invocation unless `asna tune`
+    /// finds a run faster: their runs gain less and cost llvmpipe minutes of compilation
+    /// (docs/PERFORMANCE.md, step 18).
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         let gn = product.gemm(g).1;
-        let c = self.resolve(product, g, self.default_tile(gn), false);
+        let mut c = self.resolve(product, g, self.default_tile(gn), false);
         if c.family == FAMILY && c.tm == 2 && g.kh == 3 {
             let wide = TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 16), 1);
-            return self.resolve(product, g, wide, false);
+            c = self.resolve(product, g, wide, false);
         }
-        c
+        if c.family != FAMILY {
+            return c;
+        }
+        if g.kh != 5 {
+            return c;
+        }
+        let row = match product {
+            Product::Forward => g.ow,
+            _ => g.w,
+        };
+        c.with_run(run_for_row(row.div_ceil(c.tm)))
     }
 
     /// A training forward runs in the uniform family, whose sums round exactly as the direct
@@ -176,14 +223,15 @@ impl ConvFamily for Winograd {
             return fallback(product, g);
         }
         match plan(product, g, &cfg) {
-            Some(p) => TileConfig::new(FAMILY, p.m, p.tn4 * 4, 1),
+            Some(p) => TileConfig::new(FAMILY, p.m, p.tn4 * 4, 1).with_run(p.run),
             None => fallback(product, g),
         }
     }
 
     fn describe(&self, cfg: &TileConfig) -> String {
         format!(
-            "winograd {m}x{m} output tiles, {} channels per workgroup",
+            "winograd {m}x{m} output tiles in runs of {}, {} channels per workgroup",
+            cfg.run,
             cfg.tn,
             m = cfg.tm
         )
@@ -198,6 +246,7 @@ impl ConvFamily for Winograd {
                 r,
                 tn4: (cfg.tn / 4).min(ACCUMULATORS / ((m + r - 1) * (m + r - 1))),
                 kp: 0,
+                run: cfg.run,
             };
             for product in [Product::Forward, Product::GradInput] {
                 out.push((&WEIGHTS, constants(&plan, product, Act::None)));
@@ -282,6 +331,7 @@ fn constants(plan: &Plan, product: Product, act: Act) -> Vec<(&'static str, f64)
         ("M", plan.m as f64),
         ("R", plan.r as f64),
         ("TN4", plan.tn4 as f64),
+        ("TT", plan.run as f64),
     ]
 }
 
@@ -292,6 +342,7 @@ struct Params {
     out: [usize; 3],
     pad: [usize; 2],
     tiles: [usize; 2],
+    runs_x: usize,
     kp: usize,
     b0: usize,
     has_bias: bool,
@@ -313,14 +364,14 @@ impl Params {
             u(self.pad[1]),
             u(self.tiles[0]),
             u(self.tiles[1]),
-            u(g.n * self.tiles[0] * self.tiles[1]),
+            u(g.n * self.tiles[0] * self.runs_x),
             u(self.kp),
             u(self.b0),
             self.has_bias as u32,
             self.has_bn as u32,
             u(g.cin),
             u(g.cout),
-            0,
+            u(self.runs_x),
             0,
         ]
     }
@@ -357,6 +408,7 @@ fn product(
         out: out_dims,
         pad,
         tiles,
+        runs_x: tiles[1].div_ceil(plan.run),
         kp: plan.kp,
         b0: 0,
         has_bias: bias.is_some(),
@@ -375,7 +427,7 @@ fn product(
         grid_1d_of(packed_vec4, WG),
         (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
     );
-    let count = g.n * tiles[0] * tiles[1];
+    let count = g.n * tiles[0] * params.runs_x;
     let (gy, gz) = super::geometry::m_groups(count.div_ceil(WG));
     let bias_buf = bias.unwrap_or(w).raw();
     let bn_buf = affine.unwrap_or(w).raw();
