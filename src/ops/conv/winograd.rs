@@ -2,7 +2,7 @@
 //! minimal filtering, F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5), for the forward product and
 //! the input gradient (the forward product of dY with the filter turned by 180 degrees). The
 //! transformed filter sits in a 64 KiB uniform window shared by a workgroup's invocations, as
-//! in the uniform family; each invocation owns one output tile. f32 only.
+//! in the uniform family; each invocation owns a run of output tiles. f32 only.
 //!
 //! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
@@ -49,7 +49,7 @@ struct Plan {
 }
 
 impl Plan {
-    /// F(2x2, 3x3) has its own entry point; F(4x4, 3x3) and F(2x2, 5x5) share the 6x6 one.
+    /// One entry point per tile: F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5).
     fn kernel(&self) -> &'static Kernel {
         match (self.m, self.r) {
             (2, 3) => &CONV_2X2_3X3,
@@ -196,10 +196,7 @@ impl ConvFamily for Winograd {
             let wide = TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 16), 1);
             c = self.resolve(product, g, wide, false);
         }
-        if c.family != FAMILY {
-            return c;
-        }
-        if g.kh != 5 {
+        if c.family != FAMILY || g.kh != 5 {
             return c;
         }
         let row = match product {
