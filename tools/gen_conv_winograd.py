@@ -7,7 +7,7 @@ the line "// F(2x2, 3x3) written out," to the end (the part above it is written 
 
 Every value is a named local and every transform is written out: llvmpipe keeps a local array
 indexed in a loop on the stack, one access per use, and the loop form of these kernels ran
-0.6-0.9x as fast. The override constants TT (tiles per invocation, up to TT_MAX) and TN4
+0.6-0.9x as fast. The override constants TT (tiles per invocation, up to TT_MAX; F(4x4, 3x3) takes 1) and TN4
 (vec4 output channels, up to the kernel's maximum) select which of the written-out blocks
 run; the rest is removed when the pipeline is specialised.
 """
@@ -28,9 +28,9 @@ def level(c, a, m):
     return max(0, ceil_div(c - a + 1, m))
 
 
-def kernel(name, a, m, tn4_max, header):
+def kernel(name, a, m, tn4_max, tt_max, header):
     a2 = a * a
-    nc = m * (TT_MAX - 1) + a
+    nc = m * (tt_max - 1) + a
     out = header[:]
     out.append("@compute @workgroup_size(WG)")
     out.append(f"fn {name}(@builtin(local_invocation_index) lid: u32,")
@@ -53,7 +53,7 @@ def kernel(name, a, m, tn4_max, header):
     # Tile t of the run is computed where TT > t; where the last run of a row overhangs it,
     # store_tile's bounds test drops the pixels past the row's end.
     out.append("    let live0 = live;")
-    for t in range(1, TT_MAX):
+    for t in range(1, tt_max):
         out.append(f"    let live{t} = live && TT > {t}u;")
     for r in range(a):
         out.append(f"    let ry{r} = live && y0 + {r} >= 0 && y0 + {r} < i32(p.sh);")
@@ -65,7 +65,7 @@ def kernel(name, a, m, tn4_max, header):
             out.append(
                 f"    let o{r}_{c} = select(0u, (row + {r}u * p.sw + {c}u) * p.sc, k{r}_{c});"
             )
-    for t in range(TT_MAX):
+    for t in range(tt_max):
         for j in range(tn4_max):
             for xi in range(a2):
                 out.append(f"    var a{t}{j}_{xi} = vec4<f32>(0.0);")
@@ -73,7 +73,7 @@ def kernel(name, a, m, tn4_max, header):
         if level(c, a, m) > 0:
             for u in range(a):
                 out.append(f"    var e{u}_{c} = 0.0;")
-    for t in range(1, TT_MAX):
+    for t in range(1, tt_max):
         for xi in range(a2):
             out.append(f"    var v{t}_{xi} = 0.0;")
     out.append("    var wrow = wid.x * p.kp * TN4;")
@@ -81,7 +81,7 @@ def kernel(name, a, m, tn4_max, header):
     ind = "        "
     # Columns: loads and B^T (rows combined), grouped by the first tile that needs them.
     out.append(f"{ind}// Each input column once: its loads and B^T d (rows combined).")
-    for lv in range(TT_MAX):
+    for lv in range(tt_max):
         cols = [c for c in range(nc) if level(c, a, m) == lv]
         if not cols:
             continue
@@ -111,7 +111,7 @@ def kernel(name, a, m, tn4_max, header):
             out.append(f"{ind}}}")
     # Tiles: (B^T d) B (columns combined).
     out.append(f"{ind}// Each tile: (B^T d) B (columns combined).")
-    for t in range(TT_MAX):
+    for t in range(tt_max):
         i2 = ind
         if t > 0:
             out.append(f"{ind}if (TT > {t}u) {{")
@@ -144,7 +144,7 @@ def kernel(name, a, m, tn4_max, header):
         for xi in range(a2):
             out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * TN4 + {j}u];")
             out.append(f"{i2}a0{j}_{xi} = fma(vec4<f32>(v0_{xi}), u{j}_{xi}, a0{j}_{xi});")
-        for t in range(1, TT_MAX):
+        for t in range(1, tt_max):
             out.append(f"{i2}if (TT > {t}u) {{")
             for xi in range(a2):
                 out.append(f"{i2}    a{t}{j}_{xi} = fma(vec4<f32>(v{t}_{xi}), u{j}_{xi}, a{t}{j}_{xi});")
@@ -154,7 +154,7 @@ def kernel(name, a, m, tn4_max, header):
     out.append(f"        wrow += {a2}u * TN4;")
     out.append("    }")
     out.append("    let block = p.b0 + wid.x;")
-    for t in range(TT_MAX):
+    for t in range(tt_max):
         for j in range(tn4_max):
             conds = []
             if t >= 1:
@@ -219,16 +219,22 @@ def main():
     if MARKER not in text:
         sys.exit(f"{SHADER}: no line starting {MARKER!r}")
     head = text[: text.index(MARKER)]
-    common = [
+    why = [
         "// every value a named local, no array indexed by a loop counter, so that a CPU driver keeps",
         "// the accumulators in registers or fixed stack slots (a local array indexed in a loop there",
+        "// costs a stack access per use).",
+    ]
+    runs = why[:-1] + [
         "// costs a stack access per use). Each invocation owns a run of TT horizontally adjacent",
         "// output tiles: they share the input columns they overlap in (loads and B^T d) and every",
         "// U load.",
     ]
-    body = kernel("winograd_2x2_3x3", 4, 2, 4, [MARKER] + common)
-    body += kernel("winograd_4x4_3x3", 6, 4, 2, ["", "// F(4x4, 3x3) written out,"] + common)
-    body += kernel("winograd_2x2_5x5", 6, 2, 2, ["", "// F(2x2, 5x5) written out,"] + common)
+    # A 4x4 tile in runs lost to 2x2 tiles in runs on every layer measured, and compiled for
+    # up to a minute on llvmpipe: each invocation owns one.
+    alone = why[:-1] + ["// costs a stack access per use). Each invocation owns one output tile."]
+    body = kernel("winograd_2x2_3x3", 4, 2, 4, TT_MAX, [MARKER] + runs)
+    body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone)
+    body += kernel("winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs)
     want = head + "\n".join(body) + "\n"
     if check:
         if want != text:

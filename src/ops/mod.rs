@@ -23,6 +23,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/batchnorm.wgsl"),
     ),
     ("concat.wgsl", include_str!("../../shaders/concat.wgsl")),
+    (
+        "conv_col2im.wgsl",
+        include_str!("../../shaders/conv_col2im.wgsl"),
+    ),
     ("eltwise.wgsl", include_str!("../../shaders/eltwise.wgsl")),
     ("image.wgsl", include_str!("../../shaders/image.wgsl")),
     ("loss.wgsl", include_str!("../../shaders/loss.wgsl")),

@@ -14,10 +14,12 @@
 //! Files: `geometry.rs` (shapes, products, tuning keys) · `config.rs` (`TileConfig`) ·
 //! `policy.rs` (the choice per shape) · `gemm.rs` (launches of shaders/conv.wgsl, shared by
 //! `tiled.rs` and `direct.rs`) · `uniform.rs` (shaders/conv_uniform.wgsl) · `winograd.rs`
-//! (shaders/conv_winograd.wgsl)
+//! (shaders/conv_winograd.wgsl) · `col2im.rs` (strided input gradients without the skipped
+//! taps, shaders/conv_col2im.wgsl)
 //! · Reference: `conv_ref` in tests/common/mod.rs · Tests: tests/ops/conv.rs (and every tile
 //! configuration in tests/tune.rs) · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
+pub mod col2im;
 mod config;
 pub mod direct;
 mod gemm;

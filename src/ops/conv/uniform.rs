@@ -7,8 +7,8 @@
 
 use super::geometry::m_groups;
 use super::{
-    direct, sum_weight_slices, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role,
-    TileConfig,
+    col2im, direct, sum_weight_slices, ConvFamily, ConvGeom, Family, ForwardOperands, Product,
+    Role, TileConfig,
 };
 use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
 use crate::ops::{f32_only, kernel_in, Act, R, RW, U};
@@ -138,6 +138,10 @@ impl ConvFamily for Uniform {
         w: &Tensor,
         dx: &Tensor,
     ) {
+        // Strided: walking every tap here would multiply stride^2 times too many.
+        if g.stride > 1 && col2im::grad_input(gpu, g, dz, w, dx, col2im::CHUNK_BYTES) {
+            return;
+        }
         windowed_product(
             gpu,
             Product::GradInput,

@@ -6,8 +6,9 @@
 //!
 //! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
-//! horizontally adjacent output tiles an invocation owns (1 to 4: they share the input
-//! columns they overlap in and every load of the transformed filter); threads_n is 1 and the
+//! horizontally adjacent output tiles an invocation owns (1 to 4 of a 2x2 tile, which share
+//! the input columns they overlap in and every load of the transformed filter; a 4x4 tile
+//! runs alone); threads_n is 1 and the
 //! workgroup 64 invocations. What it cannot run (other strides and filters, the weight
 //! gradient, channel counts whose transformed filter block exceeds a window even 4 channels
 //! wide) and a training forward it hands to the uniform family's rule (`resolve`).
@@ -34,7 +35,7 @@ const WINDOW_VEC4: usize = 4096;
 const ACCUMULATORS: usize = 72;
 /// Invocations per workgroup.
 const WG: usize = 64;
-/// The longest run of output tiles an invocation owns (the shader is written out for 4).
+/// The longest run of 2x2 output tiles an invocation owns (the shader is written out for 4).
 const MAX_RUN: usize = 4;
 
 /// How one product runs: output tile side, filter side, vec4 columns per workgroup, the
@@ -138,10 +139,10 @@ impl ConvFamily for Winograd {
     }
 
     /// A 2x2 tile with up to 16 channels, or a 4x4 tile with up to 8 (the accumulators of a
-    /// 6x6 transform, 36 per vec4 column).
+    /// 6x6 transform, 36 per vec4 column) and no run (its kernel is written for one tile).
     fn valid(&self, cfg: &TileConfig) -> bool {
         let a2 = (cfg.tm + 2) * (cfg.tm + 2);
-        [2, 4].contains(&cfg.tm)
+        (cfg.tm == 2 || cfg.tm == 4 && cfg.run == 1)
             && [4, 8, 16].contains(&cfg.tn)
             && a2 * cfg.tn / 4 <= ACCUMULATORS
             && cfg.threads_n == 1
@@ -152,7 +153,7 @@ impl ConvFamily for Winograd {
         MAX_RUN
     }
 
-    /// Every tile and width alone; the default tile also in runs of 2 and 4.
+    /// Every tile and width alone; the default tile also in runs of 2, 3 and 4.
     fn candidates(&self, gn: usize) -> Vec<TileConfig> {
         let width = gn.next_power_of_two().max(4);
         let mut out = Vec::new();
@@ -165,7 +166,7 @@ impl ConvFamily for Winograd {
             }
         }
         let d = self.default_tile(gn);
-        for run in [1, 2, MAX_RUN] {
+        for run in 1..=MAX_RUN {
             let c = d.with_run(run);
             if !out.contains(&c) {
                 out.push(c);
@@ -174,29 +175,23 @@ impl ConvFamily for Winograd {
         out
     }
 
-    /// 4x4 output tiles (2x2 for 5x5 filters), 8 channels, one tile per invocation: on
-    /// lavapipe the shared filter loads bound these kernels, and a 4x4 tile needs 2.25 of them
-    /// per output pixel and channel where a 2x2 tile needs 4 (docs/PERFORMANCE.md, the
-    /// Winograd steps).
+    /// 2x2 output tiles, 8 channels, one tile per invocation. In runs (`default_for`) a 2x2
+    /// tile beats a single 4x4 tile on every 3x3 layer of the model: neighbours share half
+    /// their input columns and every filter load, 128 accumulators compile as fast as a 4x4
+    /// tile's 72, and F(2x2, 3x3) rounds about a sixth as much as F(4x4, 3x3)
+    /// (docs/PERFORMANCE.md, the Winograd steps).
     fn default_tile(&self, gn: usize) -> TileConfig {
-        TileConfig::new(FAMILY, 4, gn.next_power_of_two().clamp(4, 8), 1)
+        TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 8), 1)
     }
 
-    /// Winograd where it runs, the uniform family's rule elsewhere; a layer too deep for a
-    /// 4x4 tile's filter block in one window takes 2x2 tiles 16 channels wide, which share
-    /// each gathered input tile over more channels. 5x5 filters run their 2x2 tiles in runs
-    /// as long as the rows allow (`run_for_row`): neighbours share 4 of their 6 input columns
-    /// and every filter load. 3x3 filters keep one tile per invocation unless `asna tune`
-    /// finds a run faster: their runs gain less and cost llvmpipe minutes of compilation
-    /// (docs/PERFORMANCE.md, step 18).
+    /// Winograd where it runs, the uniform family's rule elsewhere, with the default tile in
+    /// runs as long as the rows allow (`run_for_row`). Wider blocks or longer runs cost
+    /// llvmpipe superlinear compile time: 8 channels of a 6x6 transform in runs of 4 took a
+    /// minute (docs/PERFORMANCE.md, steps 18 and 19).
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         let gn = product.gemm(g).1;
-        let mut c = self.resolve(product, g, self.default_tile(gn), false);
-        if c.family == FAMILY && c.tm == 2 && g.kh == 3 {
-            let wide = TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 16), 1);
-            c = self.resolve(product, g, wide, false);
-        }
-        if c.family != FAMILY || g.kh != 5 {
+        let c = self.resolve(product, g, self.default_tile(gn), false);
+        if c.family != FAMILY {
             return c;
         }
         let row = match product {
