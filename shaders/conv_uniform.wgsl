@@ -276,11 +276,18 @@ fn pack_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 // X(img, oy * s + ky - pt, ox * s + kx - pl, ci) dY[q, co]. Here dY plays the weights' part:
 // every invocation of a workgroup walks the same pixels and reads the same dY vec4 from the
 // uniform window of rows [k0, k1) (pack_rows), while its TM rows (ky, kx, ci), spaced WG
-// apart, make neighbouring invocations read neighbouring channels of X. Workgroup z sums
-// pixels [k0 + z * k_chunk, ...) into slice b0 + z of the output; a reduction adds the slices.
+// apart (closer in a block the rows do not fill), make neighbouring invocations read
+// neighbouring channels of X. Workgroup z sums pixels [k0 + z * k_chunk, ...) into slice
+// b0 + z of the output; a reduction adds the slices.
 @compute @workgroup_size(WG)
 fn conv_uniform_dw(@builtin(local_invocation_index) lid: u32,
                    @builtin(workgroup_id) wid: vec3<u32>) {
+    // A block with fewer than WG * TM rows (a layer with few input channels: 75 rows for a
+    // 5x5 filter on 3 channels) spaces them closer, so that whole invocations are left over
+    // and leave at once instead of running masked beside the live ones.
+    let m_base = wid.y * (WG * TM);
+    let spacing = min(WG, (min(WG * TM, p.gm - m_base) + TM - 1u) / TM);
+    if (lid >= spacing) { return; }
     let q_begin = p.k0 + wid.z * p.k_chunk;
     let q_end = min(q_begin + p.k_chunk, p.k1);
     let n0 = wid.x * (TN4 * 4u);
@@ -290,7 +297,7 @@ fn conv_uniform_dw(@builtin(local_invocation_index) lid: u32,
     var rc: array<u32, 8>;   // ci
     var live: array<bool, 8>;
     for (var i = 0u; i < TM; i++) {
-        let m = wid.y * (WG * TM) + i * WG + lid;
+        let m = m_base + i * spacing + lid;
         live[i] = m < p.gm;
         let mm = select(0u, m, live[i]);
         let ci = mm % p.cin;
@@ -351,7 +358,7 @@ fn conv_uniform_dw(@builtin(local_invocation_index) lid: u32,
 
     for (var i = 0u; i < TM; i++) {
         if (!live[i]) { continue; }
-        let m = wid.y * (WG * TM) + i * WG + lid;
+        let m = m_base + i * spacing + lid;
         for (var j = 0u; j < TN4; j++) {
             for (var e = 0u; e < 4u; e++) {
                 let n = n0 + j * 4u + e;
