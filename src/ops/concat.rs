@@ -10,6 +10,8 @@ use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 const COPY_CHANNELS: Kernel = kernel_f16("concat.wgsl", "copy_channels", &[RW, R]);
 const UPSAMPLE_ABSDIFF_CONCAT: Kernel =
     kernel_f16("concat.wgsl", "upsample_absdiff_concat", &[RW, R, R]);
+const UPSAMPLE_ABSDIFF_CONCAT4: Kernel =
+    kernel_f16("concat.wgsl", "upsample_absdiff_concat4", &[RW, R, R]);
 
 fn copy(gpu: &Gpu, dst: &Tensor, dst_off: usize, src: &Tensor, src_off: usize, count: usize) {
     let (sc, dc) = (src.channels(), dst.channels());
@@ -109,18 +111,21 @@ pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tenso
     if out.numel() == 0 {
         return out;
     }
-    // Four channels per invocation where both parts' channel counts are multiples of 4, so
-    // that no group of four straddles the concatenation.
-    let per = if c1 % 4 == 0 && c2 % 4 == 0 { 4 } else { 1 };
+    // Four channels per invocation, as one vec4, where both parts' channel counts are
+    // multiples of 4, so that no group of four straddles the concatenation.
+    let (kernel, per) = if c1 % 4 == 0 && c2 % 4 == 0 {
+        (&UPSAMPLE_ABSDIFF_CONCAT4, 4)
+    } else {
+        (&UPSAMPLE_ABSDIFF_CONCAT, 1)
+    };
     gpu.dispatch_as(
-        &UPSAMPLE_ABSDIFF_CONCAT,
+        kernel,
         dtype,
         &[
             ("COUNT", c1 as f64),
             ("DST_C", (c1 + c2) as f64),
             ("H", h as f64),
             ("W", w as f64),
-            ("PER", per as f64),
         ],
         &p,
         &[out.raw(), low.raw(), feats.raw()],
