@@ -223,7 +223,14 @@ fn strided_input_gradient_in_chunks() {
         for chunk_bytes in [1, 1 << 30] {
             drop(gpu.full(&xs, 7.0));
             let dx = gpu.empty(&xs);
-            assert!(conv::col2im::grad_input(&gpu, &g, &dzt, &wt, &dx, chunk_bytes));
+            assert!(conv::col2im::grad_input(
+                &gpu,
+                &g,
+                &dzt,
+                &wt,
+                &dx,
+                chunk_bytes
+            ));
             let name = format!("dX of {xs:?} k{k} co{cout} s{stride}, chunks of {chunk_bytes} B");
             assert_close(&name, &download(&gpu, &dx), &want_dx, 1e-5);
         }

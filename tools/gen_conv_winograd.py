@@ -7,9 +7,9 @@ the line "// F(2x2, 3x3) written out," to the end (the part above it is written 
 
 Every value is a named local and every transform is written out: llvmpipe keeps a local array
 indexed in a loop on the stack, one access per use, and the loop form of these kernels ran
-0.6-0.9x as fast. The override constants TT (tiles per invocation, up to TT_MAX; F(4x4, 3x3) takes 1) and TN4
-(vec4 output channels, up to the kernel's maximum) select which of the written-out blocks
-run; the rest is removed when the pipeline is specialised.
+0.6-0.9x as fast. The override constants TT (tiles per invocation, up to TT_MAX; F(4x4, 3x3)
+is written for one) and TN4 (vec4 output channels, up to the kernel's maximum) select which
+of the written-out blocks run; the rest is removed when the pipeline is specialised.
 """
 import os
 import sys

@@ -6,8 +6,7 @@
 //! the policy chooses for it.
 
 use super::ConvGeom;
-use crate::gpu::Kernel;
-use crate::gpu::{grid_1d, Gpu, Tensor};
+use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 use crate::ops::{kernel, Act, R, RW};
 
 const FILTER_ROWS: Kernel = kernel("conv_col2im.wgsl", "filter_rows", &[RW, R]);

@@ -8,10 +8,10 @@
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
 //! horizontally adjacent output tiles an invocation owns (1 to 4 of a 2x2 tile, which share
 //! the input columns they overlap in and every load of the transformed filter; a 4x4 tile
-//! runs alone); threads_n is 1 and the
-//! workgroup 64 invocations. What it cannot run (other strides and filters, the weight
-//! gradient, channel counts whose transformed filter block exceeds a window even 4 channels
-//! wide) and a training forward it hands to the uniform family's rule (`resolve`).
+//! runs alone); threads_n is 1 and the workgroup 64 invocations. What it cannot run (other
+//! strides and filters, the weight gradient, channel counts whose transformed filter block
+//! exceeds a window even 4 channels wide) and a training forward it hands to the uniform
+//! family's rule (`resolve`).
 
 use super::{uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig};
 use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
@@ -142,7 +142,7 @@ impl ConvFamily for Winograd {
     /// 6x6 transform, 36 per vec4 column) and no run (its kernel is written for one tile).
     fn valid(&self, cfg: &TileConfig) -> bool {
         let a2 = (cfg.tm + 2) * (cfg.tm + 2);
-        (cfg.tm == 2 || cfg.tm == 4 && cfg.run == 1)
+        (cfg.tm == 2 || (cfg.tm == 4 && cfg.run == 1))
             && [4, 8, 16].contains(&cfg.tn)
             && a2 * cfg.tn / 4 <= ACCUMULATORS
             && cfg.threads_n == 1
