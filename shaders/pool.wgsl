@@ -43,6 +43,28 @@ fn maxpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     out[i] = max(max(a[base], a[base + C]), max(a[base + row], a[base + row + C]));
 }
 
+// The same for channel counts that are multiples of 4, four channels as one vec4 per
+// invocation: the index arithmetic once for four, and llvmpipe moves a lane's vec4 in one
+// access instead of four. p.total counts vec4 here.
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<elem>>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<elem>>;
+
+@compute @workgroup_size(256)
+fn maxpool_forward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.total) { return; }
+    let c4 = C / 4u;
+    let ch = i % c4;
+    let t = i / c4;
+    let ox = t % OW;
+    let t2 = t / OW;
+    let oy = t2 % OH;
+    let img = t2 / OH;
+    let base = ((img * H + 2u * oy) * W + 2u * ox) * c4 + ch;
+    let row = W * c4;
+    out4[i] = max(max(a4[base], a4[base + c4]), max(a4[base + row], a4[base + row + c4]));
+}
+
 // out [n, h, w, c] (the forward input's shape): b = dY routed to the first maximum of each
 // window in row-major order (as PyTorch does), 0 elsewhere; a = the forward input. One
 // invocation per window (p.total = n * OH * OW * C) finds the maximum once and writes all four

@@ -8,6 +8,7 @@ use crate::gpu::{grid_1d, Gpu, Kernel, Tensor};
 
 // Forward kernels run on f32 or f16 tensors, the adjoints on f32 only.
 const MAXPOOL_FORWARD: Kernel = kernel_f16("pool.wgsl", "maxpool_forward", &[RW, R, R]);
+const MAXPOOL_FORWARD4: Kernel = kernel_f16("pool.wgsl", "maxpool_forward4", &[RW, R]);
 const MAXPOOL_BACKWARD: Kernel = kernel("pool.wgsl", "maxpool_backward", &[RW, R, R]);
 const UPSAMPLE_FORWARD: Kernel = kernel_f16("pool.wgsl", "upsample_forward", &[RW, R, R]);
 const UPSAMPLE_BACKWARD: Kernel = kernel("pool.wgsl", "upsample_backward", &[RW, R, R]);
@@ -45,13 +46,25 @@ pub fn maxpool(gpu: &Gpu, x: &Tensor) -> Tensor {
     if total == 0 {
         return y;
     }
+    // Four channels as one vec4 per invocation where the channels allow (every shape of the
+    // model).
+    let (kernel, per) = if c % 4 == 0 {
+        (&MAXPOOL_FORWARD4, 4)
+    } else {
+        (&MAXPOOL_FORWARD, 1)
+    };
+    let buffers: &[&wgpu::Buffer] = if per == 4 {
+        &[y.raw(), x.raw()]
+    } else {
+        &[y.raw(), x.raw(), x.raw()]
+    };
     gpu.dispatch_as(
-        &MAXPOOL_FORWARD,
+        kernel,
         x.dtype,
         &shape_constants(h, w, c, oh, ow),
-        &params(n, h, w, c, oh, ow, total),
-        &[y.raw(), x.raw(), x.raw()],
-        grid_1d(total),
+        &params(n, h, w, c, oh, ow, total / per),
+        buffers,
+        grid_1d(total / per),
         (3.0 * total as f64, (x.bytes() + y.bytes()) as f64),
     );
     y

@@ -49,7 +49,14 @@ pub fn upsample_ref(x: &[f64], [n, h, w, c]: [usize; 4]) -> Vec<f64> {
 fn pooling_and_upsampling() {
     let gpu = gpu();
     let mut r = Rand::new(20);
-    for xs in [[2, 6, 8, 3], [1, 7, 9, 1], [3, 2, 2, 5]] {
+    // The last two also run the vec4 kernel (channels a multiple of 4), one with odd sides.
+    for xs in [
+        [2, 6, 8, 3],
+        [1, 7, 9, 1],
+        [3, 2, 2, 5],
+        [2, 5, 7, 8],
+        [1, 4, 6, 4],
+    ] {
         let x = r.vec(xs.iter().product(), -2.0, 2.0);
         let xt = gpu.upload(&xs, &x);
         let y = ops::pool::maxpool(&gpu, &xt);
