@@ -24,7 +24,7 @@ use asna::model::checkpoint::load_model;
 use asna::model::params::ParamStore;
 use asna::model::sorter;
 use asna::ops::conv::{self, parse_tune_key, ConvGeom, FAMILIES};
-use asna::ops::{eltwise, pool, quality, Act};
+use asna::ops::{concat, eltwise, pool, quality, Act};
 use asna::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -140,7 +140,9 @@ fn baselines(gpu: &Gpu, rng: &mut Rng) {
 }
 
 /// Library ops the model's paths do not use: a separate activation (every function, f32 and
-/// f16), a fill from a scalar, and the upsampling the scoring pass fuses, in f16.
+/// f16), a fill from a scalar, the upsampling the scoring pass fuses, in f16, and the scalar
+/// kernels of max pooling and the fused decoder input (the model's channel counts, all
+/// multiples of 4, take the vec4 ones), in f32 and f16.
 fn other_ops(gpu: &Gpu, rng: &mut Rng) {
     let shape = [2, 4, 4, 8];
     let x = gpu.upload(&shape, &uniform(rng, shape.iter().product()));
@@ -158,6 +160,17 @@ fn other_ops(gpu: &Gpu, rng: &mut Rng) {
     let scalar = gpu.upload(&[1], &[0.5]);
     eltwise::fill_from_scalar(gpu, &shape, 2.0, &scalar);
     gpu.download(&pool::upsample(gpu, &x16)).unwrap();
+    let low = gpu.upload(&[1, 2, 2, 3], &uniform(rng, 12));
+    let feats = gpu.upload(&[2, 4, 4, 5], &uniform(rng, 160));
+    for dtype in [DType::F32, DType::F16] {
+        let (low, feats) = (
+            gpu.convert(&low, dtype).unwrap(),
+            gpu.convert(&feats, dtype).unwrap(),
+        );
+        gpu.download(&pool::maxpool(gpu, &feats)).unwrap();
+        gpu.download(&concat::upsample_absdiff_concat(gpu, &low, &feats))
+            .unwrap();
+    }
 }
 
 /// Each convolution family forced in turn: forward (f32, and f16 where the adapter has it),
