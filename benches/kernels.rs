@@ -64,6 +64,20 @@ fn main() {
             stride: 1,
         },
         Case {
+            name: "dec.conv0 18 64->64 k3",
+            x: [n, 18, 18, 64],
+            k: 3,
+            cout: 64,
+            stride: 1,
+        },
+        Case {
+            name: "dec.conv2 72 96->32 k3",
+            x: [n, 72, 72, 96],
+            k: 3,
+            cout: 32,
+            stride: 1,
+        },
+        Case {
             name: "dec.conv3 144 48->16 k3",
             x: [n, 144, 144, 48],
             k: 3,

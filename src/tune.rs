@@ -109,6 +109,8 @@ pub struct ShapeResult {
     pub default_s: f64,
     pub best: TileConfig,
     pub best_s: f64,
+    /// Distinct configurations timed, the default included (candidates that resolve to the
+    /// same kernel count once).
     pub candidates: usize,
 }
 
@@ -231,12 +233,21 @@ pub fn tune_shape(
     };
     let (_, gn, _) = product.gemm(&geom);
     let ops = Operands::new(gpu, geom, 11);
-    let default = gpu.kernels.borrow().default_config(product, &geom);
+    // Each candidate as it would run (`ConvFamily::resolve`): one a family hands to another
+    // family or a narrower tile is timed, reported and cached as what runs, and once.
+    let resolve = |c: TileConfig| {
+        c.family
+            .resolve(product, &geom, c, product != Product::Forward)
+    };
+    let default = resolve(gpu.kernels.borrow().default_config(product, &geom));
     let default_s = time_config(gpu, &ops, product, default, reps)?;
     let candidates = gpu.kernels.borrow().candidates(gn);
-    let mut timed = Vec::with_capacity(candidates.len());
-    for &c in candidates.iter().filter(|&&c| c != default) {
-        timed.push((c, time_config(gpu, &ops, product, c, reps)?));
+    let mut timed: Vec<(TileConfig, f64)> = Vec::with_capacity(candidates.len());
+    for &c in &candidates {
+        let c = resolve(c);
+        if c != default && timed.iter().all(|(t, _)| *t != c) {
+            timed.push((c, time_config(gpu, &ops, product, c, reps)?));
+        }
     }
     let (best, best_s) = pick_winner((default, default_s), &timed);
     Ok(Some(ShapeResult {
@@ -247,7 +258,7 @@ pub fn tune_shape(
         default_s,
         best,
         best_s,
-        candidates: candidates.len(),
+        candidates: timed.len() + 1,
     }))
 }
 

@@ -197,6 +197,33 @@ fn uniform_family_is_correct_on_awkward_shapes() {
     assert!(checked > 50, "only {checked} configurations checked");
 }
 
+/// A Winograd weight gradient whose transformed dY takes more than one batch of packed
+/// windows (523 windows of 7 tiles), against float64; run twice, so that the second run's
+/// sums start in buffers the first left dirty.
+#[test]
+fn winograd_weight_gradient_in_batches() {
+    let gpu = gpu();
+    let winograd = Family::parse("winograd").unwrap();
+    let mut r = Rand::new(37);
+    let (xs, ws) = ([1, 122, 120, 48], [5, 5, 48, 64]);
+    let g = ConvGeom::new(&xs, &ws, 1);
+    let x = r.vec(xs.iter().product(), -1.0, 1.0);
+    let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+    let w = vec![0.0; ws.iter().product()];
+    let (_, want_dw) = conv_adjoints_ref(&f64s(&x), xs, &f64s(&w), ws, 1, &f64s(&dz));
+    let (xt, dzt) = (gpu.upload(&xs, &x), gpu.upload(&g.out_shape(), &dz));
+    let c = winograd.resolve(Product::GradWeight, &g, winograd.default_tile(64), true);
+    assert_eq!(
+        c.family, winograd,
+        "the weight gradient ran in {:?}",
+        c.family
+    );
+    for run in 0..2 {
+        let dw = download(&gpu, &conv::backward_weight_with(&gpu, &xt, &dzt, &g, c));
+        assert_close(&format!("dW, run {run}"), &dw, &want_dw, 1e-5);
+    }
+}
+
 /// Strided input gradients as one product with every filter tap and a gather
 /// (`conv::col2im`), against float64: taps that overlap (a filter wider than the stride),
 /// pixels no tap reaches (narrower, and a 1x1 filter), padding on both sides, 1 channel; in
@@ -241,27 +268,31 @@ fn strided_input_gradient_in_chunks() {
 /// odd sizes (tiles that overhang the image on both sides), a 1-pixel row, batches of 1 to
 /// 3, channel counts that are not multiples of 4, several blocks of output channels and
 /// several blocks per window, a 4x4 tile whose filter block does not fit one window (it
-/// falls back to 2x2), forward and dX of 3x3 and 5x5 filters against float64 references;
-/// and what it cannot run (stride 2, a 1x3 filter, a filter block wider than a window, the
-/// weight gradient) resolved to another family, still correct.
+/// falls back to 2x2), forward, dX and dW of 3x3 and 5x5 filters against float64
+/// references, dW with more than one group of input channels and more than one window of
+/// tiles; and what it cannot run (stride 2, a 1x3 filter, a filter block wider than a
+/// window, a weight gradient with fewer than 48 input channels) resolved to another family,
+/// still correct.
 #[test]
 fn winograd_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
     let winograd = Family::parse("winograd").unwrap();
     let mut r = Rand::new(23);
-    // (input NHWC, kernel [kh, kw], cout, stride, whether winograd runs [forward, dX])
+    // (input NHWC, kernel [kh, kw], cout, stride, whether winograd runs [forward, dX, dW])
     let cases = [
-        ([1, 7, 9, 1], [3, 3], 6, 1, [true; 2]),
-        ([2, 5, 6, 3], [5, 5], 5, 1, [true; 2]),
-        ([3, 5, 6, 24], [3, 3], 33, 1, [true; 2]),
-        ([1, 4, 5, 72], [3, 3], 40, 1, [true; 2]),
-        ([1, 3, 5, 128], [3, 3], 20, 1, [true; 2]),
-        ([2, 1, 11, 4], [3, 3], 9, 1, [true; 2]),
-        ([1, 6, 5, 8], [5, 5], 16, 1, [true; 2]),
-        ([1, 9, 7, 2], [5, 5], 1, 1, [true; 2]),
-        ([1, 9, 8, 5], [3, 3], 3, 2, [false; 2]),
-        ([2, 1, 11, 4], [1, 3], 9, 1, [false; 2]),
-        ([1, 2, 3, 300], [5, 5], 4, 1, [false, true]),
+        ([1, 7, 9, 1], [3, 3], 6, 1, [true, true, false]),
+        ([2, 5, 6, 3], [5, 5], 5, 1, [true, true, false]),
+        ([3, 5, 6, 24], [3, 3], 33, 1, [true, true, false]),
+        ([1, 4, 5, 72], [3, 3], 40, 1, [true; 3]),
+        ([1, 3, 5, 128], [3, 3], 20, 1, [true; 3]),
+        ([2, 9, 10, 48], [3, 3], 64, 1, [true; 3]),
+        ([2, 13, 11, 49], [5, 5], 12, 1, [true; 3]),
+        ([2, 1, 11, 4], [3, 3], 9, 1, [true, true, false]),
+        ([1, 6, 5, 8], [5, 5], 16, 1, [true, true, false]),
+        ([1, 9, 7, 2], [5, 5], 1, 1, [true, true, false]),
+        ([1, 9, 8, 5], [3, 3], 3, 2, [false; 3]),
+        ([2, 1, 11, 4], [1, 3], 9, 1, [false; 3]),
+        ([1, 2, 3, 300], [5, 5], 4, 1, [false, true, true]),
     ];
     let mut checked = 0;
     for (xs, k, cout, stride, runs) in cases {
@@ -283,14 +314,18 @@ fn winograd_family_is_correct_on_awkward_shapes() {
         }
         for c in configs {
             let name = format!("{} on {xs:?} k{k:?} co{cout} s{stride}", c.describe());
-            for (product, runs) in [Product::Forward, Product::GradInput].into_iter().zip(runs) {
-                let ran = winograd.resolve(product, &g, c, false).family;
+            let products = [Product::Forward, Product::GradInput, Product::GradWeight];
+            for (product, runs) in products.into_iter().zip(runs) {
+                let ran = winograd.resolve(product, &g, c, true).family;
+                let runs = runs && product != Product::Forward;
                 assert_eq!(ran == winograd, runs, "{name}: {product:?} ran in {ran:?}");
             }
-            let ran = winograd.resolve(Product::Forward, &g, c, true).family;
-            assert_ne!(ran, winograd, "{name}: a training forward runs elsewhere");
-            let ran = winograd.resolve(Product::GradWeight, &g, c, true).family;
-            assert_ne!(ran, winograd, "{name}: the weight gradient runs elsewhere");
+            let ran = winograd.resolve(Product::Forward, &g, c, false).family;
+            assert_eq!(
+                ran == winograd,
+                runs[0],
+                "{name}: the forward ran in {ran:?}"
+            );
             let y = download(
                 &gpu,
                 &conv::forward_with(&gpu, xt, wt, Some(bt), stride, Act::LeakyRelu, c),
@@ -337,7 +372,8 @@ fn winograd_error_against_float64_on_model_shapes() {
         let (want_y, _) = case.reference(false, Act::None);
         let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
         let dzt = gpu.upload(&g.out_shape(), &dz);
-        let (want_dx, _) = conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
+        let (want_dx, want_dw) =
+            conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
         let mut configs = vec![uniform.default_tile(cout)];
         for tile in [2, 4] {
             let c = winograd.resolve(
@@ -373,8 +409,65 @@ fn winograd_error_against_float64_on_model_shapes() {
                 ey <= 1e-5 && edx <= 1e-5,
                 "{layer} {what}: {ey:.2e}, {edx:.2e}"
             );
+            // The weight gradient once per family: F(k x k, 2 x 2) where it runs.
+            if c.family == winograd && c.tm == 4 {
+                continue;
+            }
+            let ran = c.family.resolve(Product::GradWeight, &g, c, true).family;
+            let dw = download(
+                &gpu,
+                &conv::backward_weight_with(&gpu, &case.xt, &dzt, &g, c),
+            );
+            let edw = rel_err(&dw, &want_dw);
+            let what = match ran == winograd {
+                true => format!("F({k}x{k}, 2x2)"),
+                false => "direct summation".to_string(),
+            };
+            println!(
+                "{layer} {xs:?} k{k} co{cout} {what}: dW {edw:.2e} (max abs {:.2e})",
+                max_abs(&dw, &want_dw)
+            );
+            assert!(edw <= 1e-5, "{layer} {what}: dW {edw:.2e}");
         }
     }
+}
+
+/// The tuner times, reports and caches each candidate as it runs: on a weight gradient the
+/// Winograd family hands to the uniform family (8 input channels), every Winograd tile is
+/// the uniform family's rule, so the default and best name what ran and no kernel is timed
+/// twice.
+#[test]
+fn tuner_times_each_kernel_as_it_runs_and_once() {
+    let gpu = gpu();
+    let winograd = Family::parse("winograd").unwrap();
+    let key = "conv dw 18x18x8->8 k3x3 s1";
+    let seen = asna::ops::conv::policy::Seen {
+        images: 2,
+        calls: 1,
+    };
+    let r = asna::tune::tune_shape(&gpu, key, seen, 1, 1)
+        .unwrap()
+        .expect("a convolution shape");
+    let (_, g) = conv::parse_tune_key(key, 2).unwrap();
+    for c in [r.default, r.best] {
+        assert_eq!(
+            c,
+            c.family.resolve(Product::GradWeight, &g, c, true),
+            "{key}: {} is not what runs",
+            c.describe()
+        );
+    }
+    let raw = gpu.kernels.borrow().candidates(8);
+    let distinct = raw.iter().fold(Vec::new(), |mut v, &c| {
+        let c = c.family.resolve(Product::GradWeight, &g, c, true);
+        if !v.contains(&c) {
+            v.push(c);
+        }
+        v
+    });
+    assert!(raw.iter().any(|c| c.family == winograd));
+    assert_eq!(r.candidates, distinct.len(), "{key}: configurations timed");
+    assert!(r.candidates < raw.len(), "{key}: duplicates timed");
 }
 
 fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {

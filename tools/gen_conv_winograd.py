@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the three Winograd product kernels of shaders/conv_winograd.wgsl, everything from
-the line "// F(2x2, 3x3) written out," to the end (the part above it is written by hand).
+"""Writes the Winograd product kernels of shaders/conv_winograd.wgsl (three forward and input
+gradient kernels, two weight gradient kernels), everything from the line
+"// F(2x2, 3x3) written out," to the end (the part above it is written by hand).
 
     python3 tools/gen_conv_winograd.py           rewrite them in place
     python3 tools/gen_conv_winograd.py --check   exit 1 if the file differs from this output
@@ -26,6 +27,20 @@ def ceil_div(a, b):
 def level(c, a, m):
     """The first tile (0-based) whose input columns include column c."""
     return max(0, ceil_div(c - a + 1, m))
+
+
+def input_transform(a, d):
+    """The rows of B^T applied to the ALPHA values d(0) .. d(ALPHA - 1)."""
+    if a == 4:
+        return [f"{d(0)} - {d(2)}", f"{d(1)} + {d(2)}", f"{d(2)} - {d(1)}", f"{d(1)} - {d(3)}"]
+    return [
+        f"fma(4.0, {d(0)}, fma(-5.0, {d(2)}, {d(4)}))",
+        f"fma(-4.0, {d(1)} + {d(2)}, {d(3)} + {d(4)})",
+        f"fma(4.0, {d(1)} - {d(2)}, {d(4)} - {d(3)})",
+        f"fma(2.0, {d(3)} - {d(1)}, {d(4)} - {d(2)})",
+        f"fma(2.0, {d(1)} - {d(3)}, {d(4)} - {d(2)})",
+        f"fma(4.0, {d(1)}, fma(-5.0, {d(3)}, {d(5)}))",
+    ]
 
 
 def kernel(name, a, m, tn4_max, tt_max, header):
@@ -93,18 +108,7 @@ def kernel(name, a, m, tn4_max, tt_max, header):
         for c in cols:
             for r in range(a):
                 out.append(f"{i2}let d{r}_{c} = select(0.0, src[o{r}_{c} + ch], k{r}_{c});")
-            d = lambda r: f"d{r}_{c}"
-            if a == 4:
-                exprs = [f"{d(0)} - {d(2)}", f"{d(1)} + {d(2)}", f"{d(2)} - {d(1)}", f"{d(1)} - {d(3)}"]
-            else:
-                exprs = [
-                    f"fma(4.0, {d(0)}, fma(-5.0, {d(2)}, {d(4)}))",
-                    f"fma(-4.0, {d(1)} + {d(2)}, {d(3)} + {d(4)})",
-                    f"fma(4.0, {d(1)} - {d(2)}, {d(4)} - {d(3)})",
-                    f"fma(2.0, {d(3)} - {d(1)}, {d(4)} - {d(2)})",
-                    f"fma(2.0, {d(1)} - {d(3)}, {d(4)} - {d(2)})",
-                    f"fma(4.0, {d(1)}, fma(-5.0, {d(3)}, {d(5)}))",
-                ]
+            exprs = input_transform(a, lambda r: f"d{r}_{c}")
             for u in range(a):
                 out.append(f"{i2}{decl}e{u}_{c} = {exprs[u]};")
         if lv > 0:
@@ -118,18 +122,7 @@ def kernel(name, a, m, tn4_max, tt_max, header):
             i2 = ind + "    "
         decl = "let " if t == 0 else ""
         for u in range(a):
-            e = lambda w: f"e{u}_{t * m + w}"
-            if a == 4:
-                exprs = [f"{e(0)} - {e(2)}", f"{e(1)} + {e(2)}", f"{e(2)} - {e(1)}", f"{e(1)} - {e(3)}"]
-            else:
-                exprs = [
-                    f"fma(4.0, {e(0)}, fma(-5.0, {e(2)}, {e(4)}))",
-                    f"fma(-4.0, {e(1)} + {e(2)}, {e(3)} + {e(4)})",
-                    f"fma(4.0, {e(1)} - {e(2)}, {e(4)} - {e(3)})",
-                    f"fma(2.0, {e(3)} - {e(1)}, {e(4)} - {e(2)})",
-                    f"fma(2.0, {e(1)} - {e(3)}, {e(4)} - {e(2)})",
-                    f"fma(4.0, {e(1)}, fma(-5.0, {e(3)}, {e(5)}))",
-                ]
+            exprs = input_transform(a, lambda w, u=u: f"e{u}_{t * m + w}")
             for w in range(a):
                 out.append(f"{i2}{decl}v{t}_{u * a + w} = {exprs[w]};")
         if t > 0:
@@ -164,6 +157,129 @@ def kernel(name, a, m, tn4_max, tt_max, header):
             out.append(f"    if ({' && '.join(conds)}) {{" if conds else "    {")
             acc = lambda i, t=t, j=j: f"a{t}{j}_{i}"
             emit_out(out, "        ", a, m, t, j, acc)
+            out.append("    }")
+    out.append("}")
+    return out
+
+
+def dw_kernel(name, a, tn4_max, header):
+    """The weight gradient's products: each invocation owns CT = 2 input channels and sums,
+    over the window's tiles of its workgroup's slice, B^T d B of each channel's ALPHA x ALPHA
+    input tile times the tile's U = A dY A^T (one load for both channels), for TN4 vec4
+    columns of output channels. A tile continuing its row takes its first ALPHA - 2 columns
+    (loads and B^T d) from the tile before it."""
+    a2 = a * a
+    ct = 2
+    keep = a - 2
+    out = header[:]
+    out.append("@compute @workgroup_size(WG)")
+    out.append(f"fn {name}(@builtin(local_invocation_index) lid: u32,")
+    pad = " " * (len(name) + 4)
+    out.append(f"{pad}@builtin(workgroup_id) wid: vec3<u32>) {{")
+    out.append(f"    let ci0 = (wid.x * WG + lid) * {ct}u;")
+    out.append("    if (ci0 >= q.sc) {")
+    out.append("        return;")
+    out.append("    }")
+    for h in range(1, ct):
+        out.append(f"    let has{h} = ci0 + {h}u < q.sc;")
+    out.append("    let j0 = wid.y * TN4;")
+    out.append("    let plane = q.tiles_y * q.tiles_x;")
+    out.append("    let sc = i32(q.sc);")
+    out.append("    let row = i32(q.sw) * sc;")
+    for h in range(ct):
+        for j in range(tn4_max):
+            for xi in range(a2):
+                out.append(f"    var a{h}{j}_{xi} = vec4<f32>(0.0);")
+    for h in range(ct):
+        for u in range(a):
+            for c in range(a):
+                out.append(f"    var e{h}{u}_{c} = 0.0;")
+    out.append("    let t0 = wid.z * q.chunk;")
+    out.append("    let t1 = min(t0 + q.chunk, q.count);")
+    out.append("    // The first tile's place; later ones step along the rows (no division per tile).")
+    out.append("    let tile = q.first_tile + t0;")
+    out.append("    var img = tile / plane;")
+    out.append("    let rem = tile - img * plane;")
+    out.append("    var ty = rem / q.tiles_x;")
+    out.append("    var tx = rem - ty * q.tiles_x;")
+    out.append("    for (var t = t0; t < t1; t++) {")
+    ind = "        "
+    out.append(f"{ind}let y0 = i32(ty * 2u) - i32(q.pad_t);")
+    out.append(f"{ind}let x0 = i32(tx * 2u) - i32(q.pad_l);")
+    out.append(f"{ind}let o = i32(img * q.sh * q.sw * q.sc + ci0) + (y0 * i32(q.sw) + x0) * sc;")
+    for r in range(a):
+        out.append(f"{ind}let ry{r} = y0 + {r} >= 0 && y0 + {r} < i32(q.sh);")
+
+    def column(i2, c):
+        out.append(f"{i2}let cx{c} = x0 + {c} >= 0 && x0 + {c} < i32(q.sw);")
+        for r in range(a):
+            out.append(f"{i2}let k{r}_{c} = ry{r} && cx{c};")
+            out.append(f"{i2}let o{r}_{c} = u32(select(0, o + {r} * row + {c} * sc, k{r}_{c}));")
+        for h in range(ct):
+            for r in range(a):
+                live = f"k{r}_{c}" if h == 0 else f"k{r}_{c} && has{h}"
+                out.append(f"{i2}let d{h}{r}_{c} = select(0.0, src[o{r}_{c} + {h}u], {live});")
+            exprs = input_transform(a, lambda r: f"d{h}{r}_{c}")
+            for u in range(a):
+                out.append(f"{i2}e{h}{u}_{c} = {exprs[u]};")
+
+    out.append(f"{ind}// The input tiles' columns: loads and B^T d (rows combined); a tile that continues")
+    out.append(f"{ind}// its row has its first {keep} from the tile before it.")
+    out.append(f"{ind}if (t > t0 && tx != 0u) {{")
+    for h in range(ct):
+        for u in range(a):
+            for c in range(keep):
+                out.append(f"{ind}    e{h}{u}_{c} = e{h}{u}_{c + 2};")
+    out.append(f"{ind}}} else {{")
+    for c in range(keep):
+        column(ind + "    ", c)
+    out.append(f"{ind}}}")
+    for c in range(keep, a):
+        column(ind, c)
+    out.append(f"{ind}// (B^T d) B (columns combined).")
+    for h in range(ct):
+        for u in range(a):
+            exprs = input_transform(a, lambda w, u=u: f"e{h}{u}_{w}")
+            for w in range(a):
+                out.append(f"{ind}let v{h}_{u * a + w} = {exprs[w]};")
+    out.append(f"{ind}// Each U vec4 of the tile, the same for every invocation and both channels.")
+    out.append(f"{ind}let wrow = t * {a2}u * q.cout4 + j0;")
+    for j in range(tn4_max):
+        i2 = ind
+        if j >= 1:
+            out.append(f"{ind}if (TN4 > {j}u) {{")
+            i2 = ind + "    "
+        for xi in range(a2):
+            out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * q.cout4 + {j}u];")
+            for h in range(ct):
+                out.append(f"{i2}a{h}{j}_{xi} = fma(vec4<f32>(v{h}_{xi}), u{j}_{xi}, a{h}{j}_{xi});")
+        if j >= 1:
+            out.append(f"{ind}}}")
+    out.append(f"{ind}tx += 1u;")
+    out.append(f"{ind}if (tx == q.tiles_x) {{")
+    out.append(f"{ind}    tx = 0u;")
+    out.append(f"{ind}    ty += 1u;")
+    out.append(f"{ind}    if (ty == q.tiles_y) {{")
+    out.append(f"{ind}        ty = 0u;")
+    out.append(f"{ind}        img += 1u;")
+    out.append(f"{ind}    }}")
+    out.append(f"{ind}}}")
+    out.append("    }")
+    out.append("    // Each workgroup slice's sums start at the first window and gather the later ones.")
+    out.append("    let first = q.first != 0u;")
+    for h in range(ct):
+        out.append(f"    let s{h} = wid.z * {a2}u * q.sc + ci0 + {h}u;")
+    for h in range(ct):
+        for j in range(tn4_max):
+            conds = []
+            if h >= 1:
+                conds.append(f"has{h}")
+            if j >= 1:
+                conds.append(f"TN4 > {j}u")
+            out.append(f"    if ({' && '.join(conds)}) {{" if conds else "    {")
+            for xi in range(a2):
+                out.append(f"        let i{xi} = (s{h} + {xi}u * q.sc) * q.cout4 + j0 + {j}u;")
+                out.append(f"        sums[i{xi}] = select(sums[i{xi}] + a{h}{j}_{xi}, a{h}{j}_{xi}, first);")
             out.append("    }")
     out.append("}")
     return out
@@ -235,6 +351,16 @@ def main():
     body = kernel("winograd_2x2_3x3", 4, 2, 4, TT_MAX, [MARKER] + runs)
     body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone)
     body += kernel("winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs)
+    dw = [
+        "// costs a stack access per use). Each invocation owns two input channels; its workgroup",
+        "// walks the window's tiles in step, so every U load is shared.",
+    ]
+    body += dw_kernel(
+        "winograd_dw_3x3", 4, 4, ["", "// Weight gradient, F(3x3, 2x2) written out,"] + why[:-1] + dw
+    )
+    body += dw_kernel(
+        "winograd_dw_5x5", 6, 2, ["", "// Weight gradient, F(5x5, 2x2) written out,"] + why[:-1] + dw
+    )
     want = head + "\n".join(body) + "\n"
     if check:
         if want != text:

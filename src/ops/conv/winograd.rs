@@ -2,16 +2,19 @@
 //! minimal filtering, F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5), for the forward product and
 //! the input gradient (the forward product of dY with the filter turned by 180 degrees). The
 //! transformed filter sits in a 64 KiB uniform window shared by a workgroup's invocations, as
-//! in the uniform family; each invocation owns a run of output tiles. f32 only.
+//! in the uniform family; each invocation owns a run of output tiles. The weight gradient
+//! runs the same transforms with filter and output exchanged, F(3x3, 2x2) and F(5x5, 2x2):
+//! the transformed 2x2 tiles of dY fill the windows, and each invocation owns two input
+//! channels (`weight_gradient`). f32 only.
 //!
 //! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
 //! horizontally adjacent output tiles an invocation owns (1 to 4 of a 2x2 tile, which share
 //! the input columns they overlap in and every load of the transformed filter; a 4x4 tile
 //! runs alone); threads_n is 1 and the workgroup 64 invocations. What it cannot run (other
-//! strides and filters, the weight gradient, channel counts whose transformed filter block
-//! exceeds a window even 4 channels wide) and a training forward it hands to the uniform
-//! family's rule (`resolve`).
+//! strides and filters, channel counts whose transformed filter block exceeds a window even
+//! 4 channels wide), a weight gradient with fewer than `DW_MIN_CHANNELS` input channels, and
+//! a training forward it hands to the uniform family's rule (`resolve`).
 
 use super::{uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig};
 use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
@@ -29,6 +32,10 @@ static CONV_2X2_3X3: Kernel = kernel_in(SHADER, "winograd_2x2_3x3", &[RW, R, U, 
 static CONV_4X4_3X3: Kernel = kernel_in(SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
 static CONV_2X2_5X5: Kernel = kernel_in(SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
 static WEIGHTS: Kernel = kernel_in(SHADER, "winograd_weights", &[RW, R]);
+static DW_3X3: Kernel = kernel_in(SHADER, "winograd_dw_3x3", &[RW, R, U]);
+static DW_5X5: Kernel = kernel_in(SHADER, "winograd_dw_5x5", &[RW, R, U]);
+static DW_PACK: Kernel = kernel_in(SHADER, "winograd_dw_pack", &[RW, R]);
+static DW_FINISH: Kernel = kernel_in(SHADER, "winograd_dw_finish", &[RW, R]);
 /// vec4 in one uniform window (64 KiB).
 const WINDOW_VEC4: usize = 4096;
 /// vec4 accumulators an invocation holds (ALPHA^2 transform points x TN4).
@@ -37,6 +44,14 @@ const ACCUMULATORS: usize = 72;
 const WG: usize = 64;
 /// The longest run of 2x2 output tiles an invocation owns (the shader is written out for 4).
 const MAX_RUN: usize = 4;
+/// The fewest input channels a weight gradient runs here with. Its invocations own two
+/// channels each and a dispatch covers one window of tiles, so fewer channels leave a
+/// dispatch too little work for its cost: on lavapipe the model's layers with 48 to 128
+/// input channels ran 1.15-1.4x as fast as in the uniform family, those with 16 and 32 no
+/// faster or slower (docs/PERFORMANCE.md, step 21).
+const DW_MIN_CHANNELS: usize = 48;
+/// Windows of transformed dY packed at once (32 MiB), so that memory stays bounded.
+const DW_PACKED_WINDOWS: usize = 512;
 
 /// How one product runs: output tile side, filter side, vec4 columns per workgroup, the
 /// padded rows of one block of the transformed filter, and the tiles per invocation.
@@ -58,18 +73,29 @@ impl Plan {
             _ => &CONV_2X2_5X5,
         }
     }
+
+    /// The weight gradient's entry point: F(3x3, 2x2) or F(5x5, 2x2).
+    fn weight_gradient_kernel(&self) -> &'static Kernel {
+        match self.r {
+            3 => &DW_3X3,
+            _ => &DW_5X5,
+        }
+    }
 }
 
 /// The plan for `product` of `g` under `cfg`, or None when the family cannot run it. Wider
 /// blocks than the product has, or than fit one window, shrink first; then a 4x4 output
 /// tile falls back to 2x2.
 fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
-    if product == Product::GradWeight || g.stride != 1 || g.kh != g.kw {
+    if g.stride != 1 || g.kh != g.kw {
         return None;
     }
     let r = g.kh;
     if r != 3 && r != 5 {
         return None;
+    }
+    if product == Product::GradWeight {
+        return weight_gradient_plan(g, cfg);
     }
     let (_, gn, gk) = product.gemm(g);
     let channels = gk / (r * r);
@@ -97,6 +123,40 @@ fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
             return None;
         }
         m = 2;
+    }
+}
+
+/// The weight gradient's plan: 2x2 tiles of dY, TN4 vec4 columns of output channels per
+/// workgroup (as many as `cfg` asks for, at most 16 channels for ALPHA 4 and 8 for ALPHA 6,
+/// and dividing the output channels' vec4 so that no workgroup reads past its window), or
+/// None for too few input channels.
+fn weight_gradient_plan(g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
+    let r = g.kh;
+    let a2 = (r + 1) * (r + 1);
+    let cout4 = g.cout.div_ceil(4);
+    if g.cin < DW_MIN_CHANNELS || a2 * cout4 > WINDOW_VEC4 {
+        return None;
+    }
+    let mut tn4 = (cfg.tn / 4).min(dw_max_tn4(r)).max(1);
+    while cout4 % tn4 != 0 {
+        tn4 /= 2;
+    }
+    Some(Plan {
+        m: 2,
+        r,
+        tn4,
+        kp: 0,
+        run: 1,
+    })
+}
+
+/// The widest TN4 its weight gradient kernel is written out for: 2 channels x ALPHA^2 x TN4
+/// vec4 sums per invocation, 128 for ALPHA 4 and 144 for ALPHA 6.
+fn dw_max_tn4(r: usize) -> usize {
+    if r == 3 {
+        4
+    } else {
+        2
     }
 }
 
@@ -191,7 +251,7 @@ impl ConvFamily for Winograd {
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         let gn = product.gemm(g).1;
         let c = self.resolve(product, g, self.default_tile(gn), false);
-        if c.family != FAMILY {
+        if c.family != FAMILY || product == Product::GradWeight {
             return c;
         }
         let row = match product {
@@ -244,6 +304,15 @@ impl ConvFamily for Winograd {
                 out.push((&WEIGHTS, constants(&plan, product, Act::None)));
             }
             out.push((plan.kernel(), constants(&plan, Product::Forward, Act::None)));
+            let dw = Plan {
+                m: 2,
+                tn4: (cfg.tn / 4).min(dw_max_tn4(r)).max(1),
+                run: 1,
+                ..plan
+            };
+            for k in [&DW_PACK, dw.weight_gradient_kernel(), &DW_FINISH] {
+                out.push((k, constants(&dw, Product::GradWeight, Act::None)));
+            }
         }
         out
     }
@@ -301,17 +370,24 @@ impl ConvFamily for Winograd {
         }
     }
 
-    /// The weight gradient runs in the uniform family.
     fn grad_weight(
         &self,
         gpu: &Gpu,
-        _cfg: &TileConfig,
+        cfg: &TileConfig,
         g: &ConvGeom,
         x: &Tensor,
         dz: &Tensor,
     ) -> Tensor {
-        let c = fallback(Product::GradWeight, g);
-        c.family.grad_weight(gpu, &c, g, x, dz)
+        match plan(Product::GradWeight, g, cfg) {
+            Some(p) => {
+                f32_only("conv weight gradient (winograd family)", &[x, dz]);
+                weight_gradient(gpu, &p, g, x, dz)
+            }
+            None => {
+                let c = fallback(Product::GradWeight, g);
+                c.family.grad_weight(gpu, &c, g, x, dz)
+            }
+        }
     }
 }
 
@@ -467,4 +543,95 @@ fn product(
             (flops_per_block * nblocks as f64, bytes),
         );
     }
+}
+
+/// dW by F(R x R, 2 x 2) (shaders/conv_winograd.wgsl): dY transformed into windows of whole
+/// 2x2 tiles, DW_PACKED_WINDOWS at a time; one dispatch per window, whose workgroups add
+/// their slice of its tiles into `sums`; then the slices added and transformed back.
+fn weight_gradient(gpu: &Gpu, plan: &Plan, g: &ConvGeom, x: &Tensor, dz: &Tensor) -> Tensor {
+    let a2 = (plan.r + 1) * (plan.r + 1);
+    let cout4 = g.cout.div_ceil(4);
+    let tiles = [g.oh.div_ceil(2), g.ow.div_ceil(2)];
+    let total = g.n * tiles[0] * tiles[1];
+    let per_window = WINDOW_VEC4 / (a2 * cout4);
+    let windows = total.div_ceil(per_window);
+    let groups = [g.cin.div_ceil(2 * WG), cout4 / plan.tn4];
+    // At least 4 workgroups per dispatch (dispatches run one after another), none with
+    // fewer than 8 tiles.
+    let slices = 4usize
+        .div_ceil(groups[0] * groups[1])
+        .min(per_window.min(total).div_ceil(8))
+        .max(1);
+    let chunk = per_window.min(total).div_ceil(slices);
+    let mut params = [0u32; 20];
+    let dims = [
+        g.n, g.h, g.w, g.cin, g.oh, g.ow, g.cout, cout4, g.pad_t, g.pad_l, tiles[0], tiles[1],
+    ];
+    for (p, d) in params.iter_mut().zip(dims) {
+        *p = d as u32;
+    }
+    params[14] = per_window as u32;
+    params[15] = chunk as u32;
+    params[16] = slices as u32;
+    let consts = constants(plan, Product::GradWeight, Act::None);
+    let sums = gpu.empty(&[slices * a2 * g.cin * cout4 * 4]);
+    let batch = DW_PACKED_WINDOWS.min(windows);
+    let packed = gpu.empty(&[batch * WINDOW_VEC4 * 4]);
+    let flops_per_window = g.flops() / windows as f64;
+    let bytes_per_window = (x.bytes() / windows as u64) as f64 + crate::gpu::UNIFORM_WINDOW as f64;
+    for first_window in (0..windows).step_by(batch) {
+        let first_tile = first_window * per_window;
+        let count = (batch * per_window).min(total - first_tile);
+        params[12] = first_tile as u32;
+        params[13] = count as u32;
+        gpu.dispatch(
+            &DW_PACK,
+            &consts,
+            &params,
+            &[packed.raw(), dz.raw()],
+            grid_1d_of(count * cout4, WG),
+            (0.0, (count * cout4 * (16 + a2 * 16)) as f64),
+        );
+        for w in 0..count.div_ceil(per_window) {
+            params[12] = (first_tile + w * per_window) as u32;
+            params[13] = per_window.min(total - first_tile - w * per_window) as u32;
+            params[17] = (first_window + w == 0) as u32;
+            let bindings = [
+                wgpu::BufferBinding {
+                    buffer: sums.raw(),
+                    offset: 0,
+                    size: None,
+                },
+                wgpu::BufferBinding {
+                    buffer: x.raw(),
+                    offset: 0,
+                    size: None,
+                },
+                wgpu::BufferBinding {
+                    buffer: packed.raw(),
+                    offset: (w * WINDOW_VEC4 * 16) as u64,
+                    size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
+                },
+            ];
+            gpu.dispatch_bindings(
+                plan.weight_gradient_kernel(),
+                DType::F32,
+                &consts,
+                &params,
+                &bindings,
+                [groups[0] as u32, groups[1] as u32, slices as u32],
+                (flops_per_window, bytes_per_window),
+            );
+        }
+    }
+    let dw = gpu.empty(&g.weight_shape());
+    gpu.dispatch(
+        &DW_FINISH,
+        &consts,
+        &params,
+        &[dw.raw(), sums.raw()],
+        grid_1d_of(g.cin * cout4, WG),
+        (0.0, (sums.bytes() + dw.bytes()) as f64),
+    );
+    dw
 }
