@@ -114,8 +114,9 @@ struct GradSums {
 fn grad_sums(gpu: &Gpu, x: &Tensor, dy: &Tensor, mean: &Tensor) -> GradSums {
     let (rows, c) = rows_c(x);
     let dy3 = dy.reshape(&[1, rows, c]);
-    let sum_dy = reduce::columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
-    let sum_dy_xc = reduce::columns(
+    let sum_dy =
+        reduce::gradient_columns(gpu, &dy3, reduce::Summand::Value, None, None, 1.0).reshape(&[c]);
+    let sum_dy_xc = reduce::gradient_columns(
         gpu,
         &dy3,
         reduce::Summand::ProductWithDeviation,

@@ -225,7 +225,7 @@ pub fn mul_backward(gpu: &Gpu, a: &Tensor, b: &Tensor, dy: &Tensor) -> (Tensor, 
         mul(gpu, dy, a)
     } else {
         let (n, h, w, c) = a.nhwc();
-        reduce::columns(
+        reduce::gradient_columns(
             gpu,
             &dy.reshape(&[n, h * w, c]),
             reduce::Summand::Product,
@@ -323,7 +323,7 @@ pub fn prelu_backward(gpu: &Gpu, x: &Tensor, alpha: &Tensor, dy: &Tensor) -> (Te
         x.numel(),
     );
     let rows = x.numel() / c;
-    let da = reduce::columns(
+    let da = reduce::gradient_columns(
         gpu,
         &dy.reshape(&[1, rows, c]),
         reduce::Summand::ProductWhereNegative,

@@ -29,24 +29,40 @@ pub fn sum_squares_ref(x: &[f64], scale: f64) -> f64 {
 
 // ------------------------------------------------------------------ forward
 
+type ColumnSum = fn(
+    &asna::gpu::Gpu,
+    &asna::gpu::Tensor,
+    ops::reduce::Summand,
+    Option<&asna::gpu::Tensor>,
+    Option<&asna::gpu::Tensor>,
+    f32,
+) -> asna::gpu::Tensor;
+
 #[test]
 fn reductions_large_and_small() {
     let gpu = gpu();
     let mut r = Rand::new(24);
-    // Many rows (two passes) and few rows (one pass); spatial mean per image.
-    for (g, rows, c) in [(1usize, 70001usize, 3usize), (3, 49, 8), (2, 1, 5)] {
+    // Many rows (two passes) and few rows (one pass); spatial mean per image. Both the
+    // forward's sums and the gradients' longer runs per thread.
+    let cases = [(1usize, 70001usize, 3usize), (1, 5000, 16), (3, 49, 8), (2, 1, 5)];
+    for (g, rows, c) in cases {
         let x = r.vec(g * rows * c, -1.0, 1.0);
         let xt = gpu.upload(&[g, rows, c], &x);
-        let m = ops::reduce::columns(
-            &gpu,
-            &xt,
-            ops::reduce::Summand::Value,
-            None,
-            None,
-            1.0 / rows as f32,
-        );
         let want = columns_ref(&f64s(&x), [g, rows, c], 1.0 / rows as f64);
-        assert_close("column mean", &download(&gpu, &m), &want, 1e-5);
+        for (what, sum) in [
+            ("column mean", ops::reduce::columns as ColumnSum),
+            ("gradient column mean", ops::reduce::gradient_columns),
+        ] {
+            let m = sum(
+                &gpu,
+                &xt,
+                ops::reduce::Summand::Value,
+                None,
+                None,
+                1.0 / rows as f32,
+            );
+            assert_close(what, &download(&gpu, &m), &want, 1e-5);
+        }
     }
     let x = r.vec(1000, -1.0, 1.0);
     let s = ops::reduce::total(&gpu, &gpu.upload(&[1000], &x), ops::reduce::Summand::Square);

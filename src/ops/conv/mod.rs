@@ -391,7 +391,7 @@ pub fn backward_bias(gpu: &Gpu, dz: &Tensor) -> Tensor {
     f32_only("conv backward_bias", &[dz]);
     let c = dz.channels();
     let rows = dz.numel() / c;
-    reduce::columns(
+    reduce::gradient_columns(
         gpu,
         &dz.reshape(&[1, rows, c]),
         reduce::Summand::Value,
