@@ -217,8 +217,13 @@ def dw_kernel(name, a, tn4_max, header):
             out.append(f"{i2}let o{r}_{c} = u32(select(0, o + {r} * row + {c} * sc, k{r}_{c}));")
         for h in range(ct):
             for r in range(a):
-                live = f"k{r}_{c}" if h == 0 else f"k{r}_{c} && has{h}"
-                out.append(f"{i2}let d{h}{r}_{c} = select(0.0, src[o{r}_{c} + {h}u], {live});")
+                if h == 0:
+                    load = f"select(0.0, src[o{r}_{c}], k{r}_{c})"
+                else:
+                    # Past the last channel the index stays in bounds (element 0, discarded).
+                    live = f"k{r}_{c} && has{h}"
+                    load = f"select(0.0, src[select(0u, o{r}_{c} + {h}u, {live})], {live})"
+                out.append(f"{i2}let d{h}{r}_{c} = {load};")
             exprs = input_transform(a, lambda r: f"d{h}{r}_{c}")
             for u in range(a):
                 out.append(f"{i2}e{h}{u}_{c} = {exprs[u]};")
