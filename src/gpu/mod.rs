@@ -34,6 +34,24 @@ pub fn grid_1d_of(threads: usize, workgroup: usize) -> [u32; 3] {
     }
 }
 
+/// The whole of `buffer`, as a storage binding.
+pub fn whole(buffer: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: None,
+    }
+}
+
+/// The `UNIFORM_WINDOW` bytes of `buffer` from `offset_vec4` vec4 on, as a uniform binding.
+pub fn uniform_window(buffer: &wgpu::Buffer, offset_vec4: usize) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer,
+        offset: (offset_vec4 * 16) as u64,
+        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+    }
+}
+
 /// Bit pattern of an f32 for a parameter block.
 pub fn f(x: f32) -> u32 {
     x.to_bits()
@@ -66,14 +84,7 @@ impl Gpu {
         groups: [u32; 3],
         work: (f64, f64),
     ) {
-        let bindings: Vec<wgpu::BufferBinding> = buffers
-            .iter()
-            .map(|b| wgpu::BufferBinding {
-                buffer: b,
-                offset: 0,
-                size: None,
-            })
-            .collect();
+        let bindings: Vec<wgpu::BufferBinding> = buffers.iter().map(|b| whole(b)).collect();
         self.dispatch_bindings(kernel, dtype, constants, params, &bindings, groups, work)
     }
 

@@ -44,7 +44,12 @@ fn reductions_large_and_small() {
     let mut r = Rand::new(24);
     // Many rows (two passes) and few rows (one pass); spatial mean per image. Both the
     // forward's sums and the gradients' longer runs per thread.
-    let cases = [(1usize, 70001usize, 3usize), (1, 5000, 16), (3, 49, 8), (2, 1, 5)];
+    let cases = [
+        (1usize, 70001usize, 3usize),
+        (1, 5000, 16),
+        (3, 49, 8),
+        (2, 1, 5),
+    ];
     for (g, rows, c) in cases {
         let x = r.vec(g * rows * c, -1.0, 1.0);
         let xt = gpu.upload(&[g, rows, c], &x);

@@ -10,7 +10,7 @@ use super::{
     col2im, direct, sum_weight_slices, ConvFamily, ConvGeom, Family, ForwardOperands, Product,
     Role, TileConfig,
 };
-use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
+use crate::gpu::{grid_1d_of, uniform_window, whole, DType, Gpu, Kernel, Tensor};
 use crate::ops::{f32_only, kernel_in, Act, R, RW, U};
 
 pub const FAMILY: Family = Family(&Uniform);
@@ -284,31 +284,11 @@ fn windowed_product(
     let launch = |params: &Params, offset_vec4: usize, nblocks: usize| {
         let rows = (params.k1 - params.k0) * nblocks;
         let bindings = [
-            wgpu::BufferBinding {
-                buffer: out.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: a.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: packed.raw(),
-                offset: (offset_vec4 * 16) as u64,
-                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
-            },
-            wgpu::BufferBinding {
-                buffer: bias_buf,
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: bn_buf,
-                offset: 0,
-                size: None,
-            },
+            whole(out.raw()),
+            whole(a.raw()),
+            uniform_window(packed.raw(), offset_vec4),
+            whole(bias_buf),
+            whole(bn_buf),
         ];
         gpu.dispatch_bindings(
             &CONV,
@@ -395,21 +375,9 @@ fn weight_gradient(gpu: &Gpu, x: &Tensor, dz: &Tensor, g: &ConvGeom, cfg: TileCo
         params.k1 = (params.k0 + rows).min(gk);
         params.b0 = w * splits;
         let bindings = [
-            wgpu::BufferBinding {
-                buffer: out.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: x.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: packed.raw(),
-                offset: (w * WINDOW_VEC4 * 16) as u64,
-                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
-            },
+            whole(out.raw()),
+            whole(x.raw()),
+            uniform_window(packed.raw(), w * WINDOW_VEC4),
         ];
         gpu.dispatch_bindings(
             &CONV_DW,

@@ -17,7 +17,7 @@
 //! a training forward it hands to the uniform family's rule (`resolve`).
 
 use super::{uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig};
-use crate::gpu::{grid_1d_of, DType, Gpu, Kernel, Tensor};
+use crate::gpu::{grid_1d_of, uniform_window, whole, DType, Gpu, Kernel, Tensor};
 use crate::ops::{f32_only, kernel_in, Act, R, RW, U};
 
 pub const FAMILY: Family = Family(&Winograd);
@@ -507,31 +507,11 @@ fn product(
         params.b0 = b0;
         let nblocks = per.min(blocks - b0);
         let bindings = [
-            wgpu::BufferBinding {
-                buffer: out.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: src.raw(),
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: packed.raw(),
-                offset: (b0 * block_vec4 * 16) as u64,
-                size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
-            },
-            wgpu::BufferBinding {
-                buffer: bias_buf,
-                offset: 0,
-                size: None,
-            },
-            wgpu::BufferBinding {
-                buffer: bn_buf,
-                offset: 0,
-                size: None,
-            },
+            whole(out.raw()),
+            whole(src.raw()),
+            uniform_window(packed.raw(), b0 * block_vec4),
+            whole(bias_buf),
+            whole(bn_buf),
         ];
         gpu.dispatch_bindings(
             plan.kernel(),
@@ -542,6 +522,47 @@ fn product(
             [nblocks as u32, gy, gz],
             (flops_per_block * nblocks as f64, bytes),
         );
+    }
+}
+
+/// The weight gradient's parameter block, field by field as shaders/conv_winograd.wgsl
+/// `DwParams`: the tile grid, the tiles of this dispatch, the tiles per window and per
+/// workgroup slice, the slices, and whether this window starts the sums.
+struct DwParams {
+    tiles: [usize; 2],
+    first_tile: usize,
+    count: usize,
+    per_window: usize,
+    chunk: usize,
+    slices: usize,
+    first: bool,
+}
+
+impl DwParams {
+    fn block(&self, g: &ConvGeom) -> [u32; 20] {
+        let u = |v: usize| v as u32;
+        [
+            u(g.n),
+            u(g.h),
+            u(g.w),
+            u(g.cin),
+            u(g.oh),
+            u(g.ow),
+            u(g.cout),
+            u(g.cout.div_ceil(4)),
+            u(g.pad_t),
+            u(g.pad_l),
+            u(self.tiles[0]),
+            u(self.tiles[1]),
+            u(self.first_tile),
+            u(self.count),
+            u(self.per_window),
+            u(self.chunk),
+            u(self.slices),
+            self.first as u32,
+            0,
+            0,
+        ]
     }
 }
 
@@ -563,16 +584,15 @@ fn weight_gradient(gpu: &Gpu, plan: &Plan, g: &ConvGeom, x: &Tensor, dz: &Tensor
         .min(per_window.min(total).div_ceil(8))
         .max(1);
     let chunk = per_window.min(total).div_ceil(slices);
-    let mut params = [0u32; 20];
-    let dims = [
-        g.n, g.h, g.w, g.cin, g.oh, g.ow, g.cout, cout4, g.pad_t, g.pad_l, tiles[0], tiles[1],
-    ];
-    for (p, d) in params.iter_mut().zip(dims) {
-        *p = d as u32;
-    }
-    params[14] = per_window as u32;
-    params[15] = chunk as u32;
-    params[16] = slices as u32;
+    let mut params = DwParams {
+        tiles,
+        first_tile: 0,
+        count: 0,
+        per_window,
+        chunk,
+        slices,
+        first: false,
+    };
     let consts = constants(plan, Product::GradWeight, Act::None);
     let sums = gpu.empty(&[slices * a2 * g.cin * cout4 * 4]);
     let batch = DW_PACKED_WINDOWS.min(windows);
@@ -582,42 +602,30 @@ fn weight_gradient(gpu: &Gpu, plan: &Plan, g: &ConvGeom, x: &Tensor, dz: &Tensor
     for first_window in (0..windows).step_by(batch) {
         let first_tile = first_window * per_window;
         let count = (batch * per_window).min(total - first_tile);
-        params[12] = first_tile as u32;
-        params[13] = count as u32;
+        params.first_tile = first_tile;
+        params.count = count;
         gpu.dispatch(
             &DW_PACK,
             &consts,
-            &params,
+            &params.block(g),
             &[packed.raw(), dz.raw()],
             grid_1d_of(count * cout4, WG),
             (0.0, (count * cout4 * (16 + a2 * 16)) as f64),
         );
         for w in 0..count.div_ceil(per_window) {
-            params[12] = (first_tile + w * per_window) as u32;
-            params[13] = per_window.min(total - first_tile - w * per_window) as u32;
-            params[17] = (first_window + w == 0) as u32;
+            params.first_tile = first_tile + w * per_window;
+            params.count = per_window.min(total - params.first_tile);
+            params.first = first_window + w == 0;
             let bindings = [
-                wgpu::BufferBinding {
-                    buffer: sums.raw(),
-                    offset: 0,
-                    size: None,
-                },
-                wgpu::BufferBinding {
-                    buffer: x.raw(),
-                    offset: 0,
-                    size: None,
-                },
-                wgpu::BufferBinding {
-                    buffer: packed.raw(),
-                    offset: (w * WINDOW_VEC4 * 16) as u64,
-                    size: wgpu::BufferSize::new(crate::gpu::UNIFORM_WINDOW),
-                },
+                whole(sums.raw()),
+                whole(x.raw()),
+                uniform_window(packed.raw(), w * WINDOW_VEC4),
             ];
             gpu.dispatch_bindings(
                 plan.weight_gradient_kernel(),
                 DType::F32,
                 &consts,
-                &params,
+                &params.block(g),
                 &bindings,
                 [groups[0] as u32, groups[1] as u32, slices as u32],
                 (flops_per_window, bytes_per_window),
@@ -628,7 +636,7 @@ fn weight_gradient(gpu: &Gpu, plan: &Plan, g: &ConvGeom, x: &Tensor, dz: &Tensor
     gpu.dispatch(
         &DW_FINISH,
         &consts,
-        &params,
+        &params.block(g),
         &[dw.raw(), sums.raw()],
         grid_1d_of(g.cin * cout4, WG),
         (0.0, (sums.bytes() + dw.bytes()) as f64),
