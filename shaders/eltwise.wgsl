@@ -54,6 +54,34 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     out[i] = elem(f32(b[i]) * activate_grad(p.op, f32(a[i])));
 }
 
+// act_backward and axpby four elements an invocation (n a multiple of 4), as vec4 views of the
+// same buffers: on llvmpipe an invocation costs about as much as its loads in these passes.
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<elem>>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<elem>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<elem>>;
+
+fn activate_grad4(op: u32, y: vec4<f32>) -> vec4<f32> {
+    if (op == 1u) { return select(vec4<f32>(0.5), vec4<f32>(1.0), y > vec4<f32>(0.0)); }
+    if (op == 2u) { return select(vec4<f32>(0.0), vec4<f32>(1.0), y > vec4<f32>(0.0)); }
+    if (op == 3u) { return y * (1.0 - y); }
+    if (op == 4u) { return 1.0 - y * y; }
+    return vec4<f32>(1.0);
+}
+
+@compute @workgroup_size(256)
+fn act_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let v = index(gid, nwg);
+    if (v >= p.n / 4u) { return; }
+    out4[v] = vec4<elem>(vec4<f32>(b4[v]) * activate_grad4(p.op, vec4<f32>(a4[v])));
+}
+
+@compute @workgroup_size(256)
+fn axpby4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let v = index(gid, nwg);
+    if (v >= p.n / 4u) { return; }
+    out4[v] = vec4<elem>(p.alpha * vec4<f32>(a4[v]) + p.beta * vec4<f32>(b4[v]));
+}
+
 // out = alpha * a + beta * b
 @compute @workgroup_size(256)
 fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

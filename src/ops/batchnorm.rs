@@ -9,6 +9,12 @@ use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
 
 const BN_NORMALIZE: Kernel = kernel("batchnorm.wgsl", "bn_normalize", &[RW, R, R, R, R, R, R, R]);
 const BN_BACKWARD: Kernel = kernel("batchnorm.wgsl", "bn_backward", &[RW, R, R, R, R, R, R, R]);
+const BN_NORMALIZE4: Kernel = kernel(
+    "batchnorm.wgsl",
+    "bn_normalize4",
+    &[RW, R, R, R, R, R, R, R],
+);
+const BN_BACKWARD4: Kernel = kernel("batchnorm.wgsl", "bn_backward4", &[RW, R, R, R, R, R, R, R]);
 const BN_BACKWARD_EVAL: Kernel = kernel(
     "batchnorm.wgsl",
     "bn_backward_eval",
@@ -54,6 +60,16 @@ pub fn batch_stats(gpu: &Gpu, x: &Tensor) -> BatchStats {
     BatchStats { mean, var }
 }
 
+/// The kernel for `x`'s channel count and its threads: `vec4` (four channels an invocation)
+/// where the channels are a multiple of 4, else `scalar`.
+fn by_vec4<'k>(x: &Tensor, scalar: &'k Kernel, vec4: &'k Kernel) -> (&'k Kernel, usize) {
+    if x.channels() % 4 == 0 {
+        (vec4, x.numel() / 4)
+    } else {
+        (scalar, x.numel())
+    }
+}
+
 fn params(x: &Tensor) -> [u32; 8] {
     let (rows, c) = rows_c(x);
     [x.numel() as u32, c as u32, rows as u32, 0, f(EPS), 0, 0, 0]
@@ -71,8 +87,9 @@ pub fn normalize(
     f32_only("batch_norm", &[x, mean, var, gamma, beta]);
     let y = gpu.empty(&x.shape);
     let n = x.numel();
+    let (kernel, threads) = by_vec4(x, &BN_NORMALIZE, &BN_NORMALIZE4);
     gpu.dispatch(
-        &BN_NORMALIZE,
+        kernel,
         &[("C", rows_c(x).1 as f64)],
         &params(x),
         &[
@@ -85,7 +102,7 @@ pub fn normalize(
             beta.raw(),
             beta.raw(),
         ],
-        grid_1d(n),
+        grid_1d(threads),
         (4.0 * n as f64, 2.0 * x.bytes() as f64),
     );
     y
@@ -171,8 +188,9 @@ pub fn backward(
     let sums = grad_sums(gpu, x, dy, &stats.mean);
     let dx = gpu.empty(&x.shape);
     let n = x.numel();
+    let (kernel, threads) = by_vec4(x, &BN_BACKWARD, &BN_BACKWARD4);
     gpu.dispatch(
-        &BN_BACKWARD,
+        kernel,
         &[("C", rows_c(x).1 as f64)],
         &params(x),
         &[
@@ -185,7 +203,7 @@ pub fn backward(
             sums.sum_dy.raw(),
             sums.sum_dy_xc.raw(),
         ],
-        grid_1d(n),
+        grid_1d(threads),
         (8.0 * n as f64, 3.0 * x.bytes() as f64),
     );
     let dgamma = gamma_grad(gpu, x, dy, stats, gamma, &sums);

@@ -5,12 +5,14 @@
 //! `Activation`, `Prelu`, `Mul`, `Axpby`, `AbsDiffHalves`, `SliceBatch` in src/autograd/mod.rs
 
 use super::{kernel, kernel_f16, reduce, same_dtype, Act, R, RW};
-use crate::gpu::{f, grid_1d, Gpu, Kernel, Tensor};
+use crate::gpu::{f, grid_1d, DType, Gpu, Kernel, Tensor};
 
 // The ops of the scoring forward pass also run on f16 tensors; the rest are f32 only.
 const ACT_FORWARD: Kernel = kernel_f16("eltwise.wgsl", "act_forward", &[RW, R, R, R]);
 const ACT_BACKWARD: Kernel = kernel("eltwise.wgsl", "act_backward", &[RW, R, R, R]);
 const AXPBY: Kernel = kernel_f16("eltwise.wgsl", "axpby", &[RW, R, R, R]);
+const ACT_BACKWARD4: Kernel = kernel("eltwise.wgsl", "act_backward4", &[RW, R, R, R]);
+const AXPBY4: Kernel = kernel("eltwise.wgsl", "axpby4", &[RW, R, R, R]);
 const SCALE_BY_SCALAR: Kernel = kernel("eltwise.wgsl", "scale_by_scalar", &[RW, R, R, R]);
 const FILL_FROM_SCALAR: Kernel = kernel("eltwise.wgsl", "fill_from_scalar", &[RW, R, R, R]);
 const MUL: Kernel = kernel_f16("eltwise.wgsl", "mul", &[RW, R, R, R]);
@@ -45,6 +47,16 @@ impl P {
             f(self.alpha),
             f(self.beta),
         ]
+    }
+}
+
+/// `vec4` (four elements an invocation) for f32 tensors whose size is a multiple of 4, else
+/// `scalar`; with the threads to launch.
+fn by_vec4<'k>(x: &Tensor, scalar: &'k Kernel, vec4: &'k Kernel) -> (&'k Kernel, usize) {
+    if x.dtype == DType::F32 && x.numel() % 4 == 0 {
+        (vec4, x.numel() / 4)
+    } else {
+        (scalar, x.numel())
     }
 }
 
@@ -98,9 +110,10 @@ pub fn activation_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, act: Act) -> Tens
         return dy.clone();
     }
     let out = gpu.empty_as(&y.shape, y.dtype);
+    let (kernel, threads) = by_vec4(y, &ACT_BACKWARD, &ACT_BACKWARD4);
     run(
         gpu,
-        &ACT_BACKWARD,
+        kernel,
         P {
             n: y.numel(),
             op: act as u32,
@@ -110,7 +123,7 @@ pub fn activation_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, act: Act) -> Tens
         y,
         Some(dy),
         None,
-        y.numel(),
+        threads,
     );
     out
 }
@@ -125,9 +138,10 @@ pub fn axpby(gpu: &Gpu, alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Tensor
         b.shape
     );
     let out = gpu.empty_as(&a.shape, a.dtype);
+    let (kernel, threads) = by_vec4(a, &AXPBY, &AXPBY4);
     run(
         gpu,
-        &AXPBY,
+        kernel,
         P {
             n: a.numel(),
             alpha,
@@ -138,7 +152,7 @@ pub fn axpby(gpu: &Gpu, alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Tensor
         a,
         Some(b),
         None,
-        a.numel(),
+        threads,
     );
     out
 }

@@ -136,18 +136,23 @@ fn activation_prelu_mul_gradients() {
     let x = r.vec(n, -2.0, 2.0);
     let g = r.vec(n, -1.0, 1.0);
     let xd = f64s(&x);
-    for act in [Act::LeakyRelu, Act::Relu, Act::Sigmoid, Act::Tanh] {
-        let mut tape = Tape::new(&gpu);
-        let xv = tape.leaf(up(&gpu, &xs, &x), true);
-        let y = tape.activation(&xv, act);
-        backward_with(&mut tape, &y, &g);
-        let f = |v: &[f64]| v.iter().map(|&t| act_ref(t, act)).collect::<Vec<f64>>();
-        assert_close(
-            &format!("{act:?} dX"),
-            &grad_of(&tape, &xv),
-            &fd(f, &x, &g),
-            TOL,
-        );
+    // 120 elements run four an invocation, 45 one an invocation.
+    let odd = [1usize, 3, 5, 3];
+    let (x_odd, g_odd) = (r.vec(45, -2.0, 2.0), r.vec(45, -1.0, 1.0));
+    for (shape, x, g) in [(xs, &x, &g), (odd, &x_odd, &g_odd)] {
+        for act in [Act::LeakyRelu, Act::Relu, Act::Sigmoid, Act::Tanh] {
+            let mut tape = Tape::new(&gpu);
+            let xv = tape.leaf(up(&gpu, &shape, x), true);
+            let y = tape.activation(&xv, act);
+            backward_with(&mut tape, &y, g);
+            let f = |v: &[f64]| v.iter().map(|&t| act_ref(t, act)).collect::<Vec<f64>>();
+            assert_close(
+                &format!("{act:?} dX, {shape:?}"),
+                &grad_of(&tape, &xv),
+                &fd(f, x, g),
+                TOL,
+            );
+        }
     }
 
     let alpha = r.vec(4, 0.05, 0.3);
