@@ -24,7 +24,7 @@ use asna::model::checkpoint::load_model;
 use asna::model::params::ParamStore;
 use asna::model::sorter;
 use asna::ops::conv::{self, parse_tune_key, ConvGeom, FAMILIES};
-use asna::ops::{concat, eltwise, pool, quality, Act};
+use asna::ops::{batchnorm, concat, eltwise, pool, quality, Act};
 use asna::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -159,6 +159,14 @@ fn other_ops(gpu: &Gpu, rng: &mut Rng) {
     }
     let scalar = gpu.upload(&[1], &[0.5]);
     eltwise::fill_from_scalar(gpu, &shape, 2.0, &scalar);
+    // Batch norm on a channel count that is not a multiple of 4 (the model's are), which
+    // takes the one-element-an-invocation kernels.
+    let x3 = gpu.upload(&[2, 4, 4, 3], &uniform(rng, 96));
+    let stats = batchnorm::batch_stats(gpu, &x3);
+    let (gamma, beta) = (gpu.upload(&[3], &[1.0; 3]), gpu.upload(&[3], &[0.0; 3]));
+    batchnorm::normalize(gpu, &x3, &stats.mean, &stats.var, &gamma, &beta);
+    let (dx, _, _) = batchnorm::backward(gpu, &x3, &x3, &stats, &gamma);
+    gpu.download(&dx).unwrap();
     gpu.download(&pool::upsample(gpu, &x16)).unwrap();
     let low = gpu.upload(&[1, 2, 2, 3], &uniform(rng, 12));
     let feats = gpu.upload(&[2, 4, 4, 5], &uniform(rng, 160));

@@ -277,6 +277,18 @@ fn strided_input_gradient_in_chunks() {
 fn winograd_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
     let winograd = Family::parse("winograd").unwrap();
+    // Where the adapter's subgroups are 8 wide (lavapipe's), the products share their U loads
+    // through them; each configuration is then also run without, to the same bits.
+    let shared = gpu.kernels.borrow().shared_loads();
+    let eight_wide = gpu.features.contains(wgpu::Features::SUBGROUP)
+        && gpu.info.subgroup_min_size == 8
+        && gpu.info.subgroup_max_size == 8;
+    assert_eq!(
+        shared,
+        eight_wide,
+        "subgroup variants on {}",
+        gpu.describe()
+    );
     let mut r = Rand::new(23);
     // (input NHWC, kernel [kh, kw], cout, stride, whether winograd runs [forward, dX, dW])
     let cases = [
@@ -333,6 +345,18 @@ fn winograd_family_is_correct_on_awkward_shapes() {
             assert_close(&format!("{name} forward"), &y, &want_y, 1e-5);
             let dx = download(&gpu, &conv::backward_input_with(&gpu, &dzt, wt, &g, c));
             assert_close(&format!("{name} dX"), &dx, &want_dx, 1e-5);
+            if shared {
+                // The plain kernels, whose U loads are not shared, give the same bits.
+                let was = gpu.kernels.borrow_mut().set_shared_loads(false);
+                let plain_y = download(
+                    &gpu,
+                    &conv::forward_with(&gpu, xt, wt, Some(bt), stride, Act::LeakyRelu, c),
+                );
+                let plain_dx = download(&gpu, &conv::backward_input_with(&gpu, &dzt, wt, &g, c));
+                gpu.kernels.borrow_mut().set_shared_loads(was);
+                assert_same_bits(&format!("{name} forward, shared U loads"), &y, &plain_y);
+                assert_same_bits(&format!("{name} dX, shared U loads"), &dx, &plain_dx);
+            }
             let dw = conv::backward_weight_with(&gpu, xt, &dzt, &g, c);
             assert_close(&format!("{name} dW"), &download(&gpu, &dw), &want_dw, 1e-5);
             checked += 1;

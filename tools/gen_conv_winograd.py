@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Writes the Winograd product kernels of shaders/conv_winograd.wgsl (three forward and input
 gradient kernels, two weight gradient kernels), everything from the line
-"// F(2x2, 3x3) written out," to the end (the part above it is written by hand).
+"// F(2x2, 3x3) written out," to the end (the part above it is written by hand), and all of
+shaders/conv_winograd_subgroup.wgsl: the three forward and input gradient kernels again,
+with the U loads shared through 8-wide subgroups, beside the declarations they use (copied
+from conv_winograd.wgsl).
 
     python3 tools/gen_conv_winograd.py           rewrite them in place
-    python3 tools/gen_conv_winograd.py --check   exit 1 if the file differs from this output
+    python3 tools/gen_conv_winograd.py --check   exit 1 if a file differs from this output
 
 Every value is a named local and every transform is written out: llvmpipe keeps a local array
 indexed in a loop on the stack, one access per use, and the loop form of these kernels ran
@@ -17,6 +20,11 @@ import sys
 
 TT_MAX = 4
 SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_winograd.wgsl")
+SUBGROUP_SHADER = os.path.join(
+    os.path.dirname(__file__), "..", "shaders", "conv_winograd_subgroup.wgsl"
+)
+# The subgroup width the shared U loads are written for (llvmpipe's on 256-bit vectors).
+LANES = 8
 MARKER = "// F(2x2, 3x3) written out,"
 
 
@@ -43,7 +51,10 @@ def input_transform(a, d):
     ]
 
 
-def kernel(name, a, m, tn4_max, tt_max, header):
+def kernel(name, a, m, tn4_max, tt_max, header, shared=False):
+    """`shared`: the U loads shared through subgroups of LANES invocations. Invocation `lane`
+    loads transform points lane, lane + LANES, ... of each vec4 column, and
+    subgroupBroadcast, whose lane must be a constant, hands each point to the others."""
     a2 = a * a
     nc = m * (tt_max - 1) + a
     out = header[:]
@@ -51,7 +62,11 @@ def kernel(name, a, m, tn4_max, tt_max, header):
     out.append(f"fn {name}(@builtin(local_invocation_index) lid: u32,")
     pad = " " * (len(name) + 4)
     out.append(f"{pad}@builtin(workgroup_id) wid: vec3<u32>,")
-    out.append(f"{pad}@builtin(num_workgroups) nwg: vec3<u32>) {{")
+    if shared:
+        out.append(f"{pad}@builtin(num_workgroups) nwg: vec3<u32>,")
+        out.append(f"{pad}@builtin(subgroup_invocation_id) lane: u32) {{")
+    else:
+        out.append(f"{pad}@builtin(num_workgroups) nwg: vec3<u32>) {{")
     # Prologue: the invocation's row of TT tiles, and per input row and column whether it
     # lies in the image (outside it reads element 0 and discards it).
     out.append("    let s_raw = (wid.y + wid.z * nwg.y) * WG + lid;")
@@ -128,14 +143,30 @@ def kernel(name, a, m, tn4_max, tt_max, header):
         if t > 0:
             out.append(f"{ind}}}")
     # Products: each shared U vec4 loaded once, used by every tile.
-    out.append(f"{ind}// Each U vec4 loaded once and multiplied into every tile's sums.")
+    if shared:
+        out.append(f"{ind}// Each U vec4 loaded by one lane and broadcast, multiplied into every")
+        out.append(f"{ind}// tile's sums.")
+    else:
+        out.append(f"{ind}// Each U vec4 loaded once and multiplied into every tile's sums.")
     for j in range(tn4_max):
         i2 = ind
         if j >= 1:
             out.append(f"{ind}if (TN4 > {j}u) {{")
             i2 = ind + "    "
+        if shared:
+            # The last group's lanes past ALPHA^2 read the next rows (clamped at the
+            # window's end); nothing broadcasts them.
+            for h in range(ceil_div(a2, LANES)):
+                out.append(
+                    f"{i2}let w{j}_{h} = wts[wrow + (lane + {h * LANES}u) * TN4 + {j}u];"
+                )
         for xi in range(a2):
-            out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * TN4 + {j}u];")
+            if shared:
+                out.append(
+                    f"{i2}let u{j}_{xi} = subgroupBroadcast(w{j}_{xi // LANES}, {xi % LANES}u);"
+                )
+            else:
+                out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * TN4 + {j}u];")
             out.append(f"{i2}a0{j}_{xi} = fma(vec4<f32>(v0_{xi}), u{j}_{xi}, a0{j}_{xi});")
         for t in range(1, tt_max):
             out.append(f"{i2}if (TT > {t}u) {{")
@@ -367,12 +398,47 @@ def main():
         "winograd_dw_5x5", 6, 2, ["", "// Weight gradient, F(5x5, 2x2) written out,"] + why[:-1] + dw
     )
     want = head + "\n".join(body) + "\n"
-    if check:
-        if want != text:
-            sys.exit(f"{SHADER}: differs from tools/gen_conv_winograd.py's output (run it)")
-        return
-    with open(SHADER, "w") as f:
-        f.write(want)
+    want_subgroup = subgroup_module(head, runs, alone)
+    for path, new in [(SHADER, want), (SUBGROUP_SHADER, want_subgroup)]:
+        old = open(path).read() if os.path.exists(path) else None
+        if check:
+            if new != old:
+                sys.exit(f"{path}: differs from tools/gen_conv_winograd.py's output (run it)")
+        elif new != old:
+            with open(path, "w") as f:
+                f.write(new)
+
+
+def subgroup_module(head, runs, alone):
+    """conv_winograd_subgroup.wgsl: the declarations of conv_winograd.wgsl's head that the
+    product kernels use (its override constants, parameters, bindings, `alpha` and
+    `activate`, and `store_tile`), then the product kernels with shared U loads."""
+    start = head.index("override MODE")
+    end = head.index("// Row `row` of G")
+    store = head.index("// Writes the 4 channels of vec4 column j")
+    store_end = head.index("\n}\n", store) + 3
+    lines = [
+        "// Generated by tools/gen_conv_winograd.py from shaders/conv_winograd.wgsl: do not edit.",
+        "//",
+        "// conv_winograd.wgsl's product kernels (forward and input gradient) for adapters whose",
+        "// subgroups are 8 invocations wide, as llvmpipe's on 256-bit vectors. llvmpipe loads a",
+        "// uniform-buffer value once and broadcasts it only where the offset is a compile-time",
+        "// constant; U's offsets run with the channel loop, so there every component of every U",
+        "// vec4 is a gather over the 8 lanes, and those loads bounded these kernels. Here lane l",
+        "// loads transform points l, l + 8, ... and subgroupBroadcast hands each to the others:",
+        "// the same values in the same order of sums, so the results are the same to the bit. A",
+        "// module of its own: a device without subgroups rejects any module that uses them.",
+        "",
+    ]
+    text = "\n".join(lines) + head[start:end].rstrip() + "\n\n" + head[store:store_end]
+    body = kernel(
+        "winograd_2x2_3x3", 4, 2, 4, TT_MAX, ["", "// F(2x2, 3x3) written out,"] + runs, True
+    )
+    body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone, True)
+    body += kernel(
+        "winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs, True
+    )
+    return text + "\n".join(body) + "\n"
 
 
 main()

@@ -200,7 +200,8 @@ impl Gpu {
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = super::recorder::Recorder::new(&device, &limits);
         let profiler = Profiler::new(&device, &queue, features);
-        let kernels = crate::ops::conv::KernelPolicy::for_adapter(&info);
+        let mut kernels = crate::ops::conv::KernelPolicy::for_adapter(&info);
+        kernels.enable_shared_loads(&info, features);
         Ok(Rc::new(Gpu {
             device,
             queue,

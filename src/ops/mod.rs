@@ -39,8 +39,10 @@ pub const SHADERS: &[(&str, &str)] = &[
 pub fn all_shaders() -> Vec<(&'static str, &'static str)> {
     let mut out = SHADERS.to_vec();
     for family in conv::FAMILIES {
-        if !out.contains(&family.shader()) {
-            out.push(family.shader());
+        for shader in family.shaders() {
+            if !out.contains(&shader) {
+                out.push(shader);
+            }
         }
     }
     out

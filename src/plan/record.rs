@@ -82,11 +82,14 @@ pub fn record_scoring(
     }
     let pixels = marker_pixels(2 * batch * SIZE * SIZE * 3);
     let (ref_px, dist_px) = pixels.split_at(batch * SIZE * SIZE * 3);
-    let (previous, tuned) = {
+    // A plan runs on other adapters of its kind: their kernels, untuned, without the
+    // subgroup variants (not every such adapter has subgroups 8 wide).
+    let (previous, tuned, shared) = {
         let mut policy = gpu.kernels.borrow_mut();
         (
             policy.choose_as(kernels.device_type()),
             policy.set_use_tuned(false),
+            policy.set_shared_loads(false),
         )
     };
     gpu.kernels.borrow_mut().start_noting_use();
@@ -104,6 +107,7 @@ pub fn record_scoring(
             .collect();
         policy.choose_as(previous);
         policy.set_use_tuned(tuned);
+        policy.set_shared_loads(shared);
         // In the order of FAMILIES.
         crate::ops::conv::FAMILIES
             .iter()

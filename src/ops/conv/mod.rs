@@ -75,6 +75,12 @@ pub trait ConvFamily: Sync {
     /// Its shader: file name and WGSL source (embedded with `include_str!`).
     fn shader(&self) -> (&'static str, &'static str);
 
+    /// Every shader its kernels come from: `shader()`, and any module of variants it keeps
+    /// apart (a module using subgroups, which devices without them reject).
+    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
+        vec![self.shader()]
+    }
+
     /// Whether it is native, a tuning candidate, or unused on adapters of this type.
     fn role(&self, device: wgpu::DeviceType) -> Role;
 

@@ -58,6 +58,10 @@ pub struct KernelPolicy {
     recording: Option<BTreeMap<String, Seen>>,
     /// The configurations that ran each shape key while noting (`asna bench` reports them).
     used: Option<BTreeMap<String, Vec<TileConfig>>>,
+    /// Whether kernels that have a variant sharing their weight loads through subgroups of 8
+    /// invocations run it (the adapter's subgroups are 8 wide and `ASNA_SUBGROUPS` is not
+    /// `off`); off while a plan for other adapters is recorded.
+    shared_loads: bool,
 }
 
 impl KernelPolicy {
@@ -97,7 +101,30 @@ impl KernelPolicy {
             tuned,
             recording: None,
             used: None,
+            shared_loads: false,
         }
+    }
+
+    /// Turns on the subgroup variants where a device of `features` has subgroups exactly 8
+    /// invocations wide (every subgroup, as llvmpipe's on 256-bit vectors), unless
+    /// `ASNA_SUBGROUPS=off`.
+    pub fn enable_shared_loads(&mut self, info: &wgpu::AdapterInfo, features: wgpu::Features) {
+        let off = std::env::var("ASNA_SUBGROUPS").is_ok_and(|v| v == "off" || v == "0");
+        self.shared_loads = !off
+            && features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8;
+    }
+
+    /// Whether the subgroup variants run (see `enable_shared_loads`).
+    pub fn shared_loads(&self) -> bool {
+        self.shared_loads
+    }
+
+    /// Switches the subgroup variants off (or back on where they were); returns the previous
+    /// setting. Their results equal the plain kernels' to the bit.
+    pub fn set_shared_loads(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.shared_loads, on)
     }
 
     /// The configuration for one product of one layer: a forced family takes its default tile;

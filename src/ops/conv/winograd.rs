@@ -31,6 +31,16 @@ const SHADER: (&str, &str) = (
 static CONV_2X2_3X3: Kernel = kernel_in(SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
 static CONV_4X4_3X3: Kernel = kernel_in(SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
 static CONV_2X2_5X5: Kernel = kernel_in(SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
+/// The same three products with the U loads shared through 8-wide subgroups
+/// (`KernelPolicy::shared_loads`), a module of their own: a device without subgroups rejects
+/// any module that uses them. Written by tools/gen_conv_winograd.py.
+pub const SUBGROUP_SHADER: (&str, &str) = (
+    "conv_winograd_subgroup.wgsl",
+    include_str!("../../../shaders/conv_winograd_subgroup.wgsl"),
+);
+static SHARED_2X2_3X3: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
+static SHARED_4X4_3X3: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
+static SHARED_2X2_5X5: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
 static WEIGHTS: Kernel = kernel_in(SHADER, "winograd_weights", &[RW, R]);
 static DW_3X3: Kernel = kernel_in(SHADER, "winograd_dw_3x3", &[RW, R, U]);
 static DW_5X5: Kernel = kernel_in(SHADER, "winograd_dw_5x5", &[RW, R, U]);
@@ -65,12 +75,16 @@ struct Plan {
 }
 
 impl Plan {
-    /// One entry point per tile: F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5).
-    fn kernel(&self) -> &'static Kernel {
-        match (self.m, self.r) {
-            (2, 3) => &CONV_2X2_3X3,
-            (4, _) => &CONV_4X4_3X3,
-            _ => &CONV_2X2_5X5,
+    /// One entry point per tile: F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5); `shared`: the
+    /// one whose U loads go through subgroups.
+    fn kernel(&self, shared: bool) -> &'static Kernel {
+        match (self.m, self.r, shared) {
+            (2, 3, false) => &CONV_2X2_3X3,
+            (4, _, false) => &CONV_4X4_3X3,
+            (_, _, false) => &CONV_2X2_5X5,
+            (2, 3, true) => &SHARED_2X2_3X3,
+            (4, _, true) => &SHARED_4X4_3X3,
+            (_, _, true) => &SHARED_2X2_5X5,
         }
     }
 
@@ -184,6 +198,10 @@ impl ConvFamily for Winograd {
 
     fn shader(&self) -> (&'static str, &'static str) {
         SHADER
+    }
+
+    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
+        vec![SHADER, SUBGROUP_SHADER]
     }
 
     fn role(&self, device: wgpu::DeviceType) -> Role {
@@ -303,7 +321,12 @@ impl ConvFamily for Winograd {
             for product in [Product::Forward, Product::GradInput] {
                 out.push((&WEIGHTS, constants(&plan, product, Act::None)));
             }
-            out.push((plan.kernel(), constants(&plan, Product::Forward, Act::None)));
+            for shared in [false, true] {
+                out.push((
+                    plan.kernel(shared),
+                    constants(&plan, Product::Forward, Act::None),
+                ));
+            }
             let dw = Plan {
                 m: 2,
                 tn4: (cfg.tn / 4).min(dw_max_tn4(r)).max(1),
@@ -500,6 +523,7 @@ fn product(
     let bias_buf = bias.unwrap_or(w).raw();
     let bn_buf = affine.unwrap_or(w).raw();
     let per = WINDOW_VEC4 / block_vec4;
+    let kernel = plan.kernel(gpu.kernels.borrow().shared_loads());
     // The multiplications of direct summation, so that GFLOP/s compare across families.
     let flops_per_block = g.flops() / blocks as f64;
     let bytes = (src.bytes() + out.bytes()) as f64;
@@ -514,7 +538,7 @@ fn product(
             whole(bn_buf),
         ];
         gpu.dispatch_bindings(
-            plan.kernel(),
+            kernel,
             DType::F32,
             &constants(plan, Product::Forward, act),
             &params.block(g),
