@@ -123,7 +123,12 @@ fn print_conv_kernels(title: &str, report: &serde_json::Value) {
     let Some(kernels) = report["conv_kernels"].as_object() else {
         return;
     };
-    eprintln!("{title}: convolution kernels by shape");
+    let shared = if report["shared_loads"].as_bool() == Some(true) {
+        "shared through subgroups"
+    } else {
+        "loaded by every invocation"
+    };
+    eprintln!("{title}: convolution kernels by shape (Winograd filter loads {shared})");
     for (key, configs) in kernels {
         let names: Vec<&str> = configs
             .as_array()
@@ -191,6 +196,7 @@ fn timed(
         })
         .collect::<serde_json::Map<_, _>>()
         .into();
+    out["shared_loads"] = gpu.kernels.borrow().shared_loads().into();
     if profiling {
         out["profile"] = profile_table(gpu);
         gpu.profiler.borrow_mut().set_enabled(false);

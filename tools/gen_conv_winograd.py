@@ -193,12 +193,14 @@ def kernel(name, a, m, tn4_max, tt_max, header, shared=False):
     return out
 
 
-def dw_kernel(name, a, tn4_max, header):
+def dw_kernel(name, a, tn4_max, header, shared=False):
     """The weight gradient's products: each invocation owns CT = 2 input channels and sums,
     over the window's tiles of its workgroup's slice, B^T d B of each channel's ALPHA x ALPHA
     input tile times the tile's U = A dY A^T (one load for both channels), for TN4 vec4
     columns of output channels. A tile continuing its row takes its first ALPHA - 2 columns
-    (loads and B^T d) from the tile before it."""
+    (loads and B^T d) from the tile before it. `shared`: the U loads go through subgroups of
+    LANES invocations as in `kernel`, and invocations past the last channel stay to the end
+    (a broadcast needs its whole subgroup), their loads and stores switched off."""
     a2 = a * a
     ct = 2
     keep = a - 2
@@ -206,11 +208,18 @@ def dw_kernel(name, a, tn4_max, header):
     out.append("@compute @workgroup_size(WG)")
     out.append(f"fn {name}(@builtin(local_invocation_index) lid: u32,")
     pad = " " * (len(name) + 4)
-    out.append(f"{pad}@builtin(workgroup_id) wid: vec3<u32>) {{")
+    if shared:
+        out.append(f"{pad}@builtin(workgroup_id) wid: vec3<u32>,")
+        out.append(f"{pad}@builtin(subgroup_invocation_id) lane: u32) {{")
+    else:
+        out.append(f"{pad}@builtin(workgroup_id) wid: vec3<u32>) {{")
     out.append(f"    let ci0 = (wid.x * WG + lid) * {ct}u;")
-    out.append("    if (ci0 >= q.sc) {")
-    out.append("        return;")
-    out.append("    }")
+    if shared:
+        out.append("    let has0 = ci0 < q.sc;")
+    else:
+        out.append("    if (ci0 >= q.sc) {")
+        out.append("        return;")
+        out.append("    }")
     for h in range(1, ct):
         out.append(f"    let has{h} = ci0 + {h}u < q.sc;")
     out.append("    let j0 = wid.y * TN4;")
@@ -248,7 +257,7 @@ def dw_kernel(name, a, tn4_max, header):
             out.append(f"{i2}let o{r}_{c} = u32(select(0, o + {r} * row + {c} * sc, k{r}_{c}));")
         for h in range(ct):
             for r in range(a):
-                if h == 0:
+                if h == 0 and not shared:
                     load = f"select(0.0, src[o{r}_{c}], k{r}_{c})"
                 else:
                     # Past the last channel the index stays in bounds (element 0, discarded).
@@ -285,8 +294,18 @@ def dw_kernel(name, a, tn4_max, header):
         if j >= 1:
             out.append(f"{ind}if (TN4 > {j}u) {{")
             i2 = ind + "    "
+        if shared:
+            for h in range(ceil_div(a2, LANES)):
+                out.append(
+                    f"{i2}let w{j}_{h} = wts[wrow + (lane + {h * LANES}u) * q.cout4 + {j}u];"
+                )
         for xi in range(a2):
-            out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * q.cout4 + {j}u];")
+            if shared:
+                out.append(
+                    f"{i2}let u{j}_{xi} = subgroupBroadcast(w{j}_{xi // LANES}, {xi % LANES}u);"
+                )
+            else:
+                out.append(f"{i2}let u{j}_{xi} = wts[wrow + {xi}u * q.cout4 + {j}u];")
             for h in range(ct):
                 out.append(f"{i2}a{h}{j}_{xi} = fma(vec4<f32>(v{h}_{xi}), u{j}_{xi}, a{h}{j}_{xi});")
         if j >= 1:
@@ -308,7 +327,7 @@ def dw_kernel(name, a, tn4_max, header):
     for h in range(ct):
         for j in range(tn4_max):
             conds = []
-            if h >= 1:
+            if h >= 1 or shared:
                 conds.append(f"has{h}")
             if j >= 1:
                 conds.append(f"TN4 > {j}u")
@@ -398,7 +417,7 @@ def main():
         "winograd_dw_5x5", 6, 2, ["", "// Weight gradient, F(5x5, 2x2) written out,"] + why[:-1] + dw
     )
     want = head + "\n".join(body) + "\n"
-    want_subgroup = subgroup_module(head, runs, alone)
+    want_subgroup = subgroup_module(head, runs, alone, why[:-1] + dw)
     for path, new in [(SHADER, want), (SUBGROUP_SHADER, want_subgroup)]:
         old = open(path).read() if os.path.exists(path) else None
         if check:
@@ -409,7 +428,7 @@ def main():
                 f.write(new)
 
 
-def subgroup_module(head, runs, alone):
+def subgroup_module(head, runs, alone, dw):
     """conv_winograd_subgroup.wgsl: the declarations of conv_winograd.wgsl's head that the
     product kernels use (its override constants, parameters, bindings, `alpha` and
     `activate`, and `store_tile`), then the product kernels with shared U loads."""
@@ -430,13 +449,29 @@ def subgroup_module(head, runs, alone):
         "// module of its own: a device without subgroups rejects any module that uses them.",
         "",
     ]
-    text = "\n".join(lines) + head[start:end].rstrip() + "\n\n" + head[store:store_end]
+    dw_start = head.index("struct DwParams")
+    dw_end = head.index("// Row `row` of A")
+    text = (
+        "\n".join(lines)
+        + head[start:end].rstrip()
+        + "\n\n"
+        + head[store:store_end]
+        + "\n"
+        + head[dw_start:dw_end].rstrip()
+        + "\n"
+    )
     body = kernel(
         "winograd_2x2_3x3", 4, 2, 4, TT_MAX, ["", "// F(2x2, 3x3) written out,"] + runs, True
     )
     body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone, True)
     body += kernel(
         "winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs, True
+    )
+    body += dw_kernel(
+        "winograd_dw_3x3", 4, 4, ["", "// Weight gradient, F(3x3, 2x2) written out,"] + dw, True
+    )
+    body += dw_kernel(
+        "winograd_dw_5x5", 6, 2, ["", "// Weight gradient, F(5x5, 2x2) written out,"] + dw, True
     )
     return text + "\n".join(body) + "\n"
 

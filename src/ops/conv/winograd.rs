@@ -41,6 +41,8 @@ pub const SUBGROUP_SHADER: (&str, &str) = (
 static SHARED_2X2_3X3: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
 static SHARED_4X4_3X3: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
 static SHARED_2X2_5X5: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
+static SHARED_DW_3X3: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_dw_3x3", &[RW, R, U]);
+static SHARED_DW_5X5: Kernel = kernel_in(SUBGROUP_SHADER, "winograd_dw_5x5", &[RW, R, U]);
 static WEIGHTS: Kernel = kernel_in(SHADER, "winograd_weights", &[RW, R]);
 static DW_3X3: Kernel = kernel_in(SHADER, "winograd_dw_3x3", &[RW, R, U]);
 static DW_5X5: Kernel = kernel_in(SHADER, "winograd_dw_5x5", &[RW, R, U]);
@@ -88,11 +90,13 @@ impl Plan {
         }
     }
 
-    /// The weight gradient's entry point: F(3x3, 2x2) or F(5x5, 2x2).
-    fn weight_gradient_kernel(&self) -> &'static Kernel {
-        match self.r {
-            3 => &DW_3X3,
-            _ => &DW_5X5,
+    /// The weight gradient's entry point: F(3x3, 2x2) or F(5x5, 2x2); `shared` as `kernel`.
+    fn weight_gradient_kernel(&self, shared: bool) -> &'static Kernel {
+        match (self.r, shared) {
+            (3, false) => &DW_3X3,
+            (_, false) => &DW_5X5,
+            (3, true) => &SHARED_DW_3X3,
+            (_, true) => &SHARED_DW_5X5,
         }
     }
 }
@@ -333,7 +337,12 @@ impl ConvFamily for Winograd {
                 run: 1,
                 ..plan
             };
-            for k in [&DW_PACK, dw.weight_gradient_kernel(), &DW_FINISH] {
+            for k in [
+                &DW_PACK,
+                dw.weight_gradient_kernel(false),
+                dw.weight_gradient_kernel(true),
+                &DW_FINISH,
+            ] {
                 out.push((k, constants(&dw, Product::GradWeight, Act::None)));
             }
         }
@@ -646,7 +655,7 @@ fn weight_gradient(gpu: &Gpu, plan: &Plan, g: &ConvGeom, x: &Tensor, dz: &Tensor
                 uniform_window(packed.raw(), w * WINDOW_VEC4),
             ];
             gpu.dispatch_bindings(
-                plan.weight_gradient_kernel(),
+                plan.weight_gradient_kernel(gpu.kernels.borrow().shared_loads()),
                 DType::F32,
                 &consts,
                 &params.block(g),
