@@ -121,8 +121,9 @@ impl KernelPolicy {
         self.shared_loads
     }
 
-    /// Switches the subgroup variants off (or back on where they were); returns the previous
-    /// setting. Their results equal the plain kernels' to the bit.
+    /// Switches the subgroup variants off, or back on after that where `enable_shared_loads`
+    /// turned them on (never on otherwise: the device may lack subgroups); returns the
+    /// previous setting. Their results equal the plain kernels' to the bit.
     pub fn set_shared_loads(&mut self, on: bool) -> bool {
         std::mem::replace(&mut self.shared_loads, on)
     }

@@ -7,6 +7,13 @@
 //! the transformed 2x2 tiles of dY fill the windows, and each invocation owns two input
 //! channels (`weight_gradient`). f32 only.
 //!
+//! Where the adapter's subgroups are 8 invocations wide (llvmpipe's), the product and weight
+//! gradient kernels of shaders/conv_winograd_subgroup.wgsl run instead: the same kernels,
+//! except that each lane loads every eighth point of the transformed filter (or dY) and
+//! subgroup broadcasts hand the points to the others, because llvmpipe turns a load the whole
+//! workgroup shares into a gather unless its offset is a compile-time constant. Same values,
+//! same order of sums, same bits (`KernelPolicy::shared_loads`, docs/PERFORMANCE.md step 23).
+//!
 //! In its `TileConfig`, TM is the side of the output tile (2 or 4; a 5x5 filter always takes
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
 //! horizontally adjacent output tiles an invocation owns (1 to 4 of a 2x2 tile, which share
@@ -31,9 +38,9 @@ const SHADER: (&str, &str) = (
 static CONV_2X2_3X3: Kernel = kernel_in(SHADER, "winograd_2x2_3x3", &[RW, R, U, R, R]);
 static CONV_4X4_3X3: Kernel = kernel_in(SHADER, "winograd_4x4_3x3", &[RW, R, U, R, R]);
 static CONV_2X2_5X5: Kernel = kernel_in(SHADER, "winograd_2x2_5x5", &[RW, R, U, R, R]);
-/// The same three products with the U loads shared through 8-wide subgroups
-/// (`KernelPolicy::shared_loads`), a module of their own: a device without subgroups rejects
-/// any module that uses them. Written by tools/gen_conv_winograd.py.
+/// The three products and the two weight gradients again, with the U loads shared through
+/// 8-wide subgroups (`KernelPolicy::shared_loads`), in a module of their own: a device without
+/// subgroups rejects any module that uses them. Written by tools/gen_conv_winograd.py.
 pub const SUBGROUP_SHADER: (&str, &str) = (
     "conv_winograd_subgroup.wgsl",
     include_str!("../../../shaders/conv_winograd_subgroup.wgsl"),
