@@ -53,6 +53,8 @@ fn folded_batch_norm_equals_conv_then_batch_norm() {
         check_fold(2, [2, 13, 11, 6], 5, 8, 1, Act::Relu, family);
         check_fold(3, [1, 9, 10, 3], 3, 33, 4, Act::LeakyRelu, family);
         check_fold(4, [2, 1, 1, 70], 1, 3, 1, Act::None, family);
+        // The taps family's shape, its 13 channels in two blocks of 8.
+        check_fold(5, [2, 6, 13, 3], 5, 13, 1, Act::LeakyRelu, family);
     }
 }
 

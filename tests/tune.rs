@@ -197,6 +197,99 @@ fn uniform_family_is_correct_on_awkward_shapes() {
     assert!(checked > 50, "only {checked} configurations checked");
 }
 
+/// The written-out taps family: every configuration on shapes it serves (3 and 8 input
+/// channels, 5x5) against float64 and, bit for bit, against the direct kernel, whose rounding a
+/// training forward must keep; odd sizes, rows shorter than a run and a run overhanging its
+/// row, 1 to 20 output channels (one, several and partial blocks), batches of 1 to 3. The
+/// Winograd family hands it a training forward and a scoring forward of one vec4 of channels.
+#[test]
+fn taps_family_is_correct_on_awkward_shapes() {
+    let gpu = gpu();
+    let (direct, taps, winograd) = (
+        Family::parse("direct").unwrap(),
+        Family::parse("taps").unwrap(),
+        Family::parse("winograd").unwrap(),
+    );
+    let mut r = Rand::new(29);
+    // (input NHWC, cout)
+    let cases: [([usize; 4], usize); 7] = [
+        ([1, 7, 9, 3], 3),
+        ([2, 5, 6, 3], 5),
+        ([1, 1, 3, 3], 8),
+        ([3, 4, 11, 3], 1),
+        ([1, 6, 5, 8], 16),
+        ([2, 9, 17, 8], 20),
+        ([1, 3, 2, 8], 6),
+    ];
+    let mut checked = 0;
+    for (xs, cout) in cases {
+        let ws = [5, 5, xs[3], cout];
+        let case = ConvCase::new(&gpu, &mut r, xs, ws, 1, 0.3);
+        let (xt, wt, bt) = (&case.xt, &case.wt, &case.bt);
+        let g = ConvGeom::new(&xs, &ws, 1);
+        let (want_y, _) = case.reference(true, Act::LeakyRelu);
+        let direct_y = download(
+            &gpu,
+            &conv::forward_with(
+                &gpu,
+                xt,
+                wt,
+                Some(bt),
+                1,
+                Act::LeakyRelu,
+                direct.default_tile(cout),
+            ),
+        );
+        let trained = winograd.resolve(
+            Product::Forward,
+            &g,
+            winograd.default_for(Product::Forward, &g),
+            true,
+        );
+        assert_eq!(trained.family, taps, "training forward of {xs:?} co{cout}");
+        let scored = winograd.resolve(
+            Product::Forward,
+            &g,
+            winograd.default_for(Product::Forward, &g),
+            false,
+        );
+        assert_eq!(
+            scored.family == taps,
+            cout <= 4,
+            "scoring forward of {xs:?} co{cout}"
+        );
+        for product in [Product::GradInput, Product::GradWeight] {
+            let c = taps.default_for(product, &g);
+            assert_ne!(
+                taps.resolve(product, &g, c, true).family,
+                taps,
+                "{product:?}"
+            );
+        }
+        let mut configs = Vec::new();
+        for gn in [cout, 4, 8, 16] {
+            for c in taps.candidates(gn) {
+                if !configs.contains(&c) {
+                    configs.push(c);
+                }
+            }
+        }
+        for c in configs {
+            let ran = taps.resolve(Product::Forward, &g, c, true);
+            assert_eq!(ran.family, taps, "{} on {xs:?}", c.describe());
+            let name = format!("{} on {xs:?} co{cout}", ran.describe());
+            let y = download(
+                &gpu,
+                &conv::forward_with(&gpu, xt, wt, Some(bt), 1, Act::LeakyRelu, c),
+            );
+            assert_close(&format!("{name} forward"), &y, &want_y, 1e-5);
+            assert_same_bits(&format!("{name} forward against direct"), &y, &direct_y);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} configurations checked");
+}
+
 /// A Winograd weight gradient whose transformed dY takes more than one batch of packed
 /// windows (523 windows of 7 tiles), against float64; run twice, so that the second run's
 /// sums start in buffers the first left dirty.

@@ -79,6 +79,79 @@ fn reductions_large_and_small() {
     );
 }
 
+/// Every summand of the column sums against float64, for the forward's statistics and the
+/// gradients' longer runs, on 3, 4, 5 and 12 columns, with a second pass where the rows exceed
+/// one workgroup's.
+#[test]
+fn every_summand_of_the_column_sums() {
+    use ops::reduce::Summand;
+    let gpu = gpu();
+    let mut r = Rand::new(31);
+    for (g, rows, c) in [
+        (2usize, 37usize, 4usize),
+        (1, 9000, 12),
+        (3, 21, 5),
+        (1, 20000, 3),
+    ] {
+        let x = r.vec(g * rows * c, -1.0, 1.0);
+        let y = r.vec(g * rows * c, -1.0, 1.0);
+        let m = r.vec(c, -0.5, 0.5);
+        let (xt, yt, mt) = (
+            gpu.upload(&[g, rows, c], &x),
+            gpu.upload(&[g, rows, c], &y),
+            gpu.upload(&[c], &m),
+        );
+        let summands = [
+            Summand::Value,
+            Summand::SquaredDeviation,
+            Summand::Product,
+            Summand::ProductWithDeviation,
+            Summand::Square,
+            Summand::ProductWhereNegative,
+        ];
+        for summand in summands {
+            let term = |i: usize, col: usize| -> f64 {
+                let (v, u, mc) = (x[i] as f64, y[i] as f64, m[col] as f64);
+                match summand {
+                    Summand::Value => v,
+                    Summand::SquaredDeviation => (v - mc) * (v - mc),
+                    Summand::Product => v * u,
+                    Summand::ProductWithDeviation => v * (u - mc),
+                    Summand::Square => v * v,
+                    Summand::ProductWhereNegative => {
+                        if u < 0.0 {
+                            v * u
+                        } else {
+                            0.0
+                        }
+                    }
+                }
+            };
+            let scale = 0.75f32;
+            let mut want = vec![0.0; g * c];
+            for gi in 0..g {
+                for row in 0..rows {
+                    for col in 0..c {
+                        want[gi * c + col] += scale as f64 * term((gi * rows + row) * c + col, col);
+                    }
+                }
+            }
+            for (what, sum) in [
+                ("column sums", ops::reduce::columns as ColumnSum),
+                ("gradient column sums", ops::reduce::gradient_columns),
+            ] {
+                let got = sum(&gpu, &xt, summand, Some(&yt), Some(&mt), scale);
+                assert_close(
+                    &format!("{what} {summand:?} [{g}, {rows}, {c}]"),
+                    &download(&gpu, &got),
+                    &want,
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ backward (tape)
 
 /// Spatial mean through the tape (its gradient spreads dY over H x W), composed as the

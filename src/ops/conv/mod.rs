@@ -14,8 +14,8 @@
 //! Files: `geometry.rs` (shapes, products, tuning keys) · `config.rs` (`TileConfig`) ·
 //! `policy.rs` (the choice per shape) · `gemm.rs` (launches of shaders/conv.wgsl, shared by
 //! `tiled.rs` and `direct.rs`) · `uniform.rs` (shaders/conv_uniform.wgsl) · `winograd.rs`
-//! (shaders/conv_winograd.wgsl) · `col2im.rs` (strided input gradients without the skipped
-//! taps, shaders/conv_col2im.wgsl)
+//! (shaders/conv_winograd.wgsl) · `taps.rs` (shaders/conv_taps.wgsl) · `col2im.rs` (strided
+//! input gradients without the skipped taps, shaders/conv_col2im.wgsl)
 //! · Reference: `conv_ref` in tests/common/mod.rs · Tests: tests/ops/conv.rs (and every tile
 //! configuration in tests/tune.rs) · Tape rule: `Op::Conv` in src/autograd/mod.rs
 
@@ -25,6 +25,7 @@ pub mod direct;
 mod gemm;
 mod geometry;
 pub mod policy;
+pub mod taps;
 pub mod tiled;
 pub mod uniform;
 pub mod winograd;
@@ -44,6 +45,7 @@ pub const FAMILIES: &[Family] = &[
     direct::FAMILY,
     uniform::FAMILY,
     winograd::FAMILY,
+    taps::FAMILY,
 ];
 
 /// How a family serves one type of adapter.

@@ -17,7 +17,7 @@ pub const FAMILY: Family = Family(&Uniform);
 
 pub struct Uniform;
 
-const SHADER: (&str, &str) = (
+pub(super) const SHADER: (&str, &str) = (
     "conv_uniform.wgsl",
     include_str!("../../../shaders/conv_uniform.wgsl"),
 );
@@ -179,14 +179,14 @@ fn constants(cfg: &TileConfig, product: Product, act: Act) -> Vec<(&'static str,
 }
 
 /// The shader's parameter block, field by field as shaders/conv_uniform.wgsl `Params`.
-struct Params {
+pub(super) struct Params {
     gm: usize,
     gn: usize,
     gk: usize,
-    kp: usize,
+    pub kp: usize,
     has_bias: bool,
     has_bn: bool,
-    b0: usize,
+    pub b0: usize,
     k0: usize,
     k1: usize,
     first: bool,
@@ -195,7 +195,7 @@ struct Params {
 }
 
 impl Params {
-    fn block(&self, g: &ConvGeom) -> [u32; 28] {
+    pub(super) fn block(&self, g: &ConvGeom) -> [u32; 28] {
         let u = |v: usize| v as u32;
         [
             u(g.n),
@@ -319,6 +319,59 @@ fn windowed_product(
             }
         }
     }
+}
+
+/// The forward product's K x N weight matrix packed by `pack_weights` in blocks of `n4`
+/// vec4 columns (block b's row k at vec4 (b * kp + k) * n4, kp = K rounded up to 16, so that
+/// every block starts 256 bytes aligned), followed by a window of padding; and the parameter
+/// block of a single-window forward dispatch (`b0` names the block). shaders/conv_taps.wgsl
+/// reads both.
+pub(super) fn blocked_forward_weights(
+    gpu: &Gpu,
+    w: &Tensor,
+    g: &ConvGeom,
+    n4: usize,
+    has_bias: bool,
+    has_bn: bool,
+) -> (Tensor, Params) {
+    let (gm, gn, gk) = Product::Forward.gemm(g);
+    let kp = gk.div_ceil(16) * 16;
+    assert!(
+        kp * n4 <= WINDOW_VEC4,
+        "a block of {n4} vec4 columns and {gk} rows"
+    );
+    let cfg = TileConfig::new(FAMILY, 1, n4 * 4, 1);
+    let params = Params {
+        gm,
+        gn,
+        gk,
+        kp,
+        has_bias,
+        has_bn,
+        b0: 0,
+        k0: 0,
+        k1: gk,
+        first: true,
+        last: true,
+        k_chunk: 0,
+    };
+    let packed_vec4 = gn.div_ceil(n4 * 4) * kp * n4;
+    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
+    gpu.dispatch(
+        &PACK_WEIGHTS,
+        &constants(&cfg, Product::Forward, Act::None),
+        &params.block(g),
+        &[packed.raw(), w.raw()],
+        grid_1d_of(packed_vec4, 64),
+        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+    );
+    (packed, params)
+}
+
+/// `pack_weights` for one block of `n4` vec4 columns, with its override constants.
+pub(super) fn pack_weights_launch(n4: usize) -> (&'static Kernel, Vec<(&'static str, f64)>) {
+    let cfg = TileConfig::new(FAMILY, 1, n4 * 4, 1);
+    (&PACK_WEIGHTS, constants(&cfg, Product::Forward, Act::None))
 }
 
 /// dW: dY's rows packed into 64 KiB windows (vec4 along cout), one dispatch per window in

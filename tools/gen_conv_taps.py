@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Writes shaders/conv_taps.wgsl: stride-1 convolutions with few input channels (the encoder's
+first 5x5 layers) written out tap by tap, every weight read at a constant offset of its
+uniform window.
+
+    python3 tools/gen_conv_taps.py           rewrite it in place
+    python3 tools/gen_conv_taps.py --check   exit 1 if the file differs from this output
+
+Why written out: llvmpipe turns a uniform-buffer load into one load and a broadcast only
+when its offset is built from constants (`nir_src_is_always_uniform`); an offset that runs
+with a loop counter is a gather over the 8 lanes of a 256-bit vector, one per component.
+With every tap and channel unrolled, each weight vec4 sits at a constant offset, and each
+input value an invocation gathers serves every tap of a run of adjacent output pixels.
+
+Each invocation computes a run of R adjacent output pixels of one row and all of the layer's
+(at most 4 x N4) output channels. Sums run over k = (ky, kx, ci) in 16-deep blocks added to
+the total, as in conv.wgsl and conv_uniform.wgsl, so the results equal theirs to the bit: a
+training forward (whose gradient reads the side of an activation's kink a value falls on)
+may run here.
+"""
+import os
+import sys
+
+SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps.wgsl")
+BK = 16
+
+# (input channels, filter size, vec4 output channels per dispatch, pixels per invocation):
+# the encoder's 5x5 layers on 3 and 8 channels, at the runs that measured fastest on llvmpipe
+# and one shorter. The module is parsed whole whenever one of its kernels is built, so it
+# holds these, not every combination. src/ops/conv/taps.rs `KERNELS` lists the same.
+CONFIGS = [
+    (3, 5, 1, 4),
+    (3, 5, 2, 4),
+    (3, 5, 2, 8),
+    (8, 5, 2, 4),
+    (8, 5, 4, 4),
+]
+
+HEADER = """\
+// Written by tools/gen_conv_taps.py; edit that, not this file.
+//
+// Stride-1 convolutions with few input channels, written out tap by tap (forward only, NHWC
+// activations, the weights packed by conv_uniform.wgsl's pack_weights in blocks of N4 vec4
+// columns; the window bound for a dispatch starts at block b0, whose row k = (ky, kx, ci) is
+// at wts[k * N4 + j]: output channels b0 * 4 * N4 + 4j ..). Every weight load has a constant
+// offset, which llvmpipe reads once and broadcasts (an offset that runs with a loop counter
+// is a gather per lane). An invocation owns a run of R adjacent output pixels of one row and
+// every output channel; each input value it gathers serves each tap that reaches it. Sums run
+// over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the direct
+// and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}_n{N4}_r{R}.
+
+override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
+
+const WG: u32 = 64u;
+const WINDOW: u32 = 4096u;
+
+// conv_uniform.wgsl's parameter block, field for field.
+struct Params {
+    n: u32, h: u32, w: u32, cin: u32,
+    oh: u32, ow: u32, cout: u32, kh: u32,
+    kw: u32, stride: u32, pad_t: u32, pad_l: u32,
+    gm: u32, gn: u32, gk: u32, kp: u32,
+    has_bias: u32, stride_shift: u32, has_bn: u32, b0: u32,
+    k0: u32, k1: u32, first: u32, last: u32,
+    k_chunk: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a_src: array<f32>;
+@group(0) @binding(3) var<uniform> wts: array<vec4<f32>, WINDOW>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> bn: array<f32>;
+
+fn activate(x: f32) -> f32 {
+    if (ACT == 1u) { return select(0.5 * x, x, x > 0.0); }
+    if (ACT == 2u) { return max(x, 0.0); }
+    if (ACT == 3u) { return 1.0 / (1.0 + exp(-x)); }
+    if (ACT == 4u) { return tanh(x); }
+    return x;
+}
+"""
+
+
+def name(cin, k, n4, r):
+    return f"conv_taps_c{cin}_k{k}_n{n4}_r{r}"
+
+
+def kernel(cin, k, n4, r):
+    cols = r + k - 1
+    o = []
+    e = o.append
+    e("")
+    e("@compute @workgroup_size(WG)")
+    e(f"fn {name(cin, k, n4, r)}(@builtin(local_invocation_index) lid: u32,")
+    e("        @builtin(workgroup_id) wid: vec3<u32>,")
+    e("        @builtin(num_workgroups) nwg: vec3<u32>) {")
+    e(f"    let runs = (p.ow + {r - 1}u) / {r}u;")
+    e("    let t = (wid.y + wid.z * nwg.y) * WG + lid;")
+    e("    let live = t < p.n * p.oh * runs;")
+    e("    let tt = select(0u, t, live);")
+    e("    let row = tt / runs;")
+    e(f"    let ox0 = (tt - row * runs) * {r}u;")
+    e("    let img = row / p.oh;")
+    e("    let iy_top = i32(row - img * p.oh) - i32(p.pad_t);")
+    e("    let ix0 = i32(ox0) - i32(p.pad_l);")
+    for c in range(cols):
+        e(f"    let cok{c} = live && ix0 + {c} >= 0 && ix0 + {c} < i32(p.w);")
+    for ri in range(r):
+        for j in range(n4):
+            e(f"    var acc{ri}_{j} = vec4<f32>(0.0);")
+            e(f"    var blk{ri}_{j} = vec4<f32>(0.0);")
+    fill = 0
+    kk = 0
+    for ky in range(k):
+        e(f"    // filter row {ky}")
+        e(f"    let iy{ky} = iy_top + {ky};")
+        e(f"    let rok{ky} = iy{ky} >= 0 && iy{ky} < i32(p.h);")
+        e(f"    let rb{ky} = (img * p.h + u32(max(iy{ky}, 0))) * p.w;")
+        loaded = set()
+        for kx in range(k):
+            for ci in range(cin):
+                for ri in range(r):
+                    c = ri + kx
+                    if (c, ci) not in loaded:
+                        loaded.add((c, ci))
+                        v = f"a{ky}_{c}_{ci}"
+                        e(f"    let ok{ky}_{c}_{ci} = rok{ky} && cok{c};")
+                        e(
+                            f"    let {v} = vec4<f32>(select(0.0, a_src[select(0u, "
+                            f"(rb{ky} + u32(ix0 + {c})) * {cin}u + {ci}u, ok{ky}_{c}_{ci})], "
+                            f"ok{ky}_{c}_{ci}));"
+                        )
+                for j in range(n4):
+                    e(f"    let w{kk}_{j} = wts[{kk * n4 + j}];")
+                    for ri in range(r):
+                        a = f"a{ky}_{ri + kx}_{ci}"
+                        e(f"    blk{ri}_{j} = fma({a}, w{kk}_{j}, blk{ri}_{j});")
+                kk += 1
+                fill += 1
+                if fill == BK:
+                    fill = 0
+                    for ri in range(r):
+                        for j in range(n4):
+                            e(f"    acc{ri}_{j} += blk{ri}_{j};")
+                            e(f"    blk{ri}_{j} = vec4<f32>(0.0);")
+    if fill:
+        for ri in range(r):
+            for j in range(n4):
+                e(f"    acc{ri}_{j} += blk{ri}_{j};")
+    e("    // bias, activation and the folded batch norm, as conv_uniform's epilogue")
+    e(f"    let n0 = p.b0 * {4 * n4}u;")
+    for ri in range(r):
+        e(f"    if (live && ox0 + {ri}u < p.ow) {{")
+        e(f"        let m{ri} = row * p.ow + ox0 + {ri}u;")
+        for j in range(n4):
+            for c in range(4):
+                nn = j * 4 + c
+                e(f"        if (n0 + {nn}u < p.gn) {{")
+                e(f"            var v = acc{ri}_{j}[{c}];")
+                e(f"            if (p.has_bias != 0u) {{ v += bias[n0 + {nn}u]; }}")
+                e("            v = activate(v);")
+                e(f"            if (p.has_bn != 0u) {{ v = v * bn[n0 + {nn}u] + bn[p.gn + n0 + {nn}u]; }}")
+                e(f"            out[m{ri} * p.gn + n0 + {nn}u] = v;")
+                e("        }")
+        e("    }")
+    e("}")
+    return o
+
+
+def render():
+    lines = HEADER.rstrip("\n").split("\n")
+    for cfg in CONFIGS:
+        lines += kernel(*cfg)
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    text = render()
+    if "--check" in sys.argv[1:]:
+        with open(SHADER) as f:
+            if f.read() != text:
+                print(f"{SHADER} differs from tools/gen_conv_taps.py's output", file=sys.stderr)
+                sys.exit(1)
+        return
+    with open(SHADER, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
