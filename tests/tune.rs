@@ -197,11 +197,13 @@ fn uniform_family_is_correct_on_awkward_shapes() {
     assert!(checked > 50, "only {checked} configurations checked");
 }
 
-/// The written-out taps family: every configuration on shapes it serves (3 and 8 input
-/// channels, 5x5) against float64 and, bit for bit, against the direct kernel, whose rounding a
-/// training forward must keep; odd sizes, rows shorter than a run and a run overhanging its
-/// row, 1 to 20 output channels (one, several and partial blocks), batches of 1 to 3. The
-/// Winograd family hands it a training forward and a scoring forward of one vec4 of channels.
+/// The written-out taps family: every forward configuration on shapes it serves (3 and 8
+/// input channels, 5x5) against float64 and, bit for bit, against the direct kernel, whose
+/// rounding a training forward must keep; its weight gradient against float64 (3, 8 and 12
+/// input channels: one group and several); odd sizes, rows shorter than a run and a run
+/// overhanging its row, 1 to 20 output channels (one, several and partial blocks), batches of
+/// 1 to 3. The Winograd family hands it a training forward, a scoring forward of one vec4 of
+/// channels and these weight gradients.
 #[test]
 fn taps_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
@@ -212,7 +214,7 @@ fn taps_family_is_correct_on_awkward_shapes() {
     );
     let mut r = Rand::new(29);
     // (input NHWC, cout)
-    let cases: [([usize; 4], usize); 7] = [
+    let cases: [([usize; 4], usize); 9] = [
         ([1, 7, 9, 3], 3),
         ([2, 5, 6, 3], 5),
         ([1, 1, 3, 3], 8),
@@ -220,6 +222,9 @@ fn taps_family_is_correct_on_awkward_shapes() {
         ([1, 6, 5, 8], 16),
         ([2, 9, 17, 8], 20),
         ([1, 3, 2, 8], 6),
+        ([1, 2, 7, 12], 9),
+        // More output rows than slices (2048): bands of 3 rows, the last of 2.
+        ([1, 4097, 1, 3], 2),
     ];
     let mut checked = 0;
     for (xs, cout) in cases {
@@ -240,13 +245,35 @@ fn taps_family_is_correct_on_awkward_shapes() {
                 direct.default_tile(cout),
             ),
         );
-        let trained = winograd.resolve(
-            Product::Forward,
-            &g,
-            winograd.default_for(Product::Forward, &g),
-            true,
+        // The weight gradient, written out too (its sums in another order: against float64).
+        let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+        let dzt = gpu.upload(&g.out_shape(), &dz);
+        let (_, want_dw) = conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
+        let native =
+            |product| winograd.resolve(product, &g, winograd.default_for(product, &g), true);
+        let c = native(Product::GradWeight);
+        assert_eq!(c.family, taps, "weight gradient of {xs:?} co{cout}");
+        for _ in 0..2 {
+            // Twice: the second run's partial sums land in buffers the first left dirty.
+            let dw = download(&gpu, &conv::backward_weight_with(&gpu, xt, &dzt, &g, c));
+            assert_close(&format!("taps dW on {xs:?} co{cout}"), &dw, &want_dw, 1e-5);
+        }
+        let c = taps.default_for(Product::GradInput, &g);
+        assert_ne!(
+            taps.resolve(Product::GradInput, &g, c, true).family,
+            taps,
+            "dX"
         );
-        assert_eq!(trained.family, taps, "training forward of {xs:?} co{cout}");
+        // Forward kernels are written for 3 and 8 input channels.
+        if ![3, 8].contains(&xs[3]) {
+            assert_ne!(native(Product::Forward).family, taps, "forward of {xs:?}");
+            continue;
+        }
+        assert_eq!(
+            native(Product::Forward).family,
+            taps,
+            "training forward of {xs:?} co{cout}"
+        );
         let scored = winograd.resolve(
             Product::Forward,
             &g,
@@ -258,14 +285,6 @@ fn taps_family_is_correct_on_awkward_shapes() {
             cout <= 4,
             "scoring forward of {xs:?} co{cout}"
         );
-        for product in [Product::GradInput, Product::GradWeight] {
-            let c = taps.default_for(product, &g);
-            assert_ne!(
-                taps.resolve(product, &g, c, true).family,
-                taps,
-                "{product:?}"
-            );
-        }
         let mut configs = Vec::new();
         for gn in [cout, 4, 8, 16] {
             for c in taps.candidates(gn) {

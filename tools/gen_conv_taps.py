@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes shaders/conv_taps.wgsl: stride-1 convolutions with few input channels (the encoder's
-first 5x5 layers) written out tap by tap, every weight read at a constant offset of its
-uniform window.
+"""Writes shaders/conv_taps.wgsl and shaders/conv_taps_dw.wgsl: stride-1 convolutions with few
+input channels (the encoder's first 5x5 layers) written out tap by tap, forward (every weight
+read at a constant offset of its uniform window) and weight gradient.
 
     python3 tools/gen_conv_taps.py           rewrite it in place
-    python3 tools/gen_conv_taps.py --check   exit 1 if the file differs from this output
+    python3 tools/gen_conv_taps.py --check   exit 1 if a file differs from this output
 
 Why written out: llvmpipe turns a uniform-buffer load into one load and a broadcast only
 when its offset is built from constants (`nir_src_is_always_uniform`); an offset that runs
@@ -22,6 +22,7 @@ import os
 import sys
 
 SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps.wgsl")
+DW_SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps_dw.wgsl")
 BK = 16
 
 # (input channels, filter size, vec4 output channels per dispatch, pixels per invocation):
@@ -168,6 +169,119 @@ def kernel(cin, k, n4, r):
     return o
 
 
+# Weight gradients: (input channels of one dispatch, filter size, vec4 output channels per
+# dispatch, pixels per step). The layer's input channels may be several groups of these.
+DW_CONFIGS = [
+    (3, 5, 1, 4),
+    (3, 5, 2, 4),
+    (4, 5, 2, 4),
+]
+
+DW_HEADER = """\
+// Written by tools/gen_conv_taps.py; edit that, not this file.
+//
+// Weight gradients of stride-1 convolutions with few input channels, written out tap by tap:
+// dW[ky, kx, ci, co] = sum over pixels of X(img, oy + ky - pt, ox + kx - pl, ci) dY(img, oy,
+// ox, co). An invocation owns one filter row ky, CG input channels (from k0) and N4 vec4
+// output channels (block b0), and walks k_chunk output rows from row r0 = its index / KH,
+// R pixels a step: it gathers the step's R + K - 1 input columns and R pixels of dY once,
+// and every product of them lands in one of its K * CG * N4 vec4 sums, held in registers.
+// Each invocation writes its sums to its own slice of `out` ([slices, kh * kw * cin, cout],
+// the filter's layout per slice); a column reduction adds the slices. Sums of gradients reach
+// no kink of the forward pass, so their order is free. Entry points:
+// conv_taps_dw_c{CG}_k{K}_n{N4}_r{R}.
+
+const WG: u32 = 64u;
+
+// conv_uniform.wgsl's parameter block, field for field.
+struct Params {
+    n: u32, h: u32, w: u32, cin: u32,
+    oh: u32, ow: u32, cout: u32, kh: u32,
+    kw: u32, stride: u32, pad_t: u32, pad_l: u32,
+    gm: u32, gn: u32, gk: u32, kp: u32,
+    has_bias: u32, stride_shift: u32, has_bn: u32, b0: u32,
+    k0: u32, k1: u32, first: u32, last: u32,
+    k_chunk: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+"""
+
+
+def dw_name(cg, k, n4, r):
+    return f"conv_taps_dw_c{cg}_k{k}_n{n4}_r{r}"
+
+
+def dw_kernel(cg, k, n4, r):
+    cols = r + k - 1
+    o = []
+    e = o.append
+    e("")
+    e("@compute @workgroup_size(WG)")
+    e(f"fn {dw_name(cg, k, n4, r)}(@builtin(local_invocation_index) lid: u32,")
+    e("        @builtin(workgroup_id) wid: vec3<u32>,")
+    e("        @builtin(num_workgroups) nwg: vec3<u32>) {")
+    e("    let t = (wid.y + wid.z * nwg.y) * WG + lid;")
+    e("    let bands = (p.n * p.oh + p.k_chunk - 1u) / p.k_chunk;")
+    e(f"    let live = t < bands * {k}u;")
+    e("    let tt = select(0u, t, live);")
+    e(f"    let band = tt / {k}u;")
+    e(f"    let ky = tt - band * {k}u;")
+    e(f"    let n0 = p.b0 * {4 * n4}u;")
+    e("    let c0 = p.k0;")
+    for kx in range(k):
+        for ci in range(cg):
+            for j in range(n4):
+                e(f"    var s{kx}_{ci}_{j} = vec4<f32>(0.0);")
+    # dY columns beyond cout read as zero
+    for j in range(n4):
+        for c in range(4):
+            e(f"    let nok{j}_{c} = n0 + {j * 4 + c}u < p.gn;")
+    e("    let row_end = min((band + 1u) * p.k_chunk, p.n * p.oh);")
+    e("    for (var row = band * p.k_chunk; row < row_end; row++) {")
+    e("        let img = row / p.oh;")
+    e("        let iy = i32(row - img * p.oh) + i32(ky) - i32(p.pad_t);")
+    e("        let rok = live && iy >= 0 && iy < i32(p.h);")
+    e("        let xrow = (img * p.h + u32(max(iy, 0))) * p.w;")
+    e("        let drow = row * p.ow;")
+    e(f"        for (var ox0 = 0u; ox0 < p.ow; ox0 += {r}u) {{")
+    e("            let ix0 = i32(ox0) - i32(p.pad_l);")
+    for ri in range(r):
+        e(f"            let pok{ri} = live && ox0 + {ri}u < p.ow;")
+        e(f"            let pd{ri} = select(0u, (drow + ox0 + {ri}u) * p.gn + n0, pok{ri});")
+        for j in range(n4):
+            comps = ", ".join(
+                f"select(0.0, dy[pd{ri} + {j * 4 + c}u], pok{ri} && nok{j}_{c})" for c in range(4)
+            )
+            e(f"            let d{ri}_{j} = vec4<f32>({comps});")
+    for c in range(cols):
+        e(f"            let cok{c} = rok && ix0 + {c} >= 0 && ix0 + {c} < i32(p.w);")
+        e(f"            let xb{c} = select(0u, (xrow + u32(ix0 + {c})) * p.cin + c0, cok{c});")
+        for ci in range(cg):
+            e(f"            let a{c}_{ci} = vec4<f32>(select(0.0, x[xb{c} + {ci}u], cok{c}));")
+    for ri in range(r):
+        for kx in range(k):
+            for ci in range(cg):
+                for j in range(n4):
+                    e(f"            s{kx}_{ci}_{j} = fma(a{ri + kx}_{ci}, d{ri}_{j}, s{kx}_{ci}_{j});")
+    e("        }")
+    e("    }")
+    e("    if (!live) { return; }")
+    e("    // Slice `band` of the filter layout: row (ky, kx, c0 + ci), columns n0 ..")
+    e("    let slice = band * p.kh * p.kw * p.cin;")
+    for kx in range(k):
+        for ci in range(cg):
+            e(f"    let o{kx}_{ci} = (slice + (ky * {k}u + {kx}u) * p.cin + c0 + {ci}u) * p.gn + n0;")
+            for j in range(n4):
+                for c in range(4):
+                    e(f"    if (nok{j}_{c}) {{ out[o{kx}_{ci} + {j * 4 + c}u] = s{kx}_{ci}_{j}[{c}]; }}")
+    e("}")
+    return o
+
+
 def render():
     lines = HEADER.rstrip("\n").split("\n")
     for cfg in CONFIGS:
@@ -175,16 +289,24 @@ def render():
     return "\n".join(lines) + "\n"
 
 
+def render_dw():
+    lines = DW_HEADER.rstrip("\n").split("\n")
+    for cfg in DW_CONFIGS:
+        lines += dw_kernel(*cfg)
+    return "\n".join(lines) + "\n"
+
+
 def main():
-    text = render()
-    if "--check" in sys.argv[1:]:
-        with open(SHADER) as f:
-            if f.read() != text:
-                print(f"{SHADER} differs from tools/gen_conv_taps.py's output", file=sys.stderr)
-                sys.exit(1)
-        return
-    with open(SHADER, "w") as f:
-        f.write(text)
+    check = "--check" in sys.argv[1:]
+    for path, text in [(SHADER, render()), (DW_SHADER, render_dw())]:
+        if check:
+            with open(path) as f:
+                if f.read() != text:
+                    print(f"{path} differs from tools/gen_conv_taps.py's output", file=sys.stderr)
+                    sys.exit(1)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
 
 
 if __name__ == "__main__":

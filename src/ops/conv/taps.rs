@@ -1,18 +1,27 @@
-//! A CPU-driver family for stride-1 forward products with few input channels (the encoder's
-//! first 5x5 layers): shaders/conv_taps.wgsl, written by tools/gen_conv_taps.py, spells out
-//! every tap and channel, so that each weight is read at a constant offset of its uniform
-//! window, which llvmpipe loads once and broadcasts (an offset that moves with a loop counter
-//! is a gather per lane), and each input an invocation gathers serves every tap of a run of
-//! adjacent pixels that reaches it. The sums are associated as the direct kernel's, so the
-//! results are the same to the bit and a training forward may run here. In its
-//! `TileConfig`, TM is the run of pixels per invocation and TN the output channels of one
-//! dispatch (a block of TN / 4 vec4 columns; wider layers take one dispatch per block).
-//! Every other product, and every shape without a written-out kernel, runs in the uniform
+//! A CPU-driver family for stride-1 5x5 products with few input channels (the encoder's first
+//! layers), written out tap by tap by tools/gen_conv_taps.py.
+//!
+//! - Forward (shaders/conv_taps.wgsl, 3 and 8 input channels): each weight is read at a
+//!   constant offset of its uniform window, which llvmpipe loads once and broadcasts (an
+//!   offset that moves with a loop counter is a gather per lane), and each input an invocation
+//!   gathers serves every tap of a run of adjacent pixels that reaches it. The sums are
+//!   associated as the direct kernel's, so the results are the same to the bit and a training
+//!   forward may run here. In its `TileConfig`, TM is the run of pixels per invocation and TN
+//!   the output channels of one dispatch (a block of TN / 4 vec4 columns; wider layers take
+//!   one dispatch per block).
+//! - Weight gradient (shaders/conv_taps_dw.wgsl, up to 16 input channels in groups of 3 or 4):
+//!   an invocation owns one filter row, a group of input channels and a block of output
+//!   channels, and walks a band of output rows, every product of the inputs and dY it gathers
+//!   landing in one of its sums; each band's sums are a slice of dW, added afterwards. One
+//!   kernel per shape (`dw_kernel_for`), whatever the tile.
+//!
+//! The input gradient, and every shape without a written-out kernel, runs in the uniform
 //! family.
 
 use super::geometry::m_groups;
 use super::{
-    direct, uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig,
+    direct, sum_weight_slices, uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product,
+    Role, TileConfig,
 };
 use crate::gpu::{uniform_window, whole, Access, DType, Gpu, Kernel, Tensor};
 use crate::ops::{f32_only, kernel_in, R, RW, U};
@@ -27,6 +36,67 @@ const SHADER: (&str, &str) = (
 );
 
 const BINDINGS: &[Access] = &[RW, R, U, R, R];
+
+const DW_SHADER: (&str, &str) = (
+    "conv_taps_dw.wgsl",
+    include_str!("../../../shaders/conv_taps_dw.wgsl"),
+);
+
+/// One written-out weight gradient: input channels per dispatch (a group of the layer's),
+/// filter size, vec4 output channels per dispatch, pixels per step.
+pub struct TapsDwKernel {
+    pub cg: usize,
+    pub k: usize,
+    pub n4: usize,
+    pub run: usize,
+    kernel: Kernel,
+}
+
+macro_rules! taps_dw {
+    ($cg:literal, $k:literal, $n4:literal, $r:literal) => {
+        TapsDwKernel {
+            cg: $cg,
+            k: $k,
+            n4: $n4,
+            run: $r,
+            kernel: kernel_in(
+                DW_SHADER,
+                concat!("conv_taps_dw_c", $cg, "_k", $k, "_n", $n4, "_r", $r),
+                &[RW, R, R],
+            ),
+        }
+    };
+}
+
+/// Every entry point of conv_taps_dw.wgsl (tools/gen_conv_taps.py `DW_CONFIGS`, in order).
+pub static DW_KERNELS: &[TapsDwKernel] = &[
+    taps_dw!(3, 5, 1, 4),
+    taps_dw!(3, 5, 2, 4),
+    taps_dw!(4, 5, 2, 4),
+];
+
+/// Partial sums of at most this many bands of output rows (slices of dW), so that the
+/// weight gradient's scratch stays near the size of dW times this.
+const DW_MAX_SLICES: usize = 2048;
+
+/// The weight gradient kernel for `g`: stride 1, a square filter, input channels a whole
+/// number of its groups, and the widest block up to the output channels.
+fn dw_kernel_for(g: &ConvGeom) -> Option<&'static TapsDwKernel> {
+    if g.stride != 1 || g.kh != g.kw {
+        return None;
+    }
+    let want = g.cout.div_ceil(4);
+    DW_KERNELS
+        .iter()
+        .filter(|t| t.k == g.kh && (g.cin == t.cg || (g.cin % t.cg == 0 && g.cin <= 16)))
+        .filter(|t| t.n4 <= want.max(1))
+        .max_by_key(|t| (t.cg == g.cin, t.n4, t.cg))
+}
+
+/// Whether the family has a weight gradient kernel for `g`.
+pub fn serves_grad_weight(g: &ConvGeom) -> bool {
+    dw_kernel_for(g).is_some()
+}
 
 /// One written-out kernel: input channels, filter size (square), vec4 output columns per
 /// dispatch, pixels per invocation.
@@ -107,9 +177,9 @@ impl ConvFamily for Taps {
         SHADER
     }
 
-    /// Its own, and the uniform family's, whose `pack_weights` lays the weights out.
+    /// Its own two, and the uniform family's, whose `pack_weights` lays the weights out.
     fn shaders(&self) -> Vec<(&'static str, &'static str)> {
-        vec![SHADER, uniform::SHADER]
+        vec![SHADER, DW_SHADER, uniform::SHADER]
     }
 
     /// On CPU adapters the winograd family hands it the forward products it has kernels for
@@ -169,6 +239,7 @@ impl ConvFamily for Taps {
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         match product {
             Product::Forward => default_forward(g).unwrap_or_else(|| fallback(product, g)),
+            Product::GradWeight if serves_grad_weight(g) => self.default_tile(g.cout),
             _ => fallback(product, g),
         }
     }
@@ -182,8 +253,11 @@ impl ConvFamily for Taps {
         cfg: TileConfig,
         _for_gradient: bool,
     ) -> TileConfig {
-        if product != Product::Forward {
-            return fallback(product, g);
+        match product {
+            Product::Forward => {}
+            // One kernel per shape; the tile does not choose among them.
+            Product::GradWeight if serves_grad_weight(g) => return cfg,
+            _ => return fallback(product, g),
         }
         if kernel_for(g, &cfg).is_some() {
             return cfg;
@@ -205,6 +279,9 @@ impl ConvFamily for Taps {
             .filter(|t| t.n4 * 4 == cfg.tn && t.run == cfg.tm)
         {
             out.push((&t.kernel, vec![("ACT", 0.0)]));
+        }
+        for t in DW_KERNELS.iter().filter(|t| t.n4 * 4 == cfg.tn) {
+            out.push((&t.kernel, vec![]));
         }
         out
     }
@@ -274,7 +351,55 @@ impl ConvFamily for Taps {
         x: &Tensor,
         dz: &Tensor,
     ) -> Tensor {
-        let c = fallback(Product::GradWeight, g);
-        c.family.grad_weight(gpu, &c, g, x, dz)
+        let Some(t) = dw_kernel_for(g) else {
+            let c = fallback(Product::GradWeight, g);
+            return c.family.grad_weight(gpu, &c, g, x, dz);
+        };
+        f32_only("conv weight gradient (taps family)", &[x, dz]);
+        let rows = g.n * g.oh;
+        let band_rows = rows.div_ceil(DW_MAX_SLICES).max(1);
+        let bands = rows.div_ceil(band_rows);
+        let (gm, gn, gk) = Product::GradWeight.gemm(g);
+        let partial = if bands == 1 {
+            gpu.empty(&g.weight_shape())
+        } else {
+            gpu.empty(&[bands, gm * gn])
+        };
+        let mut params = uniform::Params {
+            gm,
+            gn,
+            gk,
+            kp: 0,
+            has_bias: false,
+            has_bn: false,
+            b0: 0,
+            k0: 0,
+            k1: 0,
+            first: true,
+            last: true,
+            k_chunk: band_rows,
+        };
+        let (gy, gz) = m_groups((bands * g.kh).div_ceil(64));
+        let groups = g.cin / t.cg;
+        let blocks = g.cout.div_ceil(t.n4 * 4);
+        for group in 0..groups {
+            for block in 0..blocks {
+                params.k0 = group * t.cg;
+                params.b0 = block;
+                gpu.dispatch_bindings(
+                    &t.kernel,
+                    DType::F32,
+                    &[],
+                    &params.block(g),
+                    &[whole(partial.raw()), whole(x.raw()), whole(dz.raw())],
+                    [1, gy, gz],
+                    (
+                        g.flops() / (groups * blocks) as f64,
+                        (x.bytes() / groups as u64 + dz.bytes() / blocks as u64) as f64,
+                    ),
+                );
+            }
+        }
+        sum_weight_slices(gpu, partial, bands, g)
     }
 }

@@ -180,18 +180,18 @@ fn constants(cfg: &TileConfig, product: Product, act: Act) -> Vec<(&'static str,
 
 /// The shader's parameter block, field by field as shaders/conv_uniform.wgsl `Params`.
 pub(super) struct Params {
-    gm: usize,
-    gn: usize,
-    gk: usize,
+    pub gm: usize,
+    pub gn: usize,
+    pub gk: usize,
     pub kp: usize,
-    has_bias: bool,
-    has_bn: bool,
+    pub has_bias: bool,
+    pub has_bn: bool,
     pub b0: usize,
-    k0: usize,
-    k1: usize,
-    first: bool,
-    last: bool,
-    k_chunk: usize,
+    pub k0: usize,
+    pub k1: usize,
+    pub first: bool,
+    pub last: bool,
+    pub k_chunk: usize,
 }
 
 impl Params {

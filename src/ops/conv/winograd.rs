@@ -205,6 +205,9 @@ fn run_for_row(tiles: usize) -> usize {
 fn fallback(product: Product, g: &ConvGeom) -> TileConfig {
     match product {
         Product::Forward => taps::default_forward(g),
+        Product::GradWeight if taps::serves_grad_weight(g) => {
+            Some(taps::FAMILY.default_for(product, g))
+        }
         _ => None,
     }
     .unwrap_or_else(|| uniform::FAMILY.default_for(product, g))
