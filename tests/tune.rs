@@ -198,12 +198,13 @@ fn uniform_family_is_correct_on_awkward_shapes() {
 }
 
 /// The written-out taps family: every forward configuration on shapes it serves (3 and 8
-/// input channels, 5x5) against float64 and, bit for bit, against the direct kernel, whose
-/// rounding a training forward must keep; its weight gradient against float64 (3, 8 and 12
-/// input channels: one group and several); odd sizes, rows shorter than a run and a run
-/// overhanging its row, 1 to 20 output channels (one, several and partial blocks), batches of
-/// 1 to 3. The Winograd family hands it a training forward, a scoring forward of one vec4 of
-/// channels and these weight gradients.
+/// input channels, 5x5; 24 channels, 3x3 at stride 4) against float64 and, bit for bit,
+/// against the direct kernel, whose rounding a training forward must keep; its weight
+/// gradient against float64 (3, 8 and 12 input channels: one group and several); odd sizes,
+/// rows shorter than a run and a run overhanging its row, 1 to 32 output channels (one,
+/// several and partial blocks), batches of 1 to 3. The Winograd family hands it a training
+/// forward, a scoring forward of at most two vec4 of channels or a stride it cannot run, and
+/// these weight gradients.
 #[test]
 fn taps_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();
@@ -213,25 +214,28 @@ fn taps_family_is_correct_on_awkward_shapes() {
         Family::parse("winograd").unwrap(),
     );
     let mut r = Rand::new(29);
-    // (input NHWC, cout)
-    let cases: [([usize; 4], usize); 9] = [
-        ([1, 7, 9, 3], 3),
-        ([2, 5, 6, 3], 5),
-        ([1, 1, 3, 3], 8),
-        ([3, 4, 11, 3], 1),
-        ([1, 6, 5, 8], 16),
-        ([2, 9, 17, 8], 20),
-        ([1, 3, 2, 8], 6),
-        ([1, 2, 7, 12], 9),
+    // (input NHWC, filter side, stride, cout)
+    let cases: [([usize; 4], usize, usize, usize); 11] = [
+        ([1, 7, 9, 3], 5, 1, 3),
+        ([2, 5, 6, 3], 5, 1, 5),
+        ([1, 1, 3, 3], 5, 1, 8),
+        ([3, 4, 11, 3], 5, 1, 1),
+        ([1, 6, 5, 8], 5, 1, 16),
+        ([2, 9, 17, 8], 5, 1, 20),
+        ([1, 3, 2, 8], 5, 1, 6),
+        ([1, 2, 7, 12], 5, 1, 9),
         // More output rows than slices (2048): bands of 3 rows, the last of 2.
-        ([1, 4097, 1, 3], 2),
+        ([1, 4097, 1, 3], 5, 1, 2),
+        // Stride 4 (`dec.down0`'s): outputs overhanging the input, a partial last run.
+        ([2, 13, 21, 24], 3, 4, 32),
+        ([1, 5, 3, 24], 3, 4, 7),
     ];
     let mut checked = 0;
-    for (xs, cout) in cases {
-        let ws = [5, 5, xs[3], cout];
-        let case = ConvCase::new(&gpu, &mut r, xs, ws, 1, 0.3);
+    for (xs, k, stride, cout) in cases {
+        let ws = [k, k, xs[3], cout];
+        let case = ConvCase::new(&gpu, &mut r, xs, ws, stride, 0.3);
         let (xt, wt, bt) = (&case.xt, &case.wt, &case.bt);
-        let g = ConvGeom::new(&xs, &ws, 1);
+        let g = ConvGeom::new(&xs, &ws, stride);
         let (want_y, _) = case.reference(true, Act::LeakyRelu);
         let direct_y = download(
             &gpu,
@@ -240,32 +244,36 @@ fn taps_family_is_correct_on_awkward_shapes() {
                 xt,
                 wt,
                 Some(bt),
-                1,
+                stride,
                 Act::LeakyRelu,
                 direct.default_tile(cout),
             ),
         );
-        // The weight gradient, written out too (its sums in another order: against float64).
-        let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
-        let dzt = gpu.upload(&g.out_shape(), &dz);
-        let (_, want_dw) = conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
         let native =
             |product| winograd.resolve(product, &g, winograd.default_for(product, &g), true);
-        let c = native(Product::GradWeight);
-        assert_eq!(c.family, taps, "weight gradient of {xs:?} co{cout}");
-        for _ in 0..2 {
-            // Twice: the second run's partial sums land in buffers the first left dirty.
-            let dw = download(&gpu, &conv::backward_weight_with(&gpu, xt, &dzt, &g, c));
-            assert_close(&format!("taps dW on {xs:?} co{cout}"), &dw, &want_dw, 1e-5);
-        }
         let c = taps.default_for(Product::GradInput, &g);
         assert_ne!(
             taps.resolve(Product::GradInput, &g, c, true).family,
             taps,
             "dX"
         );
-        // Forward kernels are written for 3 and 8 input channels.
-        if ![3, 8].contains(&xs[3]) {
+        // Weight gradients are written for 5x5 filters at stride 1 (their sums in another
+        // order: against float64).
+        if k == 5 {
+            let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+            let dzt = gpu.upload(&g.out_shape(), &dz);
+            let (_, want_dw) =
+                conv_adjoints_ref(&f64s(&case.x), xs, &f64s(&case.w), ws, 1, &f64s(&dz));
+            let c = native(Product::GradWeight);
+            assert_eq!(c.family, taps, "weight gradient of {xs:?} co{cout}");
+            for _ in 0..2 {
+                // Twice: the second run's partial sums land in buffers the first left dirty.
+                let dw = download(&gpu, &conv::backward_weight_with(&gpu, xt, &dzt, &g, c));
+                assert_close(&format!("taps dW on {xs:?} co{cout}"), &dw, &want_dw, 1e-5);
+            }
+        }
+        // Forward kernels are written for 3 and 8 input channels (5x5) and 24 (3x3, stride 4).
+        if xs[3] == 12 {
             assert_ne!(native(Product::Forward).family, taps, "forward of {xs:?}");
             continue;
         }
@@ -282,11 +290,11 @@ fn taps_family_is_correct_on_awkward_shapes() {
         );
         assert_eq!(
             scored.family == taps,
-            cout <= 4,
+            cout <= 8 || stride > 1,
             "scoring forward of {xs:?} co{cout}"
         );
         let mut configs = Vec::new();
-        for gn in [cout, 4, 8, 16] {
+        for gn in [cout, 4, 8, 16, 32] {
             for c in taps.candidates(gn) {
                 if !configs.contains(&c) {
                     configs.push(c);
@@ -299,7 +307,7 @@ fn taps_family_is_correct_on_awkward_shapes() {
             let name = format!("{} on {xs:?} co{cout}", ran.describe());
             let y = download(
                 &gpu,
-                &conv::forward_with(&gpu, xt, wt, Some(bt), 1, Act::LeakyRelu, c),
+                &conv::forward_with(&gpu, xt, wt, Some(bt), stride, Act::LeakyRelu, c),
             );
             assert_close(&format!("{name} forward"), &y, &want_y, 1e-5);
             assert_same_bits(&format!("{name} forward against direct"), &y, &direct_y);

@@ -25,16 +25,18 @@ SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps.wgs
 DW_SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps_dw.wgsl")
 BK = 16
 
-# (input channels, filter size, vec4 output channels per dispatch, pixels per invocation):
-# the encoder's 5x5 layers on 3 and 8 channels, at the runs that measured fastest on llvmpipe
-# and one shorter. The module is parsed whole whenever one of its kernels is built, so it
-# holds these, not every combination. src/ops/conv/taps.rs `KERNELS` lists the same.
+# (input channels, filter size, vec4 output channels per dispatch, pixels per invocation[,
+# stride]): the encoder's 5x5 layers on 3 and 8 channels, at the runs that measured fastest
+# on llvmpipe and one shorter, and the decoder's 3x3 stride-4 layer on 24 channels. The module
+# is parsed whole whenever one of its kernels is built, so it holds these, not every
+# combination. src/ops/conv/taps.rs `KERNELS` lists the same.
 CONFIGS = [
     (3, 5, 1, 4),
     (3, 5, 2, 4),
     (3, 5, 2, 8),
     (8, 5, 2, 4),
     (8, 5, 4, 4),
+    (24, 3, 8, 2, 4),
 ]
 
 HEADER = """\
@@ -83,17 +85,19 @@ fn activate(x: f32) -> f32 {
 """
 
 
-def name(cin, k, n4, r):
-    return f"conv_taps_c{cin}_k{k}_n{n4}_r{r}"
+def name(cin, k, n4, r, stride=1):
+    s = f"_s{stride}" if stride > 1 else ""
+    return f"conv_taps_c{cin}_k{k}{s}_n{n4}_r{r}"
 
 
-def kernel(cin, k, n4, r):
-    cols = r + k - 1
+def kernel(cin, k, n4, r, stride=1):
+    # Pixel ri's tap kx reads input column ri * stride + kx of the run's first.
+    cols = sorted({ri * stride + kx for ri in range(r) for kx in range(k)})
     o = []
     e = o.append
     e("")
     e("@compute @workgroup_size(WG)")
-    e(f"fn {name(cin, k, n4, r)}(@builtin(local_invocation_index) lid: u32,")
+    e(f"fn {name(cin, k, n4, r, stride)}(@builtin(local_invocation_index) lid: u32,")
     e("        @builtin(workgroup_id) wid: vec3<u32>,")
     e("        @builtin(num_workgroups) nwg: vec3<u32>) {")
     e(f"    let runs = (p.ow + {r - 1}u) / {r}u;")
@@ -103,9 +107,9 @@ def kernel(cin, k, n4, r):
     e("    let row = tt / runs;")
     e(f"    let ox0 = (tt - row * runs) * {r}u;")
     e("    let img = row / p.oh;")
-    e("    let iy_top = i32(row - img * p.oh) - i32(p.pad_t);")
-    e("    let ix0 = i32(ox0) - i32(p.pad_l);")
-    for c in range(cols):
+    e(f"    let iy_top = i32((row - img * p.oh) * {stride}u) - i32(p.pad_t);")
+    e(f"    let ix0 = i32(ox0 * {stride}u) - i32(p.pad_l);")
+    for c in cols:
         e(f"    let cok{c} = live && ix0 + {c} >= 0 && ix0 + {c} < i32(p.w);")
     for ri in range(r):
         for j in range(n4):
@@ -122,7 +126,7 @@ def kernel(cin, k, n4, r):
         for kx in range(k):
             for ci in range(cin):
                 for ri in range(r):
-                    c = ri + kx
+                    c = ri * stride + kx
                     if (c, ci) not in loaded:
                         loaded.add((c, ci))
                         v = f"a{ky}_{c}_{ci}"
@@ -135,7 +139,7 @@ def kernel(cin, k, n4, r):
                 for j in range(n4):
                     e(f"    let w{kk}_{j} = wts[{kk * n4 + j}];")
                     for ri in range(r):
-                        a = f"a{ky}_{ri + kx}_{ci}"
+                        a = f"a{ky}_{ri * stride + kx}_{ci}"
                         e(f"    blk{ri}_{j} = fma({a}, w{kk}_{j}, blk{ri}_{j});")
                 kk += 1
                 fill += 1

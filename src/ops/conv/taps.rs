@@ -98,11 +98,12 @@ pub fn serves_grad_weight(g: &ConvGeom) -> bool {
     dw_kernel_for(g).is_some()
 }
 
-/// One written-out kernel: input channels, filter size (square), vec4 output columns per
-/// dispatch, pixels per invocation.
+/// One written-out kernel: input channels, filter size (square), stride, vec4 output columns
+/// per dispatch, pixels per invocation.
 pub struct TapsKernel {
     pub cin: usize,
     pub k: usize,
+    pub stride: usize,
     pub n4: usize,
     pub run: usize,
     kernel: Kernel,
@@ -113,11 +114,26 @@ macro_rules! taps {
         TapsKernel {
             cin: $cin,
             k: $k,
+            stride: 1,
             n4: $n4,
             run: $r,
             kernel: kernel_in(
                 SHADER,
                 concat!("conv_taps_c", $cin, "_k", $k, "_n", $n4, "_r", $r),
+                BINDINGS,
+            ),
+        }
+    };
+    ($cin:literal, $k:literal, s $s:literal, $n4:literal, $r:literal) => {
+        TapsKernel {
+            cin: $cin,
+            k: $k,
+            stride: $s,
+            n4: $n4,
+            run: $r,
+            kernel: kernel_in(
+                SHADER,
+                concat!("conv_taps_c", $cin, "_k", $k, "_s", $s, "_n", $n4, "_r", $r),
                 BINDINGS,
             ),
         }
@@ -131,12 +147,18 @@ pub static KERNELS: &[TapsKernel] = &[
     taps!(3, 5, 2, 8),
     taps!(8, 5, 2, 4),
     taps!(8, 5, 4, 4),
+    taps!(24, 3, s 4, 8, 2),
 ];
 
-/// Whether `g` is a shape the family has kernels for (stride 1, square filter, and a kernel
-/// for its input channels and filter size).
+/// Whether `g` is a shape the family has a forward kernel for (its input channels, square
+/// filter and stride).
 fn serves(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.kh == g.kw && KERNELS.iter().any(|t| t.cin == g.cin && t.k == g.kh)
+    g.kh == g.kw && KERNELS.iter().any(|t| fits(t, g))
+}
+
+/// Whether `t` is written for `g`'s input channels, filter and stride.
+fn fits(t: &TapsKernel, g: &ConvGeom) -> bool {
+    t.cin == g.cin && t.k == g.kh && t.k == g.kw && t.stride == g.stride
 }
 
 /// The kernel that runs `cfg` on `g`, if there is one.
@@ -146,7 +168,7 @@ fn kernel_for(g: &ConvGeom, cfg: &TileConfig) -> Option<&'static TapsKernel> {
     }
     KERNELS
         .iter()
-        .find(|t| t.cin == g.cin && t.k == g.kh && t.n4 * 4 == cfg.tn && t.run == cfg.tm)
+        .find(|t| fits(t, g) && t.n4 * 4 == cfg.tn && t.run == cfg.tm)
 }
 
 /// Where the family has no kernel, the uniform family runs the product.
@@ -154,17 +176,23 @@ fn fallback(product: Product, g: &ConvGeom) -> TileConfig {
     uniform::FAMILY.default_for(product, g)
 }
 
-/// The family's own default for the forward of `g`: the widest block up to the layer's
-/// channels, at its longest run (the runs measured fastest on llvmpipe).
+/// The family's own default for the forward of `g`, None where it has no kernel for it.
 pub fn default_forward(g: &ConvGeom) -> Option<TileConfig> {
     if !serves(g) {
         return None;
     }
+    // The widest block within the layer's channels, else the narrowest there is (its
+    // channels past the layer's are not stored); the longest run of that block.
     let want = g.cout.div_ceil(4);
-    KERNELS
-        .iter()
-        .filter(|t| t.cin == g.cin && t.k == g.kh && t.n4 <= want.max(1))
-        .max_by_key(|t| (t.n4, t.run))
+    let written = || KERNELS.iter().filter(|t| fits(t, g));
+    let n4 = written()
+        .map(|t| t.n4)
+        .filter(|&n4| n4 <= want)
+        .max()
+        .or_else(|| written().map(|t| t.n4).min())?;
+    written()
+        .filter(|t| t.n4 == n4)
+        .max_by_key(|t| t.run)
         .map(|t| TileConfig::new(FAMILY, t.run, t.n4 * 4, 1))
 }
 

@@ -23,7 +23,7 @@
 //! 4 channels wide), a weight gradient with fewer than `DW_MIN_CHANNELS` input channels, and
 //! a training forward it hands to the uniform family's rule (`resolve`); a forward that the
 //! taps family has a kernel for goes there instead when it is a training forward or has at
-//! most 4 output channels (`fallback`).
+//! most 8 output channels (`fallback`).
 
 use super::{
     taps, uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig,
@@ -311,10 +311,11 @@ impl ConvFamily for Winograd {
         cfg: TileConfig,
         for_gradient: bool,
     ) -> TileConfig {
-        // One vec4 of output channels leaves Winograd's per-channel input transforms nothing
-        // to share them with: the written-out taps ran such a layer 1.7x as fast
-        // (`enc.conv0`, 3 -> 3 channels, 5x5).
-        let narrow = g.cout <= 4 && taps::default_forward(g).is_some();
+        // One or two vec4 of output channels leave Winograd's per-channel input transforms
+        // little to share them with: the written-out taps ran such layers 1.7x (`enc.conv0`,
+        // 3 -> 3 channels, 5x5) and 1.1x (`enc.conv1`, 3 -> 8) as fast, and 16 channels
+        // (`enc.conv2`) 0.95x.
+        let narrow = g.cout <= 8 && taps::default_forward(g).is_some();
         if product == Product::Forward && (for_gradient || narrow) {
             return fallback(product, g);
         }
