@@ -1,14 +1,15 @@
 // Written by tools/gen_conv_taps.py; edit that, not this file.
 //
-// Stride-1 convolutions with few input channels, written out tap by tap (forward only, NHWC
+// Convolutions with few input channels, written out tap by tap (forward only, NHWC
 // activations, the weights packed by conv_uniform.wgsl's pack_weights in blocks of N4 vec4
 // columns; the window bound for a dispatch starts at block b0, whose row k = (ky, kx, ci) is
 // at wts[k * N4 + j]: output channels b0 * 4 * N4 + 4j ..). Every weight load has a constant
 // offset, which llvmpipe reads once and broadcasts (an offset that runs with a loop counter
 // is a gather per lane). An invocation owns a run of R adjacent output pixels of one row and
-// every output channel; each input value it gathers serves each tap that reaches it. Sums run
-// over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the direct
-// and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}_n{N4}_r{R}.
+// the block's output channels; each input value it gathers serves each tap that reaches it.
+// Sums run over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the
+// direct and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}[_s{STRIDE}]
+// _n{N4}_r{R}.
 
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes shaders/conv_taps.wgsl and shaders/conv_taps_dw.wgsl: stride-1 convolutions with few
-input channels (the encoder's first 5x5 layers) written out tap by tap, forward (every weight
-read at a constant offset of its uniform window) and weight gradient.
+"""Writes shaders/conv_taps.wgsl and shaders/conv_taps_dw.wgsl: convolutions with few input
+channels (the encoder's first 5x5 layers, and the decoder's stride-4 layer) written out tap by
+tap, forward (every weight read at a constant offset of its uniform window) and weight
+gradient.
 
-    python3 tools/gen_conv_taps.py           rewrite it in place
+    python3 tools/gen_conv_taps.py           rewrite them in place
     python3 tools/gen_conv_taps.py --check   exit 1 if a file differs from this output
 
 Why written out: llvmpipe turns a uniform-buffer load into one load and a broadcast only
@@ -12,11 +13,11 @@ with a loop counter is a gather over the 8 lanes of a 256-bit vector, one per co
 With every tap and channel unrolled, each weight vec4 sits at a constant offset, and each
 input value an invocation gathers serves every tap of a run of adjacent output pixels.
 
-Each invocation computes a run of R adjacent output pixels of one row and all of the layer's
-(at most 4 x N4) output channels. Sums run over k = (ky, kx, ci) in 16-deep blocks added to
-the total, as in conv.wgsl and conv_uniform.wgsl, so the results equal theirs to the bit: a
+Forward: each invocation computes a run of R adjacent output pixels of one row and the 4 x N4
+output channels of one block. Sums run over k = (ky, kx, ci) in 16-deep blocks added to the
+total, as in conv.wgsl and conv_uniform.wgsl, so the results equal theirs to the bit: a
 training forward (whose gradient reads the side of an activation's kink a value falls on)
-may run here.
+may run here. The weight gradient is described in DW_HEADER.
 """
 import os
 import sys
@@ -42,15 +43,16 @@ CONFIGS = [
 HEADER = """\
 // Written by tools/gen_conv_taps.py; edit that, not this file.
 //
-// Stride-1 convolutions with few input channels, written out tap by tap (forward only, NHWC
+// Convolutions with few input channels, written out tap by tap (forward only, NHWC
 // activations, the weights packed by conv_uniform.wgsl's pack_weights in blocks of N4 vec4
 // columns; the window bound for a dispatch starts at block b0, whose row k = (ky, kx, ci) is
 // at wts[k * N4 + j]: output channels b0 * 4 * N4 + 4j ..). Every weight load has a constant
 // offset, which llvmpipe reads once and broadcasts (an offset that runs with a loop counter
 // is a gather per lane). An invocation owns a run of R adjacent output pixels of one row and
-// every output channel; each input value it gathers serves each tap that reaches it. Sums run
-// over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the direct
-// and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}_n{N4}_r{R}.
+// the block's output channels; each input value it gathers serves each tap that reaches it.
+// Sums run over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the
+// direct and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}[_s{STRIDE}]
+// _n{N4}_r{R}.
 
 override ACT: u32 = 0u;        // 0 none, 1 leaky ReLU(0.5), 2 ReLU, 3 sigmoid, 4 tanh
 

@@ -150,12 +150,6 @@ pub static KERNELS: &[TapsKernel] = &[
     taps!(24, 3, s 4, 8, 2),
 ];
 
-/// Whether `g` is a shape the family has a forward kernel for (its input channels, square
-/// filter and stride).
-fn serves(g: &ConvGeom) -> bool {
-    g.kh == g.kw && KERNELS.iter().any(|t| fits(t, g))
-}
-
 /// Whether `t` is written for `g`'s input channels, filter and stride.
 fn fits(t: &TapsKernel, g: &ConvGeom) -> bool {
     t.cin == g.cin && t.k == g.kh && t.k == g.kw && t.stride == g.stride
@@ -163,9 +157,6 @@ fn fits(t: &TapsKernel, g: &ConvGeom) -> bool {
 
 /// The kernel that runs `cfg` on `g`, if there is one.
 fn kernel_for(g: &ConvGeom, cfg: &TileConfig) -> Option<&'static TapsKernel> {
-    if !serves(g) {
-        return None;
-    }
     KERNELS
         .iter()
         .find(|t| fits(t, g) && t.n4 * 4 == cfg.tn && t.run == cfg.tm)
@@ -178,9 +169,6 @@ fn fallback(product: Product, g: &ConvGeom) -> TileConfig {
 
 /// The family's own default for the forward of `g`, None where it has no kernel for it.
 pub fn default_forward(g: &ConvGeom) -> Option<TileConfig> {
-    if !serves(g) {
-        return None;
-    }
     // The widest block within the layer's channels, else the narrowest there is (its
     // channels past the layer's are not stored); the longest run of that block.
     let want = g.cout.div_ceil(4);
@@ -211,8 +199,8 @@ impl ConvFamily for Taps {
     }
 
     /// On CPU adapters the winograd family hands it the forward products it has kernels for
-    /// where Winograd runs them slower or may not run them (a training forward); `asna tune`
-    /// times it.
+    /// where Winograd runs them slower, cannot (a stride) or may not (a training forward),
+    /// and the weight gradients it has kernels for; `asna tune` times it.
     fn role(&self, device: wgpu::DeviceType) -> Role {
         if device == wgpu::DeviceType::Cpu {
             Role::Candidate
