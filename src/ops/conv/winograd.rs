@@ -21,9 +21,9 @@
 //! runs alone); threads_n is 1 and the workgroup 64 invocations. What it cannot run (other
 //! strides and filters, channel counts whose transformed filter block exceeds a window even
 //! 4 channels wide), a weight gradient with fewer than `DW_MIN_CHANNELS` input channels, and
-//! a training forward it hands to the uniform family's rule (`resolve`); a forward that the
-//! taps family has a kernel for goes there instead when it is a training forward or has at
-//! most 8 output channels (`fallback`).
+//! a training forward it hands to another family (`resolve`, `fallback`): the taps family
+//! where that has a written-out kernel for the shape (which also takes a scoring forward of
+//! at most 8 output channels), else the uniform family's rule.
 
 use super::{
     taps, uniform, ConvFamily, ConvGeom, Family, ForwardOperands, Product, Role, TileConfig,
@@ -201,7 +201,9 @@ fn run_for_row(tiles: usize) -> usize {
     }
 }
 
-/// What runs a product this family cannot: the uniform family's rule.
+/// What runs a product this family cannot or should not: the taps family's kernel for the
+/// shape where it has one (a forward; a 5x5 weight gradient on few channels), else the
+/// uniform family's rule.
 fn fallback(product: Product, g: &ConvGeom) -> TileConfig {
     match product {
         Product::Forward => taps::default_forward(g),
