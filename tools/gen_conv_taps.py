@@ -24,6 +24,7 @@ import sys
 
 SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps.wgsl")
 DW_SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_taps_dw.wgsl")
+UNIFORM_SHADER = os.path.join(os.path.dirname(__file__), "..", "shaders", "conv_uniform.wgsl")
 BK = 16
 
 # (input channels, filter size, vec4 output channels per dispatch, pixels per invocation[,
@@ -60,31 +61,17 @@ const WG: u32 = 64u;
 const WINDOW: u32 = 4096u;
 
 // conv_uniform.wgsl's parameter block, field for field.
-struct Params {
-    n: u32, h: u32, w: u32, cin: u32,
-    oh: u32, ow: u32, cout: u32, kh: u32,
-    kw: u32, stride: u32, pad_t: u32, pad_l: u32,
-    gm: u32, gn: u32, gk: u32, kp: u32,
-    has_bias: u32, stride_shift: u32, has_bn: u32, b0: u32,
-    k0: u32, k1: u32, first: u32, last: u32,
-    k_chunk: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a_src: array<f32>;
-@group(0) @binding(3) var<uniform> wts: array<vec4<f32>, WINDOW>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read> bn: array<f32>;
-
-fn activate(x: f32) -> f32 {
-    if (ACT == 1u) { return select(0.5 * x, x, x > 0.0); }
-    if (ACT == 2u) { return max(x, 0.0); }
-    if (ACT == 3u) { return 1.0 / (1.0 + exp(-x)); }
-    if (ACT == 4u) { return tanh(x); }
-    return x;
-}
 """
+
+
+def uniform_source(start, end):
+    """shaders/conv_uniform.wgsl from the line starting `start` through the next line that
+    is `end`: the declarations these kernels share with it, copied rather than restated."""
+    with open(UNIFORM_SHADER) as f:
+        text = f.read()
+    a = text.index("\n" + start) + 1
+    b = text.index("\n" + end + "\n", a) + len(end) + 2
+    return text[a:b]
 
 
 def name(cin, k, n4, r, stride=1):
@@ -200,15 +187,7 @@ DW_HEADER = """\
 const WG: u32 = 64u;
 
 // conv_uniform.wgsl's parameter block, field for field.
-struct Params {
-    n: u32, h: u32, w: u32, cin: u32,
-    oh: u32, ow: u32, cout: u32, kh: u32,
-    kw: u32, stride: u32, pad_t: u32, pad_l: u32,
-    gm: u32, gn: u32, gk: u32, kp: u32,
-    has_bias: u32, stride_shift: u32, has_bn: u32, b0: u32,
-    k0: u32, k1: u32, first: u32, last: u32,
-    k_chunk: u32, _p0: u32, _p1: u32, _p2: u32,
-}
+{params}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -289,14 +268,19 @@ def dw_kernel(cg, k, n4, r):
 
 
 def render():
-    lines = HEADER.rstrip("\n").split("\n")
+    # The parameter block, bindings and `activate` of conv_uniform.wgsl, whose packed weights
+    # and launch parameters these kernels take.
+    header = HEADER + uniform_source("struct Params {", "}") + "\n"
+    header += uniform_source("@group(0) @binding(0)", "}")
+    lines = header.rstrip("\n").split("\n")
     for cfg in CONFIGS:
         lines += kernel(*cfg)
     return "\n".join(lines) + "\n"
 
 
 def render_dw():
-    lines = DW_HEADER.rstrip("\n").split("\n")
+    header = DW_HEADER.replace("{params}", uniform_source("struct Params {", "}").rstrip("\n"))
+    lines = header.rstrip("\n").split("\n")
     for cfg in DW_CONFIGS:
         lines += dw_kernel(*cfg)
     return "\n".join(lines) + "\n"

@@ -249,33 +249,9 @@ fn windowed_product(
     let (gm, gn, gk) = product.gemm(g);
     let tn4 = cfg.tn / 4;
     let blocks = gn.div_ceil(cfg.tn);
-    // Rows padded to 16 keep every window's offset a multiple of 256 bytes.
-    let kp = gk.div_ceil(16) * 16;
-    let mut params = Params {
-        gm,
-        gn,
-        gk,
-        kp,
-        has_bias: bias.is_some(),
-        has_bn: affine.is_some(),
-        b0: 0,
-        k0: 0,
-        k1: gk,
-        first: true,
-        last: true,
-        k_chunk: 0,
-    };
-    // The last window may start anywhere in the packed rows: 64 KiB of padding behind them.
-    let packed_vec4 = blocks * kp * tn4;
-    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
-    gpu.dispatch(
-        &PACK_WEIGHTS,
-        &constants(&cfg, product, Act::None),
-        &params.block(g),
-        &[packed.raw(), w.raw()],
-        grid_1d_of(packed_vec4, 64),
-        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
-    );
+    let (packed, mut params) =
+        packed_weights(gpu, product, w, g, &cfg, bias.is_some(), affine.is_some());
+    let kp = params.kp;
     let (gy, gz) = m_groups(gm.div_ceil(cfg.bm()));
     let bias_buf = bias.unwrap_or(w).raw();
     let bn_buf = affine.unwrap_or(w).raw();
@@ -321,26 +297,23 @@ fn windowed_product(
     }
 }
 
-/// The forward product's K x N weight matrix packed by `pack_weights` in blocks of `n4`
-/// vec4 columns (block b's row k at vec4 (b * kp + k) * n4, kp = K rounded up to 16, so that
-/// every block starts 256 bytes aligned), followed by a window of padding; and the parameter
-/// block of a single-window forward dispatch (`b0` names the block). shaders/conv_taps.wgsl
-/// reads both.
-pub(super) fn blocked_forward_weights(
+/// The K x N weight matrix of `product` packed by `pack_weights` in blocks of `cfg.tn`
+/// columns (block b's row k at vec4 (b * kp + k) * TN4, kp = K rounded up to 16, so that
+/// every block starts 256 bytes aligned), followed by a window of padding (the last window
+/// may start anywhere in the packed rows); and the parameter block of a single-window
+/// dispatch over all of k (`b0` names the block).
+fn packed_weights(
     gpu: &Gpu,
+    product: Product,
     w: &Tensor,
     g: &ConvGeom,
-    n4: usize,
+    cfg: &TileConfig,
     has_bias: bool,
     has_bn: bool,
 ) -> (Tensor, Params) {
-    let (gm, gn, gk) = Product::Forward.gemm(g);
+    let (gm, gn, gk) = product.gemm(g);
+    let tn4 = cfg.tn / 4;
     let kp = gk.div_ceil(16) * 16;
-    assert!(
-        kp * n4 <= WINDOW_VEC4,
-        "a block of {n4} vec4 columns and {gk} rows"
-    );
-    let cfg = TileConfig::new(FAMILY, 1, n4 * 4, 1);
     let params = Params {
         gm,
         gn,
@@ -355,17 +328,36 @@ pub(super) fn blocked_forward_weights(
         last: true,
         k_chunk: 0,
     };
-    let packed_vec4 = gn.div_ceil(n4 * 4) * kp * n4;
+    let packed_vec4 = gn.div_ceil(cfg.tn) * kp * tn4;
     let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
     gpu.dispatch(
         &PACK_WEIGHTS,
-        &constants(&cfg, Product::Forward, Act::None),
+        &constants(cfg, product, Act::None),
         &params.block(g),
         &[packed.raw(), w.raw()],
         grid_1d_of(packed_vec4, 64),
         (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
     );
     (packed, params)
+}
+
+/// `packed_weights` of the forward product in blocks of `n4` vec4 columns, each of which fits
+/// one window: what shaders/conv_taps.wgsl reads.
+pub(super) fn blocked_forward_weights(
+    gpu: &Gpu,
+    w: &Tensor,
+    g: &ConvGeom,
+    n4: usize,
+    has_bias: bool,
+    has_bn: bool,
+) -> (Tensor, Params) {
+    let gk = Product::Forward.gemm(g).2;
+    assert!(
+        gk.div_ceil(16) * 16 * n4 <= WINDOW_VEC4,
+        "a block of {n4} vec4 columns and {gk} rows"
+    );
+    let cfg = TileConfig::new(FAMILY, 1, n4 * 4, 1);
+    packed_weights(gpu, Product::Forward, w, g, &cfg, has_bias, has_bn)
 }
 
 /// `pack_weights` for one block of `n4` vec4 columns, with its override constants.
