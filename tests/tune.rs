@@ -317,6 +317,129 @@ fn taps_family_is_correct_on_awkward_shapes() {
     assert!(checked >= 20, "only {checked} configurations checked");
 }
 
+/// `dec.down0` on a CPU adapter reads its input, the decoder's concatenation [up(low),
+/// |f(R) - f(D)|], from its two sources: equal to the taps kernel on the built concatenation
+/// to the bit, and to float64 (odd sizes, one pixel, a partial and a second block of output
+/// channels, outputs overhanging the input); shapes no such kernel is written for get none.
+#[test]
+fn strided_block_reads_the_concatenation_from_its_sources() {
+    use asna::gpu::DType;
+    use asna::ops::concat::upsample_absdiff_concat;
+    let gpu = gpu();
+    let mut r = Rand::new(43);
+    // (pairs, low height, low width, upsampled channels, difference channels, output
+    // channels, filter side, stride)
+    let cases = [
+        (2, 7, 11, 16, 8, 40, 3, 4),
+        (1, 1, 1, 16, 8, 7, 3, 4),
+        (3, 4, 3, 16, 8, 32, 3, 4),
+    ];
+    for (n, lh, lw, c1, c2, cout, k, stride) in cases {
+        let (h, w) = (2 * lh, 2 * lw);
+        let cin = c1 + c2;
+        let (ls, fs, ws) = ([n, lh, lw, c1], [2 * n, h, w, c2], [k, k, cin, cout]);
+        let low = r.vec(ls.iter().product(), -1.0, 1.0);
+        let feats = r.vec(fs.iter().product(), -1.0, 1.0);
+        let wv = r.vec(ws.iter().product(), -0.5, 0.5);
+        let b = r.vec(cout, -0.3, 0.3);
+        let affine = r.vec(2 * cout, -1.0, 1.0);
+        let (lowt, featst) = (gpu.upload(&ls, &low), gpu.upload(&fs, &feats));
+        let (wt, bt, at) = (
+            gpu.upload(&ws, &wv),
+            gpu.upload(&[cout], &b),
+            gpu.upload(&[2 * cout], &affine),
+        );
+        let plan = conv::UpAbsdiffConv::plan(&gpu, &lowt, &featst, &wt, stride)
+            .unwrap_or_else(|| panic!("no kernel for {ls:?} {fs:?} stride {stride}"));
+        let y = plan.forward(
+            &gpu,
+            &lowt,
+            &featst,
+            &wt,
+            Some(&bt),
+            Act::LeakyRelu,
+            Some(&at),
+        );
+        let got = download(&gpu, &y);
+        let cat = upsample_absdiff_concat(&gpu, &lowt, &featst);
+        let plain = conv::forward_affine(
+            &gpu,
+            &cat,
+            &wt,
+            Some(&bt),
+            stride,
+            Act::LeakyRelu,
+            Some(&at),
+        );
+        let name = format!("{ls:?} {fs:?} co{cout} stride {stride}");
+        assert_eq!(y.shape, plain.shape, "{name}");
+        assert_same_bits(&name, &got, &download(&gpu, &plain));
+        // float64: the concatenation built here, then the convolution and the affine map.
+        let mut x = Vec::with_capacity(n * h * w * cin);
+        for img in 0..n {
+            for y in 0..h {
+                for xx in 0..w {
+                    let l = ((img * lh + y / 2) * lw + xx / 2) * c1;
+                    x.extend(low[l..l + c1].iter().map(|&v| v as f64));
+                    let f = ((img * h + y) * w + xx) * c2;
+                    let d = f + n * h * w * c2;
+                    x.extend((0..c2).map(|c| (feats[f + c] as f64 - feats[d + c] as f64).abs()));
+                }
+            }
+        }
+        let (z, _) = conv_ref(
+            &x,
+            [n, h, w, cin],
+            &f64s(&wv),
+            ws,
+            Some(&f64s(&b)),
+            stride,
+            Act::LeakyRelu,
+        );
+        let want: Vec<f64> = z
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * affine[i % cout] as f64 + affine[cout + i % cout] as f64)
+            .collect();
+        assert_close(&name, &got, &want, 1e-5);
+    }
+    // None for a stride, a split of the channels or sizes with no such kernel, or f16.
+    let none = |ls: [usize; 4], fs: [usize; 4], ws: [usize; 4], stride: usize, dtype| {
+        let low = gpu.convert(&gpu.full(&ls, 0.5), dtype).unwrap();
+        let feats = gpu.convert(&gpu.full(&fs, 0.5), dtype).unwrap();
+        let w = gpu.convert(&gpu.full(&ws, 0.5), dtype).unwrap();
+        conv::UpAbsdiffConv::plan(&gpu, &low, &feats, &w, stride).is_none()
+    };
+    let f32 = DType::F32;
+    assert!(!none([1, 4, 4, 16], [2, 8, 8, 8], [3, 3, 24, 32], 4, f32));
+    assert!(
+        none([1, 4, 4, 16], [2, 8, 8, 8], [3, 3, 24, 32], 2, f32),
+        "stride 2"
+    );
+    assert!(
+        none([1, 4, 4, 12], [2, 8, 8, 12], [3, 3, 24, 32], 4, f32),
+        "12 + 12"
+    );
+    assert!(
+        none([1, 4, 4, 16], [2, 8, 9, 8], [3, 3, 24, 32], 4, f32),
+        "odd width"
+    );
+    assert!(
+        none([1, 4, 4, 16], [4, 8, 8, 8], [3, 3, 24, 32], 4, f32),
+        "batches"
+    );
+    assert!(
+        none([1, 4, 4, 16], [2, 8, 8, 8], [3, 3, 24, 32], 1, f32),
+        "stride 1"
+    );
+    if gpu.features.contains(wgpu::Features::SHADER_F16) {
+        assert!(
+            none([1, 4, 4, 16], [2, 8, 8, 8], [3, 3, 24, 32], 4, DType::F16),
+            "f16"
+        );
+    }
+}
+
 /// A Winograd weight gradient whose transformed dY takes more than one batch of packed
 /// windows (523 windows of 7 tiles), against float64; run twice, so that the second run's
 /// sums start in buffers the first left dirty.

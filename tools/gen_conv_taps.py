@@ -41,6 +41,15 @@ CONFIGS = [
     (24, 3, 8, 2, 4),
 ]
 
+# Scoring entry points whose input is the decoder's concatenation [up(low), |f(R) - f(D)|],
+# read from its two sources instead of from the built tensor: (channels of the upsampled
+# half, channels of the difference, filter size, vec4 output channels, pixels per invocation,
+# stride). `dec.down0` reads 9 of every 16 pixels of its 288x288x24 input, which then is
+# never written.
+UP_DIFF_CONFIGS = [
+    (16, 8, 3, 8, 2, 4),
+]
+
 HEADER = """\
 // Written by tools/gen_conv_taps.py; edit that, not this file.
 //
@@ -74,19 +83,38 @@ def uniform_source(start, end):
     return text[a:b]
 
 
-def name(cin, k, n4, r, stride=1):
+def name(cin, k, n4, r, stride=1, split=None):
     s = f"_s{stride}" if stride > 1 else ""
-    return f"conv_taps_c{cin}_k{k}{s}_n{n4}_r{r}"
+    c = f"up{split[0]}_diff{split[1]}" if split else f"c{cin}"
+    return f"conv_taps_{c}_k{k}{s}_n{n4}_r{r}"
 
 
-def kernel(cin, k, n4, r, stride=1):
+def input_load(cin, ky, c, ci, split):
+    """The WGSL expression of input channel ci at column c of the run in filter row ky: a
+    load of the activation, or with `split` = (c1, c2), channel ci of [up(low), |f(R) -
+    f(D)|] from its sources (`a_src` holds low, `feat` the stacked features)."""
+    ok = f"ok{ky}_{c}_{ci}"
+    if not split:
+        return (
+            f"select(0.0, a_src[select(0u, (rb{ky} + u32(ix0 + {c})) * {cin}u + {ci}u, {ok})], "
+            f"{ok})"
+        )
+    c1, c2 = split
+    if ci < c1:
+        at = f"(lrb{ky} + u32(ix0 + {c}) / 2u) * {c1}u + {ci}u"
+        return f"select(0.0, a_src[select(0u, {at}, {ok})], {ok})"
+    at = f"select(0u, (rb{ky} + u32(ix0 + {c})) * {c2}u + {ci - c1}u, {ok})"
+    return f"select(0.0, abs(feat[{at}] - feat[{at} + d_half]), {ok})"
+
+
+def kernel(cin, k, n4, r, stride=1, split=None):
     # Pixel ri's tap kx reads input column ri * stride + kx of the run's first.
     cols = sorted({ri * stride + kx for ri in range(r) for kx in range(k)})
     o = []
     e = o.append
     e("")
     e("@compute @workgroup_size(WG)")
-    e(f"fn {name(cin, k, n4, r, stride)}(@builtin(local_invocation_index) lid: u32,")
+    e(f"fn {name(cin, k, n4, r, stride, split)}(@builtin(local_invocation_index) lid: u32,")
     e("        @builtin(workgroup_id) wid: vec3<u32>,")
     e("        @builtin(num_workgroups) nwg: vec3<u32>) {")
     e(f"    let runs = (p.ow + {r - 1}u) / {r}u;")
@@ -98,6 +126,9 @@ def kernel(cin, k, n4, r, stride=1):
     e("    let img = row / p.oh;")
     e(f"    let iy_top = i32((row - img * p.oh) * {stride}u) - i32(p.pad_t);")
     e(f"    let ix0 = i32(ox0 * {stride}u) - i32(p.pad_l);")
+    if split:
+        # The distorted images' features follow the references' (p.n pairs).
+        e(f"    let d_half = p.n * p.h * p.w * {split[1]}u;")
     for c in cols:
         e(f"    let cok{c} = live && ix0 + {c} >= 0 && ix0 + {c} < i32(p.w);")
     for ri in range(r):
@@ -111,6 +142,8 @@ def kernel(cin, k, n4, r, stride=1):
         e(f"    let iy{ky} = iy_top + {ky};")
         e(f"    let rok{ky} = iy{ky} >= 0 && iy{ky} < i32(p.h);")
         e(f"    let rb{ky} = (img * p.h + u32(max(iy{ky}, 0))) * p.w;")
+        if split:
+            e(f"    let lrb{ky} = (img * (p.h / 2u) + u32(max(iy{ky}, 0)) / 2u) * (p.w / 2u);")
         loaded = set()
         for kx in range(k):
             for ci in range(cin):
@@ -120,11 +153,7 @@ def kernel(cin, k, n4, r, stride=1):
                         loaded.add((c, ci))
                         v = f"a{ky}_{c}_{ci}"
                         e(f"    let ok{ky}_{c}_{ci} = rok{ky} && cok{c};")
-                        e(
-                            f"    let {v} = vec4<f32>(select(0.0, a_src[select(0u, "
-                            f"(rb{ky} + u32(ix0 + {c})) * {cin}u + {ci}u, ok{ky}_{c}_{ci})], "
-                            f"ok{ky}_{c}_{ci}));"
-                        )
+                        e(f"    let {v} = vec4<f32>({input_load(cin, ky, c, ci, split)});")
                 for j in range(n4):
                     e(f"    let w{kk}_{j} = wts[{kk * n4 + j}];")
                     for ri in range(r):
@@ -273,8 +302,13 @@ def render():
     header = HEADER + uniform_source("struct Params {", "}") + "\n"
     header += uniform_source("@group(0) @binding(0)", "}")
     lines = header.rstrip("\n").split("\n")
+    lines.append("")
+    lines.append("// The stacked features [R; D] of the up-and-difference entry points.")
+    lines.append("@group(0) @binding(6) var<storage, read> feat: array<f32>;")
     for cfg in CONFIGS:
         lines += kernel(*cfg)
+    for c1, c2, k, n4, r, stride in UP_DIFF_CONFIGS:
+        lines += kernel(c1 + c2, k, n4, r, stride, (c1, c2))
     return "\n".join(lines) + "\n"
 
 

@@ -228,6 +228,41 @@ impl<'g> Tape<'g> {
         self.leaf(y, false)
     }
 
+    /// `conv_bn_eval` of concat[up(low), |f(R) - f(D)|] without building the concatenation,
+    /// where a kernel reads it from its sources (`ops::conv::forward_affine_up_absdiff`);
+    /// None where none does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_bn_eval_up_absdiff(
+        &mut self,
+        low: &Var,
+        feats: &Var,
+        w: &Var,
+        b: Option<&Var>,
+        stride: usize,
+        act: Act,
+        gamma: &Var,
+        beta: &Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+    ) -> Option<Var> {
+        assert!(
+            !self.recording,
+            "conv_bn_eval_up_absdiff has no gradient; record upsample, absdiff_halves and concat"
+        );
+        let conv = ops::conv::UpAbsdiffConv::plan(self.gpu, &low.t, &feats.t, &w.t, stride)?;
+        let affine = ops::batchnorm::fold(self.gpu, &gamma.t, &beta.t, running_mean, running_var);
+        let y = conv.forward(
+            self.gpu,
+            &low.t,
+            &feats.t,
+            &w.t,
+            b.map(|b| &b.t),
+            act,
+            Some(&affine),
+        );
+        Some(self.leaf(y, false))
+    }
+
     pub fn activation(&mut self, x: &Var, act: Act) -> Var {
         let y = ops::eltwise::activation(self.gpu, &x.t, act);
         let saved = y.clone();

@@ -125,6 +125,35 @@ impl<'a> BnContext<'a> {
         )
     }
 
+    /// Layer `l` (a convolution with batch norm) on concat[up(low), |f(R) - f(D)|] in one
+    /// kernel that reads the concatenation from its sources, for scoring; None in training,
+    /// on a recording tape, or where no kernel does (`Tape::conv_bn_eval_up_absdiff`).
+    pub fn conv_act_bn_up_absdiff(
+        &mut self,
+        tape: &mut Tape,
+        p: &Bound,
+        l: &Layer,
+        low: &Var,
+        feats: &Var,
+    ) -> Option<Var> {
+        let norm = l.bn?;
+        if self.train || tape.is_recording() {
+            return None;
+        }
+        tape.conv_bn_eval_up_absdiff(
+            low,
+            feats,
+            p.var(&format!("{}.weight", l.name)),
+            Some(p.var(&format!("{}.bias", l.name))),
+            l.stride,
+            l.act,
+            p.var(&format!("{norm}.gamma")),
+            p.var(&format!("{norm}.beta")),
+            self.store.get(&format!("{norm}.running_mean")),
+            self.store.get(&format!("{norm}.running_var")),
+        )
+    }
+
     pub fn apply(&mut self, tape: &mut Tape, p: &Bound, name: &str, x: &Var) -> Var {
         let gamma = p.var(&format!("{name}.gamma"));
         let beta = p.var(&format!("{name}.beta"));
@@ -292,13 +321,20 @@ pub fn forward_shared(
             Input::Concat(
                 &[Input::Up(&Input::Out(from)), Input::AbsDiff(&Input::Out(feature))],
             ) if prev == Some(from) => {
-                let low = low.take().expect("the previous block's output");
+                let below = low.take().expect("the previous block's output");
                 let scale = layers::scale_of(feature);
                 let (feat, diff) = (feats[scale].take(), diffs[scale].take());
                 if fuse {
-                    tape.upsample_absdiff_concat(&low, &feat.expect("features"))
+                    let feat = feat.expect("features");
+                    // A block may read the concatenation from its two sources.
+                    if let Some(y) = bn.conv_act_bn_up_absdiff(tape, p, l, &below, &feat) {
+                        low = Some(y);
+                        prev = Some(l.name);
+                        continue;
+                    }
+                    tape.upsample_absdiff_concat(&below, &feat)
                 } else {
-                    let up = tape.upsample(&low);
+                    let up = tape.upsample(&below);
                     tape.concat(&[&up, &diff.expect("difference")])
                 }
             }

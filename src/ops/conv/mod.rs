@@ -278,6 +278,86 @@ pub fn forward_affine(
     forward_configured(gpu, x, w, b, stride, act, affine, cfg, false)
 }
 
+/// A convolution of the decoder's concatenation [up(low), |f(R) - f(D)|] (low [N, H/2,
+/// W/2, C1], feats the stacked features [2N, H, W, C2]) that reads it from its two sources
+/// instead of a built tensor: where the configuration the policy picks for it has such a
+/// kernel (the taps family's, for `dec.down0` on CPU adapters). Elsewhere the caller builds
+/// the concatenation (`concat::upsample_absdiff_concat`).
+///
+/// Only there: `dec.down0` reads 9 of every 16 pixels of its 288x288x24 input, the largest
+/// concatenation, which then is never written. A Winograd product reading the 3x3 blocks'
+/// concatenations from their sources ran slower than building them (it loads both images'
+/// features for each difference channel of every tile; docs/PERFORMANCE.md, step 25).
+pub struct UpAbsdiffConv {
+    g: ConvGeom,
+    cfg: TileConfig,
+    kernel: &'static taps::TapsUpDiffKernel,
+}
+
+impl UpAbsdiffConv {
+    /// The convolution by w at `stride` of the concatenation of `low` and `feats`, or None
+    /// where no kernel reads that concatenation from its sources.
+    pub fn plan(
+        gpu: &Gpu,
+        low: &Tensor,
+        feats: &Tensor,
+        w: &Tensor,
+        stride: usize,
+    ) -> Option<UpAbsdiffConv> {
+        let (n, lh, lw, c1) = low.nhwc();
+        let (n2, h, fw, c2) = feats.nhwc();
+        if n2 != 2 * n || h != 2 * lh || fw != 2 * lw {
+            return None;
+        }
+        if [low.dtype, feats.dtype, w.dtype] != [DType::F32; 3] {
+            return None;
+        }
+        let g = ConvGeom::new(&[n, h, fw, c1 + c2], &w.shape, stride);
+        let cfg = choose(gpu, Product::Forward, &g);
+        let cfg = cfg.family.resolve(Product::Forward, &g, cfg, false);
+        let kernel = taps::up_diff_kernel(&g, &cfg, c1, c2)?;
+        Some(UpAbsdiffConv { g, cfg, kernel })
+    }
+
+    /// act(conv + b) * scale + shift, as `forward_affine` on the built concatenation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        low: &Tensor,
+        feats: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        act: Act,
+        affine: Option<&Tensor>,
+    ) -> Tensor {
+        assert_eq!(w.shape, self.g.weight_shape(), "conv weight shape");
+        if let Some(b) = b {
+            assert_eq!(b.numel(), self.g.cout, "conv bias size");
+        }
+        if let Some(a) = affine {
+            assert_eq!(
+                a.numel(),
+                2 * self.g.cout,
+                "conv affine map: [scale; shift]"
+            );
+        }
+        gpu.kernels
+            .borrow_mut()
+            .note_use(Product::Forward, &self.g, &self.cfg);
+        let y = gpu.empty(&self.g.out_shape());
+        let op = ForwardOperands {
+            x: low,
+            w,
+            bias: b,
+            affine,
+            act,
+        };
+        self.kernel.forward(gpu, &self.g, low, feats, &op, &y);
+        y
+    }
+}
+
 /// `forward` in a training pass, whose result the backward pass reads: a family may run it
 /// differently (`ConvFamily::resolve`).
 pub fn forward_for_gradient(

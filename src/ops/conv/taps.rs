@@ -150,6 +150,31 @@ pub static KERNELS: &[TapsKernel] = &[
     taps!(24, 3, s 4, 8, 2),
 ];
 
+/// A scoring forward whose input is the decoder's concatenation [up(low), |f(R) - f(D)|]
+/// (`ops::concat::upsample_absdiff_concat`), read from its two sources: the channels of the
+/// upsampled half from low at (y / 2, x / 2), those of the difference from the stacked
+/// features, so the concatenation is never written. The values and the order of every sum
+/// are the plain kernel's on the built concatenation, so the results are the same to the bit.
+pub struct TapsUpDiffKernel {
+    pub up: usize,
+    pub diff: usize,
+    /// The plain kernel of the same filter, stride, block and run.
+    pub plain: &'static TapsKernel,
+    kernel: Kernel,
+}
+
+/// Every up-and-difference entry point (tools/gen_conv_taps.py `UP_DIFF_CONFIGS`).
+pub static UP_DIFF_KERNELS: &[TapsUpDiffKernel] = &[TapsUpDiffKernel {
+    up: 16,
+    diff: 8,
+    plain: &KERNELS[5],
+    kernel: kernel_in(
+        SHADER,
+        "conv_taps_up16_diff8_k3_s4_n8_r2",
+        &[RW, R, U, R, R, R],
+    ),
+}];
+
 /// Whether `t` is written for `g`'s input channels, filter and stride.
 fn fits(t: &TapsKernel, g: &ConvGeom) -> bool {
     t.cin == g.cin && t.k == g.kh && t.k == g.kw && t.stride == g.stride
@@ -182,6 +207,76 @@ pub fn default_forward(g: &ConvGeom) -> Option<TileConfig> {
         .filter(|t| t.n4 == n4)
         .max_by_key(|t| t.run)
         .map(|t| TileConfig::new(FAMILY, t.run, t.n4 * 4, 1))
+}
+
+/// The up-and-difference kernel that runs `cfg` on `g` (the concatenation's geometry) for
+/// `up` upsampled and `diff` difference channels, if there is one.
+pub fn up_diff_kernel(
+    g: &ConvGeom,
+    cfg: &TileConfig,
+    up: usize,
+    diff: usize,
+) -> Option<&'static TapsUpDiffKernel> {
+    if cfg.family != FAMILY {
+        return None;
+    }
+    let t = kernel_for(g, cfg)?;
+    UP_DIFF_KERNELS
+        .iter()
+        .find(|f| std::ptr::eq(f.plain, t) && f.up == up && f.diff == diff)
+}
+
+impl TapsUpDiffKernel {
+    /// `forward` of conv(concat[up(low), |f(R) - f(D)|]) (`g` its geometry) into y, from low
+    /// [N, H/2, W/2, up] and the stacked features [2N, H, W, diff] (`op.x` unused).
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        g: &ConvGeom,
+        low: &Tensor,
+        feats: &Tensor,
+        op: &ForwardOperands,
+        y: &Tensor,
+    ) {
+        f32_only("conv forward (taps family)", &[low, feats, op.w]);
+        let t = self.plain;
+        let (packed, mut params) = uniform::blocked_forward_weights(
+            gpu,
+            op.w,
+            g,
+            t.n4,
+            op.bias.is_some(),
+            op.affine.is_some(),
+        );
+        let runs = g.n * g.oh * g.ow.div_ceil(t.run);
+        let (gy, gz) = m_groups(runs.div_ceil(64));
+        let bias = op.bias.unwrap_or(op.w).raw();
+        let bn = op.affine.unwrap_or(op.w).raw();
+        let blocks = g.cout.div_ceil(t.n4 * 4);
+        for b in 0..blocks {
+            params.b0 = b;
+            let bindings = [
+                whole(y.raw()),
+                whole(low.raw()),
+                uniform_window(packed.raw(), b * params.kp * t.n4),
+                whole(bias),
+                whole(bn),
+                whole(feats.raw()),
+            ];
+            gpu.dispatch_bindings(
+                &self.kernel,
+                DType::F32,
+                &[("ACT", op.act as u32 as f64)],
+                &params.block(g),
+                &bindings,
+                [1, gy, gz],
+                (
+                    g.flops() / blocks as f64,
+                    (low.bytes() + feats.bytes() + y.bytes() / blocks as u64) as f64,
+                ),
+            );
+        }
+    }
 }
 
 impl ConvFamily for Taps {
@@ -295,6 +390,12 @@ impl ConvFamily for Taps {
             .filter(|t| t.n4 * 4 == cfg.tn && t.run == cfg.tm)
         {
             out.push((&t.kernel, vec![("ACT", 0.0)]));
+        }
+        for f in UP_DIFF_KERNELS
+            .iter()
+            .filter(|f| f.plain.n4 * 4 == cfg.tn && f.plain.run == cfg.tm)
+        {
+            out.push((&f.kernel, vec![("ACT", 0.0)]));
         }
         for t in DW_KERNELS.iter().filter(|t| t.n4 * 4 == cfg.tn) {
             out.push((&t.kernel, vec![]));
