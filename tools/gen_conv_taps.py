@@ -34,6 +34,7 @@ BK = 16
 # combination. src/ops/conv/taps.rs `KERNELS` lists the same.
 CONFIGS = [
     (3, 5, 1, 4),
+    (3, 5, 1, 8),
     (3, 5, 2, 4),
     (3, 5, 2, 8),
     (8, 5, 2, 4),

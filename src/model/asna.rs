@@ -293,8 +293,9 @@ pub fn forward_shared(
     if let Some(t) = taps.as_deref_mut() {
         t.encoder = feats.iter().map(|f| f.t.clone()).collect();
     }
-    // Scoring (nothing recorded) builds each decoder input in one fused pass; training keeps
-    // the three differentiable ops.
+    // Scoring (nothing recorded) builds each decoder input in one fused pass, or not at all
+    // where the block's kernel reads it from its sources; training keeps the three
+    // differentiable ops.
     let fuse = !tape.is_recording();
     let mut diffs: Vec<Option<Var>> = feats
         .iter()

@@ -9,6 +9,10 @@
 //!   forward may run here. In its `TileConfig`, TM is the run of pixels per invocation and TN
 //!   the output channels of one dispatch (a block of TN / 4 vec4 columns; wider layers take
 //!   one dispatch per block).
+//! - Scoring's `dec.down0` (3x3, stride 4, 16 + 8 input channels) has a second forward entry
+//!   point that reads its input, the decoder's concatenation [up(low), |f(R) - f(D)|], from
+//!   those two sources (`UP_DIFF_KERNELS`, `ops::conv::UpAbsdiffConv`): same values, same
+//!   sums, and the 288x288x24 concatenation is never written.
 //! - Weight gradient (shaders/conv_taps_dw.wgsl, up to 16 input channels in groups of 3 or 4):
 //!   an invocation owns one filter row, a group of input channels and a block of output
 //!   channels, and walks a band of output rows, every product of the inputs and dY it gathers
@@ -143,6 +147,7 @@ macro_rules! taps {
 /// Every entry point of the shader (tools/gen_conv_taps.py `CONFIGS`, in its order).
 pub static KERNELS: &[TapsKernel] = &[
     taps!(3, 5, 1, 4),
+    taps!(3, 5, 1, 8),
     taps!(3, 5, 2, 4),
     taps!(3, 5, 2, 8),
     taps!(8, 5, 2, 4),
@@ -167,7 +172,7 @@ pub struct TapsUpDiffKernel {
 pub static UP_DIFF_KERNELS: &[TapsUpDiffKernel] = &[TapsUpDiffKernel {
     up: 16,
     diff: 8,
-    plain: &KERNELS[5],
+    plain: &KERNELS[6],
     kernel: kernel_in(
         SHADER,
         "conv_taps_up16_diff8_k3_s4_n8_r2",
