@@ -29,7 +29,7 @@ pub fn to_input_as(gpu: &Gpu, pixels: &[u8], n: usize, h: usize, w: usize, dtype
         &[],
         &[total as u32, 0, 0, 0],
         &[out.raw(), bytes.raw()],
-        grid_1d(total),
+        grid_1d(total.div_ceil(4)),
         (2.0 * total as f64, 5.0 * total as f64),
     );
     out
