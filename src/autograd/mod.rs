@@ -229,7 +229,7 @@ impl<'g> Tape<'g> {
     }
 
     /// `conv_bn_eval` of concat[up(low), |f(R) - f(D)|] without building the concatenation,
-    /// where a kernel reads it from its sources (`ops::conv::forward_affine_up_absdiff`);
+    /// where a kernel reads it from its sources (`ops::conv::UpAbsdiffConv`);
     /// None where none does.
     #[allow(clippy::too_many_arguments)]
     pub fn conv_bn_eval_up_absdiff(
