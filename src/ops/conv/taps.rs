@@ -244,43 +244,60 @@ impl TapsUpDiffKernel {
         y: &Tensor,
     ) {
         f32_only("conv forward (taps family)", &[low, feats, op.w]);
-        let t = self.plain;
-        let (packed, mut params) = uniform::blocked_forward_weights(
-            gpu,
-            op.w,
-            g,
-            t.n4,
-            op.bias.is_some(),
-            op.affine.is_some(),
+        launch_forward(gpu, self.plain, &self.kernel, g, op, low, Some(feats), y);
+    }
+}
+
+/// Runs `kernel`, written for `t`'s block and run, on `g`: one dispatch per block of output
+/// channels, each binding its window of the packed weights. `src` is the input (low, for an
+/// up-and-difference kernel, whose stacked features come as `feats`).
+#[allow(clippy::too_many_arguments)]
+fn launch_forward(
+    gpu: &Gpu,
+    t: &TapsKernel,
+    kernel: &Kernel,
+    g: &ConvGeom,
+    op: &ForwardOperands,
+    src: &Tensor,
+    feats: Option<&Tensor>,
+    y: &Tensor,
+) {
+    let (packed, mut params) = uniform::blocked_forward_weights(
+        gpu,
+        op.w,
+        g,
+        t.n4,
+        op.bias.is_some(),
+        op.affine.is_some(),
+    );
+    let runs = g.n * g.oh * g.ow.div_ceil(t.run);
+    let (gy, gz) = m_groups(runs.div_ceil(64));
+    let bias = op.bias.unwrap_or(op.w).raw();
+    let bn = op.affine.unwrap_or(op.w).raw();
+    let blocks = g.cout.div_ceil(t.n4 * 4);
+    let read = src.bytes() + feats.map_or(0, |f| f.bytes());
+    for b in 0..blocks {
+        params.b0 = b;
+        let mut bindings = vec![
+            whole(y.raw()),
+            whole(src.raw()),
+            uniform_window(packed.raw(), b * params.kp * t.n4),
+            whole(bias),
+            whole(bn),
+        ];
+        bindings.extend(feats.map(|f| whole(f.raw())));
+        gpu.dispatch_bindings(
+            kernel,
+            DType::F32,
+            &[("ACT", op.act as u32 as f64)],
+            &params.block(g),
+            &bindings,
+            [1, gy, gz],
+            (
+                g.flops() / blocks as f64,
+                (read + y.bytes() / blocks as u64) as f64,
+            ),
         );
-        let runs = g.n * g.oh * g.ow.div_ceil(t.run);
-        let (gy, gz) = m_groups(runs.div_ceil(64));
-        let bias = op.bias.unwrap_or(op.w).raw();
-        let bn = op.affine.unwrap_or(op.w).raw();
-        let blocks = g.cout.div_ceil(t.n4 * 4);
-        for b in 0..blocks {
-            params.b0 = b;
-            let bindings = [
-                whole(y.raw()),
-                whole(low.raw()),
-                uniform_window(packed.raw(), b * params.kp * t.n4),
-                whole(bias),
-                whole(bn),
-                whole(feats.raw()),
-            ];
-            gpu.dispatch_bindings(
-                &self.kernel,
-                DType::F32,
-                &[("ACT", op.act as u32 as f64)],
-                &params.block(g),
-                &bindings,
-                [1, gy, gz],
-                (
-                    g.flops() / blocks as f64,
-                    (low.bytes() + feats.bytes() + y.bytes() / blocks as u64) as f64,
-                ),
-            );
-        }
     }
 }
 
@@ -415,41 +432,7 @@ impl ConvFamily for Taps {
             let c = fallback(Product::Forward, g);
             return c.family.forward(gpu, &c, g, op, y);
         };
-        let (packed, mut params) = uniform::blocked_forward_weights(
-            gpu,
-            op.w,
-            g,
-            t.n4,
-            op.bias.is_some(),
-            op.affine.is_some(),
-        );
-        let runs = g.n * g.oh * g.ow.div_ceil(t.run);
-        let (gy, gz) = m_groups(runs.div_ceil(64));
-        let bias = op.bias.unwrap_or(op.w).raw();
-        let bn = op.affine.unwrap_or(op.w).raw();
-        let blocks = g.cout.div_ceil(t.n4 * 4);
-        for b in 0..blocks {
-            params.b0 = b;
-            let bindings = [
-                whole(y.raw()),
-                whole(op.x.raw()),
-                uniform_window(packed.raw(), b * params.kp * t.n4),
-                whole(bias),
-                whole(bn),
-            ];
-            gpu.dispatch_bindings(
-                &t.kernel,
-                DType::F32,
-                &[("ACT", op.act as u32 as f64)],
-                &params.block(g),
-                &bindings,
-                [1, gy, gz],
-                (
-                    g.flops() / blocks as f64,
-                    (op.x.bytes() + y.bytes() / blocks as u64) as f64,
-                ),
-            );
-        }
+        launch_forward(gpu, t, &t.kernel, g, op, op.x, None, y);
     }
 
     fn grad_input(
