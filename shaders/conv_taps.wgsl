@@ -9,7 +9,7 @@
 // the block's output channels; each input value it gathers serves each tap that reaches it.
 // Sums run over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the
 // direct and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}[_s{STRIDE}]
-// _n{N4}_r{R}, and for scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
+// _n{N4}_r{R}[_lanes3] (the last: vec3 sums, for at most 3 output channels), and for scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
 // input is the decoder's concatenation [up(low), |f(R) - f(D)|] of C1 + C2 channels read
 // from low (`a_src`, half the height and width) and the stacked features (`feat`).
 
@@ -21772,6 +21772,1370 @@ fn conv_taps_c24_k3_s4_n8_r2(@builtin(local_invocation_index) lid: u32,
             v = activate(v);
             if (p.has_bn != 0u) { v = v * bn[n0 + 31u] + bn[p.gn + n0 + 31u]; }
             out[m1 * p.gn + n0 + 31u] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv_taps_c3_k5_n1_r8_lanes3(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let runs = (p.ow + 7u) / 8u;
+    let t = (wid.y + wid.z * nwg.y) * WG + lid;
+    let live = t < p.n * p.oh * runs;
+    let tt = select(0u, t, live);
+    let row = tt / runs;
+    let ox0 = (tt - row * runs) * 8u;
+    let img = row / p.oh;
+    let iy_top = i32((row - img * p.oh) * 1u) - i32(p.pad_t);
+    let ix0 = i32(ox0 * 1u) - i32(p.pad_l);
+    let cok0 = live && ix0 + 0 >= 0 && ix0 + 0 < i32(p.w);
+    let cok1 = live && ix0 + 1 >= 0 && ix0 + 1 < i32(p.w);
+    let cok2 = live && ix0 + 2 >= 0 && ix0 + 2 < i32(p.w);
+    let cok3 = live && ix0 + 3 >= 0 && ix0 + 3 < i32(p.w);
+    let cok4 = live && ix0 + 4 >= 0 && ix0 + 4 < i32(p.w);
+    let cok5 = live && ix0 + 5 >= 0 && ix0 + 5 < i32(p.w);
+    let cok6 = live && ix0 + 6 >= 0 && ix0 + 6 < i32(p.w);
+    let cok7 = live && ix0 + 7 >= 0 && ix0 + 7 < i32(p.w);
+    let cok8 = live && ix0 + 8 >= 0 && ix0 + 8 < i32(p.w);
+    let cok9 = live && ix0 + 9 >= 0 && ix0 + 9 < i32(p.w);
+    let cok10 = live && ix0 + 10 >= 0 && ix0 + 10 < i32(p.w);
+    let cok11 = live && ix0 + 11 >= 0 && ix0 + 11 < i32(p.w);
+    var acc0_0 = vec3<f32>(0.0);
+    var blk0_0 = vec3<f32>(0.0);
+    var acc1_0 = vec3<f32>(0.0);
+    var blk1_0 = vec3<f32>(0.0);
+    var acc2_0 = vec3<f32>(0.0);
+    var blk2_0 = vec3<f32>(0.0);
+    var acc3_0 = vec3<f32>(0.0);
+    var blk3_0 = vec3<f32>(0.0);
+    var acc4_0 = vec3<f32>(0.0);
+    var blk4_0 = vec3<f32>(0.0);
+    var acc5_0 = vec3<f32>(0.0);
+    var blk5_0 = vec3<f32>(0.0);
+    var acc6_0 = vec3<f32>(0.0);
+    var blk6_0 = vec3<f32>(0.0);
+    var acc7_0 = vec3<f32>(0.0);
+    var blk7_0 = vec3<f32>(0.0);
+    // filter row 0
+    let iy0 = iy_top + 0;
+    let rok0 = iy0 >= 0 && iy0 < i32(p.h);
+    let rb0 = (img * p.h + u32(max(iy0, 0))) * p.w;
+    let ok0_0_0 = rok0 && cok0;
+    let a0_0_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 0)) * 3u + 0u, ok0_0_0)], ok0_0_0));
+    let ok0_1_0 = rok0 && cok1;
+    let a0_1_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 1)) * 3u + 0u, ok0_1_0)], ok0_1_0));
+    let ok0_2_0 = rok0 && cok2;
+    let a0_2_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 2)) * 3u + 0u, ok0_2_0)], ok0_2_0));
+    let ok0_3_0 = rok0 && cok3;
+    let a0_3_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 3)) * 3u + 0u, ok0_3_0)], ok0_3_0));
+    let ok0_4_0 = rok0 && cok4;
+    let a0_4_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 4)) * 3u + 0u, ok0_4_0)], ok0_4_0));
+    let ok0_5_0 = rok0 && cok5;
+    let a0_5_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 5)) * 3u + 0u, ok0_5_0)], ok0_5_0));
+    let ok0_6_0 = rok0 && cok6;
+    let a0_6_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 6)) * 3u + 0u, ok0_6_0)], ok0_6_0));
+    let ok0_7_0 = rok0 && cok7;
+    let a0_7_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 7)) * 3u + 0u, ok0_7_0)], ok0_7_0));
+    let w0_0 = wts[0].xyz;
+    blk0_0 = fma(a0_0_0, w0_0, blk0_0);
+    blk1_0 = fma(a0_1_0, w0_0, blk1_0);
+    blk2_0 = fma(a0_2_0, w0_0, blk2_0);
+    blk3_0 = fma(a0_3_0, w0_0, blk3_0);
+    blk4_0 = fma(a0_4_0, w0_0, blk4_0);
+    blk5_0 = fma(a0_5_0, w0_0, blk5_0);
+    blk6_0 = fma(a0_6_0, w0_0, blk6_0);
+    blk7_0 = fma(a0_7_0, w0_0, blk7_0);
+    let ok0_0_1 = rok0 && cok0;
+    let a0_0_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 0)) * 3u + 1u, ok0_0_1)], ok0_0_1));
+    let ok0_1_1 = rok0 && cok1;
+    let a0_1_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 1)) * 3u + 1u, ok0_1_1)], ok0_1_1));
+    let ok0_2_1 = rok0 && cok2;
+    let a0_2_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 2)) * 3u + 1u, ok0_2_1)], ok0_2_1));
+    let ok0_3_1 = rok0 && cok3;
+    let a0_3_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 3)) * 3u + 1u, ok0_3_1)], ok0_3_1));
+    let ok0_4_1 = rok0 && cok4;
+    let a0_4_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 4)) * 3u + 1u, ok0_4_1)], ok0_4_1));
+    let ok0_5_1 = rok0 && cok5;
+    let a0_5_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 5)) * 3u + 1u, ok0_5_1)], ok0_5_1));
+    let ok0_6_1 = rok0 && cok6;
+    let a0_6_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 6)) * 3u + 1u, ok0_6_1)], ok0_6_1));
+    let ok0_7_1 = rok0 && cok7;
+    let a0_7_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 7)) * 3u + 1u, ok0_7_1)], ok0_7_1));
+    let w1_0 = wts[1].xyz;
+    blk0_0 = fma(a0_0_1, w1_0, blk0_0);
+    blk1_0 = fma(a0_1_1, w1_0, blk1_0);
+    blk2_0 = fma(a0_2_1, w1_0, blk2_0);
+    blk3_0 = fma(a0_3_1, w1_0, blk3_0);
+    blk4_0 = fma(a0_4_1, w1_0, blk4_0);
+    blk5_0 = fma(a0_5_1, w1_0, blk5_0);
+    blk6_0 = fma(a0_6_1, w1_0, blk6_0);
+    blk7_0 = fma(a0_7_1, w1_0, blk7_0);
+    let ok0_0_2 = rok0 && cok0;
+    let a0_0_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 0)) * 3u + 2u, ok0_0_2)], ok0_0_2));
+    let ok0_1_2 = rok0 && cok1;
+    let a0_1_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 1)) * 3u + 2u, ok0_1_2)], ok0_1_2));
+    let ok0_2_2 = rok0 && cok2;
+    let a0_2_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 2)) * 3u + 2u, ok0_2_2)], ok0_2_2));
+    let ok0_3_2 = rok0 && cok3;
+    let a0_3_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 3)) * 3u + 2u, ok0_3_2)], ok0_3_2));
+    let ok0_4_2 = rok0 && cok4;
+    let a0_4_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 4)) * 3u + 2u, ok0_4_2)], ok0_4_2));
+    let ok0_5_2 = rok0 && cok5;
+    let a0_5_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 5)) * 3u + 2u, ok0_5_2)], ok0_5_2));
+    let ok0_6_2 = rok0 && cok6;
+    let a0_6_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 6)) * 3u + 2u, ok0_6_2)], ok0_6_2));
+    let ok0_7_2 = rok0 && cok7;
+    let a0_7_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 7)) * 3u + 2u, ok0_7_2)], ok0_7_2));
+    let w2_0 = wts[2].xyz;
+    blk0_0 = fma(a0_0_2, w2_0, blk0_0);
+    blk1_0 = fma(a0_1_2, w2_0, blk1_0);
+    blk2_0 = fma(a0_2_2, w2_0, blk2_0);
+    blk3_0 = fma(a0_3_2, w2_0, blk3_0);
+    blk4_0 = fma(a0_4_2, w2_0, blk4_0);
+    blk5_0 = fma(a0_5_2, w2_0, blk5_0);
+    blk6_0 = fma(a0_6_2, w2_0, blk6_0);
+    blk7_0 = fma(a0_7_2, w2_0, blk7_0);
+    let ok0_8_0 = rok0 && cok8;
+    let a0_8_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 8)) * 3u + 0u, ok0_8_0)], ok0_8_0));
+    let w3_0 = wts[3].xyz;
+    blk0_0 = fma(a0_1_0, w3_0, blk0_0);
+    blk1_0 = fma(a0_2_0, w3_0, blk1_0);
+    blk2_0 = fma(a0_3_0, w3_0, blk2_0);
+    blk3_0 = fma(a0_4_0, w3_0, blk3_0);
+    blk4_0 = fma(a0_5_0, w3_0, blk4_0);
+    blk5_0 = fma(a0_6_0, w3_0, blk5_0);
+    blk6_0 = fma(a0_7_0, w3_0, blk6_0);
+    blk7_0 = fma(a0_8_0, w3_0, blk7_0);
+    let ok0_8_1 = rok0 && cok8;
+    let a0_8_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 8)) * 3u + 1u, ok0_8_1)], ok0_8_1));
+    let w4_0 = wts[4].xyz;
+    blk0_0 = fma(a0_1_1, w4_0, blk0_0);
+    blk1_0 = fma(a0_2_1, w4_0, blk1_0);
+    blk2_0 = fma(a0_3_1, w4_0, blk2_0);
+    blk3_0 = fma(a0_4_1, w4_0, blk3_0);
+    blk4_0 = fma(a0_5_1, w4_0, blk4_0);
+    blk5_0 = fma(a0_6_1, w4_0, blk5_0);
+    blk6_0 = fma(a0_7_1, w4_0, blk6_0);
+    blk7_0 = fma(a0_8_1, w4_0, blk7_0);
+    let ok0_8_2 = rok0 && cok8;
+    let a0_8_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 8)) * 3u + 2u, ok0_8_2)], ok0_8_2));
+    let w5_0 = wts[5].xyz;
+    blk0_0 = fma(a0_1_2, w5_0, blk0_0);
+    blk1_0 = fma(a0_2_2, w5_0, blk1_0);
+    blk2_0 = fma(a0_3_2, w5_0, blk2_0);
+    blk3_0 = fma(a0_4_2, w5_0, blk3_0);
+    blk4_0 = fma(a0_5_2, w5_0, blk4_0);
+    blk5_0 = fma(a0_6_2, w5_0, blk5_0);
+    blk6_0 = fma(a0_7_2, w5_0, blk6_0);
+    blk7_0 = fma(a0_8_2, w5_0, blk7_0);
+    let ok0_9_0 = rok0 && cok9;
+    let a0_9_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 9)) * 3u + 0u, ok0_9_0)], ok0_9_0));
+    let w6_0 = wts[6].xyz;
+    blk0_0 = fma(a0_2_0, w6_0, blk0_0);
+    blk1_0 = fma(a0_3_0, w6_0, blk1_0);
+    blk2_0 = fma(a0_4_0, w6_0, blk2_0);
+    blk3_0 = fma(a0_5_0, w6_0, blk3_0);
+    blk4_0 = fma(a0_6_0, w6_0, blk4_0);
+    blk5_0 = fma(a0_7_0, w6_0, blk5_0);
+    blk6_0 = fma(a0_8_0, w6_0, blk6_0);
+    blk7_0 = fma(a0_9_0, w6_0, blk7_0);
+    let ok0_9_1 = rok0 && cok9;
+    let a0_9_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 9)) * 3u + 1u, ok0_9_1)], ok0_9_1));
+    let w7_0 = wts[7].xyz;
+    blk0_0 = fma(a0_2_1, w7_0, blk0_0);
+    blk1_0 = fma(a0_3_1, w7_0, blk1_0);
+    blk2_0 = fma(a0_4_1, w7_0, blk2_0);
+    blk3_0 = fma(a0_5_1, w7_0, blk3_0);
+    blk4_0 = fma(a0_6_1, w7_0, blk4_0);
+    blk5_0 = fma(a0_7_1, w7_0, blk5_0);
+    blk6_0 = fma(a0_8_1, w7_0, blk6_0);
+    blk7_0 = fma(a0_9_1, w7_0, blk7_0);
+    let ok0_9_2 = rok0 && cok9;
+    let a0_9_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 9)) * 3u + 2u, ok0_9_2)], ok0_9_2));
+    let w8_0 = wts[8].xyz;
+    blk0_0 = fma(a0_2_2, w8_0, blk0_0);
+    blk1_0 = fma(a0_3_2, w8_0, blk1_0);
+    blk2_0 = fma(a0_4_2, w8_0, blk2_0);
+    blk3_0 = fma(a0_5_2, w8_0, blk3_0);
+    blk4_0 = fma(a0_6_2, w8_0, blk4_0);
+    blk5_0 = fma(a0_7_2, w8_0, blk5_0);
+    blk6_0 = fma(a0_8_2, w8_0, blk6_0);
+    blk7_0 = fma(a0_9_2, w8_0, blk7_0);
+    let ok0_10_0 = rok0 && cok10;
+    let a0_10_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 10)) * 3u + 0u, ok0_10_0)], ok0_10_0));
+    let w9_0 = wts[9].xyz;
+    blk0_0 = fma(a0_3_0, w9_0, blk0_0);
+    blk1_0 = fma(a0_4_0, w9_0, blk1_0);
+    blk2_0 = fma(a0_5_0, w9_0, blk2_0);
+    blk3_0 = fma(a0_6_0, w9_0, blk3_0);
+    blk4_0 = fma(a0_7_0, w9_0, blk4_0);
+    blk5_0 = fma(a0_8_0, w9_0, blk5_0);
+    blk6_0 = fma(a0_9_0, w9_0, blk6_0);
+    blk7_0 = fma(a0_10_0, w9_0, blk7_0);
+    let ok0_10_1 = rok0 && cok10;
+    let a0_10_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 10)) * 3u + 1u, ok0_10_1)], ok0_10_1));
+    let w10_0 = wts[10].xyz;
+    blk0_0 = fma(a0_3_1, w10_0, blk0_0);
+    blk1_0 = fma(a0_4_1, w10_0, blk1_0);
+    blk2_0 = fma(a0_5_1, w10_0, blk2_0);
+    blk3_0 = fma(a0_6_1, w10_0, blk3_0);
+    blk4_0 = fma(a0_7_1, w10_0, blk4_0);
+    blk5_0 = fma(a0_8_1, w10_0, blk5_0);
+    blk6_0 = fma(a0_9_1, w10_0, blk6_0);
+    blk7_0 = fma(a0_10_1, w10_0, blk7_0);
+    let ok0_10_2 = rok0 && cok10;
+    let a0_10_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 10)) * 3u + 2u, ok0_10_2)], ok0_10_2));
+    let w11_0 = wts[11].xyz;
+    blk0_0 = fma(a0_3_2, w11_0, blk0_0);
+    blk1_0 = fma(a0_4_2, w11_0, blk1_0);
+    blk2_0 = fma(a0_5_2, w11_0, blk2_0);
+    blk3_0 = fma(a0_6_2, w11_0, blk3_0);
+    blk4_0 = fma(a0_7_2, w11_0, blk4_0);
+    blk5_0 = fma(a0_8_2, w11_0, blk5_0);
+    blk6_0 = fma(a0_9_2, w11_0, blk6_0);
+    blk7_0 = fma(a0_10_2, w11_0, blk7_0);
+    let ok0_11_0 = rok0 && cok11;
+    let a0_11_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 11)) * 3u + 0u, ok0_11_0)], ok0_11_0));
+    let w12_0 = wts[12].xyz;
+    blk0_0 = fma(a0_4_0, w12_0, blk0_0);
+    blk1_0 = fma(a0_5_0, w12_0, blk1_0);
+    blk2_0 = fma(a0_6_0, w12_0, blk2_0);
+    blk3_0 = fma(a0_7_0, w12_0, blk3_0);
+    blk4_0 = fma(a0_8_0, w12_0, blk4_0);
+    blk5_0 = fma(a0_9_0, w12_0, blk5_0);
+    blk6_0 = fma(a0_10_0, w12_0, blk6_0);
+    blk7_0 = fma(a0_11_0, w12_0, blk7_0);
+    let ok0_11_1 = rok0 && cok11;
+    let a0_11_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 11)) * 3u + 1u, ok0_11_1)], ok0_11_1));
+    let w13_0 = wts[13].xyz;
+    blk0_0 = fma(a0_4_1, w13_0, blk0_0);
+    blk1_0 = fma(a0_5_1, w13_0, blk1_0);
+    blk2_0 = fma(a0_6_1, w13_0, blk2_0);
+    blk3_0 = fma(a0_7_1, w13_0, blk3_0);
+    blk4_0 = fma(a0_8_1, w13_0, blk4_0);
+    blk5_0 = fma(a0_9_1, w13_0, blk5_0);
+    blk6_0 = fma(a0_10_1, w13_0, blk6_0);
+    blk7_0 = fma(a0_11_1, w13_0, blk7_0);
+    let ok0_11_2 = rok0 && cok11;
+    let a0_11_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb0 + u32(ix0 + 11)) * 3u + 2u, ok0_11_2)], ok0_11_2));
+    let w14_0 = wts[14].xyz;
+    blk0_0 = fma(a0_4_2, w14_0, blk0_0);
+    blk1_0 = fma(a0_5_2, w14_0, blk1_0);
+    blk2_0 = fma(a0_6_2, w14_0, blk2_0);
+    blk3_0 = fma(a0_7_2, w14_0, blk3_0);
+    blk4_0 = fma(a0_8_2, w14_0, blk4_0);
+    blk5_0 = fma(a0_9_2, w14_0, blk5_0);
+    blk6_0 = fma(a0_10_2, w14_0, blk6_0);
+    blk7_0 = fma(a0_11_2, w14_0, blk7_0);
+    // filter row 1
+    let iy1 = iy_top + 1;
+    let rok1 = iy1 >= 0 && iy1 < i32(p.h);
+    let rb1 = (img * p.h + u32(max(iy1, 0))) * p.w;
+    let ok1_0_0 = rok1 && cok0;
+    let a1_0_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 0)) * 3u + 0u, ok1_0_0)], ok1_0_0));
+    let ok1_1_0 = rok1 && cok1;
+    let a1_1_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 1)) * 3u + 0u, ok1_1_0)], ok1_1_0));
+    let ok1_2_0 = rok1 && cok2;
+    let a1_2_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 2)) * 3u + 0u, ok1_2_0)], ok1_2_0));
+    let ok1_3_0 = rok1 && cok3;
+    let a1_3_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 3)) * 3u + 0u, ok1_3_0)], ok1_3_0));
+    let ok1_4_0 = rok1 && cok4;
+    let a1_4_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 4)) * 3u + 0u, ok1_4_0)], ok1_4_0));
+    let ok1_5_0 = rok1 && cok5;
+    let a1_5_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 5)) * 3u + 0u, ok1_5_0)], ok1_5_0));
+    let ok1_6_0 = rok1 && cok6;
+    let a1_6_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 6)) * 3u + 0u, ok1_6_0)], ok1_6_0));
+    let ok1_7_0 = rok1 && cok7;
+    let a1_7_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 7)) * 3u + 0u, ok1_7_0)], ok1_7_0));
+    let w15_0 = wts[15].xyz;
+    blk0_0 = fma(a1_0_0, w15_0, blk0_0);
+    blk1_0 = fma(a1_1_0, w15_0, blk1_0);
+    blk2_0 = fma(a1_2_0, w15_0, blk2_0);
+    blk3_0 = fma(a1_3_0, w15_0, blk3_0);
+    blk4_0 = fma(a1_4_0, w15_0, blk4_0);
+    blk5_0 = fma(a1_5_0, w15_0, blk5_0);
+    blk6_0 = fma(a1_6_0, w15_0, blk6_0);
+    blk7_0 = fma(a1_7_0, w15_0, blk7_0);
+    acc0_0 += blk0_0;
+    blk0_0 = vec3<f32>(0.0);
+    acc1_0 += blk1_0;
+    blk1_0 = vec3<f32>(0.0);
+    acc2_0 += blk2_0;
+    blk2_0 = vec3<f32>(0.0);
+    acc3_0 += blk3_0;
+    blk3_0 = vec3<f32>(0.0);
+    acc4_0 += blk4_0;
+    blk4_0 = vec3<f32>(0.0);
+    acc5_0 += blk5_0;
+    blk5_0 = vec3<f32>(0.0);
+    acc6_0 += blk6_0;
+    blk6_0 = vec3<f32>(0.0);
+    acc7_0 += blk7_0;
+    blk7_0 = vec3<f32>(0.0);
+    let ok1_0_1 = rok1 && cok0;
+    let a1_0_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 0)) * 3u + 1u, ok1_0_1)], ok1_0_1));
+    let ok1_1_1 = rok1 && cok1;
+    let a1_1_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 1)) * 3u + 1u, ok1_1_1)], ok1_1_1));
+    let ok1_2_1 = rok1 && cok2;
+    let a1_2_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 2)) * 3u + 1u, ok1_2_1)], ok1_2_1));
+    let ok1_3_1 = rok1 && cok3;
+    let a1_3_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 3)) * 3u + 1u, ok1_3_1)], ok1_3_1));
+    let ok1_4_1 = rok1 && cok4;
+    let a1_4_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 4)) * 3u + 1u, ok1_4_1)], ok1_4_1));
+    let ok1_5_1 = rok1 && cok5;
+    let a1_5_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 5)) * 3u + 1u, ok1_5_1)], ok1_5_1));
+    let ok1_6_1 = rok1 && cok6;
+    let a1_6_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 6)) * 3u + 1u, ok1_6_1)], ok1_6_1));
+    let ok1_7_1 = rok1 && cok7;
+    let a1_7_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 7)) * 3u + 1u, ok1_7_1)], ok1_7_1));
+    let w16_0 = wts[16].xyz;
+    blk0_0 = fma(a1_0_1, w16_0, blk0_0);
+    blk1_0 = fma(a1_1_1, w16_0, blk1_0);
+    blk2_0 = fma(a1_2_1, w16_0, blk2_0);
+    blk3_0 = fma(a1_3_1, w16_0, blk3_0);
+    blk4_0 = fma(a1_4_1, w16_0, blk4_0);
+    blk5_0 = fma(a1_5_1, w16_0, blk5_0);
+    blk6_0 = fma(a1_6_1, w16_0, blk6_0);
+    blk7_0 = fma(a1_7_1, w16_0, blk7_0);
+    let ok1_0_2 = rok1 && cok0;
+    let a1_0_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 0)) * 3u + 2u, ok1_0_2)], ok1_0_2));
+    let ok1_1_2 = rok1 && cok1;
+    let a1_1_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 1)) * 3u + 2u, ok1_1_2)], ok1_1_2));
+    let ok1_2_2 = rok1 && cok2;
+    let a1_2_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 2)) * 3u + 2u, ok1_2_2)], ok1_2_2));
+    let ok1_3_2 = rok1 && cok3;
+    let a1_3_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 3)) * 3u + 2u, ok1_3_2)], ok1_3_2));
+    let ok1_4_2 = rok1 && cok4;
+    let a1_4_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 4)) * 3u + 2u, ok1_4_2)], ok1_4_2));
+    let ok1_5_2 = rok1 && cok5;
+    let a1_5_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 5)) * 3u + 2u, ok1_5_2)], ok1_5_2));
+    let ok1_6_2 = rok1 && cok6;
+    let a1_6_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 6)) * 3u + 2u, ok1_6_2)], ok1_6_2));
+    let ok1_7_2 = rok1 && cok7;
+    let a1_7_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 7)) * 3u + 2u, ok1_7_2)], ok1_7_2));
+    let w17_0 = wts[17].xyz;
+    blk0_0 = fma(a1_0_2, w17_0, blk0_0);
+    blk1_0 = fma(a1_1_2, w17_0, blk1_0);
+    blk2_0 = fma(a1_2_2, w17_0, blk2_0);
+    blk3_0 = fma(a1_3_2, w17_0, blk3_0);
+    blk4_0 = fma(a1_4_2, w17_0, blk4_0);
+    blk5_0 = fma(a1_5_2, w17_0, blk5_0);
+    blk6_0 = fma(a1_6_2, w17_0, blk6_0);
+    blk7_0 = fma(a1_7_2, w17_0, blk7_0);
+    let ok1_8_0 = rok1 && cok8;
+    let a1_8_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 8)) * 3u + 0u, ok1_8_0)], ok1_8_0));
+    let w18_0 = wts[18].xyz;
+    blk0_0 = fma(a1_1_0, w18_0, blk0_0);
+    blk1_0 = fma(a1_2_0, w18_0, blk1_0);
+    blk2_0 = fma(a1_3_0, w18_0, blk2_0);
+    blk3_0 = fma(a1_4_0, w18_0, blk3_0);
+    blk4_0 = fma(a1_5_0, w18_0, blk4_0);
+    blk5_0 = fma(a1_6_0, w18_0, blk5_0);
+    blk6_0 = fma(a1_7_0, w18_0, blk6_0);
+    blk7_0 = fma(a1_8_0, w18_0, blk7_0);
+    let ok1_8_1 = rok1 && cok8;
+    let a1_8_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 8)) * 3u + 1u, ok1_8_1)], ok1_8_1));
+    let w19_0 = wts[19].xyz;
+    blk0_0 = fma(a1_1_1, w19_0, blk0_0);
+    blk1_0 = fma(a1_2_1, w19_0, blk1_0);
+    blk2_0 = fma(a1_3_1, w19_0, blk2_0);
+    blk3_0 = fma(a1_4_1, w19_0, blk3_0);
+    blk4_0 = fma(a1_5_1, w19_0, blk4_0);
+    blk5_0 = fma(a1_6_1, w19_0, blk5_0);
+    blk6_0 = fma(a1_7_1, w19_0, blk6_0);
+    blk7_0 = fma(a1_8_1, w19_0, blk7_0);
+    let ok1_8_2 = rok1 && cok8;
+    let a1_8_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 8)) * 3u + 2u, ok1_8_2)], ok1_8_2));
+    let w20_0 = wts[20].xyz;
+    blk0_0 = fma(a1_1_2, w20_0, blk0_0);
+    blk1_0 = fma(a1_2_2, w20_0, blk1_0);
+    blk2_0 = fma(a1_3_2, w20_0, blk2_0);
+    blk3_0 = fma(a1_4_2, w20_0, blk3_0);
+    blk4_0 = fma(a1_5_2, w20_0, blk4_0);
+    blk5_0 = fma(a1_6_2, w20_0, blk5_0);
+    blk6_0 = fma(a1_7_2, w20_0, blk6_0);
+    blk7_0 = fma(a1_8_2, w20_0, blk7_0);
+    let ok1_9_0 = rok1 && cok9;
+    let a1_9_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 9)) * 3u + 0u, ok1_9_0)], ok1_9_0));
+    let w21_0 = wts[21].xyz;
+    blk0_0 = fma(a1_2_0, w21_0, blk0_0);
+    blk1_0 = fma(a1_3_0, w21_0, blk1_0);
+    blk2_0 = fma(a1_4_0, w21_0, blk2_0);
+    blk3_0 = fma(a1_5_0, w21_0, blk3_0);
+    blk4_0 = fma(a1_6_0, w21_0, blk4_0);
+    blk5_0 = fma(a1_7_0, w21_0, blk5_0);
+    blk6_0 = fma(a1_8_0, w21_0, blk6_0);
+    blk7_0 = fma(a1_9_0, w21_0, blk7_0);
+    let ok1_9_1 = rok1 && cok9;
+    let a1_9_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 9)) * 3u + 1u, ok1_9_1)], ok1_9_1));
+    let w22_0 = wts[22].xyz;
+    blk0_0 = fma(a1_2_1, w22_0, blk0_0);
+    blk1_0 = fma(a1_3_1, w22_0, blk1_0);
+    blk2_0 = fma(a1_4_1, w22_0, blk2_0);
+    blk3_0 = fma(a1_5_1, w22_0, blk3_0);
+    blk4_0 = fma(a1_6_1, w22_0, blk4_0);
+    blk5_0 = fma(a1_7_1, w22_0, blk5_0);
+    blk6_0 = fma(a1_8_1, w22_0, blk6_0);
+    blk7_0 = fma(a1_9_1, w22_0, blk7_0);
+    let ok1_9_2 = rok1 && cok9;
+    let a1_9_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 9)) * 3u + 2u, ok1_9_2)], ok1_9_2));
+    let w23_0 = wts[23].xyz;
+    blk0_0 = fma(a1_2_2, w23_0, blk0_0);
+    blk1_0 = fma(a1_3_2, w23_0, blk1_0);
+    blk2_0 = fma(a1_4_2, w23_0, blk2_0);
+    blk3_0 = fma(a1_5_2, w23_0, blk3_0);
+    blk4_0 = fma(a1_6_2, w23_0, blk4_0);
+    blk5_0 = fma(a1_7_2, w23_0, blk5_0);
+    blk6_0 = fma(a1_8_2, w23_0, blk6_0);
+    blk7_0 = fma(a1_9_2, w23_0, blk7_0);
+    let ok1_10_0 = rok1 && cok10;
+    let a1_10_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 10)) * 3u + 0u, ok1_10_0)], ok1_10_0));
+    let w24_0 = wts[24].xyz;
+    blk0_0 = fma(a1_3_0, w24_0, blk0_0);
+    blk1_0 = fma(a1_4_0, w24_0, blk1_0);
+    blk2_0 = fma(a1_5_0, w24_0, blk2_0);
+    blk3_0 = fma(a1_6_0, w24_0, blk3_0);
+    blk4_0 = fma(a1_7_0, w24_0, blk4_0);
+    blk5_0 = fma(a1_8_0, w24_0, blk5_0);
+    blk6_0 = fma(a1_9_0, w24_0, blk6_0);
+    blk7_0 = fma(a1_10_0, w24_0, blk7_0);
+    let ok1_10_1 = rok1 && cok10;
+    let a1_10_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 10)) * 3u + 1u, ok1_10_1)], ok1_10_1));
+    let w25_0 = wts[25].xyz;
+    blk0_0 = fma(a1_3_1, w25_0, blk0_0);
+    blk1_0 = fma(a1_4_1, w25_0, blk1_0);
+    blk2_0 = fma(a1_5_1, w25_0, blk2_0);
+    blk3_0 = fma(a1_6_1, w25_0, blk3_0);
+    blk4_0 = fma(a1_7_1, w25_0, blk4_0);
+    blk5_0 = fma(a1_8_1, w25_0, blk5_0);
+    blk6_0 = fma(a1_9_1, w25_0, blk6_0);
+    blk7_0 = fma(a1_10_1, w25_0, blk7_0);
+    let ok1_10_2 = rok1 && cok10;
+    let a1_10_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 10)) * 3u + 2u, ok1_10_2)], ok1_10_2));
+    let w26_0 = wts[26].xyz;
+    blk0_0 = fma(a1_3_2, w26_0, blk0_0);
+    blk1_0 = fma(a1_4_2, w26_0, blk1_0);
+    blk2_0 = fma(a1_5_2, w26_0, blk2_0);
+    blk3_0 = fma(a1_6_2, w26_0, blk3_0);
+    blk4_0 = fma(a1_7_2, w26_0, blk4_0);
+    blk5_0 = fma(a1_8_2, w26_0, blk5_0);
+    blk6_0 = fma(a1_9_2, w26_0, blk6_0);
+    blk7_0 = fma(a1_10_2, w26_0, blk7_0);
+    let ok1_11_0 = rok1 && cok11;
+    let a1_11_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 11)) * 3u + 0u, ok1_11_0)], ok1_11_0));
+    let w27_0 = wts[27].xyz;
+    blk0_0 = fma(a1_4_0, w27_0, blk0_0);
+    blk1_0 = fma(a1_5_0, w27_0, blk1_0);
+    blk2_0 = fma(a1_6_0, w27_0, blk2_0);
+    blk3_0 = fma(a1_7_0, w27_0, blk3_0);
+    blk4_0 = fma(a1_8_0, w27_0, blk4_0);
+    blk5_0 = fma(a1_9_0, w27_0, blk5_0);
+    blk6_0 = fma(a1_10_0, w27_0, blk6_0);
+    blk7_0 = fma(a1_11_0, w27_0, blk7_0);
+    let ok1_11_1 = rok1 && cok11;
+    let a1_11_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 11)) * 3u + 1u, ok1_11_1)], ok1_11_1));
+    let w28_0 = wts[28].xyz;
+    blk0_0 = fma(a1_4_1, w28_0, blk0_0);
+    blk1_0 = fma(a1_5_1, w28_0, blk1_0);
+    blk2_0 = fma(a1_6_1, w28_0, blk2_0);
+    blk3_0 = fma(a1_7_1, w28_0, blk3_0);
+    blk4_0 = fma(a1_8_1, w28_0, blk4_0);
+    blk5_0 = fma(a1_9_1, w28_0, blk5_0);
+    blk6_0 = fma(a1_10_1, w28_0, blk6_0);
+    blk7_0 = fma(a1_11_1, w28_0, blk7_0);
+    let ok1_11_2 = rok1 && cok11;
+    let a1_11_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb1 + u32(ix0 + 11)) * 3u + 2u, ok1_11_2)], ok1_11_2));
+    let w29_0 = wts[29].xyz;
+    blk0_0 = fma(a1_4_2, w29_0, blk0_0);
+    blk1_0 = fma(a1_5_2, w29_0, blk1_0);
+    blk2_0 = fma(a1_6_2, w29_0, blk2_0);
+    blk3_0 = fma(a1_7_2, w29_0, blk3_0);
+    blk4_0 = fma(a1_8_2, w29_0, blk4_0);
+    blk5_0 = fma(a1_9_2, w29_0, blk5_0);
+    blk6_0 = fma(a1_10_2, w29_0, blk6_0);
+    blk7_0 = fma(a1_11_2, w29_0, blk7_0);
+    // filter row 2
+    let iy2 = iy_top + 2;
+    let rok2 = iy2 >= 0 && iy2 < i32(p.h);
+    let rb2 = (img * p.h + u32(max(iy2, 0))) * p.w;
+    let ok2_0_0 = rok2 && cok0;
+    let a2_0_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 0)) * 3u + 0u, ok2_0_0)], ok2_0_0));
+    let ok2_1_0 = rok2 && cok1;
+    let a2_1_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 1)) * 3u + 0u, ok2_1_0)], ok2_1_0));
+    let ok2_2_0 = rok2 && cok2;
+    let a2_2_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 2)) * 3u + 0u, ok2_2_0)], ok2_2_0));
+    let ok2_3_0 = rok2 && cok3;
+    let a2_3_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 3)) * 3u + 0u, ok2_3_0)], ok2_3_0));
+    let ok2_4_0 = rok2 && cok4;
+    let a2_4_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 4)) * 3u + 0u, ok2_4_0)], ok2_4_0));
+    let ok2_5_0 = rok2 && cok5;
+    let a2_5_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 5)) * 3u + 0u, ok2_5_0)], ok2_5_0));
+    let ok2_6_0 = rok2 && cok6;
+    let a2_6_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 6)) * 3u + 0u, ok2_6_0)], ok2_6_0));
+    let ok2_7_0 = rok2 && cok7;
+    let a2_7_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 7)) * 3u + 0u, ok2_7_0)], ok2_7_0));
+    let w30_0 = wts[30].xyz;
+    blk0_0 = fma(a2_0_0, w30_0, blk0_0);
+    blk1_0 = fma(a2_1_0, w30_0, blk1_0);
+    blk2_0 = fma(a2_2_0, w30_0, blk2_0);
+    blk3_0 = fma(a2_3_0, w30_0, blk3_0);
+    blk4_0 = fma(a2_4_0, w30_0, blk4_0);
+    blk5_0 = fma(a2_5_0, w30_0, blk5_0);
+    blk6_0 = fma(a2_6_0, w30_0, blk6_0);
+    blk7_0 = fma(a2_7_0, w30_0, blk7_0);
+    let ok2_0_1 = rok2 && cok0;
+    let a2_0_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 0)) * 3u + 1u, ok2_0_1)], ok2_0_1));
+    let ok2_1_1 = rok2 && cok1;
+    let a2_1_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 1)) * 3u + 1u, ok2_1_1)], ok2_1_1));
+    let ok2_2_1 = rok2 && cok2;
+    let a2_2_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 2)) * 3u + 1u, ok2_2_1)], ok2_2_1));
+    let ok2_3_1 = rok2 && cok3;
+    let a2_3_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 3)) * 3u + 1u, ok2_3_1)], ok2_3_1));
+    let ok2_4_1 = rok2 && cok4;
+    let a2_4_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 4)) * 3u + 1u, ok2_4_1)], ok2_4_1));
+    let ok2_5_1 = rok2 && cok5;
+    let a2_5_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 5)) * 3u + 1u, ok2_5_1)], ok2_5_1));
+    let ok2_6_1 = rok2 && cok6;
+    let a2_6_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 6)) * 3u + 1u, ok2_6_1)], ok2_6_1));
+    let ok2_7_1 = rok2 && cok7;
+    let a2_7_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 7)) * 3u + 1u, ok2_7_1)], ok2_7_1));
+    let w31_0 = wts[31].xyz;
+    blk0_0 = fma(a2_0_1, w31_0, blk0_0);
+    blk1_0 = fma(a2_1_1, w31_0, blk1_0);
+    blk2_0 = fma(a2_2_1, w31_0, blk2_0);
+    blk3_0 = fma(a2_3_1, w31_0, blk3_0);
+    blk4_0 = fma(a2_4_1, w31_0, blk4_0);
+    blk5_0 = fma(a2_5_1, w31_0, blk5_0);
+    blk6_0 = fma(a2_6_1, w31_0, blk6_0);
+    blk7_0 = fma(a2_7_1, w31_0, blk7_0);
+    acc0_0 += blk0_0;
+    blk0_0 = vec3<f32>(0.0);
+    acc1_0 += blk1_0;
+    blk1_0 = vec3<f32>(0.0);
+    acc2_0 += blk2_0;
+    blk2_0 = vec3<f32>(0.0);
+    acc3_0 += blk3_0;
+    blk3_0 = vec3<f32>(0.0);
+    acc4_0 += blk4_0;
+    blk4_0 = vec3<f32>(0.0);
+    acc5_0 += blk5_0;
+    blk5_0 = vec3<f32>(0.0);
+    acc6_0 += blk6_0;
+    blk6_0 = vec3<f32>(0.0);
+    acc7_0 += blk7_0;
+    blk7_0 = vec3<f32>(0.0);
+    let ok2_0_2 = rok2 && cok0;
+    let a2_0_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 0)) * 3u + 2u, ok2_0_2)], ok2_0_2));
+    let ok2_1_2 = rok2 && cok1;
+    let a2_1_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 1)) * 3u + 2u, ok2_1_2)], ok2_1_2));
+    let ok2_2_2 = rok2 && cok2;
+    let a2_2_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 2)) * 3u + 2u, ok2_2_2)], ok2_2_2));
+    let ok2_3_2 = rok2 && cok3;
+    let a2_3_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 3)) * 3u + 2u, ok2_3_2)], ok2_3_2));
+    let ok2_4_2 = rok2 && cok4;
+    let a2_4_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 4)) * 3u + 2u, ok2_4_2)], ok2_4_2));
+    let ok2_5_2 = rok2 && cok5;
+    let a2_5_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 5)) * 3u + 2u, ok2_5_2)], ok2_5_2));
+    let ok2_6_2 = rok2 && cok6;
+    let a2_6_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 6)) * 3u + 2u, ok2_6_2)], ok2_6_2));
+    let ok2_7_2 = rok2 && cok7;
+    let a2_7_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 7)) * 3u + 2u, ok2_7_2)], ok2_7_2));
+    let w32_0 = wts[32].xyz;
+    blk0_0 = fma(a2_0_2, w32_0, blk0_0);
+    blk1_0 = fma(a2_1_2, w32_0, blk1_0);
+    blk2_0 = fma(a2_2_2, w32_0, blk2_0);
+    blk3_0 = fma(a2_3_2, w32_0, blk3_0);
+    blk4_0 = fma(a2_4_2, w32_0, blk4_0);
+    blk5_0 = fma(a2_5_2, w32_0, blk5_0);
+    blk6_0 = fma(a2_6_2, w32_0, blk6_0);
+    blk7_0 = fma(a2_7_2, w32_0, blk7_0);
+    let ok2_8_0 = rok2 && cok8;
+    let a2_8_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 8)) * 3u + 0u, ok2_8_0)], ok2_8_0));
+    let w33_0 = wts[33].xyz;
+    blk0_0 = fma(a2_1_0, w33_0, blk0_0);
+    blk1_0 = fma(a2_2_0, w33_0, blk1_0);
+    blk2_0 = fma(a2_3_0, w33_0, blk2_0);
+    blk3_0 = fma(a2_4_0, w33_0, blk3_0);
+    blk4_0 = fma(a2_5_0, w33_0, blk4_0);
+    blk5_0 = fma(a2_6_0, w33_0, blk5_0);
+    blk6_0 = fma(a2_7_0, w33_0, blk6_0);
+    blk7_0 = fma(a2_8_0, w33_0, blk7_0);
+    let ok2_8_1 = rok2 && cok8;
+    let a2_8_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 8)) * 3u + 1u, ok2_8_1)], ok2_8_1));
+    let w34_0 = wts[34].xyz;
+    blk0_0 = fma(a2_1_1, w34_0, blk0_0);
+    blk1_0 = fma(a2_2_1, w34_0, blk1_0);
+    blk2_0 = fma(a2_3_1, w34_0, blk2_0);
+    blk3_0 = fma(a2_4_1, w34_0, blk3_0);
+    blk4_0 = fma(a2_5_1, w34_0, blk4_0);
+    blk5_0 = fma(a2_6_1, w34_0, blk5_0);
+    blk6_0 = fma(a2_7_1, w34_0, blk6_0);
+    blk7_0 = fma(a2_8_1, w34_0, blk7_0);
+    let ok2_8_2 = rok2 && cok8;
+    let a2_8_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 8)) * 3u + 2u, ok2_8_2)], ok2_8_2));
+    let w35_0 = wts[35].xyz;
+    blk0_0 = fma(a2_1_2, w35_0, blk0_0);
+    blk1_0 = fma(a2_2_2, w35_0, blk1_0);
+    blk2_0 = fma(a2_3_2, w35_0, blk2_0);
+    blk3_0 = fma(a2_4_2, w35_0, blk3_0);
+    blk4_0 = fma(a2_5_2, w35_0, blk4_0);
+    blk5_0 = fma(a2_6_2, w35_0, blk5_0);
+    blk6_0 = fma(a2_7_2, w35_0, blk6_0);
+    blk7_0 = fma(a2_8_2, w35_0, blk7_0);
+    let ok2_9_0 = rok2 && cok9;
+    let a2_9_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 9)) * 3u + 0u, ok2_9_0)], ok2_9_0));
+    let w36_0 = wts[36].xyz;
+    blk0_0 = fma(a2_2_0, w36_0, blk0_0);
+    blk1_0 = fma(a2_3_0, w36_0, blk1_0);
+    blk2_0 = fma(a2_4_0, w36_0, blk2_0);
+    blk3_0 = fma(a2_5_0, w36_0, blk3_0);
+    blk4_0 = fma(a2_6_0, w36_0, blk4_0);
+    blk5_0 = fma(a2_7_0, w36_0, blk5_0);
+    blk6_0 = fma(a2_8_0, w36_0, blk6_0);
+    blk7_0 = fma(a2_9_0, w36_0, blk7_0);
+    let ok2_9_1 = rok2 && cok9;
+    let a2_9_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 9)) * 3u + 1u, ok2_9_1)], ok2_9_1));
+    let w37_0 = wts[37].xyz;
+    blk0_0 = fma(a2_2_1, w37_0, blk0_0);
+    blk1_0 = fma(a2_3_1, w37_0, blk1_0);
+    blk2_0 = fma(a2_4_1, w37_0, blk2_0);
+    blk3_0 = fma(a2_5_1, w37_0, blk3_0);
+    blk4_0 = fma(a2_6_1, w37_0, blk4_0);
+    blk5_0 = fma(a2_7_1, w37_0, blk5_0);
+    blk6_0 = fma(a2_8_1, w37_0, blk6_0);
+    blk7_0 = fma(a2_9_1, w37_0, blk7_0);
+    let ok2_9_2 = rok2 && cok9;
+    let a2_9_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 9)) * 3u + 2u, ok2_9_2)], ok2_9_2));
+    let w38_0 = wts[38].xyz;
+    blk0_0 = fma(a2_2_2, w38_0, blk0_0);
+    blk1_0 = fma(a2_3_2, w38_0, blk1_0);
+    blk2_0 = fma(a2_4_2, w38_0, blk2_0);
+    blk3_0 = fma(a2_5_2, w38_0, blk3_0);
+    blk4_0 = fma(a2_6_2, w38_0, blk4_0);
+    blk5_0 = fma(a2_7_2, w38_0, blk5_0);
+    blk6_0 = fma(a2_8_2, w38_0, blk6_0);
+    blk7_0 = fma(a2_9_2, w38_0, blk7_0);
+    let ok2_10_0 = rok2 && cok10;
+    let a2_10_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 10)) * 3u + 0u, ok2_10_0)], ok2_10_0));
+    let w39_0 = wts[39].xyz;
+    blk0_0 = fma(a2_3_0, w39_0, blk0_0);
+    blk1_0 = fma(a2_4_0, w39_0, blk1_0);
+    blk2_0 = fma(a2_5_0, w39_0, blk2_0);
+    blk3_0 = fma(a2_6_0, w39_0, blk3_0);
+    blk4_0 = fma(a2_7_0, w39_0, blk4_0);
+    blk5_0 = fma(a2_8_0, w39_0, blk5_0);
+    blk6_0 = fma(a2_9_0, w39_0, blk6_0);
+    blk7_0 = fma(a2_10_0, w39_0, blk7_0);
+    let ok2_10_1 = rok2 && cok10;
+    let a2_10_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 10)) * 3u + 1u, ok2_10_1)], ok2_10_1));
+    let w40_0 = wts[40].xyz;
+    blk0_0 = fma(a2_3_1, w40_0, blk0_0);
+    blk1_0 = fma(a2_4_1, w40_0, blk1_0);
+    blk2_0 = fma(a2_5_1, w40_0, blk2_0);
+    blk3_0 = fma(a2_6_1, w40_0, blk3_0);
+    blk4_0 = fma(a2_7_1, w40_0, blk4_0);
+    blk5_0 = fma(a2_8_1, w40_0, blk5_0);
+    blk6_0 = fma(a2_9_1, w40_0, blk6_0);
+    blk7_0 = fma(a2_10_1, w40_0, blk7_0);
+    let ok2_10_2 = rok2 && cok10;
+    let a2_10_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 10)) * 3u + 2u, ok2_10_2)], ok2_10_2));
+    let w41_0 = wts[41].xyz;
+    blk0_0 = fma(a2_3_2, w41_0, blk0_0);
+    blk1_0 = fma(a2_4_2, w41_0, blk1_0);
+    blk2_0 = fma(a2_5_2, w41_0, blk2_0);
+    blk3_0 = fma(a2_6_2, w41_0, blk3_0);
+    blk4_0 = fma(a2_7_2, w41_0, blk4_0);
+    blk5_0 = fma(a2_8_2, w41_0, blk5_0);
+    blk6_0 = fma(a2_9_2, w41_0, blk6_0);
+    blk7_0 = fma(a2_10_2, w41_0, blk7_0);
+    let ok2_11_0 = rok2 && cok11;
+    let a2_11_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 11)) * 3u + 0u, ok2_11_0)], ok2_11_0));
+    let w42_0 = wts[42].xyz;
+    blk0_0 = fma(a2_4_0, w42_0, blk0_0);
+    blk1_0 = fma(a2_5_0, w42_0, blk1_0);
+    blk2_0 = fma(a2_6_0, w42_0, blk2_0);
+    blk3_0 = fma(a2_7_0, w42_0, blk3_0);
+    blk4_0 = fma(a2_8_0, w42_0, blk4_0);
+    blk5_0 = fma(a2_9_0, w42_0, blk5_0);
+    blk6_0 = fma(a2_10_0, w42_0, blk6_0);
+    blk7_0 = fma(a2_11_0, w42_0, blk7_0);
+    let ok2_11_1 = rok2 && cok11;
+    let a2_11_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 11)) * 3u + 1u, ok2_11_1)], ok2_11_1));
+    let w43_0 = wts[43].xyz;
+    blk0_0 = fma(a2_4_1, w43_0, blk0_0);
+    blk1_0 = fma(a2_5_1, w43_0, blk1_0);
+    blk2_0 = fma(a2_6_1, w43_0, blk2_0);
+    blk3_0 = fma(a2_7_1, w43_0, blk3_0);
+    blk4_0 = fma(a2_8_1, w43_0, blk4_0);
+    blk5_0 = fma(a2_9_1, w43_0, blk5_0);
+    blk6_0 = fma(a2_10_1, w43_0, blk6_0);
+    blk7_0 = fma(a2_11_1, w43_0, blk7_0);
+    let ok2_11_2 = rok2 && cok11;
+    let a2_11_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb2 + u32(ix0 + 11)) * 3u + 2u, ok2_11_2)], ok2_11_2));
+    let w44_0 = wts[44].xyz;
+    blk0_0 = fma(a2_4_2, w44_0, blk0_0);
+    blk1_0 = fma(a2_5_2, w44_0, blk1_0);
+    blk2_0 = fma(a2_6_2, w44_0, blk2_0);
+    blk3_0 = fma(a2_7_2, w44_0, blk3_0);
+    blk4_0 = fma(a2_8_2, w44_0, blk4_0);
+    blk5_0 = fma(a2_9_2, w44_0, blk5_0);
+    blk6_0 = fma(a2_10_2, w44_0, blk6_0);
+    blk7_0 = fma(a2_11_2, w44_0, blk7_0);
+    // filter row 3
+    let iy3 = iy_top + 3;
+    let rok3 = iy3 >= 0 && iy3 < i32(p.h);
+    let rb3 = (img * p.h + u32(max(iy3, 0))) * p.w;
+    let ok3_0_0 = rok3 && cok0;
+    let a3_0_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 0)) * 3u + 0u, ok3_0_0)], ok3_0_0));
+    let ok3_1_0 = rok3 && cok1;
+    let a3_1_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 1)) * 3u + 0u, ok3_1_0)], ok3_1_0));
+    let ok3_2_0 = rok3 && cok2;
+    let a3_2_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 2)) * 3u + 0u, ok3_2_0)], ok3_2_0));
+    let ok3_3_0 = rok3 && cok3;
+    let a3_3_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 3)) * 3u + 0u, ok3_3_0)], ok3_3_0));
+    let ok3_4_0 = rok3 && cok4;
+    let a3_4_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 4)) * 3u + 0u, ok3_4_0)], ok3_4_0));
+    let ok3_5_0 = rok3 && cok5;
+    let a3_5_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 5)) * 3u + 0u, ok3_5_0)], ok3_5_0));
+    let ok3_6_0 = rok3 && cok6;
+    let a3_6_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 6)) * 3u + 0u, ok3_6_0)], ok3_6_0));
+    let ok3_7_0 = rok3 && cok7;
+    let a3_7_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 7)) * 3u + 0u, ok3_7_0)], ok3_7_0));
+    let w45_0 = wts[45].xyz;
+    blk0_0 = fma(a3_0_0, w45_0, blk0_0);
+    blk1_0 = fma(a3_1_0, w45_0, blk1_0);
+    blk2_0 = fma(a3_2_0, w45_0, blk2_0);
+    blk3_0 = fma(a3_3_0, w45_0, blk3_0);
+    blk4_0 = fma(a3_4_0, w45_0, blk4_0);
+    blk5_0 = fma(a3_5_0, w45_0, blk5_0);
+    blk6_0 = fma(a3_6_0, w45_0, blk6_0);
+    blk7_0 = fma(a3_7_0, w45_0, blk7_0);
+    let ok3_0_1 = rok3 && cok0;
+    let a3_0_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 0)) * 3u + 1u, ok3_0_1)], ok3_0_1));
+    let ok3_1_1 = rok3 && cok1;
+    let a3_1_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 1)) * 3u + 1u, ok3_1_1)], ok3_1_1));
+    let ok3_2_1 = rok3 && cok2;
+    let a3_2_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 2)) * 3u + 1u, ok3_2_1)], ok3_2_1));
+    let ok3_3_1 = rok3 && cok3;
+    let a3_3_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 3)) * 3u + 1u, ok3_3_1)], ok3_3_1));
+    let ok3_4_1 = rok3 && cok4;
+    let a3_4_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 4)) * 3u + 1u, ok3_4_1)], ok3_4_1));
+    let ok3_5_1 = rok3 && cok5;
+    let a3_5_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 5)) * 3u + 1u, ok3_5_1)], ok3_5_1));
+    let ok3_6_1 = rok3 && cok6;
+    let a3_6_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 6)) * 3u + 1u, ok3_6_1)], ok3_6_1));
+    let ok3_7_1 = rok3 && cok7;
+    let a3_7_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 7)) * 3u + 1u, ok3_7_1)], ok3_7_1));
+    let w46_0 = wts[46].xyz;
+    blk0_0 = fma(a3_0_1, w46_0, blk0_0);
+    blk1_0 = fma(a3_1_1, w46_0, blk1_0);
+    blk2_0 = fma(a3_2_1, w46_0, blk2_0);
+    blk3_0 = fma(a3_3_1, w46_0, blk3_0);
+    blk4_0 = fma(a3_4_1, w46_0, blk4_0);
+    blk5_0 = fma(a3_5_1, w46_0, blk5_0);
+    blk6_0 = fma(a3_6_1, w46_0, blk6_0);
+    blk7_0 = fma(a3_7_1, w46_0, blk7_0);
+    let ok3_0_2 = rok3 && cok0;
+    let a3_0_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 0)) * 3u + 2u, ok3_0_2)], ok3_0_2));
+    let ok3_1_2 = rok3 && cok1;
+    let a3_1_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 1)) * 3u + 2u, ok3_1_2)], ok3_1_2));
+    let ok3_2_2 = rok3 && cok2;
+    let a3_2_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 2)) * 3u + 2u, ok3_2_2)], ok3_2_2));
+    let ok3_3_2 = rok3 && cok3;
+    let a3_3_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 3)) * 3u + 2u, ok3_3_2)], ok3_3_2));
+    let ok3_4_2 = rok3 && cok4;
+    let a3_4_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 4)) * 3u + 2u, ok3_4_2)], ok3_4_2));
+    let ok3_5_2 = rok3 && cok5;
+    let a3_5_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 5)) * 3u + 2u, ok3_5_2)], ok3_5_2));
+    let ok3_6_2 = rok3 && cok6;
+    let a3_6_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 6)) * 3u + 2u, ok3_6_2)], ok3_6_2));
+    let ok3_7_2 = rok3 && cok7;
+    let a3_7_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 7)) * 3u + 2u, ok3_7_2)], ok3_7_2));
+    let w47_0 = wts[47].xyz;
+    blk0_0 = fma(a3_0_2, w47_0, blk0_0);
+    blk1_0 = fma(a3_1_2, w47_0, blk1_0);
+    blk2_0 = fma(a3_2_2, w47_0, blk2_0);
+    blk3_0 = fma(a3_3_2, w47_0, blk3_0);
+    blk4_0 = fma(a3_4_2, w47_0, blk4_0);
+    blk5_0 = fma(a3_5_2, w47_0, blk5_0);
+    blk6_0 = fma(a3_6_2, w47_0, blk6_0);
+    blk7_0 = fma(a3_7_2, w47_0, blk7_0);
+    acc0_0 += blk0_0;
+    blk0_0 = vec3<f32>(0.0);
+    acc1_0 += blk1_0;
+    blk1_0 = vec3<f32>(0.0);
+    acc2_0 += blk2_0;
+    blk2_0 = vec3<f32>(0.0);
+    acc3_0 += blk3_0;
+    blk3_0 = vec3<f32>(0.0);
+    acc4_0 += blk4_0;
+    blk4_0 = vec3<f32>(0.0);
+    acc5_0 += blk5_0;
+    blk5_0 = vec3<f32>(0.0);
+    acc6_0 += blk6_0;
+    blk6_0 = vec3<f32>(0.0);
+    acc7_0 += blk7_0;
+    blk7_0 = vec3<f32>(0.0);
+    let ok3_8_0 = rok3 && cok8;
+    let a3_8_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 8)) * 3u + 0u, ok3_8_0)], ok3_8_0));
+    let w48_0 = wts[48].xyz;
+    blk0_0 = fma(a3_1_0, w48_0, blk0_0);
+    blk1_0 = fma(a3_2_0, w48_0, blk1_0);
+    blk2_0 = fma(a3_3_0, w48_0, blk2_0);
+    blk3_0 = fma(a3_4_0, w48_0, blk3_0);
+    blk4_0 = fma(a3_5_0, w48_0, blk4_0);
+    blk5_0 = fma(a3_6_0, w48_0, blk5_0);
+    blk6_0 = fma(a3_7_0, w48_0, blk6_0);
+    blk7_0 = fma(a3_8_0, w48_0, blk7_0);
+    let ok3_8_1 = rok3 && cok8;
+    let a3_8_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 8)) * 3u + 1u, ok3_8_1)], ok3_8_1));
+    let w49_0 = wts[49].xyz;
+    blk0_0 = fma(a3_1_1, w49_0, blk0_0);
+    blk1_0 = fma(a3_2_1, w49_0, blk1_0);
+    blk2_0 = fma(a3_3_1, w49_0, blk2_0);
+    blk3_0 = fma(a3_4_1, w49_0, blk3_0);
+    blk4_0 = fma(a3_5_1, w49_0, blk4_0);
+    blk5_0 = fma(a3_6_1, w49_0, blk5_0);
+    blk6_0 = fma(a3_7_1, w49_0, blk6_0);
+    blk7_0 = fma(a3_8_1, w49_0, blk7_0);
+    let ok3_8_2 = rok3 && cok8;
+    let a3_8_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 8)) * 3u + 2u, ok3_8_2)], ok3_8_2));
+    let w50_0 = wts[50].xyz;
+    blk0_0 = fma(a3_1_2, w50_0, blk0_0);
+    blk1_0 = fma(a3_2_2, w50_0, blk1_0);
+    blk2_0 = fma(a3_3_2, w50_0, blk2_0);
+    blk3_0 = fma(a3_4_2, w50_0, blk3_0);
+    blk4_0 = fma(a3_5_2, w50_0, blk4_0);
+    blk5_0 = fma(a3_6_2, w50_0, blk5_0);
+    blk6_0 = fma(a3_7_2, w50_0, blk6_0);
+    blk7_0 = fma(a3_8_2, w50_0, blk7_0);
+    let ok3_9_0 = rok3 && cok9;
+    let a3_9_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 9)) * 3u + 0u, ok3_9_0)], ok3_9_0));
+    let w51_0 = wts[51].xyz;
+    blk0_0 = fma(a3_2_0, w51_0, blk0_0);
+    blk1_0 = fma(a3_3_0, w51_0, blk1_0);
+    blk2_0 = fma(a3_4_0, w51_0, blk2_0);
+    blk3_0 = fma(a3_5_0, w51_0, blk3_0);
+    blk4_0 = fma(a3_6_0, w51_0, blk4_0);
+    blk5_0 = fma(a3_7_0, w51_0, blk5_0);
+    blk6_0 = fma(a3_8_0, w51_0, blk6_0);
+    blk7_0 = fma(a3_9_0, w51_0, blk7_0);
+    let ok3_9_1 = rok3 && cok9;
+    let a3_9_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 9)) * 3u + 1u, ok3_9_1)], ok3_9_1));
+    let w52_0 = wts[52].xyz;
+    blk0_0 = fma(a3_2_1, w52_0, blk0_0);
+    blk1_0 = fma(a3_3_1, w52_0, blk1_0);
+    blk2_0 = fma(a3_4_1, w52_0, blk2_0);
+    blk3_0 = fma(a3_5_1, w52_0, blk3_0);
+    blk4_0 = fma(a3_6_1, w52_0, blk4_0);
+    blk5_0 = fma(a3_7_1, w52_0, blk5_0);
+    blk6_0 = fma(a3_8_1, w52_0, blk6_0);
+    blk7_0 = fma(a3_9_1, w52_0, blk7_0);
+    let ok3_9_2 = rok3 && cok9;
+    let a3_9_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 9)) * 3u + 2u, ok3_9_2)], ok3_9_2));
+    let w53_0 = wts[53].xyz;
+    blk0_0 = fma(a3_2_2, w53_0, blk0_0);
+    blk1_0 = fma(a3_3_2, w53_0, blk1_0);
+    blk2_0 = fma(a3_4_2, w53_0, blk2_0);
+    blk3_0 = fma(a3_5_2, w53_0, blk3_0);
+    blk4_0 = fma(a3_6_2, w53_0, blk4_0);
+    blk5_0 = fma(a3_7_2, w53_0, blk5_0);
+    blk6_0 = fma(a3_8_2, w53_0, blk6_0);
+    blk7_0 = fma(a3_9_2, w53_0, blk7_0);
+    let ok3_10_0 = rok3 && cok10;
+    let a3_10_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 10)) * 3u + 0u, ok3_10_0)], ok3_10_0));
+    let w54_0 = wts[54].xyz;
+    blk0_0 = fma(a3_3_0, w54_0, blk0_0);
+    blk1_0 = fma(a3_4_0, w54_0, blk1_0);
+    blk2_0 = fma(a3_5_0, w54_0, blk2_0);
+    blk3_0 = fma(a3_6_0, w54_0, blk3_0);
+    blk4_0 = fma(a3_7_0, w54_0, blk4_0);
+    blk5_0 = fma(a3_8_0, w54_0, blk5_0);
+    blk6_0 = fma(a3_9_0, w54_0, blk6_0);
+    blk7_0 = fma(a3_10_0, w54_0, blk7_0);
+    let ok3_10_1 = rok3 && cok10;
+    let a3_10_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 10)) * 3u + 1u, ok3_10_1)], ok3_10_1));
+    let w55_0 = wts[55].xyz;
+    blk0_0 = fma(a3_3_1, w55_0, blk0_0);
+    blk1_0 = fma(a3_4_1, w55_0, blk1_0);
+    blk2_0 = fma(a3_5_1, w55_0, blk2_0);
+    blk3_0 = fma(a3_6_1, w55_0, blk3_0);
+    blk4_0 = fma(a3_7_1, w55_0, blk4_0);
+    blk5_0 = fma(a3_8_1, w55_0, blk5_0);
+    blk6_0 = fma(a3_9_1, w55_0, blk6_0);
+    blk7_0 = fma(a3_10_1, w55_0, blk7_0);
+    let ok3_10_2 = rok3 && cok10;
+    let a3_10_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 10)) * 3u + 2u, ok3_10_2)], ok3_10_2));
+    let w56_0 = wts[56].xyz;
+    blk0_0 = fma(a3_3_2, w56_0, blk0_0);
+    blk1_0 = fma(a3_4_2, w56_0, blk1_0);
+    blk2_0 = fma(a3_5_2, w56_0, blk2_0);
+    blk3_0 = fma(a3_6_2, w56_0, blk3_0);
+    blk4_0 = fma(a3_7_2, w56_0, blk4_0);
+    blk5_0 = fma(a3_8_2, w56_0, blk5_0);
+    blk6_0 = fma(a3_9_2, w56_0, blk6_0);
+    blk7_0 = fma(a3_10_2, w56_0, blk7_0);
+    let ok3_11_0 = rok3 && cok11;
+    let a3_11_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 11)) * 3u + 0u, ok3_11_0)], ok3_11_0));
+    let w57_0 = wts[57].xyz;
+    blk0_0 = fma(a3_4_0, w57_0, blk0_0);
+    blk1_0 = fma(a3_5_0, w57_0, blk1_0);
+    blk2_0 = fma(a3_6_0, w57_0, blk2_0);
+    blk3_0 = fma(a3_7_0, w57_0, blk3_0);
+    blk4_0 = fma(a3_8_0, w57_0, blk4_0);
+    blk5_0 = fma(a3_9_0, w57_0, blk5_0);
+    blk6_0 = fma(a3_10_0, w57_0, blk6_0);
+    blk7_0 = fma(a3_11_0, w57_0, blk7_0);
+    let ok3_11_1 = rok3 && cok11;
+    let a3_11_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 11)) * 3u + 1u, ok3_11_1)], ok3_11_1));
+    let w58_0 = wts[58].xyz;
+    blk0_0 = fma(a3_4_1, w58_0, blk0_0);
+    blk1_0 = fma(a3_5_1, w58_0, blk1_0);
+    blk2_0 = fma(a3_6_1, w58_0, blk2_0);
+    blk3_0 = fma(a3_7_1, w58_0, blk3_0);
+    blk4_0 = fma(a3_8_1, w58_0, blk4_0);
+    blk5_0 = fma(a3_9_1, w58_0, blk5_0);
+    blk6_0 = fma(a3_10_1, w58_0, blk6_0);
+    blk7_0 = fma(a3_11_1, w58_0, blk7_0);
+    let ok3_11_2 = rok3 && cok11;
+    let a3_11_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb3 + u32(ix0 + 11)) * 3u + 2u, ok3_11_2)], ok3_11_2));
+    let w59_0 = wts[59].xyz;
+    blk0_0 = fma(a3_4_2, w59_0, blk0_0);
+    blk1_0 = fma(a3_5_2, w59_0, blk1_0);
+    blk2_0 = fma(a3_6_2, w59_0, blk2_0);
+    blk3_0 = fma(a3_7_2, w59_0, blk3_0);
+    blk4_0 = fma(a3_8_2, w59_0, blk4_0);
+    blk5_0 = fma(a3_9_2, w59_0, blk5_0);
+    blk6_0 = fma(a3_10_2, w59_0, blk6_0);
+    blk7_0 = fma(a3_11_2, w59_0, blk7_0);
+    // filter row 4
+    let iy4 = iy_top + 4;
+    let rok4 = iy4 >= 0 && iy4 < i32(p.h);
+    let rb4 = (img * p.h + u32(max(iy4, 0))) * p.w;
+    let ok4_0_0 = rok4 && cok0;
+    let a4_0_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 0)) * 3u + 0u, ok4_0_0)], ok4_0_0));
+    let ok4_1_0 = rok4 && cok1;
+    let a4_1_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 1)) * 3u + 0u, ok4_1_0)], ok4_1_0));
+    let ok4_2_0 = rok4 && cok2;
+    let a4_2_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 2)) * 3u + 0u, ok4_2_0)], ok4_2_0));
+    let ok4_3_0 = rok4 && cok3;
+    let a4_3_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 3)) * 3u + 0u, ok4_3_0)], ok4_3_0));
+    let ok4_4_0 = rok4 && cok4;
+    let a4_4_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 4)) * 3u + 0u, ok4_4_0)], ok4_4_0));
+    let ok4_5_0 = rok4 && cok5;
+    let a4_5_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 5)) * 3u + 0u, ok4_5_0)], ok4_5_0));
+    let ok4_6_0 = rok4 && cok6;
+    let a4_6_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 6)) * 3u + 0u, ok4_6_0)], ok4_6_0));
+    let ok4_7_0 = rok4 && cok7;
+    let a4_7_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 7)) * 3u + 0u, ok4_7_0)], ok4_7_0));
+    let w60_0 = wts[60].xyz;
+    blk0_0 = fma(a4_0_0, w60_0, blk0_0);
+    blk1_0 = fma(a4_1_0, w60_0, blk1_0);
+    blk2_0 = fma(a4_2_0, w60_0, blk2_0);
+    blk3_0 = fma(a4_3_0, w60_0, blk3_0);
+    blk4_0 = fma(a4_4_0, w60_0, blk4_0);
+    blk5_0 = fma(a4_5_0, w60_0, blk5_0);
+    blk6_0 = fma(a4_6_0, w60_0, blk6_0);
+    blk7_0 = fma(a4_7_0, w60_0, blk7_0);
+    let ok4_0_1 = rok4 && cok0;
+    let a4_0_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 0)) * 3u + 1u, ok4_0_1)], ok4_0_1));
+    let ok4_1_1 = rok4 && cok1;
+    let a4_1_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 1)) * 3u + 1u, ok4_1_1)], ok4_1_1));
+    let ok4_2_1 = rok4 && cok2;
+    let a4_2_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 2)) * 3u + 1u, ok4_2_1)], ok4_2_1));
+    let ok4_3_1 = rok4 && cok3;
+    let a4_3_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 3)) * 3u + 1u, ok4_3_1)], ok4_3_1));
+    let ok4_4_1 = rok4 && cok4;
+    let a4_4_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 4)) * 3u + 1u, ok4_4_1)], ok4_4_1));
+    let ok4_5_1 = rok4 && cok5;
+    let a4_5_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 5)) * 3u + 1u, ok4_5_1)], ok4_5_1));
+    let ok4_6_1 = rok4 && cok6;
+    let a4_6_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 6)) * 3u + 1u, ok4_6_1)], ok4_6_1));
+    let ok4_7_1 = rok4 && cok7;
+    let a4_7_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 7)) * 3u + 1u, ok4_7_1)], ok4_7_1));
+    let w61_0 = wts[61].xyz;
+    blk0_0 = fma(a4_0_1, w61_0, blk0_0);
+    blk1_0 = fma(a4_1_1, w61_0, blk1_0);
+    blk2_0 = fma(a4_2_1, w61_0, blk2_0);
+    blk3_0 = fma(a4_3_1, w61_0, blk3_0);
+    blk4_0 = fma(a4_4_1, w61_0, blk4_0);
+    blk5_0 = fma(a4_5_1, w61_0, blk5_0);
+    blk6_0 = fma(a4_6_1, w61_0, blk6_0);
+    blk7_0 = fma(a4_7_1, w61_0, blk7_0);
+    let ok4_0_2 = rok4 && cok0;
+    let a4_0_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 0)) * 3u + 2u, ok4_0_2)], ok4_0_2));
+    let ok4_1_2 = rok4 && cok1;
+    let a4_1_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 1)) * 3u + 2u, ok4_1_2)], ok4_1_2));
+    let ok4_2_2 = rok4 && cok2;
+    let a4_2_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 2)) * 3u + 2u, ok4_2_2)], ok4_2_2));
+    let ok4_3_2 = rok4 && cok3;
+    let a4_3_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 3)) * 3u + 2u, ok4_3_2)], ok4_3_2));
+    let ok4_4_2 = rok4 && cok4;
+    let a4_4_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 4)) * 3u + 2u, ok4_4_2)], ok4_4_2));
+    let ok4_5_2 = rok4 && cok5;
+    let a4_5_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 5)) * 3u + 2u, ok4_5_2)], ok4_5_2));
+    let ok4_6_2 = rok4 && cok6;
+    let a4_6_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 6)) * 3u + 2u, ok4_6_2)], ok4_6_2));
+    let ok4_7_2 = rok4 && cok7;
+    let a4_7_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 7)) * 3u + 2u, ok4_7_2)], ok4_7_2));
+    let w62_0 = wts[62].xyz;
+    blk0_0 = fma(a4_0_2, w62_0, blk0_0);
+    blk1_0 = fma(a4_1_2, w62_0, blk1_0);
+    blk2_0 = fma(a4_2_2, w62_0, blk2_0);
+    blk3_0 = fma(a4_3_2, w62_0, blk3_0);
+    blk4_0 = fma(a4_4_2, w62_0, blk4_0);
+    blk5_0 = fma(a4_5_2, w62_0, blk5_0);
+    blk6_0 = fma(a4_6_2, w62_0, blk6_0);
+    blk7_0 = fma(a4_7_2, w62_0, blk7_0);
+    let ok4_8_0 = rok4 && cok8;
+    let a4_8_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 8)) * 3u + 0u, ok4_8_0)], ok4_8_0));
+    let w63_0 = wts[63].xyz;
+    blk0_0 = fma(a4_1_0, w63_0, blk0_0);
+    blk1_0 = fma(a4_2_0, w63_0, blk1_0);
+    blk2_0 = fma(a4_3_0, w63_0, blk2_0);
+    blk3_0 = fma(a4_4_0, w63_0, blk3_0);
+    blk4_0 = fma(a4_5_0, w63_0, blk4_0);
+    blk5_0 = fma(a4_6_0, w63_0, blk5_0);
+    blk6_0 = fma(a4_7_0, w63_0, blk6_0);
+    blk7_0 = fma(a4_8_0, w63_0, blk7_0);
+    acc0_0 += blk0_0;
+    blk0_0 = vec3<f32>(0.0);
+    acc1_0 += blk1_0;
+    blk1_0 = vec3<f32>(0.0);
+    acc2_0 += blk2_0;
+    blk2_0 = vec3<f32>(0.0);
+    acc3_0 += blk3_0;
+    blk3_0 = vec3<f32>(0.0);
+    acc4_0 += blk4_0;
+    blk4_0 = vec3<f32>(0.0);
+    acc5_0 += blk5_0;
+    blk5_0 = vec3<f32>(0.0);
+    acc6_0 += blk6_0;
+    blk6_0 = vec3<f32>(0.0);
+    acc7_0 += blk7_0;
+    blk7_0 = vec3<f32>(0.0);
+    let ok4_8_1 = rok4 && cok8;
+    let a4_8_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 8)) * 3u + 1u, ok4_8_1)], ok4_8_1));
+    let w64_0 = wts[64].xyz;
+    blk0_0 = fma(a4_1_1, w64_0, blk0_0);
+    blk1_0 = fma(a4_2_1, w64_0, blk1_0);
+    blk2_0 = fma(a4_3_1, w64_0, blk2_0);
+    blk3_0 = fma(a4_4_1, w64_0, blk3_0);
+    blk4_0 = fma(a4_5_1, w64_0, blk4_0);
+    blk5_0 = fma(a4_6_1, w64_0, blk5_0);
+    blk6_0 = fma(a4_7_1, w64_0, blk6_0);
+    blk7_0 = fma(a4_8_1, w64_0, blk7_0);
+    let ok4_8_2 = rok4 && cok8;
+    let a4_8_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 8)) * 3u + 2u, ok4_8_2)], ok4_8_2));
+    let w65_0 = wts[65].xyz;
+    blk0_0 = fma(a4_1_2, w65_0, blk0_0);
+    blk1_0 = fma(a4_2_2, w65_0, blk1_0);
+    blk2_0 = fma(a4_3_2, w65_0, blk2_0);
+    blk3_0 = fma(a4_4_2, w65_0, blk3_0);
+    blk4_0 = fma(a4_5_2, w65_0, blk4_0);
+    blk5_0 = fma(a4_6_2, w65_0, blk5_0);
+    blk6_0 = fma(a4_7_2, w65_0, blk6_0);
+    blk7_0 = fma(a4_8_2, w65_0, blk7_0);
+    let ok4_9_0 = rok4 && cok9;
+    let a4_9_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 9)) * 3u + 0u, ok4_9_0)], ok4_9_0));
+    let w66_0 = wts[66].xyz;
+    blk0_0 = fma(a4_2_0, w66_0, blk0_0);
+    blk1_0 = fma(a4_3_0, w66_0, blk1_0);
+    blk2_0 = fma(a4_4_0, w66_0, blk2_0);
+    blk3_0 = fma(a4_5_0, w66_0, blk3_0);
+    blk4_0 = fma(a4_6_0, w66_0, blk4_0);
+    blk5_0 = fma(a4_7_0, w66_0, blk5_0);
+    blk6_0 = fma(a4_8_0, w66_0, blk6_0);
+    blk7_0 = fma(a4_9_0, w66_0, blk7_0);
+    let ok4_9_1 = rok4 && cok9;
+    let a4_9_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 9)) * 3u + 1u, ok4_9_1)], ok4_9_1));
+    let w67_0 = wts[67].xyz;
+    blk0_0 = fma(a4_2_1, w67_0, blk0_0);
+    blk1_0 = fma(a4_3_1, w67_0, blk1_0);
+    blk2_0 = fma(a4_4_1, w67_0, blk2_0);
+    blk3_0 = fma(a4_5_1, w67_0, blk3_0);
+    blk4_0 = fma(a4_6_1, w67_0, blk4_0);
+    blk5_0 = fma(a4_7_1, w67_0, blk5_0);
+    blk6_0 = fma(a4_8_1, w67_0, blk6_0);
+    blk7_0 = fma(a4_9_1, w67_0, blk7_0);
+    let ok4_9_2 = rok4 && cok9;
+    let a4_9_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 9)) * 3u + 2u, ok4_9_2)], ok4_9_2));
+    let w68_0 = wts[68].xyz;
+    blk0_0 = fma(a4_2_2, w68_0, blk0_0);
+    blk1_0 = fma(a4_3_2, w68_0, blk1_0);
+    blk2_0 = fma(a4_4_2, w68_0, blk2_0);
+    blk3_0 = fma(a4_5_2, w68_0, blk3_0);
+    blk4_0 = fma(a4_6_2, w68_0, blk4_0);
+    blk5_0 = fma(a4_7_2, w68_0, blk5_0);
+    blk6_0 = fma(a4_8_2, w68_0, blk6_0);
+    blk7_0 = fma(a4_9_2, w68_0, blk7_0);
+    let ok4_10_0 = rok4 && cok10;
+    let a4_10_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 10)) * 3u + 0u, ok4_10_0)], ok4_10_0));
+    let w69_0 = wts[69].xyz;
+    blk0_0 = fma(a4_3_0, w69_0, blk0_0);
+    blk1_0 = fma(a4_4_0, w69_0, blk1_0);
+    blk2_0 = fma(a4_5_0, w69_0, blk2_0);
+    blk3_0 = fma(a4_6_0, w69_0, blk3_0);
+    blk4_0 = fma(a4_7_0, w69_0, blk4_0);
+    blk5_0 = fma(a4_8_0, w69_0, blk5_0);
+    blk6_0 = fma(a4_9_0, w69_0, blk6_0);
+    blk7_0 = fma(a4_10_0, w69_0, blk7_0);
+    let ok4_10_1 = rok4 && cok10;
+    let a4_10_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 10)) * 3u + 1u, ok4_10_1)], ok4_10_1));
+    let w70_0 = wts[70].xyz;
+    blk0_0 = fma(a4_3_1, w70_0, blk0_0);
+    blk1_0 = fma(a4_4_1, w70_0, blk1_0);
+    blk2_0 = fma(a4_5_1, w70_0, blk2_0);
+    blk3_0 = fma(a4_6_1, w70_0, blk3_0);
+    blk4_0 = fma(a4_7_1, w70_0, blk4_0);
+    blk5_0 = fma(a4_8_1, w70_0, blk5_0);
+    blk6_0 = fma(a4_9_1, w70_0, blk6_0);
+    blk7_0 = fma(a4_10_1, w70_0, blk7_0);
+    let ok4_10_2 = rok4 && cok10;
+    let a4_10_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 10)) * 3u + 2u, ok4_10_2)], ok4_10_2));
+    let w71_0 = wts[71].xyz;
+    blk0_0 = fma(a4_3_2, w71_0, blk0_0);
+    blk1_0 = fma(a4_4_2, w71_0, blk1_0);
+    blk2_0 = fma(a4_5_2, w71_0, blk2_0);
+    blk3_0 = fma(a4_6_2, w71_0, blk3_0);
+    blk4_0 = fma(a4_7_2, w71_0, blk4_0);
+    blk5_0 = fma(a4_8_2, w71_0, blk5_0);
+    blk6_0 = fma(a4_9_2, w71_0, blk6_0);
+    blk7_0 = fma(a4_10_2, w71_0, blk7_0);
+    let ok4_11_0 = rok4 && cok11;
+    let a4_11_0 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 11)) * 3u + 0u, ok4_11_0)], ok4_11_0));
+    let w72_0 = wts[72].xyz;
+    blk0_0 = fma(a4_4_0, w72_0, blk0_0);
+    blk1_0 = fma(a4_5_0, w72_0, blk1_0);
+    blk2_0 = fma(a4_6_0, w72_0, blk2_0);
+    blk3_0 = fma(a4_7_0, w72_0, blk3_0);
+    blk4_0 = fma(a4_8_0, w72_0, blk4_0);
+    blk5_0 = fma(a4_9_0, w72_0, blk5_0);
+    blk6_0 = fma(a4_10_0, w72_0, blk6_0);
+    blk7_0 = fma(a4_11_0, w72_0, blk7_0);
+    let ok4_11_1 = rok4 && cok11;
+    let a4_11_1 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 11)) * 3u + 1u, ok4_11_1)], ok4_11_1));
+    let w73_0 = wts[73].xyz;
+    blk0_0 = fma(a4_4_1, w73_0, blk0_0);
+    blk1_0 = fma(a4_5_1, w73_0, blk1_0);
+    blk2_0 = fma(a4_6_1, w73_0, blk2_0);
+    blk3_0 = fma(a4_7_1, w73_0, blk3_0);
+    blk4_0 = fma(a4_8_1, w73_0, blk4_0);
+    blk5_0 = fma(a4_9_1, w73_0, blk5_0);
+    blk6_0 = fma(a4_10_1, w73_0, blk6_0);
+    blk7_0 = fma(a4_11_1, w73_0, blk7_0);
+    let ok4_11_2 = rok4 && cok11;
+    let a4_11_2 = vec3<f32>(select(0.0, a_src[select(0u, (rb4 + u32(ix0 + 11)) * 3u + 2u, ok4_11_2)], ok4_11_2));
+    let w74_0 = wts[74].xyz;
+    blk0_0 = fma(a4_4_2, w74_0, blk0_0);
+    blk1_0 = fma(a4_5_2, w74_0, blk1_0);
+    blk2_0 = fma(a4_6_2, w74_0, blk2_0);
+    blk3_0 = fma(a4_7_2, w74_0, blk3_0);
+    blk4_0 = fma(a4_8_2, w74_0, blk4_0);
+    blk5_0 = fma(a4_9_2, w74_0, blk5_0);
+    blk6_0 = fma(a4_10_2, w74_0, blk6_0);
+    blk7_0 = fma(a4_11_2, w74_0, blk7_0);
+    acc0_0 += blk0_0;
+    acc1_0 += blk1_0;
+    acc2_0 += blk2_0;
+    acc3_0 += blk3_0;
+    acc4_0 += blk4_0;
+    acc5_0 += blk5_0;
+    acc6_0 += blk6_0;
+    acc7_0 += blk7_0;
+    // bias, activation and the folded batch norm, as conv_uniform's epilogue
+    let n0 = p.b0 * 4u;
+    if (live && ox0 + 0u < p.ow) {
+        let m0 = row * p.ow + ox0 + 0u;
+        if (n0 + 0u < p.gn) {
+            var v = acc0_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m0 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc0_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m0 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc0_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m0 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 1u < p.ow) {
+        let m1 = row * p.ow + ox0 + 1u;
+        if (n0 + 0u < p.gn) {
+            var v = acc1_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m1 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc1_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m1 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc1_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m1 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 2u < p.ow) {
+        let m2 = row * p.ow + ox0 + 2u;
+        if (n0 + 0u < p.gn) {
+            var v = acc2_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m2 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc2_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m2 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc2_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m2 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 3u < p.ow) {
+        let m3 = row * p.ow + ox0 + 3u;
+        if (n0 + 0u < p.gn) {
+            var v = acc3_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m3 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc3_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m3 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc3_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m3 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 4u < p.ow) {
+        let m4 = row * p.ow + ox0 + 4u;
+        if (n0 + 0u < p.gn) {
+            var v = acc4_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m4 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc4_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m4 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc4_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m4 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 5u < p.ow) {
+        let m5 = row * p.ow + ox0 + 5u;
+        if (n0 + 0u < p.gn) {
+            var v = acc5_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m5 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc5_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m5 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc5_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m5 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 6u < p.ow) {
+        let m6 = row * p.ow + ox0 + 6u;
+        if (n0 + 0u < p.gn) {
+            var v = acc6_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m6 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc6_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m6 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc6_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m6 * p.gn + n0 + 2u] = v;
+        }
+    }
+    if (live && ox0 + 7u < p.ow) {
+        let m7 = row * p.ow + ox0 + 7u;
+        if (n0 + 0u < p.gn) {
+            var v = acc7_0[0];
+            if (p.has_bias != 0u) { v += bias[n0 + 0u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 0u] + bn[p.gn + n0 + 0u]; }
+            out[m7 * p.gn + n0 + 0u] = v;
+        }
+        if (n0 + 1u < p.gn) {
+            var v = acc7_0[1];
+            if (p.has_bias != 0u) { v += bias[n0 + 1u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 1u] + bn[p.gn + n0 + 1u]; }
+            out[m7 * p.gn + n0 + 1u] = v;
+        }
+        if (n0 + 2u < p.gn) {
+            var v = acc7_0[2];
+            if (p.has_bias != 0u) { v += bias[n0 + 2u]; }
+            v = activate(v);
+            if (p.has_bn != 0u) { v = v * bn[n0 + 2u] + bn[p.gn + n0 + 2u]; }
+            out[m7 * p.gn + n0 + 2u] = v;
         }
     }
 }

@@ -15,9 +15,11 @@
 //     dX [n, h, w, gn = cin]
 // winograd_weights transforms the filter once per call, U = G g G^T, into blocks of TN4 vec4
 // output channels, rows (input channel, transform point): packed[(block * kp + c * ALPHA^2
-// + xi) * TN4 + j]. A block's rows fit one 64 KiB uniform window (the Rust side chooses
-// ALPHA and TN4 so that they do), so every invocation of a workgroup reads the same U vec4:
-// one load and a broadcast on CPU drivers, as in conv_uniform.wgsl. Each invocation owns a
+// + xi) * TN4 + j]. A dispatch reads one 64 KiB uniform window of them: whole blocks, or
+// where a block's rows exceed a window, the rows of input channels [c0, c1) (the Rust side
+// splits the channels into parts that fit, and `store_tile` adds the parts), so every
+// invocation of a workgroup reads the same U vec4: one load and a broadcast on CPU drivers,
+// as in conv_uniform.wgsl. Each invocation owns a
 // run of TT horizontally adjacent output tiles of one row: per input channel it gathers the
 // run's input columns once (a 4x4 tile overlaps its neighbour in ALPHA - M columns; bounds
 // tested once per invocation, outside the channel loop), combines each column's rows once
@@ -46,7 +48,8 @@ struct Params {
     oh: u32, ow: u32, gn: u32, pad_t: u32,
     pad_l: u32, tiles_y: u32, tiles_x: u32, tiles: u32,
     kp: u32, b0: u32, has_bias: u32, has_bn: u32,
-    cin: u32, cout: u32, runs_x: u32, _p1: u32,
+    cin: u32, cout: u32, runs_x: u32, c0: u32,
+    c1: u32, adds: u32, partial: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -131,7 +134,10 @@ fn winograd_weights(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // Writes the 4 channels of vec4 column j of one output pixel, with bias, activation and
-// batch norm (forward; zero flags for the input gradient).
+// batch norm (forward; zero flags for the input gradient). A block whose transformed filter
+// exceeds one window sums its input channels in parts [c0, c1), one dispatch each: a later
+// part adds to what the earlier ones stored (`adds`), and all but the last store their sums
+// without bias, activation or batch norm (`partial`).
 fn store_tile(img: u32, oy: u32, ox: u32, live: bool, block: u32, j: u32, v: vec4<f32>) {
     if (!live || oy >= p.oh || ox >= p.ow) { return; }
     let o = ((img * p.oh + oy) * p.ow + ox) * p.gn;
@@ -139,9 +145,12 @@ fn store_tile(img: u32, oy: u32, ox: u32, live: bool, block: u32, j: u32, v: vec
         let n = block * (TN4 * 4u) + j * 4u + e;
         if (n >= p.gn) { return; }
         var val = v[e];
-        if (p.has_bias != 0u) { val += bias[n]; }
-        val = activate(val);
-        if (p.has_bn != 0u) { val = val * bn[n] + bn[p.gn + n]; }
+        if (p.adds != 0u) { val += out[o + n]; }
+        if (p.partial == 0u) {
+            if (p.has_bias != 0u) { val += bias[n]; }
+            val = activate(val);
+            if (p.has_bn != 0u) { val = val * bn[n] + bn[p.gn + n]; }
+        }
         out[o + n] = val;
     }
 }
@@ -708,7 +717,7 @@ fn winograd_2x2_3x3(@builtin(local_invocation_index) lid: u32,
     var v3_14 = 0.0;
     var v3_15 = 0.0;
     var wrow = wid.x * p.kp * TN4;
-    for (var ch = 0u; ch < p.sc; ch++) {
+    for (var ch = p.c0; ch < p.c1; ch++) {
         // Each input column once: its loads and B^T d (rows combined).
         let d0_0 = select(0.0, src[o0_0 + ch], k0_0);
         let d1_0 = select(0.0, src[o1_0 + ch], k1_0);
@@ -1624,7 +1633,7 @@ fn winograd_4x4_3x3(@builtin(local_invocation_index) lid: u32,
     var a01_34 = vec4<f32>(0.0);
     var a01_35 = vec4<f32>(0.0);
     var wrow = wid.x * p.kp * TN4;
-    for (var ch = 0u; ch < p.sc; ch++) {
+    for (var ch = p.c0; ch < p.c1; ch++) {
         // Each input column once: its loads and B^T d (rows combined).
         let d0_0 = select(0.0, src[o0_0 + ch], k0_0);
         let d1_0 = select(0.0, src[o1_0 + ch], k1_0);
@@ -2230,6 +2239,78 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
     var a01_33 = vec4<f32>(0.0);
     var a01_34 = vec4<f32>(0.0);
     var a01_35 = vec4<f32>(0.0);
+    var a02_0 = vec4<f32>(0.0);
+    var a02_1 = vec4<f32>(0.0);
+    var a02_2 = vec4<f32>(0.0);
+    var a02_3 = vec4<f32>(0.0);
+    var a02_4 = vec4<f32>(0.0);
+    var a02_5 = vec4<f32>(0.0);
+    var a02_6 = vec4<f32>(0.0);
+    var a02_7 = vec4<f32>(0.0);
+    var a02_8 = vec4<f32>(0.0);
+    var a02_9 = vec4<f32>(0.0);
+    var a02_10 = vec4<f32>(0.0);
+    var a02_11 = vec4<f32>(0.0);
+    var a02_12 = vec4<f32>(0.0);
+    var a02_13 = vec4<f32>(0.0);
+    var a02_14 = vec4<f32>(0.0);
+    var a02_15 = vec4<f32>(0.0);
+    var a02_16 = vec4<f32>(0.0);
+    var a02_17 = vec4<f32>(0.0);
+    var a02_18 = vec4<f32>(0.0);
+    var a02_19 = vec4<f32>(0.0);
+    var a02_20 = vec4<f32>(0.0);
+    var a02_21 = vec4<f32>(0.0);
+    var a02_22 = vec4<f32>(0.0);
+    var a02_23 = vec4<f32>(0.0);
+    var a02_24 = vec4<f32>(0.0);
+    var a02_25 = vec4<f32>(0.0);
+    var a02_26 = vec4<f32>(0.0);
+    var a02_27 = vec4<f32>(0.0);
+    var a02_28 = vec4<f32>(0.0);
+    var a02_29 = vec4<f32>(0.0);
+    var a02_30 = vec4<f32>(0.0);
+    var a02_31 = vec4<f32>(0.0);
+    var a02_32 = vec4<f32>(0.0);
+    var a02_33 = vec4<f32>(0.0);
+    var a02_34 = vec4<f32>(0.0);
+    var a02_35 = vec4<f32>(0.0);
+    var a03_0 = vec4<f32>(0.0);
+    var a03_1 = vec4<f32>(0.0);
+    var a03_2 = vec4<f32>(0.0);
+    var a03_3 = vec4<f32>(0.0);
+    var a03_4 = vec4<f32>(0.0);
+    var a03_5 = vec4<f32>(0.0);
+    var a03_6 = vec4<f32>(0.0);
+    var a03_7 = vec4<f32>(0.0);
+    var a03_8 = vec4<f32>(0.0);
+    var a03_9 = vec4<f32>(0.0);
+    var a03_10 = vec4<f32>(0.0);
+    var a03_11 = vec4<f32>(0.0);
+    var a03_12 = vec4<f32>(0.0);
+    var a03_13 = vec4<f32>(0.0);
+    var a03_14 = vec4<f32>(0.0);
+    var a03_15 = vec4<f32>(0.0);
+    var a03_16 = vec4<f32>(0.0);
+    var a03_17 = vec4<f32>(0.0);
+    var a03_18 = vec4<f32>(0.0);
+    var a03_19 = vec4<f32>(0.0);
+    var a03_20 = vec4<f32>(0.0);
+    var a03_21 = vec4<f32>(0.0);
+    var a03_22 = vec4<f32>(0.0);
+    var a03_23 = vec4<f32>(0.0);
+    var a03_24 = vec4<f32>(0.0);
+    var a03_25 = vec4<f32>(0.0);
+    var a03_26 = vec4<f32>(0.0);
+    var a03_27 = vec4<f32>(0.0);
+    var a03_28 = vec4<f32>(0.0);
+    var a03_29 = vec4<f32>(0.0);
+    var a03_30 = vec4<f32>(0.0);
+    var a03_31 = vec4<f32>(0.0);
+    var a03_32 = vec4<f32>(0.0);
+    var a03_33 = vec4<f32>(0.0);
+    var a03_34 = vec4<f32>(0.0);
+    var a03_35 = vec4<f32>(0.0);
     var a10_0 = vec4<f32>(0.0);
     var a10_1 = vec4<f32>(0.0);
     var a10_2 = vec4<f32>(0.0);
@@ -2302,6 +2383,78 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
     var a11_33 = vec4<f32>(0.0);
     var a11_34 = vec4<f32>(0.0);
     var a11_35 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0);
+    var a12_1 = vec4<f32>(0.0);
+    var a12_2 = vec4<f32>(0.0);
+    var a12_3 = vec4<f32>(0.0);
+    var a12_4 = vec4<f32>(0.0);
+    var a12_5 = vec4<f32>(0.0);
+    var a12_6 = vec4<f32>(0.0);
+    var a12_7 = vec4<f32>(0.0);
+    var a12_8 = vec4<f32>(0.0);
+    var a12_9 = vec4<f32>(0.0);
+    var a12_10 = vec4<f32>(0.0);
+    var a12_11 = vec4<f32>(0.0);
+    var a12_12 = vec4<f32>(0.0);
+    var a12_13 = vec4<f32>(0.0);
+    var a12_14 = vec4<f32>(0.0);
+    var a12_15 = vec4<f32>(0.0);
+    var a12_16 = vec4<f32>(0.0);
+    var a12_17 = vec4<f32>(0.0);
+    var a12_18 = vec4<f32>(0.0);
+    var a12_19 = vec4<f32>(0.0);
+    var a12_20 = vec4<f32>(0.0);
+    var a12_21 = vec4<f32>(0.0);
+    var a12_22 = vec4<f32>(0.0);
+    var a12_23 = vec4<f32>(0.0);
+    var a12_24 = vec4<f32>(0.0);
+    var a12_25 = vec4<f32>(0.0);
+    var a12_26 = vec4<f32>(0.0);
+    var a12_27 = vec4<f32>(0.0);
+    var a12_28 = vec4<f32>(0.0);
+    var a12_29 = vec4<f32>(0.0);
+    var a12_30 = vec4<f32>(0.0);
+    var a12_31 = vec4<f32>(0.0);
+    var a12_32 = vec4<f32>(0.0);
+    var a12_33 = vec4<f32>(0.0);
+    var a12_34 = vec4<f32>(0.0);
+    var a12_35 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0);
+    var a13_1 = vec4<f32>(0.0);
+    var a13_2 = vec4<f32>(0.0);
+    var a13_3 = vec4<f32>(0.0);
+    var a13_4 = vec4<f32>(0.0);
+    var a13_5 = vec4<f32>(0.0);
+    var a13_6 = vec4<f32>(0.0);
+    var a13_7 = vec4<f32>(0.0);
+    var a13_8 = vec4<f32>(0.0);
+    var a13_9 = vec4<f32>(0.0);
+    var a13_10 = vec4<f32>(0.0);
+    var a13_11 = vec4<f32>(0.0);
+    var a13_12 = vec4<f32>(0.0);
+    var a13_13 = vec4<f32>(0.0);
+    var a13_14 = vec4<f32>(0.0);
+    var a13_15 = vec4<f32>(0.0);
+    var a13_16 = vec4<f32>(0.0);
+    var a13_17 = vec4<f32>(0.0);
+    var a13_18 = vec4<f32>(0.0);
+    var a13_19 = vec4<f32>(0.0);
+    var a13_20 = vec4<f32>(0.0);
+    var a13_21 = vec4<f32>(0.0);
+    var a13_22 = vec4<f32>(0.0);
+    var a13_23 = vec4<f32>(0.0);
+    var a13_24 = vec4<f32>(0.0);
+    var a13_25 = vec4<f32>(0.0);
+    var a13_26 = vec4<f32>(0.0);
+    var a13_27 = vec4<f32>(0.0);
+    var a13_28 = vec4<f32>(0.0);
+    var a13_29 = vec4<f32>(0.0);
+    var a13_30 = vec4<f32>(0.0);
+    var a13_31 = vec4<f32>(0.0);
+    var a13_32 = vec4<f32>(0.0);
+    var a13_33 = vec4<f32>(0.0);
+    var a13_34 = vec4<f32>(0.0);
+    var a13_35 = vec4<f32>(0.0);
     var a20_0 = vec4<f32>(0.0);
     var a20_1 = vec4<f32>(0.0);
     var a20_2 = vec4<f32>(0.0);
@@ -2374,6 +2527,78 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
     var a21_33 = vec4<f32>(0.0);
     var a21_34 = vec4<f32>(0.0);
     var a21_35 = vec4<f32>(0.0);
+    var a22_0 = vec4<f32>(0.0);
+    var a22_1 = vec4<f32>(0.0);
+    var a22_2 = vec4<f32>(0.0);
+    var a22_3 = vec4<f32>(0.0);
+    var a22_4 = vec4<f32>(0.0);
+    var a22_5 = vec4<f32>(0.0);
+    var a22_6 = vec4<f32>(0.0);
+    var a22_7 = vec4<f32>(0.0);
+    var a22_8 = vec4<f32>(0.0);
+    var a22_9 = vec4<f32>(0.0);
+    var a22_10 = vec4<f32>(0.0);
+    var a22_11 = vec4<f32>(0.0);
+    var a22_12 = vec4<f32>(0.0);
+    var a22_13 = vec4<f32>(0.0);
+    var a22_14 = vec4<f32>(0.0);
+    var a22_15 = vec4<f32>(0.0);
+    var a22_16 = vec4<f32>(0.0);
+    var a22_17 = vec4<f32>(0.0);
+    var a22_18 = vec4<f32>(0.0);
+    var a22_19 = vec4<f32>(0.0);
+    var a22_20 = vec4<f32>(0.0);
+    var a22_21 = vec4<f32>(0.0);
+    var a22_22 = vec4<f32>(0.0);
+    var a22_23 = vec4<f32>(0.0);
+    var a22_24 = vec4<f32>(0.0);
+    var a22_25 = vec4<f32>(0.0);
+    var a22_26 = vec4<f32>(0.0);
+    var a22_27 = vec4<f32>(0.0);
+    var a22_28 = vec4<f32>(0.0);
+    var a22_29 = vec4<f32>(0.0);
+    var a22_30 = vec4<f32>(0.0);
+    var a22_31 = vec4<f32>(0.0);
+    var a22_32 = vec4<f32>(0.0);
+    var a22_33 = vec4<f32>(0.0);
+    var a22_34 = vec4<f32>(0.0);
+    var a22_35 = vec4<f32>(0.0);
+    var a23_0 = vec4<f32>(0.0);
+    var a23_1 = vec4<f32>(0.0);
+    var a23_2 = vec4<f32>(0.0);
+    var a23_3 = vec4<f32>(0.0);
+    var a23_4 = vec4<f32>(0.0);
+    var a23_5 = vec4<f32>(0.0);
+    var a23_6 = vec4<f32>(0.0);
+    var a23_7 = vec4<f32>(0.0);
+    var a23_8 = vec4<f32>(0.0);
+    var a23_9 = vec4<f32>(0.0);
+    var a23_10 = vec4<f32>(0.0);
+    var a23_11 = vec4<f32>(0.0);
+    var a23_12 = vec4<f32>(0.0);
+    var a23_13 = vec4<f32>(0.0);
+    var a23_14 = vec4<f32>(0.0);
+    var a23_15 = vec4<f32>(0.0);
+    var a23_16 = vec4<f32>(0.0);
+    var a23_17 = vec4<f32>(0.0);
+    var a23_18 = vec4<f32>(0.0);
+    var a23_19 = vec4<f32>(0.0);
+    var a23_20 = vec4<f32>(0.0);
+    var a23_21 = vec4<f32>(0.0);
+    var a23_22 = vec4<f32>(0.0);
+    var a23_23 = vec4<f32>(0.0);
+    var a23_24 = vec4<f32>(0.0);
+    var a23_25 = vec4<f32>(0.0);
+    var a23_26 = vec4<f32>(0.0);
+    var a23_27 = vec4<f32>(0.0);
+    var a23_28 = vec4<f32>(0.0);
+    var a23_29 = vec4<f32>(0.0);
+    var a23_30 = vec4<f32>(0.0);
+    var a23_31 = vec4<f32>(0.0);
+    var a23_32 = vec4<f32>(0.0);
+    var a23_33 = vec4<f32>(0.0);
+    var a23_34 = vec4<f32>(0.0);
+    var a23_35 = vec4<f32>(0.0);
     var a30_0 = vec4<f32>(0.0);
     var a30_1 = vec4<f32>(0.0);
     var a30_2 = vec4<f32>(0.0);
@@ -2446,6 +2671,78 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
     var a31_33 = vec4<f32>(0.0);
     var a31_34 = vec4<f32>(0.0);
     var a31_35 = vec4<f32>(0.0);
+    var a32_0 = vec4<f32>(0.0);
+    var a32_1 = vec4<f32>(0.0);
+    var a32_2 = vec4<f32>(0.0);
+    var a32_3 = vec4<f32>(0.0);
+    var a32_4 = vec4<f32>(0.0);
+    var a32_5 = vec4<f32>(0.0);
+    var a32_6 = vec4<f32>(0.0);
+    var a32_7 = vec4<f32>(0.0);
+    var a32_8 = vec4<f32>(0.0);
+    var a32_9 = vec4<f32>(0.0);
+    var a32_10 = vec4<f32>(0.0);
+    var a32_11 = vec4<f32>(0.0);
+    var a32_12 = vec4<f32>(0.0);
+    var a32_13 = vec4<f32>(0.0);
+    var a32_14 = vec4<f32>(0.0);
+    var a32_15 = vec4<f32>(0.0);
+    var a32_16 = vec4<f32>(0.0);
+    var a32_17 = vec4<f32>(0.0);
+    var a32_18 = vec4<f32>(0.0);
+    var a32_19 = vec4<f32>(0.0);
+    var a32_20 = vec4<f32>(0.0);
+    var a32_21 = vec4<f32>(0.0);
+    var a32_22 = vec4<f32>(0.0);
+    var a32_23 = vec4<f32>(0.0);
+    var a32_24 = vec4<f32>(0.0);
+    var a32_25 = vec4<f32>(0.0);
+    var a32_26 = vec4<f32>(0.0);
+    var a32_27 = vec4<f32>(0.0);
+    var a32_28 = vec4<f32>(0.0);
+    var a32_29 = vec4<f32>(0.0);
+    var a32_30 = vec4<f32>(0.0);
+    var a32_31 = vec4<f32>(0.0);
+    var a32_32 = vec4<f32>(0.0);
+    var a32_33 = vec4<f32>(0.0);
+    var a32_34 = vec4<f32>(0.0);
+    var a32_35 = vec4<f32>(0.0);
+    var a33_0 = vec4<f32>(0.0);
+    var a33_1 = vec4<f32>(0.0);
+    var a33_2 = vec4<f32>(0.0);
+    var a33_3 = vec4<f32>(0.0);
+    var a33_4 = vec4<f32>(0.0);
+    var a33_5 = vec4<f32>(0.0);
+    var a33_6 = vec4<f32>(0.0);
+    var a33_7 = vec4<f32>(0.0);
+    var a33_8 = vec4<f32>(0.0);
+    var a33_9 = vec4<f32>(0.0);
+    var a33_10 = vec4<f32>(0.0);
+    var a33_11 = vec4<f32>(0.0);
+    var a33_12 = vec4<f32>(0.0);
+    var a33_13 = vec4<f32>(0.0);
+    var a33_14 = vec4<f32>(0.0);
+    var a33_15 = vec4<f32>(0.0);
+    var a33_16 = vec4<f32>(0.0);
+    var a33_17 = vec4<f32>(0.0);
+    var a33_18 = vec4<f32>(0.0);
+    var a33_19 = vec4<f32>(0.0);
+    var a33_20 = vec4<f32>(0.0);
+    var a33_21 = vec4<f32>(0.0);
+    var a33_22 = vec4<f32>(0.0);
+    var a33_23 = vec4<f32>(0.0);
+    var a33_24 = vec4<f32>(0.0);
+    var a33_25 = vec4<f32>(0.0);
+    var a33_26 = vec4<f32>(0.0);
+    var a33_27 = vec4<f32>(0.0);
+    var a33_28 = vec4<f32>(0.0);
+    var a33_29 = vec4<f32>(0.0);
+    var a33_30 = vec4<f32>(0.0);
+    var a33_31 = vec4<f32>(0.0);
+    var a33_32 = vec4<f32>(0.0);
+    var a33_33 = vec4<f32>(0.0);
+    var a33_34 = vec4<f32>(0.0);
+    var a33_35 = vec4<f32>(0.0);
     var e0_6 = 0.0;
     var e1_6 = 0.0;
     var e2_6 = 0.0;
@@ -2591,7 +2888,7 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
     var v3_34 = 0.0;
     var v3_35 = 0.0;
     var wrow = wid.x * p.kp * TN4;
-    for (var ch = 0u; ch < p.sc; ch++) {
+    for (var ch = p.c0; ch < p.c1; ch++) {
         // Each input column once: its loads and B^T d (rows combined).
         let d0_0 = select(0.0, src[o0_0 + ch], k0_0);
         let d1_0 = select(0.0, src[o1_0 + ch], k1_0);
@@ -3269,6 +3566,382 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
                 a31_35 = fma(vec4<f32>(v3_35), u1_35, a31_35);
             }
         }
+        if (TN4 > 2u) {
+            let u2_0 = wts[wrow + 0u * TN4 + 2u];
+            a02_0 = fma(vec4<f32>(v0_0), u2_0, a02_0);
+            let u2_1 = wts[wrow + 1u * TN4 + 2u];
+            a02_1 = fma(vec4<f32>(v0_1), u2_1, a02_1);
+            let u2_2 = wts[wrow + 2u * TN4 + 2u];
+            a02_2 = fma(vec4<f32>(v0_2), u2_2, a02_2);
+            let u2_3 = wts[wrow + 3u * TN4 + 2u];
+            a02_3 = fma(vec4<f32>(v0_3), u2_3, a02_3);
+            let u2_4 = wts[wrow + 4u * TN4 + 2u];
+            a02_4 = fma(vec4<f32>(v0_4), u2_4, a02_4);
+            let u2_5 = wts[wrow + 5u * TN4 + 2u];
+            a02_5 = fma(vec4<f32>(v0_5), u2_5, a02_5);
+            let u2_6 = wts[wrow + 6u * TN4 + 2u];
+            a02_6 = fma(vec4<f32>(v0_6), u2_6, a02_6);
+            let u2_7 = wts[wrow + 7u * TN4 + 2u];
+            a02_7 = fma(vec4<f32>(v0_7), u2_7, a02_7);
+            let u2_8 = wts[wrow + 8u * TN4 + 2u];
+            a02_8 = fma(vec4<f32>(v0_8), u2_8, a02_8);
+            let u2_9 = wts[wrow + 9u * TN4 + 2u];
+            a02_9 = fma(vec4<f32>(v0_9), u2_9, a02_9);
+            let u2_10 = wts[wrow + 10u * TN4 + 2u];
+            a02_10 = fma(vec4<f32>(v0_10), u2_10, a02_10);
+            let u2_11 = wts[wrow + 11u * TN4 + 2u];
+            a02_11 = fma(vec4<f32>(v0_11), u2_11, a02_11);
+            let u2_12 = wts[wrow + 12u * TN4 + 2u];
+            a02_12 = fma(vec4<f32>(v0_12), u2_12, a02_12);
+            let u2_13 = wts[wrow + 13u * TN4 + 2u];
+            a02_13 = fma(vec4<f32>(v0_13), u2_13, a02_13);
+            let u2_14 = wts[wrow + 14u * TN4 + 2u];
+            a02_14 = fma(vec4<f32>(v0_14), u2_14, a02_14);
+            let u2_15 = wts[wrow + 15u * TN4 + 2u];
+            a02_15 = fma(vec4<f32>(v0_15), u2_15, a02_15);
+            let u2_16 = wts[wrow + 16u * TN4 + 2u];
+            a02_16 = fma(vec4<f32>(v0_16), u2_16, a02_16);
+            let u2_17 = wts[wrow + 17u * TN4 + 2u];
+            a02_17 = fma(vec4<f32>(v0_17), u2_17, a02_17);
+            let u2_18 = wts[wrow + 18u * TN4 + 2u];
+            a02_18 = fma(vec4<f32>(v0_18), u2_18, a02_18);
+            let u2_19 = wts[wrow + 19u * TN4 + 2u];
+            a02_19 = fma(vec4<f32>(v0_19), u2_19, a02_19);
+            let u2_20 = wts[wrow + 20u * TN4 + 2u];
+            a02_20 = fma(vec4<f32>(v0_20), u2_20, a02_20);
+            let u2_21 = wts[wrow + 21u * TN4 + 2u];
+            a02_21 = fma(vec4<f32>(v0_21), u2_21, a02_21);
+            let u2_22 = wts[wrow + 22u * TN4 + 2u];
+            a02_22 = fma(vec4<f32>(v0_22), u2_22, a02_22);
+            let u2_23 = wts[wrow + 23u * TN4 + 2u];
+            a02_23 = fma(vec4<f32>(v0_23), u2_23, a02_23);
+            let u2_24 = wts[wrow + 24u * TN4 + 2u];
+            a02_24 = fma(vec4<f32>(v0_24), u2_24, a02_24);
+            let u2_25 = wts[wrow + 25u * TN4 + 2u];
+            a02_25 = fma(vec4<f32>(v0_25), u2_25, a02_25);
+            let u2_26 = wts[wrow + 26u * TN4 + 2u];
+            a02_26 = fma(vec4<f32>(v0_26), u2_26, a02_26);
+            let u2_27 = wts[wrow + 27u * TN4 + 2u];
+            a02_27 = fma(vec4<f32>(v0_27), u2_27, a02_27);
+            let u2_28 = wts[wrow + 28u * TN4 + 2u];
+            a02_28 = fma(vec4<f32>(v0_28), u2_28, a02_28);
+            let u2_29 = wts[wrow + 29u * TN4 + 2u];
+            a02_29 = fma(vec4<f32>(v0_29), u2_29, a02_29);
+            let u2_30 = wts[wrow + 30u * TN4 + 2u];
+            a02_30 = fma(vec4<f32>(v0_30), u2_30, a02_30);
+            let u2_31 = wts[wrow + 31u * TN4 + 2u];
+            a02_31 = fma(vec4<f32>(v0_31), u2_31, a02_31);
+            let u2_32 = wts[wrow + 32u * TN4 + 2u];
+            a02_32 = fma(vec4<f32>(v0_32), u2_32, a02_32);
+            let u2_33 = wts[wrow + 33u * TN4 + 2u];
+            a02_33 = fma(vec4<f32>(v0_33), u2_33, a02_33);
+            let u2_34 = wts[wrow + 34u * TN4 + 2u];
+            a02_34 = fma(vec4<f32>(v0_34), u2_34, a02_34);
+            let u2_35 = wts[wrow + 35u * TN4 + 2u];
+            a02_35 = fma(vec4<f32>(v0_35), u2_35, a02_35);
+            if (TT > 1u) {
+                a12_0 = fma(vec4<f32>(v1_0), u2_0, a12_0);
+                a12_1 = fma(vec4<f32>(v1_1), u2_1, a12_1);
+                a12_2 = fma(vec4<f32>(v1_2), u2_2, a12_2);
+                a12_3 = fma(vec4<f32>(v1_3), u2_3, a12_3);
+                a12_4 = fma(vec4<f32>(v1_4), u2_4, a12_4);
+                a12_5 = fma(vec4<f32>(v1_5), u2_5, a12_5);
+                a12_6 = fma(vec4<f32>(v1_6), u2_6, a12_6);
+                a12_7 = fma(vec4<f32>(v1_7), u2_7, a12_7);
+                a12_8 = fma(vec4<f32>(v1_8), u2_8, a12_8);
+                a12_9 = fma(vec4<f32>(v1_9), u2_9, a12_9);
+                a12_10 = fma(vec4<f32>(v1_10), u2_10, a12_10);
+                a12_11 = fma(vec4<f32>(v1_11), u2_11, a12_11);
+                a12_12 = fma(vec4<f32>(v1_12), u2_12, a12_12);
+                a12_13 = fma(vec4<f32>(v1_13), u2_13, a12_13);
+                a12_14 = fma(vec4<f32>(v1_14), u2_14, a12_14);
+                a12_15 = fma(vec4<f32>(v1_15), u2_15, a12_15);
+                a12_16 = fma(vec4<f32>(v1_16), u2_16, a12_16);
+                a12_17 = fma(vec4<f32>(v1_17), u2_17, a12_17);
+                a12_18 = fma(vec4<f32>(v1_18), u2_18, a12_18);
+                a12_19 = fma(vec4<f32>(v1_19), u2_19, a12_19);
+                a12_20 = fma(vec4<f32>(v1_20), u2_20, a12_20);
+                a12_21 = fma(vec4<f32>(v1_21), u2_21, a12_21);
+                a12_22 = fma(vec4<f32>(v1_22), u2_22, a12_22);
+                a12_23 = fma(vec4<f32>(v1_23), u2_23, a12_23);
+                a12_24 = fma(vec4<f32>(v1_24), u2_24, a12_24);
+                a12_25 = fma(vec4<f32>(v1_25), u2_25, a12_25);
+                a12_26 = fma(vec4<f32>(v1_26), u2_26, a12_26);
+                a12_27 = fma(vec4<f32>(v1_27), u2_27, a12_27);
+                a12_28 = fma(vec4<f32>(v1_28), u2_28, a12_28);
+                a12_29 = fma(vec4<f32>(v1_29), u2_29, a12_29);
+                a12_30 = fma(vec4<f32>(v1_30), u2_30, a12_30);
+                a12_31 = fma(vec4<f32>(v1_31), u2_31, a12_31);
+                a12_32 = fma(vec4<f32>(v1_32), u2_32, a12_32);
+                a12_33 = fma(vec4<f32>(v1_33), u2_33, a12_33);
+                a12_34 = fma(vec4<f32>(v1_34), u2_34, a12_34);
+                a12_35 = fma(vec4<f32>(v1_35), u2_35, a12_35);
+            }
+            if (TT > 2u) {
+                a22_0 = fma(vec4<f32>(v2_0), u2_0, a22_0);
+                a22_1 = fma(vec4<f32>(v2_1), u2_1, a22_1);
+                a22_2 = fma(vec4<f32>(v2_2), u2_2, a22_2);
+                a22_3 = fma(vec4<f32>(v2_3), u2_3, a22_3);
+                a22_4 = fma(vec4<f32>(v2_4), u2_4, a22_4);
+                a22_5 = fma(vec4<f32>(v2_5), u2_5, a22_5);
+                a22_6 = fma(vec4<f32>(v2_6), u2_6, a22_6);
+                a22_7 = fma(vec4<f32>(v2_7), u2_7, a22_7);
+                a22_8 = fma(vec4<f32>(v2_8), u2_8, a22_8);
+                a22_9 = fma(vec4<f32>(v2_9), u2_9, a22_9);
+                a22_10 = fma(vec4<f32>(v2_10), u2_10, a22_10);
+                a22_11 = fma(vec4<f32>(v2_11), u2_11, a22_11);
+                a22_12 = fma(vec4<f32>(v2_12), u2_12, a22_12);
+                a22_13 = fma(vec4<f32>(v2_13), u2_13, a22_13);
+                a22_14 = fma(vec4<f32>(v2_14), u2_14, a22_14);
+                a22_15 = fma(vec4<f32>(v2_15), u2_15, a22_15);
+                a22_16 = fma(vec4<f32>(v2_16), u2_16, a22_16);
+                a22_17 = fma(vec4<f32>(v2_17), u2_17, a22_17);
+                a22_18 = fma(vec4<f32>(v2_18), u2_18, a22_18);
+                a22_19 = fma(vec4<f32>(v2_19), u2_19, a22_19);
+                a22_20 = fma(vec4<f32>(v2_20), u2_20, a22_20);
+                a22_21 = fma(vec4<f32>(v2_21), u2_21, a22_21);
+                a22_22 = fma(vec4<f32>(v2_22), u2_22, a22_22);
+                a22_23 = fma(vec4<f32>(v2_23), u2_23, a22_23);
+                a22_24 = fma(vec4<f32>(v2_24), u2_24, a22_24);
+                a22_25 = fma(vec4<f32>(v2_25), u2_25, a22_25);
+                a22_26 = fma(vec4<f32>(v2_26), u2_26, a22_26);
+                a22_27 = fma(vec4<f32>(v2_27), u2_27, a22_27);
+                a22_28 = fma(vec4<f32>(v2_28), u2_28, a22_28);
+                a22_29 = fma(vec4<f32>(v2_29), u2_29, a22_29);
+                a22_30 = fma(vec4<f32>(v2_30), u2_30, a22_30);
+                a22_31 = fma(vec4<f32>(v2_31), u2_31, a22_31);
+                a22_32 = fma(vec4<f32>(v2_32), u2_32, a22_32);
+                a22_33 = fma(vec4<f32>(v2_33), u2_33, a22_33);
+                a22_34 = fma(vec4<f32>(v2_34), u2_34, a22_34);
+                a22_35 = fma(vec4<f32>(v2_35), u2_35, a22_35);
+            }
+            if (TT > 3u) {
+                a32_0 = fma(vec4<f32>(v3_0), u2_0, a32_0);
+                a32_1 = fma(vec4<f32>(v3_1), u2_1, a32_1);
+                a32_2 = fma(vec4<f32>(v3_2), u2_2, a32_2);
+                a32_3 = fma(vec4<f32>(v3_3), u2_3, a32_3);
+                a32_4 = fma(vec4<f32>(v3_4), u2_4, a32_4);
+                a32_5 = fma(vec4<f32>(v3_5), u2_5, a32_5);
+                a32_6 = fma(vec4<f32>(v3_6), u2_6, a32_6);
+                a32_7 = fma(vec4<f32>(v3_7), u2_7, a32_7);
+                a32_8 = fma(vec4<f32>(v3_8), u2_8, a32_8);
+                a32_9 = fma(vec4<f32>(v3_9), u2_9, a32_9);
+                a32_10 = fma(vec4<f32>(v3_10), u2_10, a32_10);
+                a32_11 = fma(vec4<f32>(v3_11), u2_11, a32_11);
+                a32_12 = fma(vec4<f32>(v3_12), u2_12, a32_12);
+                a32_13 = fma(vec4<f32>(v3_13), u2_13, a32_13);
+                a32_14 = fma(vec4<f32>(v3_14), u2_14, a32_14);
+                a32_15 = fma(vec4<f32>(v3_15), u2_15, a32_15);
+                a32_16 = fma(vec4<f32>(v3_16), u2_16, a32_16);
+                a32_17 = fma(vec4<f32>(v3_17), u2_17, a32_17);
+                a32_18 = fma(vec4<f32>(v3_18), u2_18, a32_18);
+                a32_19 = fma(vec4<f32>(v3_19), u2_19, a32_19);
+                a32_20 = fma(vec4<f32>(v3_20), u2_20, a32_20);
+                a32_21 = fma(vec4<f32>(v3_21), u2_21, a32_21);
+                a32_22 = fma(vec4<f32>(v3_22), u2_22, a32_22);
+                a32_23 = fma(vec4<f32>(v3_23), u2_23, a32_23);
+                a32_24 = fma(vec4<f32>(v3_24), u2_24, a32_24);
+                a32_25 = fma(vec4<f32>(v3_25), u2_25, a32_25);
+                a32_26 = fma(vec4<f32>(v3_26), u2_26, a32_26);
+                a32_27 = fma(vec4<f32>(v3_27), u2_27, a32_27);
+                a32_28 = fma(vec4<f32>(v3_28), u2_28, a32_28);
+                a32_29 = fma(vec4<f32>(v3_29), u2_29, a32_29);
+                a32_30 = fma(vec4<f32>(v3_30), u2_30, a32_30);
+                a32_31 = fma(vec4<f32>(v3_31), u2_31, a32_31);
+                a32_32 = fma(vec4<f32>(v3_32), u2_32, a32_32);
+                a32_33 = fma(vec4<f32>(v3_33), u2_33, a32_33);
+                a32_34 = fma(vec4<f32>(v3_34), u2_34, a32_34);
+                a32_35 = fma(vec4<f32>(v3_35), u2_35, a32_35);
+            }
+        }
+        if (TN4 > 3u) {
+            let u3_0 = wts[wrow + 0u * TN4 + 3u];
+            a03_0 = fma(vec4<f32>(v0_0), u3_0, a03_0);
+            let u3_1 = wts[wrow + 1u * TN4 + 3u];
+            a03_1 = fma(vec4<f32>(v0_1), u3_1, a03_1);
+            let u3_2 = wts[wrow + 2u * TN4 + 3u];
+            a03_2 = fma(vec4<f32>(v0_2), u3_2, a03_2);
+            let u3_3 = wts[wrow + 3u * TN4 + 3u];
+            a03_3 = fma(vec4<f32>(v0_3), u3_3, a03_3);
+            let u3_4 = wts[wrow + 4u * TN4 + 3u];
+            a03_4 = fma(vec4<f32>(v0_4), u3_4, a03_4);
+            let u3_5 = wts[wrow + 5u * TN4 + 3u];
+            a03_5 = fma(vec4<f32>(v0_5), u3_5, a03_5);
+            let u3_6 = wts[wrow + 6u * TN4 + 3u];
+            a03_6 = fma(vec4<f32>(v0_6), u3_6, a03_6);
+            let u3_7 = wts[wrow + 7u * TN4 + 3u];
+            a03_7 = fma(vec4<f32>(v0_7), u3_7, a03_7);
+            let u3_8 = wts[wrow + 8u * TN4 + 3u];
+            a03_8 = fma(vec4<f32>(v0_8), u3_8, a03_8);
+            let u3_9 = wts[wrow + 9u * TN4 + 3u];
+            a03_9 = fma(vec4<f32>(v0_9), u3_9, a03_9);
+            let u3_10 = wts[wrow + 10u * TN4 + 3u];
+            a03_10 = fma(vec4<f32>(v0_10), u3_10, a03_10);
+            let u3_11 = wts[wrow + 11u * TN4 + 3u];
+            a03_11 = fma(vec4<f32>(v0_11), u3_11, a03_11);
+            let u3_12 = wts[wrow + 12u * TN4 + 3u];
+            a03_12 = fma(vec4<f32>(v0_12), u3_12, a03_12);
+            let u3_13 = wts[wrow + 13u * TN4 + 3u];
+            a03_13 = fma(vec4<f32>(v0_13), u3_13, a03_13);
+            let u3_14 = wts[wrow + 14u * TN4 + 3u];
+            a03_14 = fma(vec4<f32>(v0_14), u3_14, a03_14);
+            let u3_15 = wts[wrow + 15u * TN4 + 3u];
+            a03_15 = fma(vec4<f32>(v0_15), u3_15, a03_15);
+            let u3_16 = wts[wrow + 16u * TN4 + 3u];
+            a03_16 = fma(vec4<f32>(v0_16), u3_16, a03_16);
+            let u3_17 = wts[wrow + 17u * TN4 + 3u];
+            a03_17 = fma(vec4<f32>(v0_17), u3_17, a03_17);
+            let u3_18 = wts[wrow + 18u * TN4 + 3u];
+            a03_18 = fma(vec4<f32>(v0_18), u3_18, a03_18);
+            let u3_19 = wts[wrow + 19u * TN4 + 3u];
+            a03_19 = fma(vec4<f32>(v0_19), u3_19, a03_19);
+            let u3_20 = wts[wrow + 20u * TN4 + 3u];
+            a03_20 = fma(vec4<f32>(v0_20), u3_20, a03_20);
+            let u3_21 = wts[wrow + 21u * TN4 + 3u];
+            a03_21 = fma(vec4<f32>(v0_21), u3_21, a03_21);
+            let u3_22 = wts[wrow + 22u * TN4 + 3u];
+            a03_22 = fma(vec4<f32>(v0_22), u3_22, a03_22);
+            let u3_23 = wts[wrow + 23u * TN4 + 3u];
+            a03_23 = fma(vec4<f32>(v0_23), u3_23, a03_23);
+            let u3_24 = wts[wrow + 24u * TN4 + 3u];
+            a03_24 = fma(vec4<f32>(v0_24), u3_24, a03_24);
+            let u3_25 = wts[wrow + 25u * TN4 + 3u];
+            a03_25 = fma(vec4<f32>(v0_25), u3_25, a03_25);
+            let u3_26 = wts[wrow + 26u * TN4 + 3u];
+            a03_26 = fma(vec4<f32>(v0_26), u3_26, a03_26);
+            let u3_27 = wts[wrow + 27u * TN4 + 3u];
+            a03_27 = fma(vec4<f32>(v0_27), u3_27, a03_27);
+            let u3_28 = wts[wrow + 28u * TN4 + 3u];
+            a03_28 = fma(vec4<f32>(v0_28), u3_28, a03_28);
+            let u3_29 = wts[wrow + 29u * TN4 + 3u];
+            a03_29 = fma(vec4<f32>(v0_29), u3_29, a03_29);
+            let u3_30 = wts[wrow + 30u * TN4 + 3u];
+            a03_30 = fma(vec4<f32>(v0_30), u3_30, a03_30);
+            let u3_31 = wts[wrow + 31u * TN4 + 3u];
+            a03_31 = fma(vec4<f32>(v0_31), u3_31, a03_31);
+            let u3_32 = wts[wrow + 32u * TN4 + 3u];
+            a03_32 = fma(vec4<f32>(v0_32), u3_32, a03_32);
+            let u3_33 = wts[wrow + 33u * TN4 + 3u];
+            a03_33 = fma(vec4<f32>(v0_33), u3_33, a03_33);
+            let u3_34 = wts[wrow + 34u * TN4 + 3u];
+            a03_34 = fma(vec4<f32>(v0_34), u3_34, a03_34);
+            let u3_35 = wts[wrow + 35u * TN4 + 3u];
+            a03_35 = fma(vec4<f32>(v0_35), u3_35, a03_35);
+            if (TT > 1u) {
+                a13_0 = fma(vec4<f32>(v1_0), u3_0, a13_0);
+                a13_1 = fma(vec4<f32>(v1_1), u3_1, a13_1);
+                a13_2 = fma(vec4<f32>(v1_2), u3_2, a13_2);
+                a13_3 = fma(vec4<f32>(v1_3), u3_3, a13_3);
+                a13_4 = fma(vec4<f32>(v1_4), u3_4, a13_4);
+                a13_5 = fma(vec4<f32>(v1_5), u3_5, a13_5);
+                a13_6 = fma(vec4<f32>(v1_6), u3_6, a13_6);
+                a13_7 = fma(vec4<f32>(v1_7), u3_7, a13_7);
+                a13_8 = fma(vec4<f32>(v1_8), u3_8, a13_8);
+                a13_9 = fma(vec4<f32>(v1_9), u3_9, a13_9);
+                a13_10 = fma(vec4<f32>(v1_10), u3_10, a13_10);
+                a13_11 = fma(vec4<f32>(v1_11), u3_11, a13_11);
+                a13_12 = fma(vec4<f32>(v1_12), u3_12, a13_12);
+                a13_13 = fma(vec4<f32>(v1_13), u3_13, a13_13);
+                a13_14 = fma(vec4<f32>(v1_14), u3_14, a13_14);
+                a13_15 = fma(vec4<f32>(v1_15), u3_15, a13_15);
+                a13_16 = fma(vec4<f32>(v1_16), u3_16, a13_16);
+                a13_17 = fma(vec4<f32>(v1_17), u3_17, a13_17);
+                a13_18 = fma(vec4<f32>(v1_18), u3_18, a13_18);
+                a13_19 = fma(vec4<f32>(v1_19), u3_19, a13_19);
+                a13_20 = fma(vec4<f32>(v1_20), u3_20, a13_20);
+                a13_21 = fma(vec4<f32>(v1_21), u3_21, a13_21);
+                a13_22 = fma(vec4<f32>(v1_22), u3_22, a13_22);
+                a13_23 = fma(vec4<f32>(v1_23), u3_23, a13_23);
+                a13_24 = fma(vec4<f32>(v1_24), u3_24, a13_24);
+                a13_25 = fma(vec4<f32>(v1_25), u3_25, a13_25);
+                a13_26 = fma(vec4<f32>(v1_26), u3_26, a13_26);
+                a13_27 = fma(vec4<f32>(v1_27), u3_27, a13_27);
+                a13_28 = fma(vec4<f32>(v1_28), u3_28, a13_28);
+                a13_29 = fma(vec4<f32>(v1_29), u3_29, a13_29);
+                a13_30 = fma(vec4<f32>(v1_30), u3_30, a13_30);
+                a13_31 = fma(vec4<f32>(v1_31), u3_31, a13_31);
+                a13_32 = fma(vec4<f32>(v1_32), u3_32, a13_32);
+                a13_33 = fma(vec4<f32>(v1_33), u3_33, a13_33);
+                a13_34 = fma(vec4<f32>(v1_34), u3_34, a13_34);
+                a13_35 = fma(vec4<f32>(v1_35), u3_35, a13_35);
+            }
+            if (TT > 2u) {
+                a23_0 = fma(vec4<f32>(v2_0), u3_0, a23_0);
+                a23_1 = fma(vec4<f32>(v2_1), u3_1, a23_1);
+                a23_2 = fma(vec4<f32>(v2_2), u3_2, a23_2);
+                a23_3 = fma(vec4<f32>(v2_3), u3_3, a23_3);
+                a23_4 = fma(vec4<f32>(v2_4), u3_4, a23_4);
+                a23_5 = fma(vec4<f32>(v2_5), u3_5, a23_5);
+                a23_6 = fma(vec4<f32>(v2_6), u3_6, a23_6);
+                a23_7 = fma(vec4<f32>(v2_7), u3_7, a23_7);
+                a23_8 = fma(vec4<f32>(v2_8), u3_8, a23_8);
+                a23_9 = fma(vec4<f32>(v2_9), u3_9, a23_9);
+                a23_10 = fma(vec4<f32>(v2_10), u3_10, a23_10);
+                a23_11 = fma(vec4<f32>(v2_11), u3_11, a23_11);
+                a23_12 = fma(vec4<f32>(v2_12), u3_12, a23_12);
+                a23_13 = fma(vec4<f32>(v2_13), u3_13, a23_13);
+                a23_14 = fma(vec4<f32>(v2_14), u3_14, a23_14);
+                a23_15 = fma(vec4<f32>(v2_15), u3_15, a23_15);
+                a23_16 = fma(vec4<f32>(v2_16), u3_16, a23_16);
+                a23_17 = fma(vec4<f32>(v2_17), u3_17, a23_17);
+                a23_18 = fma(vec4<f32>(v2_18), u3_18, a23_18);
+                a23_19 = fma(vec4<f32>(v2_19), u3_19, a23_19);
+                a23_20 = fma(vec4<f32>(v2_20), u3_20, a23_20);
+                a23_21 = fma(vec4<f32>(v2_21), u3_21, a23_21);
+                a23_22 = fma(vec4<f32>(v2_22), u3_22, a23_22);
+                a23_23 = fma(vec4<f32>(v2_23), u3_23, a23_23);
+                a23_24 = fma(vec4<f32>(v2_24), u3_24, a23_24);
+                a23_25 = fma(vec4<f32>(v2_25), u3_25, a23_25);
+                a23_26 = fma(vec4<f32>(v2_26), u3_26, a23_26);
+                a23_27 = fma(vec4<f32>(v2_27), u3_27, a23_27);
+                a23_28 = fma(vec4<f32>(v2_28), u3_28, a23_28);
+                a23_29 = fma(vec4<f32>(v2_29), u3_29, a23_29);
+                a23_30 = fma(vec4<f32>(v2_30), u3_30, a23_30);
+                a23_31 = fma(vec4<f32>(v2_31), u3_31, a23_31);
+                a23_32 = fma(vec4<f32>(v2_32), u3_32, a23_32);
+                a23_33 = fma(vec4<f32>(v2_33), u3_33, a23_33);
+                a23_34 = fma(vec4<f32>(v2_34), u3_34, a23_34);
+                a23_35 = fma(vec4<f32>(v2_35), u3_35, a23_35);
+            }
+            if (TT > 3u) {
+                a33_0 = fma(vec4<f32>(v3_0), u3_0, a33_0);
+                a33_1 = fma(vec4<f32>(v3_1), u3_1, a33_1);
+                a33_2 = fma(vec4<f32>(v3_2), u3_2, a33_2);
+                a33_3 = fma(vec4<f32>(v3_3), u3_3, a33_3);
+                a33_4 = fma(vec4<f32>(v3_4), u3_4, a33_4);
+                a33_5 = fma(vec4<f32>(v3_5), u3_5, a33_5);
+                a33_6 = fma(vec4<f32>(v3_6), u3_6, a33_6);
+                a33_7 = fma(vec4<f32>(v3_7), u3_7, a33_7);
+                a33_8 = fma(vec4<f32>(v3_8), u3_8, a33_8);
+                a33_9 = fma(vec4<f32>(v3_9), u3_9, a33_9);
+                a33_10 = fma(vec4<f32>(v3_10), u3_10, a33_10);
+                a33_11 = fma(vec4<f32>(v3_11), u3_11, a33_11);
+                a33_12 = fma(vec4<f32>(v3_12), u3_12, a33_12);
+                a33_13 = fma(vec4<f32>(v3_13), u3_13, a33_13);
+                a33_14 = fma(vec4<f32>(v3_14), u3_14, a33_14);
+                a33_15 = fma(vec4<f32>(v3_15), u3_15, a33_15);
+                a33_16 = fma(vec4<f32>(v3_16), u3_16, a33_16);
+                a33_17 = fma(vec4<f32>(v3_17), u3_17, a33_17);
+                a33_18 = fma(vec4<f32>(v3_18), u3_18, a33_18);
+                a33_19 = fma(vec4<f32>(v3_19), u3_19, a33_19);
+                a33_20 = fma(vec4<f32>(v3_20), u3_20, a33_20);
+                a33_21 = fma(vec4<f32>(v3_21), u3_21, a33_21);
+                a33_22 = fma(vec4<f32>(v3_22), u3_22, a33_22);
+                a33_23 = fma(vec4<f32>(v3_23), u3_23, a33_23);
+                a33_24 = fma(vec4<f32>(v3_24), u3_24, a33_24);
+                a33_25 = fma(vec4<f32>(v3_25), u3_25, a33_25);
+                a33_26 = fma(vec4<f32>(v3_26), u3_26, a33_26);
+                a33_27 = fma(vec4<f32>(v3_27), u3_27, a33_27);
+                a33_28 = fma(vec4<f32>(v3_28), u3_28, a33_28);
+                a33_29 = fma(vec4<f32>(v3_29), u3_29, a33_29);
+                a33_30 = fma(vec4<f32>(v3_30), u3_30, a33_30);
+                a33_31 = fma(vec4<f32>(v3_31), u3_31, a33_31);
+                a33_32 = fma(vec4<f32>(v3_32), u3_32, a33_32);
+                a33_33 = fma(vec4<f32>(v3_33), u3_33, a33_33);
+                a33_34 = fma(vec4<f32>(v3_34), u3_34, a33_34);
+                a33_35 = fma(vec4<f32>(v3_35), u3_35, a33_35);
+            }
+        }
         wrow += 36u * TN4;
     }
     let block = p.b0 + wid.x;
@@ -3308,6 +3981,42 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
         store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 0u, live0, block, 1u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
         store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 1u, live0, block, 1u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
     }
+    if (TN4 > 2u) {
+        let h0_0 = a02_0 + (a02_6 + a02_12) + (a02_18 + a02_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a02_18 - a02_24), (a02_6 - a02_12)) + a02_30;
+        let h0_1 = a02_1 + (a02_7 + a02_13) + (a02_19 + a02_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a02_19 - a02_25), (a02_7 - a02_13)) + a02_31;
+        let h0_2 = a02_2 + (a02_8 + a02_14) + (a02_20 + a02_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a02_20 - a02_26), (a02_8 - a02_14)) + a02_32;
+        let h0_3 = a02_3 + (a02_9 + a02_15) + (a02_21 + a02_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a02_21 - a02_27), (a02_9 - a02_15)) + a02_33;
+        let h0_4 = a02_4 + (a02_10 + a02_16) + (a02_22 + a02_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a02_22 - a02_28), (a02_10 - a02_16)) + a02_34;
+        let h0_5 = a02_5 + (a02_11 + a02_17) + (a02_23 + a02_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a02_23 - a02_29), (a02_11 - a02_17)) + a02_35;
+        store_tile(img, ty * 2u + 0u, (tx + 0u) * 2u + 0u, live0, block, 2u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 0u) * 2u + 1u, live0, block, 2u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 0u, live0, block, 2u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 1u, live0, block, 2u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TN4 > 3u) {
+        let h0_0 = a03_0 + (a03_6 + a03_12) + (a03_18 + a03_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a03_18 - a03_24), (a03_6 - a03_12)) + a03_30;
+        let h0_1 = a03_1 + (a03_7 + a03_13) + (a03_19 + a03_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a03_19 - a03_25), (a03_7 - a03_13)) + a03_31;
+        let h0_2 = a03_2 + (a03_8 + a03_14) + (a03_20 + a03_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a03_20 - a03_26), (a03_8 - a03_14)) + a03_32;
+        let h0_3 = a03_3 + (a03_9 + a03_15) + (a03_21 + a03_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a03_21 - a03_27), (a03_9 - a03_15)) + a03_33;
+        let h0_4 = a03_4 + (a03_10 + a03_16) + (a03_22 + a03_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a03_22 - a03_28), (a03_10 - a03_16)) + a03_34;
+        let h0_5 = a03_5 + (a03_11 + a03_17) + (a03_23 + a03_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a03_23 - a03_29), (a03_11 - a03_17)) + a03_35;
+        store_tile(img, ty * 2u + 0u, (tx + 0u) * 2u + 0u, live0, block, 3u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 0u) * 2u + 1u, live0, block, 3u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 0u, live0, block, 3u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 0u) * 2u + 1u, live0, block, 3u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
     if (TT > 1u) {
         let h0_0 = a10_0 + (a10_6 + a10_12) + (a10_18 + a10_24);
         let h1_0 = fma(vec4<f32>(2.0), (a10_18 - a10_24), (a10_6 - a10_12)) + a10_30;
@@ -3343,6 +4052,42 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
         store_tile(img, ty * 2u + 0u, (tx + 1u) * 2u + 1u, live1, block, 1u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
         store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 0u, live1, block, 1u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
         store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 1u, live1, block, 1u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TT > 1u && TN4 > 2u) {
+        let h0_0 = a12_0 + (a12_6 + a12_12) + (a12_18 + a12_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a12_18 - a12_24), (a12_6 - a12_12)) + a12_30;
+        let h0_1 = a12_1 + (a12_7 + a12_13) + (a12_19 + a12_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a12_19 - a12_25), (a12_7 - a12_13)) + a12_31;
+        let h0_2 = a12_2 + (a12_8 + a12_14) + (a12_20 + a12_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a12_20 - a12_26), (a12_8 - a12_14)) + a12_32;
+        let h0_3 = a12_3 + (a12_9 + a12_15) + (a12_21 + a12_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a12_21 - a12_27), (a12_9 - a12_15)) + a12_33;
+        let h0_4 = a12_4 + (a12_10 + a12_16) + (a12_22 + a12_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a12_22 - a12_28), (a12_10 - a12_16)) + a12_34;
+        let h0_5 = a12_5 + (a12_11 + a12_17) + (a12_23 + a12_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a12_23 - a12_29), (a12_11 - a12_17)) + a12_35;
+        store_tile(img, ty * 2u + 0u, (tx + 1u) * 2u + 0u, live1, block, 2u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 1u) * 2u + 1u, live1, block, 2u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 0u, live1, block, 2u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 1u, live1, block, 2u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TT > 1u && TN4 > 3u) {
+        let h0_0 = a13_0 + (a13_6 + a13_12) + (a13_18 + a13_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a13_18 - a13_24), (a13_6 - a13_12)) + a13_30;
+        let h0_1 = a13_1 + (a13_7 + a13_13) + (a13_19 + a13_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a13_19 - a13_25), (a13_7 - a13_13)) + a13_31;
+        let h0_2 = a13_2 + (a13_8 + a13_14) + (a13_20 + a13_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a13_20 - a13_26), (a13_8 - a13_14)) + a13_32;
+        let h0_3 = a13_3 + (a13_9 + a13_15) + (a13_21 + a13_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a13_21 - a13_27), (a13_9 - a13_15)) + a13_33;
+        let h0_4 = a13_4 + (a13_10 + a13_16) + (a13_22 + a13_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a13_22 - a13_28), (a13_10 - a13_16)) + a13_34;
+        let h0_5 = a13_5 + (a13_11 + a13_17) + (a13_23 + a13_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a13_23 - a13_29), (a13_11 - a13_17)) + a13_35;
+        store_tile(img, ty * 2u + 0u, (tx + 1u) * 2u + 0u, live1, block, 3u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 1u) * 2u + 1u, live1, block, 3u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 0u, live1, block, 3u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 1u) * 2u + 1u, live1, block, 3u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
     }
     if (TT > 2u) {
         let h0_0 = a20_0 + (a20_6 + a20_12) + (a20_18 + a20_24);
@@ -3380,6 +4125,42 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
         store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 0u, live2, block, 1u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
         store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 1u, live2, block, 1u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
     }
+    if (TT > 2u && TN4 > 2u) {
+        let h0_0 = a22_0 + (a22_6 + a22_12) + (a22_18 + a22_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a22_18 - a22_24), (a22_6 - a22_12)) + a22_30;
+        let h0_1 = a22_1 + (a22_7 + a22_13) + (a22_19 + a22_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a22_19 - a22_25), (a22_7 - a22_13)) + a22_31;
+        let h0_2 = a22_2 + (a22_8 + a22_14) + (a22_20 + a22_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a22_20 - a22_26), (a22_8 - a22_14)) + a22_32;
+        let h0_3 = a22_3 + (a22_9 + a22_15) + (a22_21 + a22_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a22_21 - a22_27), (a22_9 - a22_15)) + a22_33;
+        let h0_4 = a22_4 + (a22_10 + a22_16) + (a22_22 + a22_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a22_22 - a22_28), (a22_10 - a22_16)) + a22_34;
+        let h0_5 = a22_5 + (a22_11 + a22_17) + (a22_23 + a22_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a22_23 - a22_29), (a22_11 - a22_17)) + a22_35;
+        store_tile(img, ty * 2u + 0u, (tx + 2u) * 2u + 0u, live2, block, 2u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 2u) * 2u + 1u, live2, block, 2u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 0u, live2, block, 2u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 1u, live2, block, 2u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TT > 2u && TN4 > 3u) {
+        let h0_0 = a23_0 + (a23_6 + a23_12) + (a23_18 + a23_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a23_18 - a23_24), (a23_6 - a23_12)) + a23_30;
+        let h0_1 = a23_1 + (a23_7 + a23_13) + (a23_19 + a23_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a23_19 - a23_25), (a23_7 - a23_13)) + a23_31;
+        let h0_2 = a23_2 + (a23_8 + a23_14) + (a23_20 + a23_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a23_20 - a23_26), (a23_8 - a23_14)) + a23_32;
+        let h0_3 = a23_3 + (a23_9 + a23_15) + (a23_21 + a23_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a23_21 - a23_27), (a23_9 - a23_15)) + a23_33;
+        let h0_4 = a23_4 + (a23_10 + a23_16) + (a23_22 + a23_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a23_22 - a23_28), (a23_10 - a23_16)) + a23_34;
+        let h0_5 = a23_5 + (a23_11 + a23_17) + (a23_23 + a23_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a23_23 - a23_29), (a23_11 - a23_17)) + a23_35;
+        store_tile(img, ty * 2u + 0u, (tx + 2u) * 2u + 0u, live2, block, 3u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 2u) * 2u + 1u, live2, block, 3u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 0u, live2, block, 3u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 2u) * 2u + 1u, live2, block, 3u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
     if (TT > 3u) {
         let h0_0 = a30_0 + (a30_6 + a30_12) + (a30_18 + a30_24);
         let h1_0 = fma(vec4<f32>(2.0), (a30_18 - a30_24), (a30_6 - a30_12)) + a30_30;
@@ -3415,6 +4196,42 @@ fn winograd_2x2_5x5(@builtin(local_invocation_index) lid: u32,
         store_tile(img, ty * 2u + 0u, (tx + 3u) * 2u + 1u, live3, block, 1u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
         store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 0u, live3, block, 1u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
         store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 1u, live3, block, 1u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TT > 3u && TN4 > 2u) {
+        let h0_0 = a32_0 + (a32_6 + a32_12) + (a32_18 + a32_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a32_18 - a32_24), (a32_6 - a32_12)) + a32_30;
+        let h0_1 = a32_1 + (a32_7 + a32_13) + (a32_19 + a32_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a32_19 - a32_25), (a32_7 - a32_13)) + a32_31;
+        let h0_2 = a32_2 + (a32_8 + a32_14) + (a32_20 + a32_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a32_20 - a32_26), (a32_8 - a32_14)) + a32_32;
+        let h0_3 = a32_3 + (a32_9 + a32_15) + (a32_21 + a32_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a32_21 - a32_27), (a32_9 - a32_15)) + a32_33;
+        let h0_4 = a32_4 + (a32_10 + a32_16) + (a32_22 + a32_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a32_22 - a32_28), (a32_10 - a32_16)) + a32_34;
+        let h0_5 = a32_5 + (a32_11 + a32_17) + (a32_23 + a32_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a32_23 - a32_29), (a32_11 - a32_17)) + a32_35;
+        store_tile(img, ty * 2u + 0u, (tx + 3u) * 2u + 0u, live3, block, 2u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 3u) * 2u + 1u, live3, block, 2u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 0u, live3, block, 2u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 1u, live3, block, 2u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
+    }
+    if (TT > 3u && TN4 > 3u) {
+        let h0_0 = a33_0 + (a33_6 + a33_12) + (a33_18 + a33_24);
+        let h1_0 = fma(vec4<f32>(2.0), (a33_18 - a33_24), (a33_6 - a33_12)) + a33_30;
+        let h0_1 = a33_1 + (a33_7 + a33_13) + (a33_19 + a33_25);
+        let h1_1 = fma(vec4<f32>(2.0), (a33_19 - a33_25), (a33_7 - a33_13)) + a33_31;
+        let h0_2 = a33_2 + (a33_8 + a33_14) + (a33_20 + a33_26);
+        let h1_2 = fma(vec4<f32>(2.0), (a33_20 - a33_26), (a33_8 - a33_14)) + a33_32;
+        let h0_3 = a33_3 + (a33_9 + a33_15) + (a33_21 + a33_27);
+        let h1_3 = fma(vec4<f32>(2.0), (a33_21 - a33_27), (a33_9 - a33_15)) + a33_33;
+        let h0_4 = a33_4 + (a33_10 + a33_16) + (a33_22 + a33_28);
+        let h1_4 = fma(vec4<f32>(2.0), (a33_22 - a33_28), (a33_10 - a33_16)) + a33_34;
+        let h0_5 = a33_5 + (a33_11 + a33_17) + (a33_23 + a33_29);
+        let h1_5 = fma(vec4<f32>(2.0), (a33_23 - a33_29), (a33_11 - a33_17)) + a33_35;
+        store_tile(img, ty * 2u + 0u, (tx + 3u) * 2u + 0u, live3, block, 3u, h0_0 + (h0_1 + h0_2) + (h0_3 + h0_4));
+        store_tile(img, ty * 2u + 0u, (tx + 3u) * 2u + 1u, live3, block, 3u, fma(vec4<f32>(2.0), (h0_3 - h0_4), (h0_1 - h0_2)) + h0_5);
+        store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 0u, live3, block, 3u, h1_0 + (h1_1 + h1_2) + (h1_3 + h1_4));
+        store_tile(img, ty * 2u + 1u, (tx + 3u) * 2u + 1u, live3, block, 3u, fma(vec4<f32>(2.0), (h1_3 - h1_4), (h1_1 - h1_2)) + h1_5);
     }
 }
 

@@ -44,6 +44,14 @@ CONFIGS = [
     (24, 3, 8, 2, 4),
 ]
 
+# Kernels of one vec4 block whose sums are vec3: layers of at most 3 output channels
+# (`enc.conv0`, 3 -> 3), which otherwise multiply a fourth channel that is never stored; llvmpipe
+# runs each vec4 operation as four 8-lane instructions and a vec3 one as three. (input channels,
+# filter size, pixels per invocation), each the twin of a CONFIGS entry with one vec4 block.
+THREE_LANE_CONFIGS = [
+    (3, 5, 8),
+]
+
 # Scoring entry points whose input is the decoder's concatenation [up(low), |f(R) - f(D)|],
 # read from its two sources instead of from the built tensor: (channels of the upsampled
 # half, channels of the difference, filter size, vec4 output channels, pixels per invocation,
@@ -65,7 +73,7 @@ HEADER = """\
 // the block's output channels; each input value it gathers serves each tap that reaches it.
 // Sums run over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the
 // direct and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}[_s{STRIDE}]
-// _n{N4}_r{R}, and for scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
+// _n{N4}_r{R}[_lanes3] (the last: vec3 sums, for at most 3 output channels), and for scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
 // input is the decoder's concatenation [up(low), |f(R) - f(D)|] of C1 + C2 channels read
 // from low (`a_src`, half the height and width) and the stacked features (`feat`).
 
@@ -88,10 +96,11 @@ def uniform_source(start, end):
     return text[a:b]
 
 
-def name(cin, k, n4, r, stride=1, split=None):
+def name(cin, k, n4, r, stride=1, split=None, lanes=4):
     s = f"_s{stride}" if stride > 1 else ""
     c = f"up{split[0]}_diff{split[1]}" if split else f"c{cin}"
-    return f"conv_taps_{c}_k{k}{s}_n{n4}_r{r}"
+    three = "_lanes3" if lanes == 3 else ""
+    return f"conv_taps_{c}_k{k}{s}_n{n4}_r{r}{three}"
 
 
 def input_load(cin, ky, c, ci, split):
@@ -112,14 +121,17 @@ def input_load(cin, ky, c, ci, split):
     return f"select(0.0, abs(feat[{at}] - feat[{at} + d_half]), {ok})"
 
 
-def kernel(cin, k, n4, r, stride=1, split=None):
+def kernel(cin, k, n4, r, stride=1, split=None, lanes=4):
+    """`lanes` 3: one block whose sums are vec3, for at most 3 output channels."""
     # Pixel ri's tap kx reads input column ri * stride + kx of the run's first.
     cols = sorted({ri * stride + kx for ri in range(r) for kx in range(k)})
+    vec = f"vec{lanes}<f32>"
+    pick = ".xyz" if lanes == 3 else ""
     o = []
     e = o.append
     e("")
     e("@compute @workgroup_size(WG)")
-    e(f"fn {name(cin, k, n4, r, stride, split)}(@builtin(local_invocation_index) lid: u32,")
+    e(f"fn {name(cin, k, n4, r, stride, split, lanes)}(@builtin(local_invocation_index) lid: u32,")
     e("        @builtin(workgroup_id) wid: vec3<u32>,")
     e("        @builtin(num_workgroups) nwg: vec3<u32>) {")
     e(f"    let runs = (p.ow + {r - 1}u) / {r}u;")
@@ -138,8 +150,8 @@ def kernel(cin, k, n4, r, stride=1, split=None):
         e(f"    let cok{c} = live && ix0 + {c} >= 0 && ix0 + {c} < i32(p.w);")
     for ri in range(r):
         for j in range(n4):
-            e(f"    var acc{ri}_{j} = vec4<f32>(0.0);")
-            e(f"    var blk{ri}_{j} = vec4<f32>(0.0);")
+            e(f"    var acc{ri}_{j} = {vec}(0.0);")
+            e(f"    var blk{ri}_{j} = {vec}(0.0);")
     fill = 0
     kk = 0
     for ky in range(k):
@@ -158,9 +170,9 @@ def kernel(cin, k, n4, r, stride=1, split=None):
                         loaded.add((c, ci))
                         v = f"a{ky}_{c}_{ci}"
                         e(f"    let ok{ky}_{c}_{ci} = rok{ky} && cok{c};")
-                        e(f"    let {v} = vec4<f32>({input_load(cin, ky, c, ci, split)});")
+                        e(f"    let {v} = {vec}({input_load(cin, ky, c, ci, split)});")
                 for j in range(n4):
-                    e(f"    let w{kk}_{j} = wts[{kk * n4 + j}];")
+                    e(f"    let w{kk}_{j} = wts[{kk * n4 + j}]{pick};")
                     for ri in range(r):
                         a = f"a{ky}_{ri * stride + kx}_{ci}"
                         e(f"    blk{ri}_{j} = fma({a}, w{kk}_{j}, blk{ri}_{j});")
@@ -171,7 +183,7 @@ def kernel(cin, k, n4, r, stride=1, split=None):
                     for ri in range(r):
                         for j in range(n4):
                             e(f"    acc{ri}_{j} += blk{ri}_{j};")
-                            e(f"    blk{ri}_{j} = vec4<f32>(0.0);")
+                            e(f"    blk{ri}_{j} = {vec}(0.0);")
     if fill:
         for ri in range(r):
             for j in range(n4):
@@ -182,7 +194,7 @@ def kernel(cin, k, n4, r, stride=1, split=None):
         e(f"    if (live && ox0 + {ri}u < p.ow) {{")
         e(f"        let m{ri} = row * p.ow + ox0 + {ri}u;")
         for j in range(n4):
-            for c in range(4):
+            for c in range(lanes):
                 nn = j * 4 + c
                 e(f"        if (n0 + {nn}u < p.gn) {{")
                 e(f"            var v = acc{ri}_{j}[{c}];")
@@ -312,6 +324,8 @@ def render():
     lines.append("@group(0) @binding(6) var<storage, read> feat: array<f32>;")
     for cfg in CONFIGS:
         lines += kernel(*cfg)
+    for cin, k, r in THREE_LANE_CONFIGS:
+        lines += kernel(cin, k, 1, r, lanes=3)
     for c1, c2, k, n4, r, stride in UP_DIFF_CONFIGS:
         lines += kernel(c1 + c2, k, n4, r, stride, (c1, c2))
     return "\n".join(lines) + "\n"

@@ -107,7 +107,7 @@ def kernel(name, a, m, tn4_max, tt_max, header, shared=False):
         for xi in range(a2):
             out.append(f"    var v{t}_{xi} = 0.0;")
     out.append("    var wrow = wid.x * p.kp * TN4;")
-    out.append("    for (var ch = 0u; ch < p.sc; ch++) {")
+    out.append("    for (var ch = p.c0; ch < p.c1; ch++) {")
     ind = "        "
     # Columns: loads and B^T (rows combined), grouped by the first tile that needs them.
     out.append(f"{ind}// Each input column once: its loads and B^T d (rows combined).")
@@ -405,7 +405,7 @@ def main():
     alone = why[:-1] + ["// costs a stack access per use). Each invocation owns one output tile."]
     body = kernel("winograd_2x2_3x3", 4, 2, 4, TT_MAX, [MARKER] + runs)
     body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone)
-    body += kernel("winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs)
+    body += kernel("winograd_2x2_5x5", 6, 2, 4, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs)
     dw = [
         "// costs a stack access per use). Each invocation owns two input channels; its workgroup",
         "// walks the window's tiles in step, so every U load is shared.",
@@ -467,7 +467,7 @@ def subgroup_module(head, runs, alone, dw):
     )
     body += kernel("winograd_4x4_3x3", 6, 4, 2, 1, ["", "// F(4x4, 3x3) written out,"] + alone, True)
     body += kernel(
-        "winograd_2x2_5x5", 6, 2, 2, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs, True
+        "winograd_2x2_5x5", 6, 2, 4, TT_MAX, ["", "// F(2x2, 5x5) written out,"] + runs, True
     )
     body += dw_kernel(
         "winograd_dw_3x3", 4, 4, ["", "// Weight gradient, F(3x3, 2x2) written out,"] + dw, True

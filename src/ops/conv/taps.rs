@@ -103,7 +103,9 @@ pub fn serves_grad_weight(g: &ConvGeom) -> bool {
 }
 
 /// One written-out kernel: input channels, filter size (square), stride, vec4 output columns
-/// per dispatch, pixels per invocation.
+/// per dispatch, pixels per invocation; for some kernels of one block, a twin whose sums are
+/// vec3, which runs layers of at most 3 output channels (tools/gen_conv_taps.py
+/// `THREE_LANE_CONFIGS`).
 pub struct TapsKernel {
     pub cin: usize,
     pub k: usize,
@@ -111,6 +113,18 @@ pub struct TapsKernel {
     pub n4: usize,
     pub run: usize,
     kernel: Kernel,
+    three_lanes: Option<Kernel>,
+}
+
+impl TapsKernel {
+    /// The entry point that runs `g`: the vec3 twin where there is one and the layer has at
+    /// most 3 output channels (the same sums in the same order, one lane fewer).
+    fn kernel_for_channels(&self, g: &ConvGeom) -> &Kernel {
+        match &self.three_lanes {
+            Some(k) if g.cout <= 3 => k,
+            _ => &self.kernel,
+        }
+    }
 }
 
 macro_rules! taps {
@@ -126,6 +140,17 @@ macro_rules! taps {
                 concat!("conv_taps_c", $cin, "_k", $k, "_n", $n4, "_r", $r),
                 BINDINGS,
             ),
+            three_lanes: None,
+        }
+    };
+    ($cin:literal, $k:literal, 1, $r:literal, lanes3) => {
+        TapsKernel {
+            three_lanes: Some(kernel_in(
+                SHADER,
+                concat!("conv_taps_c", $cin, "_k", $k, "_n1_r", $r, "_lanes3"),
+                BINDINGS,
+            )),
+            ..taps!($cin, $k, 1, $r)
         }
     };
     ($cin:literal, $k:literal, s $s:literal, $n4:literal, $r:literal) => {
@@ -140,14 +165,16 @@ macro_rules! taps {
                 concat!("conv_taps_c", $cin, "_k", $k, "_s", $s, "_n", $n4, "_r", $r),
                 BINDINGS,
             ),
+            three_lanes: None,
         }
     };
 }
 
-/// Every entry point of the shader (tools/gen_conv_taps.py `CONFIGS`, in its order).
+/// Every entry point of the shader (tools/gen_conv_taps.py `CONFIGS`, in its order, with the
+/// twins of `THREE_LANE_CONFIGS`).
 pub static KERNELS: &[TapsKernel] = &[
     taps!(3, 5, 1, 4),
-    taps!(3, 5, 1, 8),
+    taps!(3, 5, 1, 8, lanes3),
     taps!(3, 5, 2, 4),
     taps!(3, 5, 2, 8),
     taps!(8, 5, 2, 4),
@@ -412,6 +439,7 @@ impl ConvFamily for Taps {
             .filter(|t| t.n4 * 4 == cfg.tn && t.run == cfg.tm)
         {
             out.push((&t.kernel, vec![("ACT", 0.0)]));
+            out.extend(t.three_lanes.iter().map(|k| (k, vec![("ACT", 0.0)])));
         }
         for f in UP_DIFF_KERNELS
             .iter()
@@ -432,7 +460,7 @@ impl ConvFamily for Taps {
             let c = fallback(Product::Forward, g);
             return c.family.forward(gpu, &c, g, op, y);
         };
-        launch_forward(gpu, t, &t.kernel, g, op, op.x, None, y);
+        launch_forward(gpu, t, t.kernel_for_channels(g), g, op, op.x, None, y);
     }
 
     fn grad_input(

@@ -27,6 +27,9 @@ static PACK_ROWS: Kernel = kernel_in(SHADER, "pack_rows", &[RW, R]);
 static PACK_WEIGHTS: Kernel = kernel_in(SHADER, "pack_weights", &[RW, R]);
 /// vec4 in one uniform window (64 KiB).
 const WINDOW_VEC4: usize = 4096;
+/// The reduction depth from which a product of few rows spreads over more workgroups
+/// (`default_for`).
+const LONG_REDUCTION: usize = 4096;
 
 impl ConvFamily for Uniform {
     fn name(&self) -> &'static str {
@@ -92,9 +95,17 @@ impl ConvFamily for Uniform {
     /// (the weight gradient, whose few rows still fill the device); and no invocation takes
     /// more rows than the product has (the weight gradient's rows are the filter's taps: 75
     /// for a 5x5 filter on 3 channels).
+    ///
+    /// A long reduction there (the dense head, 10368 deep) takes direct 2x2 tiles with 8
+    /// threads along N, so that its 16 to 64 rows fill more than one workgroup: the default's
+    /// single workgroup left one of lavapipe's two cores idle (29 against 12 ms per two
+    /// scoring passes at batch 16, docs/PERFORMANCE.md step 26).
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
-        let (gm, gn, _) = product.gemm(g);
+        let (gm, gn, gk) = product.gemm(g);
         if gm < 256 && !product.splits_k() {
+            if gk >= LONG_REDUCTION {
+                return TileConfig::new(direct::FAMILY, 2, 2, 8);
+            }
             return direct::FAMILY.default_tile(gn);
         }
         let mut c = self.default_tile(gn);

@@ -18,9 +18,10 @@
 //! 2), TN the output channels of a workgroup (4, 8 or 16, read as vec4) and `run` the
 //! horizontally adjacent output tiles an invocation owns (1 to 4 of a 2x2 tile, which share
 //! the input columns they overlap in and every load of the transformed filter; a 4x4 tile
-//! runs alone); threads_n is 1 and the workgroup 64 invocations. What it cannot run (other
-//! strides and filters, channel counts whose transformed filter block exceeds a window even
-//! 4 channels wide), a weight gradient with fewer than `DW_MIN_CHANNELS` input channels, and
+//! runs alone); threads_n is 1 and the workgroup 64 invocations. Where one block of the
+//! transformed filter exceeds a window, its input channels are summed in parts, one dispatch
+//! each, the later parts adding to the output. What it cannot run (other strides and
+//! filters), a weight gradient with fewer than `DW_MIN_CHANNELS` input channels, and
 //! a training forward it hands to another family (`resolve`, `fallback`): the taps family
 //! where that has a written-out kernel for the shape (which also takes a scoring forward of
 //! at most 8 output channels), else the uniform family's rule.
@@ -61,8 +62,15 @@ static DW_PACK: Kernel = kernel_in(SHADER, "winograd_dw_pack", &[RW, R]);
 static DW_FINISH: Kernel = kernel_in(SHADER, "winograd_dw_finish", &[RW, R]);
 /// vec4 in one uniform window (64 KiB).
 const WINDOW_VEC4: usize = 4096;
-/// vec4 accumulators an invocation holds (ALPHA^2 transform points x TN4).
-const ACCUMULATORS: usize = 72;
+/// The widest block of vec4 output channels each tile's kernel is written out for: 16
+/// channels of a 2x2 tile (3x3 or 5x5 filters), 8 of a 4x4 tile (72 vec4 sums).
+fn max_tn4(m: usize) -> usize {
+    if m == 2 {
+        4
+    } else {
+        2
+    }
+}
 /// Invocations per workgroup.
 const WG: usize = 64;
 /// The longest run of 2x2 output tiles an invocation owns (the shader is written out for 4).
@@ -85,6 +93,9 @@ struct Plan {
     tn4: usize,
     kp: usize,
     run: usize,
+    /// Input channels summed per dispatch: all of them where a block of the transformed
+    /// filter fits one window, else parts whose rows do (the last may be shorter).
+    part_channels: usize,
 }
 
 impl Plan {
@@ -113,8 +124,9 @@ impl Plan {
 }
 
 /// The plan for `product` of `g` under `cfg`, or None when the family cannot run it. Wider
-/// blocks than the product has, or than fit one window, shrink first; then a 4x4 output
-/// tile falls back to 2x2.
+/// blocks than the product has shrink; a block wider than one window sums its input
+/// channels in parts (16 channels in two parts beat 8 in one: each part loads and
+/// transforms its inputs once for twice the outputs).
 fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
     if g.stride != 1 || g.kh != g.kw {
         return None;
@@ -128,31 +140,29 @@ fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
     }
     let (_, gn, gk) = product.gemm(g);
     let channels = gk / (r * r);
-    let mut m = if r == 5 { 2 } else { cfg.tm };
-    loop {
-        let a2 = (m + r - 1) * (m + r - 1);
-        let kp = (channels * a2).div_ceil(16) * 16;
-        let mut tn4 = (cfg.tn / 4)
-            .min(gn.div_ceil(4).next_power_of_two())
-            .min(ACCUMULATORS / a2)
-            .max(1);
-        while kp * tn4 > WINDOW_VEC4 && tn4 > 1 {
-            tn4 /= 2;
-        }
-        if kp * tn4 <= WINDOW_VEC4 {
-            return Some(Plan {
-                m,
-                r,
-                tn4,
-                kp,
-                run: cfg.run,
-            });
-        }
-        if m == 2 {
-            return None;
-        }
-        m = 2;
-    }
+    let m = if r == 5 { 2 } else { cfg.tm };
+    let a2 = (m + r - 1) * (m + r - 1);
+    let tn4 = (cfg.tn / 4)
+        .min(gn.div_ceil(4).next_power_of_two())
+        .min(max_tn4(m))
+        .max(1);
+    // Whole input channels per window, a multiple of 4 so that every part's window starts
+    // on a 256-byte boundary (a2 * 4 * tn4 vec4).
+    let fit = WINDOW_VEC4 / (a2 * tn4) / 4 * 4;
+    let parts = channels.div_ceil(fit);
+    let part_channels = if parts == 1 {
+        channels
+    } else {
+        channels.div_ceil(parts).div_ceil(4) * 4
+    };
+    Some(Plan {
+        m,
+        r,
+        tn4,
+        kp: (channels * a2).div_ceil(16) * 16,
+        run: cfg.run,
+        part_channels,
+    })
 }
 
 /// The weight gradient's plan: 2x2 tiles of dY, TN4 vec4 columns of output channels per
@@ -176,6 +186,7 @@ fn weight_gradient_plan(g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
         tn4,
         kp: 0,
         run: 1,
+        part_channels: 0,
     })
 }
 
@@ -199,6 +210,19 @@ fn run_for_row(tiles: usize) -> usize {
         2.. => 2,
         _ => 1,
     }
+}
+
+/// Whether 16-channel blocks in runs of 2 beat 8-channel blocks in the longer runs of
+/// `run_for_row` on a product whose rows hold `tiles` 2x2 tiles: each input column is loaded
+/// and transformed once for twice the output channels, for as many sums per invocation. On
+/// lavapipe (docs/PERFORMANCE.md, step 26) they took 0.79-0.93x the time on every layer of
+/// the model with rows of 32 tiles or more and on 36x36x32->64, the same on 18x18x64->64,
+/// and 1.05x on 36x36x128->64, whose block exceeds a window and so sums its channels in two
+/// dispatches: wide rows, or a block that fits one window.
+fn wide_blocks(product: Product, g: &ConvGeom, tiles: usize) -> bool {
+    let wide = TileConfig::new(FAMILY, 2, 16, 1);
+    let channels = product.gemm(g).2 / (g.kh * g.kw);
+    tiles >= 32 || plan(product, g, &wide).is_some_and(|p| p.part_channels >= channels)
 }
 
 /// What runs a product this family cannot or should not: the taps family's kernel for the
@@ -243,10 +267,9 @@ impl ConvFamily for Winograd {
     /// A 2x2 tile with up to 16 channels, or a 4x4 tile with up to 8 (the accumulators of a
     /// 6x6 transform, 36 per vec4 column) and no run (its kernel is written for one tile).
     fn valid(&self, cfg: &TileConfig) -> bool {
-        let a2 = (cfg.tm + 2) * (cfg.tm + 2);
         (cfg.tm == 2 || (cfg.tm == 4 && cfg.run == 1))
             && [4, 8, 16].contains(&cfg.tn)
-            && a2 * cfg.tn / 4 <= ACCUMULATORS
+            && cfg.tn / 4 <= max_tn4(cfg.tm)
             && cfg.threads_n == 1
             && cfg.wg == WG
     }
@@ -255,7 +278,9 @@ impl ConvFamily for Winograd {
         MAX_RUN
     }
 
-    /// Every tile and width alone; the default tile also in runs of 2, 3 and 4.
+    /// Every tile and width alone; the default tile also in runs of 2, 3 and 4, and for 16
+    /// channels or more a 2x2 tile 16 channels wide in runs of 2 (longer runs of it hold 192
+    /// and more vec4 sums, which llvmpipe compiles for minutes, and ran no faster).
     fn candidates(&self, gn: usize) -> Vec<TileConfig> {
         let width = gn.next_power_of_two().max(4);
         let mut out = Vec::new();
@@ -274,6 +299,9 @@ impl ConvFamily for Winograd {
                 out.push(c);
             }
         }
+        if width >= 16 {
+            out.push(TileConfig::new(FAMILY, 2, 16, 1).with_run(2));
+        }
         out
     }
 
@@ -286,10 +314,11 @@ impl ConvFamily for Winograd {
         TileConfig::new(FAMILY, 2, gn.next_power_of_two().clamp(4, 8), 1)
     }
 
-    /// Winograd where it runs, the uniform family's rule elsewhere, with the default tile in
-    /// runs as long as the rows allow (`run_for_row`). Wider blocks or longer runs cost
-    /// llvmpipe superlinear compile time: 8 channels of a 6x6 transform in runs of 4 took a
-    /// minute (docs/PERFORMANCE.md, steps 18 and 19).
+    /// Winograd where it runs, the uniform family's rule elsewhere. Products of 16 output
+    /// channels or more take 16-channel blocks in runs of 2 (`wide_blocks`), the rest the
+    /// default tile in runs as long as the rows allow (`run_for_row`). Wider blocks or longer
+    /// runs cost llvmpipe superlinear compile time: 8 channels of a 6x6 transform in runs of
+    /// 4 took a minute (docs/PERFORMANCE.md, steps 18 and 19).
     fn default_for(&self, product: Product, g: &ConvGeom) -> TileConfig {
         let gn = product.gemm(g).1;
         let c = self.resolve(product, g, self.default_tile(gn), false);
@@ -300,7 +329,11 @@ impl ConvFamily for Winograd {
             Product::Forward => g.ow,
             _ => g.w,
         };
-        c.with_run(run_for_row(row.div_ceil(c.tm)))
+        let tiles = row.div_ceil(c.tm);
+        if gn >= 16 && wide_blocks(product, g, tiles) {
+            return TileConfig::new(FAMILY, 2, 16, 1).with_run(run_for_row(tiles).min(2));
+        }
+        c.with_run(run_for_row(tiles))
     }
 
     /// A training forward runs in the uniform family, whose sums round exactly as the direct
@@ -343,9 +376,10 @@ impl ConvFamily for Winograd {
             let plan = Plan {
                 m,
                 r,
-                tn4: (cfg.tn / 4).min(ACCUMULATORS / ((m + r - 1) * (m + r - 1))),
+                tn4: (cfg.tn / 4).min(max_tn4(m)),
                 kp: 0,
                 run: cfg.run,
+                part_channels: 0,
             };
             for product in [Product::Forward, Product::GradInput] {
                 out.push((&WEIGHTS, constants(&plan, product, Act::None)));
@@ -461,7 +495,8 @@ fn constants(plan: &Plan, product: Product, act: Act) -> Vec<(&'static str, f64)
 }
 
 /// The shader's parameter block, field by field as shaders/conv_winograd.wgsl `Params`: the
-/// source image, the output, the padding before, the tile grid, and the filter block.
+/// source image, the output, the padding before, the tile grid, the filter block, and the
+/// input channels this dispatch sums with how it stores them.
 struct Params {
     src: [usize; 3],
     out: [usize; 3],
@@ -472,10 +507,13 @@ struct Params {
     b0: usize,
     has_bias: bool,
     has_bn: bool,
+    channels: [usize; 2],
+    adds: bool,
+    partial: bool,
 }
 
 impl Params {
-    fn block(&self, g: &ConvGeom) -> [u32; 20] {
+    fn block(&self, g: &ConvGeom) -> [u32; 24] {
         let u = |v: usize| v as u32;
         [
             u(g.n),
@@ -497,6 +535,10 @@ impl Params {
             u(g.cin),
             u(g.cout),
             u(self.runs_x),
+            u(self.channels[0]),
+            u(self.channels[1]),
+            self.adds as u32,
+            self.partial as u32,
             0,
         ]
     }
@@ -504,7 +546,8 @@ impl Params {
 
 /// The forward product (source x, output y) or the input gradient (source dY, output dX):
 /// the filter transformed into blocks of TN4 vec4 columns, then one dispatch per window of
-/// as many whole blocks as fit 64 KiB.
+/// as many whole blocks as fit 64 KiB, or, where one block does not fit, one dispatch per
+/// block and part of its input channels (`Plan::part_channels`).
 #[allow(clippy::too_many_arguments)]
 fn product(
     gpu: &Gpu,
@@ -527,6 +570,7 @@ fn product(
         ),
     };
     let gn = out_dims[2];
+    let channels = src_dims[2];
     let tiles = [out_dims[0].div_ceil(plan.m), out_dims[1].div_ceil(plan.m)];
     let mut params = Params {
         src: src_dims,
@@ -538,6 +582,9 @@ fn product(
         b0: 0,
         has_bias: bias.is_some(),
         has_bn: affine.is_some(),
+        channels: [0, channels],
+        adds: false,
+        partial: false,
     };
     let blocks = gn.div_ceil(plan.tn4 * 4);
     let block_vec4 = plan.kp * plan.tn4;
@@ -556,18 +603,35 @@ fn product(
     let (gy, gz) = super::geometry::m_groups(count.div_ceil(WG));
     let bias_buf = bias.unwrap_or(w).raw();
     let bn_buf = affine.unwrap_or(w).raw();
-    let per = WINDOW_VEC4 / block_vec4;
     let kernel = plan.kernel(gpu.kernels.borrow().shared_loads());
+    let a2 = (plan.m + plan.r - 1) * (plan.m + plan.r - 1);
+    // Windows: (first block, blocks, offset in vec4, channel part).
+    let mut windows = Vec::new();
+    if plan.part_channels >= channels {
+        let per = WINDOW_VEC4 / block_vec4;
+        for b0 in (0..blocks).step_by(per) {
+            windows.push((b0, per.min(blocks - b0), b0 * block_vec4, [0, channels]));
+        }
+    } else {
+        for b in 0..blocks {
+            for c0 in (0..channels).step_by(plan.part_channels) {
+                let c1 = (c0 + plan.part_channels).min(channels);
+                windows.push((b, 1, b * block_vec4 + c0 * a2 * plan.tn4, [c0, c1]));
+            }
+        }
+    }
     // The multiplications of direct summation, so that GFLOP/s compare across families.
-    let flops_per_block = g.flops() / blocks as f64;
+    let flops_per_channel_block = g.flops() / (blocks * channels) as f64;
     let bytes = (src.bytes() + out.bytes()) as f64;
-    for b0 in (0..blocks).step_by(per) {
+    for (b0, nblocks, offset, part) in windows {
         params.b0 = b0;
-        let nblocks = per.min(blocks - b0);
+        params.channels = part;
+        params.adds = part[0] > 0;
+        params.partial = part[1] < channels;
         let bindings = [
             whole(out.raw()),
             whole(src.raw()),
-            uniform_window(packed.raw(), b0 * block_vec4),
+            uniform_window(packed.raw(), offset),
             whole(bias_buf),
             whole(bn_buf),
         ];
@@ -578,7 +642,10 @@ fn product(
             &params.block(g),
             &bindings,
             [nblocks as u32, gy, gz],
-            (flops_per_block * nblocks as f64, bytes),
+            (
+                flops_per_channel_block * (nblocks * (part[1] - part[0])) as f64,
+                bytes,
+            ),
         );
     }
 }
