@@ -203,9 +203,8 @@ fn uniform_family_is_correct_on_awkward_shapes() {
 /// gradient against float64 (3, 8 and 12 input channels: one group and several); odd sizes,
 /// rows shorter than a run and a run overhanging its row, 1 to 32 output channels (one,
 /// several and partial blocks; 3 or fewer in vec3 sums where a kernel has that twin),
-/// batches of 1 to 3. The Winograd family hands it a training
-/// forward, a scoring forward of at most two vec4 of channels or a stride it cannot run, and
-/// these weight gradients.
+/// batches of 1 to 3. The Winograd family hands it a training forward, a scoring forward of
+/// at most two vec4 of channels or a stride it cannot run, and these weight gradients.
 #[test]
 fn taps_family_is_correct_on_awkward_shapes() {
     let gpu = gpu();

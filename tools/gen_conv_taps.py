@@ -73,7 +73,8 @@ HEADER = """\
 // the block's output channels; each input value it gathers serves each tap that reaches it.
 // Sums run over k in 16-deep blocks added to the total, as in conv.wgsl, so results equal the
 // direct and uniform kernels' to the bit. Entry points: conv_taps_c{CIN}_k{K}[_s{STRIDE}]
-// _n{N4}_r{R}[_lanes3] (the last: vec3 sums, for at most 3 output channels), and for scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
+// _n{N4}_r{R}[_lanes3] (the last: vec3 sums, for at most 3 output channels), and for
+// scoring conv_taps_up{C1}_diff{C2}_k{K}[_s{STRIDE}]_n{N4}_r{R}, whose
 // input is the decoder's concatenation [up(low), |f(R) - f(D)|] of C1 + C2 channels read
 // from low (`a_src`, half the height and width) and the stacked features (`feat`).
 

@@ -278,9 +278,9 @@ impl ConvFamily for Winograd {
         MAX_RUN
     }
 
-    /// Every tile and width alone; the default tile also in runs of 2, 3 and 4, and for 16
-    /// channels or more a 2x2 tile 16 channels wide in runs of 2 (longer runs of it hold 192
-    /// and more vec4 sums, which llvmpipe compiles for minutes, and ran no faster).
+    /// Every tile and width alone; the default tile also in runs of 2, 3 and 4, and for
+    /// more than 8 channels a 2x2 tile 16 channels wide in runs of 2 (longer runs of it hold
+    /// 192 and more vec4 sums, which llvmpipe compiles for longer, and ran no faster).
     fn candidates(&self, gn: usize) -> Vec<TileConfig> {
         let width = gn.next_power_of_two().max(4);
         let mut out = Vec::new();
