@@ -3,7 +3,7 @@
 //! the ops then use, and the command and `bench --tuning both` work end to end.
 
 mod common;
-use asna::gpu::tuning;
+use asna::gpu::{tuning, Tensor};
 use asna::ops::conv::policy::TunedKernel;
 use asna::ops::conv::{self, ConvGeom, Family, Product, TileConfig, FAMILIES, WORKGROUP_SIZES};
 use asna::ops::Act;
@@ -608,6 +608,94 @@ fn winograd_family_is_correct_on_awkward_shapes() {
     assert!(checked > 40, "only {checked} configurations checked");
 }
 
+/// A scoring job transforms each filter once: the transformed filter is kept
+/// (`Gpu::derived`) until its weights are written, here in place by Adam (a read-write
+/// binding) and by an upload into a buffer back from the pool, and the product then follows
+/// the new weights. The forward's and dX's transforms are kept apart.
+#[test]
+fn winograd_filters_are_transformed_once_until_their_weights_change() {
+    use asna::ops::adam::{self, AdamConfig};
+    let gpu = gpu();
+    let winograd = Family::parse("winograd").unwrap();
+    let mut r = Rand::new(29);
+    // As many input as output channels: only the product tells dX's transform from the
+    // forward's.
+    let (xs, ws) = ([2, 7, 9, 6], [3, 3, 6, 6]);
+    let ConvCase {
+        x,
+        w,
+        b,
+        xt,
+        wt,
+        bt,
+        ..
+    } = ConvCase::new(&gpu, &mut r, xs, ws, 1, 0.3);
+    let g = ConvGeom::new(&xs, &ws, 1);
+    let c = winograd.candidates(ws[3])[0];
+    assert_eq!(
+        winograd.resolve(Product::Forward, &g, c, false).family,
+        winograd
+    );
+    let forward = |w: &Tensor| {
+        let y = conv::forward_with(&gpu, &xt, w, Some(&bt), 1, Act::LeakyRelu, c);
+        download(&gpu, &y)
+    };
+    let dz = r.vec(g.out_shape().iter().product(), -1.0, 1.0);
+    let dzt = gpu.upload(&g.out_shape(), &dz);
+    let input_gradient =
+        |w: &Tensor| download(&gpu, &conv::backward_input_with(&gpu, &dzt, w, &g, c));
+    let want = |w: &[f32]| {
+        let (x, w, b) = (f64s(&x), f64s(w), f64s(&b));
+        let y = conv_ref(&x, xs, &w, ws, Some(&b), 1, Act::LeakyRelu).0;
+        let dx = conv_adjoints_ref(&x, xs, &w, ws, 1, &f64s(&dz)).0;
+        (y, dx)
+    };
+    let counts = || {
+        let d = gpu.derived.borrow();
+        (d.hits, d.misses)
+    };
+
+    let (hits, misses) = counts();
+    let (want_y, want_dx) = want(&w);
+    let y = forward(&wt);
+    assert_close("first forward", &y, &want_y, 1e-5);
+    assert_eq!(counts(), (hits, misses + 1), "the first forward transforms");
+    assert_same_bits("second forward", &forward(&wt), &y);
+    assert_eq!(counts(), (hits + 1, misses + 1), "the second reuses it");
+    let dx = input_gradient(&wt);
+    assert_close("first dX", &dx, &want_dx, 1e-5);
+    assert_same_bits("second dX", &input_gradient(&wt), &dx);
+    assert_eq!(
+        counts(),
+        (hits + 2, misses + 2),
+        "dX has a transform of its own"
+    );
+
+    // Adam moves every weight by about the learning rate, in place.
+    let (m, v) = (gpu.full(&ws, 0.0), gpu.full(&ws, 0.0));
+    let grad = gpu.upload(&ws, &r.vec(ws.iter().product(), -1.0, 1.0));
+    adam::step(&gpu, &AdamConfig::default(), 0.05, 1, &wt, &m, &v, &grad);
+    let (want_y, want_dx) = want(&download(&gpu, &wt));
+    assert_close("forward after Adam", &forward(&wt), &want_y, 1e-5);
+    assert_close("dX after Adam", &input_gradient(&wt), &want_dx, 1e-5);
+    assert_eq!(counts(), (hits + 2, misses + 4), "both transformed again");
+
+    // Weights dropped: their buffer goes back to the pool, and the next upload of that size
+    // gets it, with other values.
+    let raw = wt.raw().clone();
+    drop(wt);
+    let w2 = r.vec(ws.iter().product(), -0.5, 0.5);
+    let w2t = gpu.upload(&ws, &w2);
+    assert!(*w2t.raw() == raw, "the pool handed out another buffer");
+    let (want_y, _) = want(&w2);
+    assert_close(
+        "new weights in the old buffer",
+        &forward(&w2t),
+        &want_y,
+        1e-5,
+    );
+}
+
 /// The rounding of each Winograd tile against float64 on the model's stride-1 layers (one
 /// image, x in [-1, 1], weights in [-0.5, 0.5]), beside the uniform family's (the direct
 /// kernel's, bit for bit): relative L2 error and largest absolute error of the forward
@@ -997,6 +1085,12 @@ fn tune_command_writes_the_cache_and_bench_compares() {
         );
     }
     assert!(b["score_b1"]["tuned_speedup"].as_f64().unwrap() > 0.0);
+    // The warm-up fills the pool; the timed runs reuse it, as a long scoring job does.
+    for setting in ["default", "tuned"] {
+        let m = &b["score_b1"][setting];
+        assert_eq!(m["timed_allocations"].as_u64(), Some(0), "{b}");
+        assert!(m["pool_mib"].as_f64().unwrap() > 0.0, "{b}");
+    }
     // Every convolution shape of a scoring pass names the configuration that ran it: without
     // tuned entries, the policy's default resolved by its family.
     let gpu = gpu();

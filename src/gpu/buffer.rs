@@ -94,6 +94,7 @@ impl Gpu {
             let (src_offset, dst_offset, size) =
                 (rows[i] as u64 * item, i as u64 * item, run as u64 * item);
             self.traced(|t| t.copy(x.raw(), src_offset, out.raw(), dst_offset, size));
+            self.derived.borrow_mut().written(out.raw());
             self.recorder.borrow_mut().copy_range(
                 &self.device,
                 x.raw(),
@@ -251,6 +252,7 @@ impl Gpu {
     pub fn zeros_as(&self, shape: &[usize], dtype: DType) -> Tensor {
         let t = self.empty_as(shape, dtype);
         self.traced(|trace| trace.clear(t.raw(), t.buf.size));
+        self.derived.borrow_mut().written(t.raw());
         self.recorder
             .borrow_mut()
             .clear(&self.device, t.raw(), t.buf.size);
@@ -315,6 +317,7 @@ impl Gpu {
     /// write never overtakes work recorded before it.
     fn queue_write(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
         self.traced(|t| t.write(buf, bytes));
+        self.derived.borrow_mut().written(buf);
         self.flush();
         self.queue.write_buffer(buf, 0, bytes);
     }

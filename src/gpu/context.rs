@@ -168,6 +168,8 @@ pub struct Gpu {
     pub kernels: RefCell<crate::ops::conv::KernelPolicy>,
     /// The open trace, if any (src/gpu/trace.rs).
     pub(crate) trace: RefCell<Option<super::trace::Trace>>,
+    /// Tensors derived from others' contents, kept until those are written (derived.rs).
+    pub derived: RefCell<super::derived::DerivedTensors>,
 }
 
 impl Gpu {
@@ -216,6 +218,7 @@ impl Gpu {
             stop: RefCell::new(None),
             kernels: RefCell::new(kernels),
             trace: RefCell::new(None),
+            derived: RefCell::new(Default::default()),
         }))
     }
 

@@ -1,9 +1,11 @@
-//! The GPU layer: context (adapter, device), buffers and tensors, the pipeline cache, the
+//! The GPU layer: context (adapter, device), buffers and tensors, tensors derived from others
+//! and kept until those are written (src/gpu/derived.rs), the pipeline cache, the
 //! recorder that batches dispatches, the timestamp profiler, and the tuning cache (the file of
 //! per-adapter kernel choices that the convolution's policy, src/ops/conv/policy.rs, reads).
 
 pub mod buffer;
 pub mod context;
+pub mod derived;
 pub mod pipeline;
 pub mod profiler;
 pub mod recorder;
@@ -115,6 +117,16 @@ impl Gpu {
         );
         if groups.contains(&0) {
             return;
+        }
+        {
+            let mut derived = self.derived.borrow_mut();
+            if !derived.is_empty() {
+                for (b, access) in buffers.iter().zip(kernel.bindings) {
+                    if *access == Access::ReadWrite {
+                        derived.written(b.buffer);
+                    }
+                }
+            }
         }
         self.traced(|t| {
             t.dispatch(

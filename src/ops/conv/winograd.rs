@@ -590,15 +590,25 @@ fn product(
     let block_vec4 = plan.kp * plan.tn4;
     // The last window may start anywhere in the packed blocks: 64 KiB of padding behind them.
     let packed_vec4 = blocks * block_vec4;
-    let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
-    gpu.dispatch(
-        &WEIGHTS,
-        &constants(plan, product, Act::None),
-        &params.block(g),
-        &[packed.raw(), w.raw()],
-        grid_1d_of(packed_vec4, WG),
-        (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+    // The transformed filter depends on the weights, the kernel's constants and the parameters
+    // `winograd_weights` reads (gn, kp, sc, cin, cout); kept until the weights are written.
+    let transform = constants(plan, product, Act::None);
+    let tag = format!(
+        "winograd_weights {transform:?} gn {gn} kp {} sc {channels} cin {} cout {}",
+        plan.kp, g.cin, g.cout
     );
+    let packed = gpu.derived(w, tag, || {
+        let packed = gpu.empty(&[(packed_vec4 + WINDOW_VEC4) * 4]);
+        gpu.dispatch(
+            &WEIGHTS,
+            &transform,
+            &params.block(g),
+            &[packed.raw(), w.raw()],
+            grid_1d_of(packed_vec4, WG),
+            (0.0, (w.bytes() as usize + packed_vec4 * 16) as f64),
+        );
+        packed
+    });
     let count = g.n * tiles[0] * params.runs_x;
     let (gy, gz) = super::geometry::m_groups(count.div_ceil(WG));
     let bias_buf = bias.unwrap_or(w).raw();
