@@ -71,6 +71,11 @@ fn max_tn4(m: usize) -> usize {
         2
     }
 }
+/// Transform points of one input channel: ALPHA^2 for an m x m output tile of an r x r
+/// filter, ALPHA = m + r - 1 (the rows of the transformed filter per channel).
+fn points(m: usize, r: usize) -> usize {
+    (m + r - 1) * (m + r - 1)
+}
 /// Invocations per workgroup.
 const WG: usize = 64;
 /// The longest run of 2x2 output tiles an invocation owns (the shader is written out for 4).
@@ -141,7 +146,7 @@ fn plan(product: Product, g: &ConvGeom, cfg: &TileConfig) -> Option<Plan> {
     let (_, gn, gk) = product.gemm(g);
     let channels = gk / (r * r);
     let m = if r == 5 { 2 } else { cfg.tm };
-    let a2 = (m + r - 1) * (m + r - 1);
+    let a2 = points(m, r);
     let tn4 = (cfg.tn / 4)
         .min(gn.div_ceil(4).next_power_of_two())
         .min(max_tn4(m))
@@ -614,7 +619,7 @@ fn product(
     let bias_buf = bias.unwrap_or(w).raw();
     let bn_buf = affine.unwrap_or(w).raw();
     let kernel = plan.kernel(gpu.kernels.borrow().shared_loads());
-    let a2 = (plan.m + plan.r - 1) * (plan.m + plan.r - 1);
+    let a2 = points(plan.m, plan.r);
     // Windows: (first block, blocks, offset in vec4, channel part).
     let mut windows = Vec::new();
     if plan.part_channels >= channels {
