@@ -442,3 +442,104 @@ fn pairs_and_minimum_size() {
     assert!(e.contains("absent.png"), "{e}");
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn webp_lossless_and_lossy_are_read_and_truncation_refused() {
+    let d = temp_dir("webp");
+    // Lossless, made here by the image crate's encoder: the pixels come back exactly.
+    let img = noise(37, 21);
+    let lossless = encode(
+        &image::DynamicImage::ImageRgb8(img.clone()),
+        image::ImageFormat::WebP,
+    );
+    let p = d.join("photo.webp");
+    fs::write(&p, &lossless).unwrap();
+    assert_eq!(load_rgb(&p).unwrap(), img);
+    // Named as a PNG, still read by content.
+    fs::write(d.join("really_webp.png"), &lossless).unwrap();
+    assert_eq!(load_rgb(&d.join("really_webp.png")).unwrap(), img);
+    // With an alpha channel: the colours are kept as stored.
+    let rgba = image::RgbaImage::from_fn(9, 5, |x, y| {
+        image::Rgba([x as u8 * 20, y as u8 * 40, 7, (x * y) as u8])
+    });
+    fs::write(
+        d.join("alpha.webp"),
+        encode(
+            &image::DynamicImage::ImageRgba8(rgba.clone()),
+            image::ImageFormat::WebP,
+        ),
+    )
+    .unwrap();
+    let got = load_rgb(&d.join("alpha.webp")).unwrap();
+    assert_eq!(got.get_pixel(8, 4).0, [160, 160, 7]);
+    assert_eq!(got.get_pixel(3, 1).0, [60, 40, 7]);
+    // Lossy (VP8): a 16x12 gradient (R = 16x, G = 20y, B = 128) that libwebp encoded at
+    // quality 90; libwebp decodes it to the three pixels checked below.
+    fs::write(d.join("lossy.webp"), WEBP_LOSSY_GRADIENT).unwrap();
+    let got = load_rgb(&d.join("lossy.webp")).unwrap();
+    assert_eq!(got.dimensions(), (16, 12));
+    for ((x, y), libwebp) in [
+        ((0, 0), [0, 3, 120]),
+        ((15, 11), [244, 218, 140]),
+        ((8, 6), [128, 121, 125]),
+    ] {
+        let px = got.get_pixel(x, y).0;
+        for c in 0..3 {
+            assert!(
+                (px[c] as i32 - libwebp[c]).abs() <= 3,
+                "({x}, {y}): {px:?} against libwebp's {libwebp:?}"
+            );
+        }
+    }
+    let err: f64 = got
+        .enumerate_pixels()
+        .map(|(x, y, p)| {
+            let want = [16.0 * x as f64, 20.0 * y as f64, 128.0];
+            (0..3).map(|c| (p.0[c] as f64 - want[c]).abs()).sum::<f64>()
+        })
+        .sum::<f64>()
+        / (16.0 * 12.0 * 3.0);
+    assert!(err < 8.0, "mean error {err} against the gradient encoded");
+    // Cut short anywhere, or with a RIFF length past the end: refused as truncated.
+    for cut in [lossless.len() - 1, lossless.len() / 2, 12] {
+        let p = d.join(format!("cut{cut}.webp"));
+        fs::write(&p, &lossless[..cut]).unwrap();
+        let e = err_of(&p);
+        assert!(e.contains("truncated or corrupt WebP"), "{e}");
+    }
+    let mut longer = lossless.clone();
+    let declared = u32::from_le_bytes(longer[4..8].try_into().unwrap()) + 2;
+    longer[4..8].copy_from_slice(&declared.to_le_bytes());
+    fs::write(d.join("long.webp"), &longer).unwrap();
+    let e = err_of(&d.join("long.webp"));
+    assert!(e.contains("its RIFF header declares"), "{e}");
+    // A VP8X header declaring 20000 x 20000 is refused before any pixel is decoded.
+    // (It is followed by the small lossless image's own chunk, as a decoder expects one.)
+    let image_chunk = &lossless[12..];
+    let mut vp8x = b"RIFF".to_vec();
+    vp8x.extend_from_slice(&(22 + image_chunk.len() as u32).to_le_bytes());
+    vp8x.extend_from_slice(b"WEBPVP8X");
+    vp8x.extend_from_slice(&10u32.to_le_bytes());
+    vp8x.extend_from_slice(&[0, 0, 0, 0]);
+    vp8x.extend_from_slice(&(20000u32 - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(20000u32 - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(image_chunk);
+    fs::write(d.join("big.webp"), &vp8x).unwrap();
+    let e = err_of(&d.join("big.webp"));
+    assert!(
+        e.contains("decompression bomb") && e.contains("20000x20000"),
+        "{e}"
+    );
+    let _ = fs::remove_dir_all(&d);
+}
+
+/// The lossy WebP of `webp_lossless_and_lossy_are_read_and_truncation_refused` (110 bytes).
+const WEBP_LOSSY_GRADIENT: &[u8] = &[
+    0x52, 0x49, 0x46, 0x46, 0x66, 0x00, 0x00, 0x00, 0x57, 0x45, 0x42, 0x50, 0x56, 0x50, 0x38, 0x20,
+    0x5a, 0x00, 0x00, 0x00, 0x30, 0x03, 0x00, 0x9d, 0x01, 0x2a, 0x10, 0x00, 0x0c, 0x00, 0x00, 0xc0,
+    0x12, 0x25, 0xb0, 0x02, 0x74, 0xba, 0x01, 0x44, 0x03, 0xe4, 0x03, 0x78, 0x03, 0x43, 0xfd, 0xb6,
+    0x00, 0x26, 0xe1, 0x0d, 0xac, 0x80, 0x00, 0xfe, 0xff, 0x97, 0xc6, 0x97, 0x3d, 0x07, 0x72, 0x38,
+    0x57, 0x2c, 0xbb, 0x72, 0x50, 0xc4, 0xfa, 0x22, 0x4e, 0x36, 0xcf, 0xfe, 0xa2, 0x2d, 0xa7, 0x81,
+    0x6f, 0xb2, 0x3b, 0x78, 0xd7, 0xf6, 0x21, 0x23, 0x45, 0xff, 0x8c, 0x9a, 0x61, 0x2f, 0xff, 0x0b,
+    0xf1, 0xa6, 0x12, 0xff, 0xf5, 0x27, 0xc7, 0x71, 0x20, 0x2b, 0xbf, 0xc1, 0x00, 0x00,
+];

@@ -45,6 +45,7 @@ fn make_pairs(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PairRecord> {
                 score: i as f64,
                 dis_type: String::new(),
                 line: i + 2,
+                source: None,
             }
         })
         .collect()

@@ -125,7 +125,13 @@ fn deterministic_for_a_seed_and_labelled_with_tid2013_mos() {
     let mut rd = csv::Reader::from_reader(&ta["labels.csv"][..]);
     assert_eq!(
         rd.headers().unwrap(),
-        vec!["dis_img_path", "dis_type", "ref_img_path", "score"]
+        vec![
+            "dis_img_path",
+            "dis_type",
+            "ref_img_path",
+            "score",
+            "ref_source"
+        ]
     );
     let mut rows = 0;
     for rec in rd.records() {
@@ -143,6 +149,7 @@ fn deterministic_for_a_seed_and_labelled_with_tid2013_mos() {
         assert_eq!(score, mos(t, l).unwrap(), "{dis}");
         assert!(ty.starts_with(&format!("t{t:02}_")), "{ty}");
         assert_eq!(rf, format!("ref/{crop}.png"));
+        assert_eq!(&rec[4], crop.rsplit_once("_c").unwrap().0, "{dis}");
         assert!(ta.contains_key(dis) && ta.contains_key(rf));
         rows += 1;
     }
@@ -151,7 +158,7 @@ fn deterministic_for_a_seed_and_labelled_with_tid2013_mos() {
     let first = String::from_utf8(ta["labels.csv"].clone()).unwrap();
     assert_eq!(
         first.lines().nth(1).unwrap(),
-        "dist/kodim01_c0_t01_l1.png,t01_additive_gaussian_noise,ref/kodim01_c0.png,5.6742"
+        "dist/kodim01_c0_t01_l1.png,t01_additive_gaussian_noise,ref/kodim01_c0.png,5.6742,kodim01"
     );
     let json = String::from_utf8(ta["synth.json"].clone()).unwrap();
     assert!(
@@ -177,6 +184,54 @@ fn type_subset_and_multiple_crops() {
     cfg.types = Some(vec![11]);
     let e = run(&cfg, false).unwrap_err().to_string();
     assert!(e.contains("type 11"), "{e}");
+}
+
+#[test]
+fn references_in_subfolders_and_webp_keep_their_source() {
+    // Two sources, as tools/install-photos.sh lays them out: the same file name in both, one
+    // of them a WebP photograph.
+    let flat = small_refs("synth_sources_flat");
+    let refs = scratch("synth_sources_refs");
+    fs::create_dir_all(refs.join("plasma")).unwrap();
+    fs::create_dir_all(refs.join("gcompris/animals")).unwrap();
+    fs::copy(flat.join("kodim01.png"), refs.join("plasma/photo.png")).unwrap();
+    let webp = refs.join("gcompris/animals/photo.webp");
+    image::open(flat.join("kodim23.png"))
+        .unwrap()
+        .save_with_format(&webp, image::ImageFormat::WebP)
+        .unwrap();
+    fs::write(refs.join("plasma/COPYRIGHT"), "licence text").unwrap();
+    let out = scratch("synth_sources_out");
+    let mut cfg = small_cfg(&refs, &out, 2);
+    cfg.types = Some(vec![1]);
+    cfg.crops_per_ref = 2;
+    let s = run(&cfg, false).unwrap();
+    assert_eq!(s.n_refs, 2);
+    assert_eq!(s.images.len(), 2 * 2 * 5);
+    // Sorted by relative path; named by their folders.
+    assert_eq!(
+        s.images[0].ref_img_path,
+        "ref/gcompris-animals-photo_c0.png"
+    );
+    assert_eq!(s.images[0].ref_source, "gcompris-animals-photo");
+    assert_eq!(
+        s.images[5].ref_img_path,
+        "ref/gcompris-animals-photo_c1.png"
+    );
+    assert_eq!(s.images[10].ref_source, "plasma-photo");
+    // The WebP reference's crop holds its pixels.
+    let crop = &s.crops[0];
+    let src = asna::data::load_rgb(&webp).unwrap();
+    let got = image::open(out.join(&crop.ref_img_path)).unwrap().to_rgb8();
+    assert_eq!(
+        got,
+        image::imageops::crop_imm(&src, crop.x, crop.y, 96, 96).to_image()
+    );
+    // Training reads the column: the four crops form two references for the split.
+    let labels = out.join("labels.csv");
+    let ds = asna::data::open_dataset(asna::data::DatasetFormat::Csv, &out, Some(&labels), None)
+        .unwrap();
+    assert_eq!(asna::data::reference_groups(&ds.pairs).len(), 2);
 }
 
 fn err_of(cfg: &SynthConfig) -> String {

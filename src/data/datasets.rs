@@ -123,6 +123,10 @@ pub struct PairRecord {
     pub dis_type: String,
     /// 1-based line of the record in its labels file.
     pub line: usize,
+    /// The photograph the reference was cut from, where the labels name one (the optional
+    /// `ref_source` column that `asna synth` writes): the split keeps every crop of one
+    /// photograph on the same side. `None`: the reference image is its own source.
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +415,7 @@ fn read_pipal(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
                     score,
                     dis_type: "PIPAL_distortions".into(),
                     line: row.line,
+                    source: None,
                 },
                 file: file.clone(),
             });
@@ -436,6 +441,7 @@ fn read_kadid(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
                 score,
                 dis_type: type_from_name(&dist, &KADID_TYPES),
                 line: row.line,
+                source: None,
             },
             file: labels.to_path_buf(),
         });
@@ -468,6 +474,7 @@ fn read_tid(root: &Path, labels: &Path, n_types: usize) -> anyhow::Result<Vec<Pa
                 score,
                 dis_type: type_from_name(&name, &TID_TYPES[..n_types]),
                 line: row.line,
+                source: None,
             },
             file: labels.to_path_buf(),
         });
@@ -482,7 +489,7 @@ fn read_csv(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
         labels,
         rows.first(),
         &["dis_img_path", "ref_img_path", "score"],
-        &["dis_type"],
+        &["dis_type", "ref_source"],
     )?;
     let mut out = Vec::new();
     for row in rows.iter().skip(1) {
@@ -501,6 +508,10 @@ fn read_csv(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
             Some(i) => row.fields.get(i).cloned().unwrap_or_default(),
             None => String::new(),
         };
+        let source = opt[1]
+            .and_then(|i| row.fields.get(i))
+            .filter(|s| !s.is_empty())
+            .cloned();
         out.push(Parsed {
             rec: PairRecord {
                 ref_path: root.join(rf),
@@ -508,6 +519,7 @@ fn read_csv(root: &Path, labels: &Path) -> anyhow::Result<Vec<Parsed>> {
                 score,
                 dis_type,
                 line: row.line,
+                source,
             },
             file: labels.to_path_buf(),
         });

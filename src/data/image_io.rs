@@ -1,4 +1,4 @@
-//! Image decoding for asna: PNG, JPEG and BMP, recognised by content, always returned as 8-bit RGB.
+//! Image decoding for asna: PNG, JPEG, WebP and BMP, recognised by content, always returned as 8-bit RGB.
 
 use std::fs;
 use std::io::Cursor;
@@ -16,7 +16,8 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 ///
 /// * The format is recognised from the file's content (magic bytes), not its extension:
 ///   a JPEG named `x.png` decodes as JPEG; a text file named `x.png` is refused.
-///   PNG, JPEG and BMP are read; other recognised formats (GIF, TIFF, WebP, ...) are refused.
+///   PNG, JPEG, WebP (lossy and lossless, by the `image` crate's pure-Rust decoder) and BMP are
+///   read; other recognised formats (GIF, TIFF, ...) are refused.
 /// * Grayscale is replicated to R=G=B.
 /// * **Alpha is dropped**: for RGBA, grayscale+alpha and palette PNGs with transparency the colour
 ///   channels are kept exactly as stored (no compositing over a background, no premultiplication).
@@ -24,8 +25,8 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 /// * **EXIF orientation is applied** (JPEG, and PNG `eXIf`), so the pixels are as a viewer shows them.
 /// * Images wider or taller than [`MAX_SIDE`] or with more than [`MAX_PIXELS`] pixels are refused
 ///   before any pixel is decoded.
-/// * A JPEG without its end-of-image marker (a truncated file) is refused rather than returned
-///   with grey filler.
+/// * A JPEG without its end-of-image marker, or a WebP file shorter than its RIFF header declares
+///   (truncated files), is refused rather than returned with filler.
 ///
 /// Every error is one line that names the file.
 pub fn load_rgb(path: &Path) -> anyhow::Result<RgbImage> {
@@ -58,18 +59,21 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
                 .extension()
                 .map(|e| format!(" despite its .{} extension", e.to_string_lossy()))
                 .unwrap_or_default();
-            bail!("{p}: not an image file{ext} (content is not PNG, JPEG or BMP)")
+            bail!("{p}: not an image file{ext} (content is not PNG, JPEG, WebP or BMP)")
         }
     };
     if !matches!(
         format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp
+        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp
     ) || !format.reading_enabled()
     {
-        bail!("{p}: unsupported image format {format:?} (asna reads PNG, JPEG and BMP)");
+        bail!("{p}: unsupported image format {format:?} (asna reads PNG, JPEG, WebP and BMP)");
     }
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         bail!("{p}: truncated or corrupt JPEG (no end-of-image marker)");
+    }
+    if format == ImageFormat::WebP {
+        check_webp_length(bytes, path)?;
     }
 
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -106,6 +110,7 @@ fn format_name(f: ImageFormat) -> &'static str {
         ImageFormat::Png => "PNG",
         ImageFormat::Jpeg => "JPEG",
         ImageFormat::Bmp => "BMP",
+        ImageFormat::WebP => "WebP",
         _ => "image",
     }
 }
@@ -123,6 +128,26 @@ fn decode_error(path: &Path, fname: &str, e: image::ImageError) -> anyhow::Error
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A WebP file is one RIFF chunk whose header declares its length: a file cut short is refused
+/// here, before the decoder could fill the missing pixels.
+fn check_webp_length(b: &[u8], path: &Path) -> anyhow::Result<()> {
+    let declared = b
+        .get(4..8)
+        .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as u64 + 8);
+    match declared {
+        Some(len) if len <= b.len() as u64 => Ok(()),
+        Some(len) => bail!(
+            "{}: truncated or corrupt WebP file: {} bytes, its RIFF header declares {len}",
+            path.display(),
+            b.len()
+        ),
+        None => bail!(
+            "{}: truncated or corrupt WebP file: no RIFF header",
+            path.display()
+        ),
+    }
 }
 
 /// True when the JPEG has an end-of-image marker (FF D9) after its first start-of-scan segment.

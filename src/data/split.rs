@@ -9,11 +9,17 @@ use crate::rng::Rng;
 /// Stream label for the split's random numbers (keeps them apart from other uses of the seed).
 const SPLIT_STREAM: u64 = 0x5350_4C49_5421; // "SPLIT!"
 
-/// Pair indices grouped by reference image (sorted by path; indices ascending).
+/// Pair indices grouped by reference: by the photograph a reference was cut from where the
+/// labels name it, else by reference image (sorted by that key; indices ascending).
 pub fn reference_groups(pairs: &[PairRecord]) -> BTreeMap<PathBuf, Vec<usize>> {
     let mut g: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
     for (i, p) in pairs.iter().enumerate() {
-        g.entry(p.ref_path.clone()).or_default().push(i);
+        let key = match &p.source {
+            // A prefix no path has, so that a source never merges with an image's group.
+            Some(s) => PathBuf::from(format!("\0source:{s}")),
+            None => p.ref_path.clone(),
+        };
+        g.entry(key).or_default().push(i);
     }
     g
 }
@@ -127,6 +133,7 @@ mod tests {
                     score: (r * 10 + d) as f64,
                     dis_type: String::new(),
                     line: v.len() + 2,
+                    source: None,
                 });
             }
         }
@@ -150,6 +157,26 @@ mod tests {
         let (_, val_q) = split_by_reference(&q, 0.2, 7);
         let va_q: std::collections::HashSet<_> = val_q.iter().map(|&i| &q[i].ref_path).collect();
         assert_eq!(va, va_q);
+    }
+
+    #[test]
+    fn crops_of_one_photograph_stay_on_one_side() {
+        // 30 photographs of 3 crops each: the crops are distinct reference images that name
+        // their photograph as their source.
+        let mut p = pairs(90, 2);
+        for r in &mut p {
+            let crop: usize = r.ref_path.to_string_lossy()[6..9].parse().unwrap();
+            r.source = Some(format!("photo{}", crop / 3));
+        }
+        assert_eq!(reference_groups(&p).len(), 30);
+        let (train, val) = split_by_reference(&p, 0.2, 3);
+        assert_eq!(train.len() + val.len(), p.len());
+        let sources = |idx: &[usize]| -> std::collections::HashSet<String> {
+            idx.iter().map(|&i| p[i].source.clone().unwrap()).collect()
+        };
+        assert!(sources(&train).is_disjoint(&sources(&val)));
+        assert_eq!(sources(&val).len(), 6); // round(0.2 * 30) photographs, whole
+        assert_eq!(val.len(), 6 * 3 * 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ const THREADS: usize = 2;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthConfig {
-    /// Directory of reference images (PNG, JPEG or BMP; other files are ignored).
+    /// Directory of reference images (PNG, JPEG, WebP or BMP, here and in subfolders; other files are ignored).
     pub refs: PathBuf,
     /// Output directory (created if missing).
     pub out: PathBuf,
@@ -68,6 +68,9 @@ pub struct ImageRecord {
     /// Relative to `out`, e.g. `dist/kodim01_c0_t01_l1.png`.
     pub dis_img_path: String,
     pub ref_img_path: String,
+    /// The reference photograph's name (its stem, prefixed by its subfolders): every crop of one
+    /// photograph shares it, and the split keeps them together.
+    pub ref_source: String,
     pub tid_type: u32,
     /// e.g. `t01_additive_gaussian_noise`.
     pub dis_type: String,
@@ -106,33 +109,46 @@ fn is_image_file(p: &Path) -> bool {
             .map(|e| {
                 matches!(
                     e.to_ascii_lowercase().as_str(),
-                    "png" | "jpg" | "jpeg" | "bmp"
+                    "png" | "jpg" | "jpeg" | "webp" | "bmp"
                 )
             })
             .unwrap_or(false)
 }
 
+/// The reference images in `dir` and in its subfolders (one per source, as
+/// `tools/install-photos.sh` lays them out), sorted by path relative to `dir`.
 fn list_refs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = fs::read_dir(dir)
-        .map_err(|e| anyhow!("cannot read reference directory {}: {e}", dir.display()))?;
     let mut v = Vec::new();
-    for entry in rd {
-        let entry =
-            entry.map_err(|e| anyhow!("cannot read reference directory {}: {e}", dir.display()))?;
-        let p = entry.path();
-        if is_image_file(&p) {
-            v.push(p);
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = pending.pop() {
+        let rd = fs::read_dir(&d)
+            .map_err(|e| anyhow!("cannot read reference directory {}: {e}", d.display()))?;
+        for entry in rd {
+            let entry = entry
+                .map_err(|e| anyhow!("cannot read reference directory {}: {e}", d.display()))?;
+            let p = entry.path();
+            // File types of the entries themselves: a link to a folder is not followed, so a
+            // cycle of links cannot make the walk endless.
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir && depth < MAX_REF_DEPTH {
+                pending.push((p, depth + 1));
+            } else if is_image_file(&p) {
+                v.push(p);
+            }
         }
     }
-    v.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    v.sort_by(|a, b| a.strip_prefix(dir).ok().cmp(&b.strip_prefix(dir).ok()));
     if v.is_empty() {
         bail!(
-            "no reference images (PNG, JPEG or BMP) in {}",
+            "no reference images (PNG, JPEG, WebP or BMP) in {} or its subfolders",
             dir.display()
         );
     }
     Ok(v)
 }
+
+/// How deep `list_refs` looks below the reference folder.
+const MAX_REF_DEPTH: usize = 4;
 
 fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().replace(['\n', '\r'], " ")
@@ -145,10 +161,21 @@ fn png_bytes(img: &RgbImage) -> Vec<u8> {
     buf
 }
 
-fn stem_of(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// The name a reference's outputs take: its file stem, prefixed by the subfolders it is in
+/// below the reference folder (`plasma/Autumn.jpg` -> `plasma-Autumn`), so that sources may
+/// reuse file names.
+fn stem_of(refs: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(refs).unwrap_or(p);
+    let mut parts: Vec<String> = rel
+        .parent()
+        .map(|d| d.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    parts.push(
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    parts.join("-")
 }
 
 /// What one reference produced.
@@ -165,15 +192,8 @@ fn process_ref(
     pb: &indicatif::ProgressBar,
     abort: &AtomicBool,
 ) -> Result<RefOutput> {
-    let img = image::open(path)
-        .map_err(|e| {
-            anyhow!(
-                "cannot read reference image {}: {}",
-                path.display(),
-                one_line(e)
-            )
-        })?
-        .to_rgb8();
+    let img = crate::data::load_rgb(path)
+        .map_err(|e| anyhow!("cannot read reference image: {}", one_line(e)))?;
     let (w, h) = img.dimensions();
     if w < cfg.size || h < cfg.size {
         bail!(
@@ -183,7 +203,7 @@ fn process_ref(
             cfg.size
         );
     }
-    let stem = stem_of(path);
+    let stem = stem_of(&cfg.refs, path);
     let mut out = RefOutput {
         crops: Vec::new(),
         images: Vec::new(),
@@ -214,6 +234,7 @@ fn process_ref(
                 out.images.push(ImageRecord {
                     dis_img_path: rel,
                     ref_img_path: ref_rel.clone(),
+                    ref_source: stem.clone(),
                     tid_type: d.tid_type,
                     dis_type: d.dis_type(),
                     level,
@@ -283,7 +304,7 @@ pub fn run(cfg: &SynthConfig, progress: bool) -> Result<SynthSummary> {
                 cfg.size
             );
         }
-        if !stems.insert(stem_of(p)) {
+        if !stems.insert(stem_of(&cfg.refs, p)) {
             bail!(
                 "reference image {} has the same name stem as another reference",
                 p.display()
@@ -376,13 +397,20 @@ pub fn run(cfg: &SynthConfig, progress: bool) -> Result<SynthSummary> {
     )?;
 
     let mut wr = csv::Writer::from_writer(Vec::new());
-    wr.write_record(["dis_img_path", "dis_type", "ref_img_path", "score"])?;
+    wr.write_record([
+        "dis_img_path",
+        "dis_type",
+        "ref_img_path",
+        "score",
+        "ref_source",
+    ])?;
     for r in &summary.images {
         wr.write_record([
             r.dis_img_path.as_str(),
             r.dis_type.as_str(),
             r.ref_img_path.as_str(),
             &r.score.to_string(),
+            r.ref_source.as_str(),
         ])?;
     }
     let bytes = wr.into_inner().context("csv buffer")?;

@@ -12,8 +12,10 @@
 //! * `dist/<stem>_c<k>_t<TT>_l<L>.png`: distorted crops (TT = TID2013 type, L = level 1..5);
 //! * `synth.json`: the config, each crop's position, each image's strength, measured PSNR,
 //!   PSNR target and whether it was met;
-//! * `labels.csv` (written last): `dis_img_path,dis_type,ref_img_path,score`, paths relative
-//!   to `out`, `dis_type` like `t01_additive_gaussian_noise`, score = TID2013 MOS.
+//! * `labels.csv` (written last): `dis_img_path,dis_type,ref_img_path,score,ref_source`, paths
+//!   relative to `out`, `dis_type` like `t01_additive_gaussian_noise`, score = TID2013 MOS,
+//!   `ref_source` the photograph's name, shared by its crops (training's split keeps them
+//!   together).
 //!
 //! Every file is written through [`crate::files::write_atomic`] (a hidden temporary file
 //! beside it, renamed over it), so an interrupted run leaves no half-written file under a final
