@@ -93,6 +93,45 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Refuses, before anything is written, an output that is the same file as one of the inputs
+/// (through links or another spelling) or as another output. `outputs` are (option, path);
+/// only outputs that exist already are compared, so a fresh output costs nothing per input.
+pub fn refuse_overwriting_inputs<'a>(
+    outputs: &[(&str, &Path)],
+    inputs: impl IntoIterator<Item = &'a Path>,
+) -> Result<()> {
+    let existing: Vec<(&str, &Path)> = outputs
+        .iter()
+        .copied()
+        .filter(|(_, p)| std::fs::metadata(p).is_ok())
+        .collect();
+    for (i, (opt, out)) in outputs.iter().enumerate() {
+        for (other_opt, other) in &outputs[i + 1..] {
+            if out == other || same_file(out, other) {
+                bail!(
+                    "{}: {opt} and {other_opt} name the same file; give each its own",
+                    out.display()
+                );
+            }
+        }
+    }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    for input in inputs {
+        for (opt, out) in &existing {
+            if same_file(out, input) {
+                bail!(
+                    "{}: {opt} is the input {}; refusing to overwrite an input",
+                    out.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A file being written; it appears at its path only on `commit`. Dropped without a commit,
 /// or when the commit fails, it removes its temporary file.
 pub struct AtomicFile {

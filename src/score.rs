@@ -267,6 +267,17 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
         (None, None, None, Some(a), Some(b)) => pairs_from_dirs(a, b)?,
         _ => bail!("give REF DIST, or --pairs LIST.csv, or --ref-dir A --dist-dir B"),
     };
+    let outputs: Vec<(&str, &Path)> = [("--out", &args.out), ("--map", &args.map)]
+        .into_iter()
+        .filter_map(|(opt, p)| p.as_deref().map(|p| (opt, p)))
+        .collect();
+    crate::files::refuse_overwriting_inputs(
+        &outputs,
+        list.iter()
+            .flat_map(|(r, d)| [r.as_path(), d.as_path()])
+            .chain(args.pairs.as_deref())
+            .chain(args.weights.iter().map(|w| w.as_path())),
+    )?;
     let single = args.reference.is_some();
     let list = match args.shard {
         Some(s) => s.select(&list),

@@ -766,6 +766,142 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn outputs_never_overwrite_inputs() {
+    let f = fixture();
+    let d = case_dir("overwrite");
+    noise(288, 288, 40).save(d.join("a.png")).unwrap();
+    noise(288, 288, 41).save(d.join("b.png")).unwrap();
+    let list = write(&d.join("list.csv"), b"ref,dist\na.png,b.png\n");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(d.join("b.png"), d.join("link.png")).unwrap();
+    let before: Vec<Vec<u8>> = ["a.png", "b.png", "list.csv"]
+        .iter()
+        .map(|n| fs::read(d.join(n)).unwrap())
+        .collect();
+    let (a, b) = (d.join("a.png"), d.join("b.png"));
+    let model = f.model.clone();
+    let spelled = d.join(".").join("b.png");
+    let mut cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &Path, &str)> = vec![
+        (
+            vec![&"--pairs", &list, &"--out", &list],
+            &list,
+            "--out is the input",
+        ),
+        (
+            vec![&"--pairs", &list, &"--out", &a],
+            &a,
+            "--out is the input",
+        ),
+        (vec![&a, &b, &"--map", &b], &b, "--map is the input"),
+        (
+            vec![&a, &b, &"--map", &spelled],
+            &spelled,
+            "--map is the input",
+        ),
+        (vec![&a, &b, &"--out", &model], &model, "--out is the input"),
+        (
+            vec![&a, &b, &"--out", &a, &"--map", &a],
+            &a,
+            "name the same file",
+        ),
+    ];
+    #[cfg(unix)]
+    let link = d.join("link.png");
+    #[cfg(unix)]
+    cases.push((vec![&a, &b, &"--map", &link], &link, "--map is the input"));
+    for (rest, named, words) in cases {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"score", &"--weights", &f.model];
+        args.extend(rest);
+        let r = asna(&args, &[]);
+        fails(&r, &[named], &[words]);
+    }
+    let after: Vec<Vec<u8>> = ["a.png", "b.png", "list.csv"]
+        .iter()
+        .map(|n| fs::read(d.join(n)).unwrap())
+        .collect();
+    assert!(before == after, "an input was changed");
+    // A fresh output beside the inputs is written as before.
+    let out = d.join("scores.csv");
+    let r = asna(
+        &[
+            &"score",
+            &"--weights",
+            &f.model,
+            &"--pairs",
+            &list,
+            &"--out",
+            &out,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(out.exists());
+}
+
+#[test]
+fn train_options_out_of_range_exit_2_and_write_nothing() {
+    let root = case_dir("train_ranges_root");
+    let out = case_dir("train_ranges").join("run");
+    for (option, value) in [
+        ("--batch", "0"),
+        ("--batch", "100000"),
+        ("--lr", "-1"),
+        ("--lr", "0"),
+        ("--lr", "NaN"),
+        ("--lr", "inf"),
+        ("--val-fraction", "2"),
+        ("--val-fraction", "1"),
+        ("--epochs", "0"),
+        ("--max-steps", "0"),
+        ("--checkpoint-every", "0"),
+        ("--mse-weight", "1.5"),
+        ("--rank-weight", "-0.01"),
+        ("--precise-bn", "1000000"),
+        ("--workers", "0"),
+        ("--batch", "four"),
+    ] {
+        let args: [&dyn AsRef<std::ffi::OsStr>; 6] =
+            [&"train", &"--root", &root, &"--out", &out, &option];
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+        let v = value.to_string();
+        a.push(&v);
+        let r = asna(&a, &[]);
+        assert_eq!(r.code, 2, "{option} {value}: exit {}; {}", r.code, r.stderr);
+        let first = r.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error:") && first.contains(&format!("{option} must be a number")),
+            "{option} {value}: {}",
+            r.stderr
+        );
+        assert!(!out.exists(), "{option} {value} wrote {}", out.display());
+    }
+    // The ends of each range are accepted (the run then stops at the empty dataset root).
+    for (option, value) in [
+        ("--lr", "1"),
+        ("--batch", "1"),
+        ("--val-fraction", "0"),
+        ("--mse-weight", "0"),
+    ] {
+        let args: [&dyn AsRef<std::ffi::OsStr>; 8] = [
+            &"train",
+            &"--root",
+            &root,
+            &"--out",
+            &out,
+            &"--rank-weight",
+            &"0",
+            &option,
+        ];
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+        let v = value.to_string();
+        a.push(&v);
+        let r = asna(&a, &[]);
+        assert_eq!(r.code, 1, "{option} {value}: exit {}; {}", r.code, r.stderr);
+        assert!(!r.stderr.contains("must be a number"), "{}", r.stderr);
+    }
+}
+
+#[test]
 fn no_adapter() {
     let env = [
         ("VK_ICD_FILENAMES", "/nonexistent"),

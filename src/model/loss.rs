@@ -12,10 +12,12 @@ use crate::autograd::{Tape, Var};
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct LossWeights {
     /// m: weight of the MSE term (the Pearson term gets 1 - m)
-    #[arg(long = "mse-weight", value_name = "MSE_WEIGHT", default_value_t = LossWeights::default().mse)]
+    #[arg(long = "mse-weight", value_name = "MSE_WEIGHT", default_value_t = LossWeights::default().mse,
+          value_parser = |s: &str| crate::train::parse_in_range::<f32>("--mse-weight", s), allow_negative_numbers = true)]
     pub mse: f32,
     /// s: weight of the sorter's ranking term
-    #[arg(long = "rank-weight", value_name = "RANK_WEIGHT", default_value_t = LossWeights::default().rank)]
+    #[arg(long = "rank-weight", value_name = "RANK_WEIGHT", default_value_t = LossWeights::default().rank,
+          value_parser = |s: &str| crate::train::parse_in_range::<f32>("--rank-weight", s), allow_negative_numbers = true)]
     pub rank: f32,
     #[arg(skip = LossWeights::default().l2_conv)]
     pub l2_conv: f32,

@@ -18,6 +18,7 @@ mod precise_bn;
 mod resume;
 mod run;
 
+pub(crate) use config::parse_in_range;
 pub use config::{lr_at, LrSchedule, TrainArgs, TrainConfig, DEFAULT_PRECISE_BN};
 pub use precise_bn::{precise_bn_loader, precise_bn_pairs, precise_bn_statistics};
 pub use resume::Progress;

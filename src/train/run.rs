@@ -65,13 +65,29 @@ impl<'g> Run<'g> {
         opts: TrainOptions,
     ) -> Result<Run<'g>> {
         let (mut cfg, ds, progress, store, adam, resumed_scaler) = if resume {
-            let r: Resumed = read_resume(gpu, &run_dir.join(LAST_CHECKPOINT))?;
+            let last = run_dir.join(LAST_CHECKPOINT);
+            let r: Resumed = read_resume(gpu, &last)?;
             // A resumed run keeps its configuration; only how far it goes may change.
             let cfg = TrainConfig {
                 max_steps: cfg.max_steps,
                 epochs: cfg.epochs,
                 ..r.cfg
             };
+            cfg.check().map_err(|e| {
+                anyhow!(
+                    "{}: the stored training configuration is invalid: {e}",
+                    last.display()
+                )
+            })?;
+            // Progress past what any configuration allows is damage, not a run to go on with.
+            if r.progress.epoch > 1_000_000 || r.progress.step > 1_000_000_000 {
+                bail!(
+                    "{}: the stored progress is invalid (epoch {}, step {})",
+                    last.display(),
+                    r.progress.epoch,
+                    r.progress.step
+                );
+            }
             let ds = open(&cfg)?;
             (cfg, ds, r.progress, r.store, r.adam, Some(r.scaler))
         } else {
@@ -81,6 +97,7 @@ impl<'g> Run<'g> {
                     run_dir.display()
                 );
             }
+            cfg.check().map_err(|e| anyhow!("{e}"))?;
             let ds = open(&cfg)?;
             let store = match &cfg.init {
                 Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
