@@ -97,7 +97,6 @@ impl<'g> Run<'g> {
                     run_dir.display()
                 );
             }
-            cfg.check().map_err(|e| anyhow!("{e}"))?;
             let ds = open(&cfg)?;
             let store = match &cfg.init {
                 Some(p) => checkpoint::load_model(gpu, Some(p))?.store,
