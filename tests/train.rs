@@ -292,6 +292,40 @@ fn missing_or_corrupt_checkpoints_are_refused() {
 }
 
 #[test]
+fn resume_refuses_a_stored_configuration_out_of_range() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let root = temp_dir("data_ranges");
+    tiny_dataset(&root, 2);
+    let run = temp_dir("ranges");
+    let mut c = config(&root);
+    c.max_steps = Some(1);
+    train(&gpu, c.clone(), &run, false, &quiet()).unwrap();
+    // The checkpoint's header, with its stored batch size rewritten to 0.
+    let last = run.join("last.safetensors");
+    let bytes = std::fs::read(&last).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
+    let stored = "\\\"batch\\\":2,";
+    assert!(header.contains(stored), "{header}");
+    let header = header.replace(stored, "\\\"batch\\\":0,");
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&last, out).unwrap();
+    c.max_steps = Some(2);
+    let err = train(&gpu, c, &run, true, &quiet())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("last.safetensors")
+            && err.contains("stored training configuration is invalid")
+            && err.contains("--batch must be a number from 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn non_finite_loss_stops_the_run_without_a_poisoned_checkpoint() {
     let gpu = Gpu::default_adapter().unwrap();
     let root = temp_dir("data3");
