@@ -189,26 +189,17 @@ where
 /// A numeric option's value as checked against [`RANGES`].
 pub(crate) struct InRange(f64);
 
-impl From<f32> for InRange {
-    fn from(v: f32) -> Self {
-        InRange(v as f64)
-    }
+// Every numeric type the options use; `as f64` is exact for the ranges in RANGES.
+macro_rules! in_range_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for InRange {
+            fn from(v: $t) -> Self {
+                InRange(v as f64)
+            }
+        }
+    )*};
 }
-impl From<f64> for InRange {
-    fn from(v: f64) -> Self {
-        InRange(v)
-    }
-}
-impl From<u64> for InRange {
-    fn from(v: u64) -> Self {
-        InRange(v as f64)
-    }
-}
-impl From<usize> for InRange {
-    fn from(v: usize) -> Self {
-        InRange(v as f64)
-    }
-}
+in_range_from!(f32, f64, u64, usize);
 
 impl TrainConfig {
     /// Checks every numeric field against the ranges the command line enforces: a checkpoint's
