@@ -1,13 +1,14 @@
 //! `asna eval`: scores a labelled dataset and reports how well the scores agree with the human
-//! labels (PLCC, SRCC, KRCC, RMSE and PLCC after the 4-parameter logistic mapping), with PSNR
-//! and SSIM computed on the GPU for the same pairs as baselines in the same table.
+//! labels (PLCC, SRCC, KRCC, RMSE and PLCC after the 4-parameter logistic mapping), with PSNR,
+//! SSIM, MS-SSIM and GMSD computed on the GPU for the same pairs as baselines in the same table
+//! (GMSD negated, so that every row rises with quality).
 
 use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::asna::SIZE;
 use crate::model::checkpoint::load_models;
-use crate::ops::quality::psnr_ssim;
+use crate::ops::quality;
 use crate::scorer::{Precision, Scorer};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ pub struct EvalArgs {
     /// Only the first N pairs
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Only the PSNR and SSIM baselines, without a model
+    /// Only the baselines (PSNR, SSIM, MS-SSIM, GMSD), without a model
     #[arg(long)]
     pub baselines_only: bool,
     /// Storage precision of the model's activations and weights (f16 needs shader-f16)
@@ -78,6 +79,21 @@ pub fn print_table(rows: &[(String, Correlations)]) {
     }
 }
 
+/// The baselines' rows of the table, each rising with quality (GMSD, lower for better images,
+/// enters negated): PSNR, SSIM, MS-SSIM, GMSD.
+pub fn baseline_rows(b: &[quality::Baselines], truth: &[f64]) -> Vec<(String, Correlations)> {
+    let column = |f: fn(&quality::Baselines) -> f64| b.iter().map(f).collect::<Vec<f64>>();
+    vec![
+        ("PSNR".into(), correlations(&column(|b| b.psnr), truth)),
+        ("SSIM".into(), correlations(&column(|b| b.ssim), truth)),
+        (
+            "MS-SSIM".into(),
+            correlations(&column(|b| b.ms_ssim), truth),
+        ),
+        ("GMSD".into(), correlations(&column(|b| -b.gmsd), truth)),
+    ]
+}
+
 pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let format: DatasetFormat = args
         .dataset
@@ -109,7 +125,8 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         .map(|p| (p.ref_path.clone(), p.dist_path.clone()))
         .collect();
     let mut decoded = data::decode_pairs_in_background(list, SIZE as u32, scorer.batch * 8);
-    let (mut pred, mut psnr, mut ssim) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pred = Vec::new();
+    let mut baselines = Vec::with_capacity(pairs.len());
     let chunk = scorer.batch * 4;
     let mut done = 0;
     while done < pairs.len() {
@@ -122,9 +139,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             pred.extend(scorer.score_pairs(&imgs, |_| {})?);
         }
         for (r, d) in &imgs {
-            let (p, s) = psnr_ssim(gpu, r, d)?;
-            psnr.push(p);
-            ssim.push(s);
+            baselines.push(quality::baselines(gpu, r, d)?);
         }
         bar.inc((end - done) as u64);
         done = end;
@@ -146,8 +161,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     if !args.baselines_only {
         rows.push(("ASNA".to_string(), correlations(&pred_up, &truth)));
     }
-    rows.push(("PSNR".to_string(), correlations(&psnr, &truth)));
-    rows.push(("SSIM".to_string(), correlations(&ssim, &truth)));
+    rows.extend(baseline_rows(&baselines, &truth));
     if let Some(plot) = args.plot.as_ref().filter(|_| !args.baselines_only) {
         let f = fit_logistic4(&pred_up, &truth);
         let c = &rows[0].1;

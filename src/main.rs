@@ -26,7 +26,7 @@ enum Command {
     Devices(asna::devices::DevicesArgs),
     /// Predict the quality (MOS) of distorted images against their references
     Score(asna::score::ScoreArgs),
-    /// Evaluate on a labelled dataset: PLCC, SRCC, KRCC, RMSE, with PSNR and SSIM baselines
+    /// Evaluate on a labelled dataset: PLCC, SRCC, KRCC, RMSE, with PSNR, SSIM, MS-SSIM and GMSD baselines
     Eval(asna::eval::EvalArgs),
     /// Train ASNA on a labelled dataset
     Train(asna::train::TrainArgs),
@@ -40,7 +40,7 @@ enum Command {
     Synth(asna::synth::SynthArgs),
     /// Convert the authors' Keras 2 model (model_attention.hdf5) into an asna model file
     ImportKeras(asna::import::keras::ImportKerasArgs),
-    /// Draw a training run's learning curve (validation PLCC and SRCC against steps, PSNR and SSIM lines) and print it as a table
+    /// Draw a training run's learning curve (validation PLCC and SRCC against steps, with the baselines' lines) and print it as a table
     PlotRun(asna::plot_run::PlotRunArgs),
     /// Write a web page that scores image pairs in the browser with WebGPU (--serve serves it)
     Web(asna::web::WebArgs),

@@ -6,7 +6,7 @@
 //!   ([`fit_logistic4`], [`plcc_after_logistic`]) and the bundle
 //!   [`correlations`].
 //!
-//! The PSNR and SSIM baselines are computed on the GPU (`ops::quality`).
+//! The PSNR, SSIM, MS-SSIM and GMSD baselines are computed on the GPU (`ops::quality`).
 //!
 //! # Degenerate inputs
 //! The correlation functions never panic on degenerate *data*: fewer than two

@@ -1,6 +1,6 @@
 //! `asna plot-run`: a training run's learning curve. Reads the run's `metrics.jsonl` (one line
-//! per validation) and `baselines.json` (PSNR's and SSIM's correlations on the same validation
-//! pairs), draws validation PLCC and SRCC against steps with the baselines' SRCC as horizontal
+//! per validation) and `baselines.json` (the correlations of PSNR, SSIM, MS-SSIM and GMSD on the
+//! same validation pairs; runs made before MS-SSIM and GMSD hold only the first two), draws validation PLCC and SRCC against steps with the baselines' SRCC as horizontal
 //! lines, and prints the same numbers as a Markdown table. Needs no GPU.
 
 use crate::plot::{line_chart_png, Level, Series};
@@ -31,13 +31,21 @@ pub struct Validation {
     pub srcc: f64,
 }
 
-/// PSNR's and SSIM's SRCC on the validation pairs.
+/// The baselines' SRCC on the validation pairs, in the order of `BASELINE_METHODS`, for those
+/// the file holds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Baselines {
-    pub psnr_srcc: Option<f64>,
-    pub ssim_srcc: Option<f64>,
+    pub srcc: Vec<(&'static str, f64)>,
     pub val_pairs: Option<u64>,
 }
+
+/// The baselines a run's `baselines.json` may hold: its key, the name shown, the chart colour.
+pub const BASELINE_METHODS: [(&str, &str, Rgb<u8>); 4] = [
+    ("psnr", "PSNR", Rgb([44, 160, 44])),
+    ("ssim", "SSIM", Rgb([148, 103, 189])),
+    ("ms_ssim", "MS-SSIM", Rgb([255, 127, 14])),
+    ("gmsd", "GMSD", Rgb([127, 127, 127])),
+];
 
 /// The validations in `metrics.jsonl`, by step (a step logged twice, as after a resume that
 /// repeated a validation, keeps its last line). Lines of runs without a validation set (no
@@ -98,8 +106,10 @@ pub fn read_baselines(run_dir: &Path) -> Result<Baselines> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| anyhow!("{src}: not JSON ({e})"))?;
     Ok(Baselines {
-        psnr_srcc: v["psnr"]["srcc"].as_f64(),
-        ssim_srcc: v["ssim"]["srcc"].as_f64(),
+        srcc: BASELINE_METHODS
+            .iter()
+            .filter_map(|(key, name, _)| v[key]["srcc"].as_f64().map(|s| (*name, s)))
+            .collect(),
         val_pairs: v["val_pairs"].as_u64(),
     })
 }
@@ -119,27 +129,32 @@ fn diff(a: f64, b: Option<f64>) -> String {
     }
 }
 
-/// The learning curve as a Markdown table: step, epoch, PLCC, SRCC and SRCC's margin over
-/// PSNR's and SSIM's.
+/// The learning curve as a Markdown table: step, epoch, PLCC, SRCC and SRCC's margin over each
+/// baseline's, then one row per baseline.
 pub fn table(validations: &[Validation], baselines: &Baselines) -> String {
-    let mut t = String::from(
-        "| step | epoch | PLCC | SRCC | SRCC - PSNR's | SRCC - SSIM's |\n| --- | --- | --- | --- | --- | --- |\n",
-    );
+    let mut t = String::from("| step | epoch | PLCC | SRCC |");
+    for (name, _) in &baselines.srcc {
+        t.push_str(&format!(" SRCC - {name}'s |"));
+    }
+    t.push_str("\n|");
+    t.push_str(&" --- |".repeat(4 + baselines.srcc.len()));
+    t.push('\n');
+    let blanks = " |".repeat(baselines.srcc.len());
     for v in validations {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} |",
             v.step,
             v.epoch.map_or("-".into(), |e| e.to_string()),
             fmt(v.plcc),
             fmt(v.srcc),
-            diff(v.srcc, baselines.psnr_srcc),
-            diff(v.srcc, baselines.ssim_srcc),
         ));
-    }
-    for (name, b) in [("PSNR", baselines.psnr_srcc), ("SSIM", baselines.ssim_srcc)] {
-        if let Some(b) = b {
-            t.push_str(&format!("| {name} | | | {} | | |\n", fmt(b)));
+        for (_, b) in &baselines.srcc {
+            t.push_str(&format!(" {} |", diff(v.srcc, Some(*b))));
         }
+        t.push('\n');
+    }
+    for (name, b) in &baselines.srcc {
+        t.push_str(&format!("| {name} | | | {} |{blanks}\n", fmt(*b)));
     }
     t
 }
@@ -172,21 +187,24 @@ pub fn run(args: &PlotRunArgs) -> Result<()> {
             color: Rgb([214, 39, 40]),
         },
     ];
-    let mut levels = Vec::new();
-    if let Some(y) = baselines.psnr_srcc {
-        levels.push(Level {
-            label: "PSNR SRCC",
-            y,
-            color: Rgb([44, 160, 44]),
-        });
-    }
-    if let Some(y) = baselines.ssim_srcc {
-        levels.push(Level {
-            label: "SSIM SRCC",
-            y,
-            color: Rgb([148, 103, 189]),
-        });
-    }
+    let labels: Vec<String> = baselines
+        .srcc
+        .iter()
+        .map(|(name, _)| format!("{name} SRCC"))
+        .collect();
+    let levels: Vec<Level> = baselines
+        .srcc
+        .iter()
+        .zip(&labels)
+        .map(|((name, y), label)| Level {
+            label,
+            y: *y,
+            color: BASELINE_METHODS
+                .iter()
+                .find(|m| m.1 == *name)
+                .map_or(Rgb([0, 0, 0]), |m| m.2),
+        })
+        .collect();
     let title = match baselines.val_pairs {
         Some(n) => format!("validation, {n} pairs"),
         None => "validation".to_string(),
@@ -208,9 +226,9 @@ pub fn run(args: &PlotRunArgs) -> Result<()> {
         "correlation",
         &title,
     )?;
-    if baselines.psnr_srcc.is_none() && baselines.ssim_srcc.is_none() {
+    if baselines.srcc.is_empty() {
         eprintln!(
-            "note: {} absent; the curve has no PSNR/SSIM lines",
+            "note: {} absent; the curve has no baseline lines",
             args.run_dir.join(BASELINES_FILE).display()
         );
     }

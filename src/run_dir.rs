@@ -6,7 +6,7 @@ pub const LAST_CHECKPOINT: &str = "last.safetensors";
 pub const BEST_CHECKPOINT: &str = "best.safetensors";
 /// One JSON line per validation: step, epoch, training loss and the validation correlations.
 pub const METRICS_FILE: &str = "metrics.jsonl";
-/// PSNR's and SSIM's correlations with the labels on the validation pairs.
+/// The baselines' (PSNR, SSIM, MS-SSIM, GMSD) correlations with the labels on the validation pairs.
 pub const BASELINES_FILE: &str = "baselines.json";
 /// The references of the training and validation sets.
 pub const SPLIT_FILE: &str = "split.json";

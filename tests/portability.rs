@@ -8,7 +8,7 @@
 //!
 //! The configurations are not listed by hand: the engine runs every path (scoring in f32 and
 //! f16, shared references and the degradation map's taps, a training step with Adam and the
-//! batch norm's running statistics, the sorter forward and backward, PSNR and SSIM, the
+//! batch norm's running statistics, the sorter forward and backward, PSNR, SSIM, MS-SSIM and GMSD, the
 //! public ops the model does not use, and each convolution family forced in turn) and the
 //! pipeline cache reports what it created (`Gpu::created_pipelines`). To those are added the
 //! launches of every candidate configuration of every convolution family for every product
@@ -131,12 +131,17 @@ fn sorter_steps(gpu: &Gpu, rng: &mut Rng) {
         .unwrap();
 }
 
-/// PSNR and SSIM, the baselines `asna eval` reports beside the model.
+/// PSNR, SSIM, MS-SSIM and GMSD, the baselines `asna eval` reports beside the model
+/// (MS-SSIM at the smallest size it accepts).
 fn baselines(gpu: &Gpu, rng: &mut Rng) {
     let (n, size) = (2, 32);
     let (a, b) = (pixels(rng, n, size), pixels(rng, n, size));
     quality::psnr(gpu, &a, &b, n, size, size).unwrap();
     quality::ssim(gpu, &a, &b, n, size, size).unwrap();
+    quality::gmsd(gpu, &a, &b, n, size, size).unwrap();
+    let side = quality::MS_SSIM_MIN_SIDE;
+    let (a, b) = (pixels(rng, 1, side), pixels(rng, 1, side));
+    quality::ms_ssim(gpu, &a, &b, 1, side, side).unwrap();
 }
 
 /// Library ops the model's paths do not use: a separate activation (every function, f32 and

@@ -172,7 +172,8 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
         assert!(va == vb, "{ka} differs after resume");
     }
     precise_statistics_are_the_mean_over_their_batches(&gpu, &root, &full.join("last.safetensors"));
-    // The PSNR and SSIM baselines of the validation pairs, for plot-run.
+    // The baselines of the validation pairs, for plot-run: noise ranks PSNR, MS-SSIM and GMSD
+    // (negated) perfectly here.
     let baselines: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(full.join("baselines.json")).unwrap())
             .unwrap();
@@ -182,6 +183,14 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
         "{baselines}"
     );
     assert!(baselines["ssim"]["srcc"].is_number(), "{baselines}");
+    assert!(
+        baselines["gmsd"]["srcc"].as_f64().unwrap() > 0.6,
+        "{baselines}"
+    );
+    assert!(
+        baselines["ms_ssim"]["srcc"].as_f64().unwrap() > 0.6,
+        "{baselines}"
+    );
 
     // Starting over in a used directory without --resume is refused.
     let err = train(&gpu, config(&root), &full, false, &quiet())
@@ -229,7 +238,7 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
         "validation metrics logged"
     );
 
-    // `asna eval` on the same labelled set: ASNA, PSNR and SSIM rows over the same pairs.
+    // `asna eval` on the same labelled set: ASNA and the baselines' rows over the same pairs.
     let out = std::process::Command::new(bin)
         .args([
             "eval",
@@ -257,11 +266,14 @@ fn resumed_run_continues_exactly_and_its_checkpoint_scores() {
         rows.iter()
             .map(|r| r["method"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        ["ASNA", "PSNR", "SSIM"]
+        ["ASNA", "PSNR", "SSIM", "MS-SSIM", "GMSD"]
     );
     assert!(rows.iter().all(|r| r["n"] == 6));
-    // PSNR falls with noise, as the labels do: a perfect rank correlation on this set.
-    assert!(rows[1]["srcc"].as_f64().unwrap() > 0.6, "{rows:?}");
+    // PSNR and MS-SSIM fall with noise, as the labels do, and GMSD rises (its row is
+    // negated): a perfect rank correlation on this set.
+    for row in [1, 3, 4] {
+        assert!(rows[row]["srcc"].as_f64().unwrap() > 0.6, "{rows:?}");
+    }
 }
 
 #[test]
@@ -823,6 +835,32 @@ fn plot_run_draws_the_learning_curve_and_prints_its_table() {
     assert_eq!(rows[4], "| 300 | 3 | 0.800 | 0.780 | +0.040 | +0.255 |");
     assert_eq!(rows[5], "| PSNR | | | 0.740 | | |");
     assert_eq!(rows[6], "| SSIM | | | 0.525 | | |");
+    // A run with all four baselines: a margin column and a row for each, in the file's order
+    // of methods whatever the key order.
+    std::fs::write(
+        run.join("baselines.json"),
+        r#"{"val_pairs": 340, "gmsd": {"srcc": 0.81}, "ms_ssim": {"srcc": 0.79}, "psnr": {"srcc": 0.74}, "ssim": {"srcc": 0.525}}"#,
+    )
+    .unwrap();
+    let out = plot(&run, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 2 + 3 + 4, "{table}");
+    assert_eq!(
+        rows[0],
+        "| step | epoch | PLCC | SRCC | SRCC - PSNR's | SRCC - SSIM's | SRCC - MS-SSIM's | SRCC - GMSD's |"
+    );
+    assert_eq!(
+        rows[4],
+        "| 300 | 3 | 0.800 | 0.780 | +0.040 | +0.255 | -0.010 | -0.030 |"
+    );
+    assert_eq!(rows[7], "| MS-SSIM | | | 0.790 | | | | |");
+    assert_eq!(rows[8], "| GMSD | | | 0.810 | | | | |");
     // --out elsewhere; no temporary file left behind; without baselines.json, a note.
     std::fs::remove_file(run.join("baselines.json")).unwrap();
     let other = run.join("sub").join("curve of run.png");

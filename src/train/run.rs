@@ -424,8 +424,9 @@ impl<'g> Run<'g> {
         )
     }
 
-    /// PSNR's and SSIM's correlations with the labels on the validation pairs, once per run:
-    /// the lines `asna plot-run` draws beside the learning curve.
+    /// The correlations of PSNR, SSIM, MS-SSIM and GMSD (negated: every row rises with
+    /// quality) with the labels on the validation pairs, once per run: the lines `asna
+    /// plot-run` draws beside the learning curve.
     fn write_baselines(&self) -> Result<()> {
         let path = self.run_dir.join(BASELINES_FILE);
         if self.val_idx.is_empty() || path.exists() {
@@ -446,22 +447,20 @@ impl<'g> Run<'g> {
             .iter()
             .map(|&i| self.targets[i] as f64)
             .collect();
-        let (mut psnr, mut ssim) = (Vec::new(), Vec::new());
+        let mut baselines = Vec::with_capacity(list.len());
         for pair in crate::data::decode_pairs_in_background(list, SIZE as u32, 16) {
             let (r, d) = pair?;
-            let (p, s) = crate::ops::quality::psnr_ssim(self.gpu, &r, &d)?;
-            psnr.push(p);
-            ssim.push(s);
+            baselines.push(crate::ops::quality::baselines(self.gpu, &r, &d)?);
         }
-        let row = |v: &[f64]| {
-            let c = metrics::correlations(v, &truth);
-            serde_json::json!({"plcc": c.plcc, "srcc": c.srcc, "krcc": c.krcc})
-        };
-        let v = serde_json::json!({
-            "val_pairs": truth.len(),
-            "psnr": row(&psnr),
-            "ssim": row(&ssim),
-        });
+        let mut v = serde_json::json!({"val_pairs": truth.len()});
+        let rows = crate::eval::baseline_rows(&baselines, &truth);
+        for (name, c) in &rows {
+            let (key, _, _) = crate::plot_run::BASELINE_METHODS
+                .iter()
+                .find(|m| m.1 == name)
+                .expect("every baseline row has a baselines.json key");
+            v[*key] = serde_json::json!({"plcc": c.plcc, "srcc": c.srcc, "krcc": c.krcc});
+        }
         write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())
     }
 }
