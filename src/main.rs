@@ -61,7 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth(a) => asna::synth::run_command(a),
         Command::ImportKeras(a) => asna::import::keras::run_command(a),
         Command::PlotRun(a) => asna::plot_run::run(a),
-        Command::Web(a) => asna::web::run(&*gpu()?, a),
+        Command::Web(a) => asna::web::run(gpu()?, a),
     }
 }
 

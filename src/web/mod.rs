@@ -16,6 +16,7 @@ use crate::model::checkpoint::load_model;
 use crate::plan::record::{finish, record_scoring, Kernels, WeightsFile};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The site's static files, embedded: (path in the site, contents).
 pub const STATIC_FILES: &[(&str, &[u8])] = &[
@@ -47,16 +48,26 @@ pub struct WebArgs {
     pub serve: Option<String>,
 }
 
-pub fn run(gpu: &Gpu, args: &WebArgs) -> Result<()> {
-    let files = write_site(gpu, &args.out, args.weights.as_deref())?;
+/// Builds the site, then (with `--serve`) gives the GPU back and serves it: the server needs no
+/// device, and a driver's threads must not share its file descriptors.
+pub fn run(gpu: Rc<Gpu>, args: &WebArgs) -> Result<()> {
+    // The address first: a port in use is refused before the site is built.
+    let listener = args.serve.as_deref().map(serve::bind).transpose()?;
+    let files = write_site(&gpu, &args.out, args.weights.as_deref())?;
+    drop(gpu);
     let shown = args.out.display();
     eprintln!("wrote {files} files to {shown}");
-    match &args.serve {
-        Some(addr) => serve::serve(&args.out, addr, |bound| {
-            use std::io::Write;
-            println!("serving {shown} at http://{bound}/ (Ctrl-C stops)");
-            let _ = std::io::stdout().flush();
-        }),
+    match listener {
+        Some(listener) => serve::serve(
+            listener,
+            &args.out,
+            &serve::ServeOptions::default(),
+            |bound| {
+                use std::io::Write;
+                println!("serving {shown} at http://{bound}/ (Ctrl-C stops)");
+                let _ = std::io::stdout().flush();
+            },
+        ),
         None => {
             eprintln!(
                 "open it from any static file server, e.g. `asna web --out {shown} --serve` and http://127.0.0.1:8000/"
