@@ -9,6 +9,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The largest text inputs read whole: a pair or label list (about 10 million rows), and a
+/// run's metrics or baselines file.
+pub const MAX_LIST_BYTES: u64 = 1 << 30;
+pub const MAX_RUN_LOG_BYTES: u64 = 256 << 20;
+
 /// What a file system object is, in words, for errors about things that are not regular files.
 fn kind_of(file_type: std::fs::FileType) -> &'static str {
     if file_type.is_dir() {

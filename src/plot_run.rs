@@ -53,7 +53,8 @@ pub const BASELINE_METHODS: [(&str, &str, Rgb<u8>); 4] = [
 /// with a step.
 pub fn read_metrics(path: &Path) -> Result<Vec<Validation>> {
     let src = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{src}: cannot read ({e})"))?;
+    let bytes = crate::files::read_bounded(path, crate::files::MAX_RUN_LOG_BYTES, "a metrics log")?;
+    let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
     if text.trim().is_empty() {
         bail!("{src}: empty, no validation logged yet");
     }
@@ -102,7 +103,9 @@ pub fn read_baselines(run_dir: &Path) -> Result<Baselines> {
         return Ok(Baselines::default());
     }
     let src = path.display();
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow!("{src}: cannot read ({e})"))?;
+    let bytes =
+        crate::files::read_bounded(&path, crate::files::MAX_RUN_LOG_BYTES, "a baselines file")?;
+    let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| anyhow!("{src}: not JSON ({e})"))?;
     Ok(Baselines {

@@ -445,6 +445,47 @@ fn pair_lists() {
     fails(&score_list(&l), &[&d.join("nope.png")], &["not found"]);
     let l = d.join("no_such_list.csv");
     fails(&score_list(&l), &[&l], &[]);
+    // Paths stay inside the list's folder, whether or not the file outside exists (the
+    // message does not say); each pair once; a column named twice is ambiguous.
+    let l = write(
+        &d.join("abs.csv"),
+        b"ref,dist
+a.png,a.png
+/etc/passwd,a.png
+",
+    );
+    fails(&score_list(&l), &[&l], &[":3:", "absolute"]);
+    let l = write(
+        &d.join("up.csv"),
+        b"ref,dist
+a.png,../lists/a.png
+",
+    );
+    let e = fails(&score_list(&l), &[&l], &[":2:", "\"..\""]);
+    assert!(!e.contains("not found"), "{e}");
+    let l = write(
+        &d.join("sub_up.csv"),
+        b"ref,dist
+x/../../a.png,a.png
+",
+    );
+    fails(&score_list(&l), &[&l], &[":2:", "\"..\""]);
+    let l = write(
+        &d.join("twice.csv"),
+        b"ref,dist\na.png,a.png\na.png,\"b b.png\"\n./a.png,a.png\n",
+    );
+    fails(&score_list(&l), &[&l], &[":4:", "listed twice", "line 2"]);
+    let l = write(
+        &d.join("ambiguous.csv"),
+        b"ref,ref,dist\na.png,b b.png,a.png\n",
+    );
+    fails(&score_list(&l), &[&l], &[":1:", "\"ref\" twice"]);
+    let l = write(
+        &d.join("controls.csv"),
+        b"ref,dist\n/a\x1b[2J\x07.png,a.png\n",
+    );
+    let e = fails(&score_list(&l), &[&l], &[":2:", "absolute"]);
+    assert!(!e.contains('\x1b') && !e.contains('\x07'), "{e:?}");
 
     // Accepted: BOM, CRLF, quoted fields (a comma-free name with a space), extra columns.
     let l = write(
@@ -511,9 +552,10 @@ fn failed_list_leaves_no_output_file() {
     }
     // With one pair per batch the first chunk (4 pairs) is scored and its rows written before
     // the fifth pair fails.
+    noise(288, 288, 32).save(d.join("c.png")).unwrap();
     let list = write(
         &d.join("long.csv"),
-        b"ref,dist\na.png,a.png\na.png,a.png\na.png,a.png\na.png,a.png\na.png,bad.png\n",
+        b"ref,dist\na.png,a.png\na.png,c.png\nc.png,a.png\nc.png,c.png\na.png,bad.png\n",
     );
     let out = d.join("long_scores.csv");
     let r = asna(
@@ -580,6 +622,11 @@ fn training_label_files() {
             "dis_img_path,ref_img_path,score\nd1.png,r1.png\n",
             &[":2:", "score"],
         ),
+        (
+            "ambiguous",
+            "dis_img_path,ref_img_path,score,SCORE\nd1.png,r1.png,3,4\n",
+            &[":1:", "\"score\" twice"],
+        ),
     ];
     for (name, text, want) in cases {
         let labels = write(&d.join(format!("{name}.csv")), text.as_bytes());
@@ -623,6 +670,53 @@ fn training_label_files() {
         &[],
     );
     fails(&r, &[&d.join("labels.csv")], &["not found"]);
+}
+
+/// Text inputs are regular files of bounded size: a FIFO nobody writes, or a device that never
+/// ends, is refused at once instead of blocking or filling memory.
+#[test]
+fn text_inputs_that_are_not_regular_files_are_refused() {
+    let d = case_dir("not_files");
+    let fifo = d.join("fifo.csv");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let zero = Path::new("/dev/zero");
+    for (list, kind) in [(fifo.as_path(), "a FIFO"), (zero, "a character device")] {
+        let t = Instant::now();
+        let r = asna(&[&"score", &"--pairs", &list, &"--quiet"], &[]);
+        fails(&r, &[list], &[kind]);
+        let r = asna(
+            &[
+                &"eval",
+                &"--dataset",
+                &"csv",
+                &"--root",
+                &d,
+                &"--labels",
+                &list,
+                &"--quiet",
+            ],
+            &[],
+        );
+        fails(&r, &[list], &[kind]);
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    }
+    // A run directory whose metrics log is a FIFO, or whose baselines file is /dev/zero.
+    let run = case_dir("not_files_run");
+    Command::new("mkfifo")
+        .arg(run.join("metrics.jsonl"))
+        .status()
+        .unwrap();
+    let r = asna(&[&"plot-run", &run], &[]);
+    fails(&r, &[&run.join("metrics.jsonl")], &["a FIFO"]);
+    fs::remove_file(run.join("metrics.jsonl")).unwrap();
+    write(
+        &run.join("metrics.jsonl"),
+        b"{\"step\":1,\"plcc\":0.5,\"srcc\":0.5}\n",
+    );
+    std::os::unix::fs::symlink(zero, run.join("baselines.json")).unwrap();
+    let r = asna(&[&"plot-run", &run], &[]);
+    fails(&r, &[&run.join("baselines.json")], &["a character device"]);
 }
 
 // ---- model files ----------------------------------------------------------------------

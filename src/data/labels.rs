@@ -24,7 +24,8 @@ pub(crate) fn read_label_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
         Ok(m) if m.is_dir() => bail!("{p}: is a directory, expected a labels file"),
         Ok(_) => {}
     }
-    let mut bytes = fs::read(path).map_err(|e| anyhow!("{p}: cannot read labels file: {e}"))?;
+    let mut bytes =
+        crate::files::read_bounded(path, crate::files::MAX_LIST_BYTES, "a labels file")?;
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         bytes.drain(..3);
     }
@@ -127,10 +128,9 @@ pub(crate) fn header_columns(
             required.join(",")
         );
     };
-    let find = |name: &str| h.fields.iter().position(|f| f.eq_ignore_ascii_case(name));
     let mut req = Vec::new();
     for name in required {
-        match find(name) {
+        match unique_column(path, h, name)? {
             Some(i) => req.push(i),
             None => bail!(
                 "{}:{}: missing column \"{name}\" (header has: {})",
@@ -140,8 +140,28 @@ pub(crate) fn header_columns(
             ),
         }
     }
-    let opt = optional.iter().map(|n| find(n)).collect();
+    let opt = optional
+        .iter()
+        .map(|n| unique_column(path, h, n))
+        .collect::<anyhow::Result<_>>()?;
     Ok((req, opt))
+}
+
+/// The header column named `name` (in any case), if there is one; two are ambiguous, and
+/// refused rather than one of them taken silently.
+pub(crate) fn unique_column(path: &Path, h: &Row, name: &str) -> anyhow::Result<Option<usize>> {
+    let mut hits = (0..h.fields.len()).filter(|&i| h.fields[i].eq_ignore_ascii_case(name));
+    let first = hits.next();
+    if let (Some(a), Some(b)) = (first, hits.next()) {
+        bail!(
+            "{}:{}: the header names the column \"{name}\" twice (columns {} and {}), which is ambiguous",
+            path.display(),
+            h.line,
+            a + 1,
+            b + 1
+        );
+    }
+    Ok(first)
 }
 
 /// Field `i` of a row, or an error saying how many fields the line has.
@@ -179,15 +199,28 @@ pub(crate) fn parse_score(path: &Path, line: usize, s: &str) -> anyhow::Result<f
 /// A path from a label file, which must stay inside the dataset root: relative, without `..`.
 /// Backslashes are read as separators (label files written on Windows).
 pub(crate) fn safe_relative(path: &Path, line: usize, s: &str) -> anyhow::Result<PathBuf> {
+    relative_within(path, line, s, "the dataset root")
+}
+
+/// `safe_relative` for a list whose paths are relative to `root` (named in the errors).
+pub(crate) fn relative_within(
+    path: &Path,
+    line: usize,
+    s: &str,
+    root: &str,
+) -> anyhow::Result<PathBuf> {
     let p = path.display();
     let norm = s.replace('\\', "/");
+    // Messages show the path with control characters escaped: one line, no terminal codes.
+    let shown = escape_controls(s);
+    let s = shown.as_str();
     if norm.is_empty() {
         bail!("{p}:{line}: empty image path");
     }
     let b = norm.as_bytes();
     let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
     if norm.starts_with('/') || drive {
-        bail!("{p}:{line}: absolute image path \"{s}\" refused (paths must be relative to the dataset root)");
+        bail!("{p}:{line}: absolute image path \"{s}\" refused (paths must be relative to {root})");
     }
     let mut out = PathBuf::new();
     for c in Path::new(&norm).components() {
@@ -195,10 +228,10 @@ pub(crate) fn safe_relative(path: &Path, line: usize, s: &str) -> anyhow::Result
             Component::Normal(x) => out.push(x),
             Component::CurDir => {}
             Component::ParentDir => {
-                bail!("{p}:{line}: image path \"{s}\" uses \"..\" to leave the dataset root (refused)")
+                bail!("{p}:{line}: image path \"{s}\" uses \"..\" to leave {root} (refused)")
             }
             Component::RootDir | Component::Prefix(_) => {
-                bail!("{p}:{line}: absolute image path \"{s}\" refused (paths must be relative to the dataset root)")
+                bail!("{p}:{line}: absolute image path \"{s}\" refused (paths must be relative to {root})")
             }
         }
     }
