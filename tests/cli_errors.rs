@@ -811,6 +811,60 @@ fn bad_model_files_are_refused() {
         write(&d.join("std.safetensors"), &ser(&f.tensors, &m)),
         "label_std",
     ));
+    // A label scale whose scores would not be ordinary numbers (1e308 printed "inf").
+    for (key, value, name) in [
+        ("label_mean", "1e308", "mean.safetensors"),
+        ("label_std", "1e13", "wide.safetensors"),
+    ] {
+        let mut m = f.meta.clone();
+        m.insert(key.into(), value.into());
+        cases.push((write(&d.join(name), &ser(&f.tensors, &m)), "implausible"));
+    }
+    // The header is judged before any tensor is decoded: the label scale before a missing
+    // tensor, and a tensor's declared type.
+    let mut m = f.meta.clone();
+    m.insert("label_mean".into(), "-1e300".into());
+    cases.push((
+        write(&d.join("mean_and_lacks.safetensors"), &ser(&fewer, &m)),
+        "implausible",
+    ));
+    let typed = |extra: Option<(&str, safetensors::Dtype)>, replace: bool| -> Vec<u8> {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = f
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, (n, s, v))| {
+                let ints = replace && i == 0;
+                let data = if ints {
+                    v.iter().flat_map(|x| (*x as i32).to_le_bytes()).collect()
+                } else {
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+                };
+                let dtype = if ints {
+                    safetensors::Dtype::I32
+                } else {
+                    safetensors::Dtype::F32
+                };
+                (n.clone(), s.clone(), data, dtype)
+            })
+            .chain(extra.map(|(n, dt)| (n.to_string(), vec![64], vec![0u8; 64 * 8], dt)))
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(n, s, b, dt)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*dt, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        let meta: std::collections::HashMap<String, String> = f.meta.clone().into_iter().collect();
+        safetensors::serialize(views, &Some(meta)).unwrap()
+    };
+    cases.push((
+        write(&d.join("ints.safetensors"), &typed(None, true)),
+        "expected a float type",
+    ));
     // A directory without best.safetensors.
     cases.push((case_dir("weights_rundir"), "best.safetensors"));
     // Larger than any model (sparse: the size is declared, nothing is written).
@@ -829,6 +883,19 @@ fn bad_model_files_are_refused() {
         let e = fails(&r, &[path], &[what]);
         eprintln!("{}: {e}", path.display());
     }
+    // `web` refuses the models `score` refuses, before it writes the site.
+    let site = d.join("site");
+    let implausible = d.join("mean.safetensors");
+    let r = asna(&[&"web", &"--weights", &implausible, &"--out", &site], &[]);
+    fails(&r, &[&implausible], &["implausible"]);
+    assert!(!site.exists(), "a site written from a refused model");
+    // Tensors the model does not use are not decoded: one of a type asna cannot read is
+    // skipped, and the model scores.
+    let extra = write(
+        &d.join("extra.safetensors"),
+        &typed(Some(("notes.unused", safetensors::Dtype::I64)), false),
+    );
+    scores(&asna(&[&"score", &img, &img, &"--weights", &extra], &[]));
 }
 
 // ---- usage errors and adapters --------------------------------------------------------

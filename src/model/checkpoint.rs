@@ -32,12 +32,29 @@ fn meta<'a>(m: &'a BTreeMap<String, String>, key: &str, source: &str) -> Result<
 }
 
 /// Checks a file's metadata names the architecture we expect, at a spec version we read.
+/// The float types a model's tensors may be stored in (read as f32).
+const FLOAT_TYPES: [safetensors::Dtype; 4] = [
+    safetensors::Dtype::F32,
+    safetensors::Dtype::F64,
+    safetensors::Dtype::F16,
+    safetensors::Dtype::BF16,
+];
+
 pub fn check_architecture(file: &TensorFile, want: &str, source: &str) -> Result<()> {
-    let arch = meta(&file.metadata, "architecture", source)?;
+    check_architecture_metadata(&file.metadata, want, source)
+}
+
+fn check_architecture_metadata(
+    metadata: &BTreeMap<String, String>,
+    want: &str,
+    source: &str,
+) -> Result<()> {
+    let file_metadata = metadata;
+    let arch = meta(file_metadata, "architecture", source)?;
     if arch != want {
         bail!("{source}: holds a model of architecture \"{arch}\", expected \"{want}\"");
     }
-    let version = meta(&file.metadata, "spec_version", source)?;
+    let version = meta(file_metadata, "spec_version", source)?;
     if version != SPEC_VERSION {
         bail!("{source}: unknown spec version \"{version}\" (this asna reads \"{SPEC_VERSION}\")");
     }
@@ -53,11 +70,33 @@ pub fn load_store(
     ParamStore::from_file_tensors(gpu, specs, |name| file.float(name), source)
 }
 
+/// A model from the bytes of its file. Everything the header says is checked first
+/// (architecture, spec version, label scale, every tensor's name, type and shape); only then
+/// are the model's tensors decoded, and no others (a checkpoint's optimiser state is skipped).
 pub fn parse_model(gpu: &Gpu, bytes: &[u8], source: &str) -> Result<LoadedModel> {
-    let file = TensorFile::parse(bytes, source)?;
-    check_architecture(&file, ARCHITECTURE, source)?;
-    let store = load_store(gpu, &file, &asna::specs(), source)?;
-    let scaler = scaler_from_metadata(&file.metadata, source)?;
+    let header = TensorFile::header(bytes, source)?;
+    check_architecture_metadata(&header.metadata, ARCHITECTURE, source)?;
+    let scaler = scaler_from_metadata(&header.metadata, source)?;
+    let specs = asna::specs();
+    for spec in &specs.0 {
+        match header.tensors.get(&spec.name) {
+            None => bail!("{source}: missing tensor \"{}\"", spec.name),
+            Some((_, shape)) if *shape != spec.file_shape => bail!(
+                "{source}: tensor \"{}\" has shape {:?}, expected {:?}",
+                spec.name,
+                shape,
+                spec.file_shape
+            ),
+            Some((dtype, _)) if !FLOAT_TYPES.contains(dtype) => bail!(
+                "{source}: tensor \"{}\" has type {dtype:?}, expected a float type",
+                spec.name
+            ),
+            Some(_) => {}
+        }
+    }
+    let names: std::collections::BTreeSet<&str> = specs.0.iter().map(|s| s.name.as_str()).collect();
+    let file = TensorFile::parse_selected(bytes, source, |n| names.contains(n))?;
+    let store = load_store(gpu, &file, &specs, source)?;
     Ok(LoadedModel {
         store,
         scaler,
@@ -65,6 +104,11 @@ pub fn parse_model(gpu: &Gpu, bytes: &[u8], source: &str) -> Result<LoadedModel>
         source: source.to_string(),
     })
 }
+
+/// The largest label mean or standard deviation a model may declare. Human opinion scores
+/// are at most a few thousand (PIPAL's Elo scores about 1500); past this, scores lose their
+/// meaning long before they overflow.
+pub const MAX_LABEL_SCALE: f64 = 1e12;
 
 /// The label scale a model's outputs are read on: mean, standard deviation and direction of
 /// its training labels.
@@ -83,8 +127,15 @@ pub fn scaler_from_metadata(m: &BTreeMap<String, String>, source: &str) -> Resul
     if std <= 0.0 {
         bail!("{source}: metadata \"label_std\" must be positive");
     }
+    let mean = num("label_mean")?;
+    if mean.abs() > MAX_LABEL_SCALE || std > MAX_LABEL_SCALE {
+        bail!(
+            "{source}: metadata label scale (mean {mean:e}, std {std:e}) is implausible: \
+             scores on it would not be ordinary numbers (at most {MAX_LABEL_SCALE:e} accepted)"
+        );
+    }
     Ok(LabelScaler {
-        mean: num("label_mean")?,
+        mean,
         std,
         direction,
     })

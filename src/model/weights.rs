@@ -23,6 +23,13 @@ pub fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// What a safetensors header declares: metadata, and each tensor's type and shape.
+#[derive(Default, Debug)]
+pub struct TensorHeader {
+    pub metadata: BTreeMap<String, String>,
+    pub tensors: BTreeMap<String, (Dtype, Vec<usize>)>,
+}
+
 /// The tensors of one file, as f32 (floats of any width) or u8, with the file's metadata.
 #[derive(Default, Debug)]
 pub struct TensorFile {
@@ -33,20 +40,48 @@ pub struct TensorFile {
 
 impl TensorFile {
     pub fn parse(data: &[u8], source: &str) -> Result<TensorFile> {
+        Self::parse_selected(data, source, |_| true)
+    }
+
+    /// The file's metadata and the name, type and shape of each tensor, from its header alone:
+    /// nothing is decoded, so a file can be judged before its tensors cost memory.
+    pub fn header(data: &[u8], source: &str) -> Result<TensorHeader> {
+        // deserialize checks that every tensor's byte range lies inside the file.
         let st = SafeTensors::deserialize(data)
             .map_err(|e| anyhow!("{source}: not a valid safetensors file ({e})"))?;
         let (_, meta) = SafeTensors::read_metadata(data)
             .map_err(|e| anyhow!("{source}: bad safetensors header ({e})"))?;
-        let mut out = TensorFile {
+        Ok(TensorHeader {
             metadata: meta
                 .metadata()
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            tensors: st
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| (name, (view.dtype(), view.shape().to_vec())))
+                .collect(),
+        })
+    }
+
+    /// `parse`, decoding only the tensors `wanted` names.
+    pub fn parse_selected(
+        data: &[u8],
+        source: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<TensorFile> {
+        let st = SafeTensors::deserialize(data)
+            .map_err(|e| anyhow!("{source}: not a valid safetensors file ({e})"))?;
+        let mut out = TensorFile {
+            metadata: Self::header(data, source)?.metadata,
             ..Default::default()
         };
         for (name, view) in st.tensors() {
+            if !wanted(&name) {
+                continue;
+            }
             let shape = view.shape().to_vec();
             let raw = view.data();
             let floats: Option<Vec<f32>> = match view.dtype() {
