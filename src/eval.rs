@@ -112,6 +112,16 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     if let Some(l) = args.limit {
         pairs.truncate(l);
     }
+    if let Some(plot) = &args.plot {
+        crate::files::refuse_overwriting_inputs(
+            &[("--plot", plot.as_path())],
+            pairs
+                .iter()
+                .flat_map(|p| [p.ref_path.as_path(), p.dist_path.as_path()])
+                .chain(std::iter::once(ds.labels_file.as_path()))
+                .chain(args.weights.iter().map(|w| w.as_path())),
+        )?;
+    }
     let models = if args.baselines_only {
         Vec::new()
     } else {

@@ -170,6 +170,14 @@ pub fn run(args: &PlotRunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| args.run_dir.join("curve.png"));
+    let inputs = [
+        args.run_dir.join(METRICS_FILE),
+        args.run_dir.join(BASELINES_FILE),
+    ];
+    crate::files::refuse_overwriting_inputs(
+        &[("--out", out.as_path())],
+        inputs.iter().map(|p| p.as_path()),
+    )?;
     let plcc: Vec<(f64, f64)> = validations
         .iter()
         .map(|v| (v.step as f64, v.plcc))

@@ -12,3 +12,13 @@ pub const BASELINES_FILE: &str = "baselines.json";
 pub const SPLIT_FILE: &str = "split.json";
 /// The run's configuration, for the record (checkpoints hold it too).
 pub const CONFIG_FILE: &str = "config.json";
+
+/// Every file a run writes into its directory.
+pub const RUN_FILES: [&str; 6] = [
+    LAST_CHECKPOINT,
+    BEST_CHECKPOINT,
+    METRICS_FILE,
+    BASELINES_FILE,
+    SPLIT_FILE,
+    CONFIG_FILE,
+];

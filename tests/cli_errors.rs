@@ -999,6 +999,136 @@ fn outputs_never_overwrite_inputs() {
     assert!(out.exists());
 }
 
+/// The other commands' outputs: eval's plot, plot-run's chart, a training run's files, a
+/// site's files and a synthetic dataset are refused where they would replace an input.
+#[test]
+fn other_commands_never_overwrite_inputs() {
+    let f = fixture();
+    let d = case_dir("overwrite_others");
+    noise(288, 288, 50).save(d.join("a.png")).unwrap();
+    noise(288, 288, 51).save(d.join("b.png")).unwrap();
+    write(
+        &d.join("labels.csv"),
+        b"dis_img_path,ref_img_path,score\nb.png,a.png,3\n",
+    );
+    write(
+        &d.join("split.json"),
+        b"dis_img_path,ref_img_path,score\nb.png,a.png,3\n",
+    );
+    fs::copy(&f.model, d.join("best.safetensors")).unwrap();
+    fs::copy(&f.model, d.join("weights.bin")).unwrap();
+    write(
+        &d.join("metrics.jsonl"),
+        b"{\"step\":1,\"plcc\":0.5,\"srcc\":0.5}\n",
+    );
+    let names = [
+        "a.png",
+        "b.png",
+        "labels.csv",
+        "split.json",
+        "best.safetensors",
+        "weights.bin",
+        "metrics.jsonl",
+    ];
+    let snapshot =
+        || -> Vec<Vec<u8>> { names.iter().map(|n| fs::read(d.join(n)).unwrap()).collect() };
+    let before = snapshot();
+    let eval = |plot: &Path| {
+        asna(
+            &[
+                &"eval",
+                &"--dataset",
+                &"csv",
+                &"--root",
+                &d,
+                &"--weights",
+                &f.model,
+                &"--plot",
+                &plot,
+                &"--quiet",
+            ],
+            &[],
+        )
+    };
+    fails(
+        &eval(&d.join("b.png")),
+        &[&d.join("b.png")],
+        &["--plot is the input"],
+    );
+    fails(
+        &eval(&d.join("labels.csv")),
+        &[&d.join("labels.csv")],
+        &["--plot is the input"],
+    );
+    let plot_into = d.join("metrics.jsonl");
+    let r = asna(&[&"plot-run", &d, &"--out", &plot_into], &[]);
+    fails(&r, &[&plot_into], &["--out is the input"]);
+    // A run whose directory holds its labels (as split.json) or its --init (as best.safetensors).
+    let split = d.join("split.json");
+    let r = asna(
+        &[
+            &"train",
+            &"--dataset",
+            &"csv",
+            &"--root",
+            &d,
+            &"--labels",
+            &split,
+            &"--out",
+            &d,
+            &"--max-steps",
+            &"1",
+            &"--quiet",
+        ],
+        &[],
+    );
+    fails(&r, &[&split], &["--out is the input"]);
+    let init = d.join("best.safetensors");
+    let r = asna(
+        &[
+            &"train",
+            &"--dataset",
+            &"csv",
+            &"--root",
+            &d,
+            &"--init",
+            &init,
+            &"--out",
+            &d,
+            &"--max-steps",
+            &"1",
+            &"--quiet",
+        ],
+        &[],
+    );
+    fails(&r, &[&init], &["--out is the input"]);
+    assert!(!d.join("last.safetensors").exists() && !d.join("config.json").exists());
+    // A site written over the model it is made from.
+    let model_in_site = d.join("weights.bin");
+    let r = asna(&[&"web", &"--weights", &model_in_site, &"--out", &d], &[]);
+    fails(&r, &[&model_in_site], &["--out is the input"]);
+    assert!(!d.join("index.html").exists());
+    // A synthetic dataset in the photographs' folder, inside it, or around it.
+    let photos = d.join("photos");
+    fs::create_dir_all(photos.join("inner")).unwrap();
+    noise(300, 300, 52)
+        .save(photos.join("inner/p.png"))
+        .unwrap();
+    for (refs, out) in [
+        (photos.clone(), photos.clone()),
+        (photos.clone(), photos.join("synth")),
+        (photos.join("inner"), photos.clone()),
+    ] {
+        let r = asna(
+            &[&"synth", &"--refs", &refs, &"--out", &out, &"--quiet"],
+            &[],
+        );
+        fails(&r, &[&out], &["one holds the other"]);
+    }
+    assert!(!photos.join("synth").exists() && !photos.join("labels.csv").exists());
+    assert!(before == snapshot(), "an input was changed");
+}
+
 #[test]
 fn train_options_out_of_range_exit_2_and_write_nothing() {
     let root = case_dir("train_ranges_root");

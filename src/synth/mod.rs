@@ -103,8 +103,48 @@ pub struct SynthArgs {
     pub quiet: bool,
 }
 
+/// `--out` may be neither `--refs` nor inside it, nor hold it: synth reads every photograph
+/// under `--refs`, subfolders included, and would take its own outputs for references (or
+/// write beside the photographs).
+fn refuse_nested(refs: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(refs_real) = refs.canonicalize() else {
+        return Ok(()); // a missing --refs is reported where it is read
+    };
+    // --out may not exist yet: resolve its nearest existing ancestor.
+    let mut probe = out.to_path_buf();
+    let mut tail = Vec::new();
+    let out_real = loop {
+        if let Ok(real) = probe.canonicalize() {
+            break tail
+                .iter()
+                .rev()
+                .fold(real, |p: std::path::PathBuf, c| p.join(c));
+        }
+        match (probe.file_name().map(|n| n.to_os_string()), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                probe = if parent.as_os_str().is_empty() {
+                    std::path::PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return Ok(()),
+        }
+    };
+    if out_real.starts_with(&refs_real) || refs_real.starts_with(&out_real) {
+        anyhow::bail!(
+            "{}: --out and --refs {} are the same folder or one holds the other; give the dataset a folder of its own",
+            out.display(),
+            refs.display()
+        );
+    }
+    Ok(())
+}
+
 /// `asna synth`: builds the dataset and prints a summary line.
 pub fn run_command(args: &SynthArgs) -> anyhow::Result<()> {
+    refuse_nested(&args.refs, &args.out)?;
     let mut cfg = SynthConfig::new(args.refs.clone(), args.out.clone());
     cfg.seed = args.seed;
     cfg.crops_per_ref = args.crops;

@@ -19,7 +19,8 @@ use crate::model::weights::TensorFile;
 use crate::ops::adam::AdamConfig;
 use crate::optim::{train_step, Adam};
 use crate::run_dir::{
-    BASELINES_FILE, BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SPLIT_FILE,
+    BASELINES_FILE, BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, RUN_FILES,
+    SPLIT_FILE,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -108,6 +109,21 @@ impl<'g> Run<'g> {
             });
             (cfg, ds, Progress::default(), store, adam, None)
         };
+        // Nothing the run writes may be one of its inputs: its labels, --init, --sorter, or an
+        // image kept in the run directory.
+        let outputs: Vec<PathBuf> = RUN_FILES.iter().map(|f| run_dir.join(f)).collect();
+        let outputs: Vec<(&str, &Path)> = outputs.iter().map(|p| ("--out", p.as_path())).collect();
+        crate::files::refuse_overwriting_inputs(
+            &outputs,
+            std::iter::once(ds.labels_file.as_path())
+                .chain(cfg.init.as_deref())
+                .chain(cfg.sorter.as_deref())
+                .chain(
+                    ds.pairs
+                        .iter()
+                        .flat_map(|p| [p.ref_path.as_path(), p.dist_path.as_path()]),
+                ),
+        )?;
         if cfg.loss.rank != 0.0 && cfg.batch != sorter::LENGTH {
             bail!(
                 "--batch must be {} (the sorter's length) when the rank loss is used",

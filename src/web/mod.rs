@@ -91,6 +91,26 @@ pub fn write_site(gpu: &Gpu, dir: &Path, weights: Option<&Path>) -> Result<usize
         )?);
     }
     finish(&mut plans, &blob);
+    let mut used: Vec<&str> = plans
+        .iter()
+        .flat_map(|p| p.shaders.iter().map(String::as_str))
+        .collect();
+    used.sort();
+    used.dedup();
+
+    // No file of the site may be the model it is made from (through a link, say).
+    let site_files: Vec<PathBuf> = STATIC_FILES
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .chain(used.iter().map(|name| format!("shaders/{name}")))
+        .chain([WEIGHTS.to_string(), MANIFEST.to_string()])
+        .chain(plans.iter().map(|p| format!("plan-{}.json", p.kernels)))
+        .map(|name| dir.join(name))
+        .collect();
+    let outputs: Vec<(&str, &Path)> = site_files.iter().map(|p| ("--out", p.as_path())).collect();
+    // The file the model came from (a run directory's best.safetensors, for one).
+    let model_file = weights.map(|_| PathBuf::from(&model.source));
+    crate::files::refuse_overwriting_inputs(&outputs, model_file.as_deref())?;
 
     let create = |d: &Path| {
         std::fs::create_dir_all(d).map_err(|e| anyhow!("{}: cannot create ({e})", d.display()))
@@ -107,12 +127,6 @@ pub fn write_site(gpu: &Gpu, dir: &Path, weights: Option<&Path>) -> Result<usize
         put(name, bytes)?;
     }
     let shaders = crate::ops::all_shaders();
-    let mut used: Vec<&str> = plans
-        .iter()
-        .flat_map(|p| p.shaders.iter().map(String::as_str))
-        .collect();
-    used.sort();
-    used.dedup();
     for name in used {
         let text = shaders
             .iter()
