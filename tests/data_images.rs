@@ -7,6 +7,57 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use asna::data::{check_min_size, load_pair, load_rgb};
 use image::RgbImage;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Counts the bytes each thread holds allocated and the most it held, so that a test can
+/// bound the memory of its own work while the other tests run on their threads.
+struct PerThreadCount;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let v = live.get().saturating_add_signed(delta);
+        live.set(v);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(v)));
+    });
+}
+
+unsafe impl GlobalAlloc for PerThreadCount {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        count(-(layout.size() as isize));
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PerThreadCount = PerThreadCount;
+
+/// The most bytes this thread held at once during `f`, beyond what it held before.
+fn peak_bytes_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = LIVE.with(|l| l.get());
+    PEAK.with(|p| p.set(start));
+    let out = f();
+    (out, PEAK.with(|p| p.get()) - start)
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -543,3 +594,132 @@ const WEBP_LOSSY_GRADIENT: &[u8] = &[
     0x6f, 0xb2, 0x3b, 0x78, 0xd7, 0xf6, 0x21, 0x23, 0x45, 0xff, 0x8c, 0x9a, 0x61, 0x2f, 0xff, 0x0b,
     0xf1, 0xa6, 0x12, 0xff, 0xf5, 0x27, 0xc7, 0x71, 0x20, 0x2b, 0xbf, 0xc1, 0x00, 0x00,
 ];
+
+/// zlib stream of `n` zero bytes in fixed-Huffman deflate: one literal, then matches of 258
+/// bytes at distance 1 (13 bits each), so that a few megabytes inflate to gigabytes.
+fn zlib_zeros(n: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        len: u32,
+    }
+    impl Bits {
+        /// `count` bits of `value`, least significant first (deflate's order for headers).
+        fn put(&mut self, value: u64, count: u32) {
+            self.acc |= value << self.len;
+            self.len += count;
+            while self.len >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.len -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u64, count: u32) {
+            let reversed = (0..count).fold(0, |r, i| r | ((code >> i) & 1) << (count - 1 - i));
+            self.put(reversed, count);
+        }
+    }
+    let mut bits = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        len: 0,
+    };
+    bits.put(1, 1); // final block
+    bits.put(1, 2); // fixed Huffman codes
+    bits.code(0b0011_0000, 8); // literal 0
+    let matches = (n - 1) / 258;
+    for _ in 0..matches {
+        bits.code(0b1100_0101, 8); // length 258 (symbol 285)
+        bits.code(0, 5); // distance 1
+    }
+    for _ in 0..(n - 1 - matches * 258) {
+        bits.code(0b0011_0000, 8);
+    }
+    bits.code(0, 7); // end of block
+    if bits.len > 0 {
+        bits.put(0, 8 - bits.len);
+    }
+    let adler = (((n % 65521) as u32) << 16) | 1;
+    bits.out.extend_from_slice(&adler.to_be_bytes());
+    bits.out
+}
+
+#[test]
+fn png_ancillary_chunks_are_not_inflated() {
+    let d = temp_dir("iccp");
+    let rows: Vec<Vec<u8>> = (0..4u8)
+        .map(|y| (0..12).map(|x| x * 20 + y).collect())
+        .collect();
+    let plain = d.join("plain.png");
+    fs::write(&plain, png_bytes(4, 4, 8, 2, &[], &rows)).unwrap();
+    // An ICC profile that inflates to 3 GiB and a compressed text chunk of 1 GiB (26 MB of
+    // file): asna never uses them, so they are skipped, not inflated (the decoder would
+    // inflate the profile up to its 2 GiB allocation limit, and succeed).
+    let mut iccp = b"bomb\0\0".to_vec();
+    iccp.extend_from_slice(&zlib_zeros(3 << 30));
+    let mut ztxt = b"Comment\0\0".to_vec();
+    ztxt.extend_from_slice(&zlib_zeros(1 << 30));
+    let p = d.join("icc-bomb.png");
+    fs::write(
+        &p,
+        png_bytes(4, 4, 8, 2, &[(b"iCCP", iccp), (b"zTXt", ztxt)], &rows),
+    )
+    .unwrap();
+    let size = fs::metadata(&p).unwrap().len() as usize;
+    assert!(size < 32 << 20);
+    let (img, peak) = peak_bytes_of(|| load_rgb(&p).expect("the pixels decode without the chunks"));
+    assert_eq!(img, load_rgb(&plain).unwrap());
+    // The file's bytes, and a little more: never the chunks' contents.
+    assert!(
+        peak < size + (8 << 20),
+        "{peak} bytes held to decode a {size}-byte file"
+    );
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_jpeg_frame_larger_than_its_scan_data_is_refused() {
+    let d = temp_dir("jpeg-frame");
+    let jpeg = |img: &RgbImage, q: u8| {
+        let mut v = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut v, q)
+            .encode_image(img)
+            .unwrap();
+        v
+    };
+    let full = jpeg(&noise(320, 240), 85);
+    // The frame header patched to declare 16384x16384: about 51 KB of scan data for 805 MB
+    // of pixels, which the decoder would fill with grey.
+    let mut big = full.clone();
+    let sof = big.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    big[sof + 5..sof + 9].copy_from_slice(&[0x40, 0x00, 0x40, 0x00]);
+    let p = d.join("declared-16384.jpg");
+    fs::write(&p, &big).unwrap();
+    let e = err_of(&p);
+    assert!(
+        e.contains("truncated or corrupt JPEG") && e.contains("16384x16384"),
+        "{e}"
+    );
+    // The smallest honest scans still read: flat images at quality 1, gray and colour, odd
+    // sizes, 4:2:0 and 4:4:4.
+    let flat = RgbImage::from_pixel(1001, 777, image::Rgb([128, 128, 128]));
+    for (name, bytes) in [
+        ("flat.jpg", jpeg(&flat, 1)),
+        (
+            "flat-gray.jpg",
+            encode(
+                &image::DynamicImage::ImageLuma8(
+                    image::DynamicImage::ImageRgb8(flat.clone()).to_luma8(),
+                ),
+                image::ImageFormat::Jpeg,
+            ),
+        ),
+        ("noise.jpg", full),
+    ] {
+        let p = d.join(name);
+        fs::write(&p, &bytes).unwrap();
+        load_rgb(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let _ = fs::remove_dir_all(&d);
+}
