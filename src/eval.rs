@@ -140,11 +140,11 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let chunk = scorer.batch * 4;
     let mut done = 0;
     while done < pairs.len() {
-        let end = (done + chunk).min(pairs.len());
-        let mut imgs = Vec::with_capacity(end - done);
-        for _ in done..end {
-            imgs.push(decoded.next().expect("one decoded pair per listed pair")?);
+        let imgs = data::next_chunk(&mut decoded, chunk)?;
+        if imgs.is_empty() {
+            anyhow::bail!("image decoding ended before pair {}", done + 1);
         }
+        let end = done + imgs.len();
         if !args.baselines_only {
             pred.extend(scorer.score_pairs(&imgs, |_| {})?);
         }

@@ -343,15 +343,16 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
         !args.quiet && list.len() > 1,
         crate::progress::PAIRS,
     );
-    // Chunks of a few batches: decoding of the next chunk overlaps the GPU on this one.
+    // Chunks of a few batches (and at most half the decoding budget): decoding of the next
+    // chunk overlaps the GPU on this one.
     let chunk = scorer.batch * 4;
     let mut decoded = decode_pairs_in_background(list.clone(), SIZE as u32, chunk * 2);
     let mut start = 0;
     while start < list.len() {
-        let end = (start + chunk).min(list.len());
-        let mut imgs = Vec::with_capacity(end - start);
-        for _ in start..end {
-            imgs.push(decoded.next().expect("one decoded pair per listed pair")?);
+        let imgs = crate::data::next_chunk(&mut decoded, chunk)?;
+        let end = start + imgs.len();
+        if imgs.is_empty() {
+            bail!("image decoding ended before pair {}", start + 1);
         }
         let scores = scorer.score_pairs(&imgs, |_| {})?;
         for (i, s) in scores.iter().enumerate() {

@@ -88,6 +88,15 @@ enum Input {
     Path(PathBuf),
 }
 
+/// Bytes an input holds once decoded: an array's own size (its samples, already in memory),
+/// or a file's estimate from its header.
+fn input_bytes(input: &Input) -> usize {
+    match input {
+        Input::Path(p) => asna::data::background::decoded_bytes(p),
+        Input::Samples(_, bytes, _, _) => bytes.len(),
+    }
+}
+
 /// The image and the name its errors use (the path, or the name given to an array).
 fn load(input: &Input) -> Result<(RgbImage, PathBuf), Failure> {
     match input {
@@ -366,8 +375,10 @@ impl NativeModel {
         })
     }
 
-    /// Scores an iterable of (reference, distorted) inputs in chunks of four GPU batches, as
-    /// `asna score --pairs` does; the next chunk is converted while the GPU scores this one.
+    /// Scores an iterable of (reference, distorted) inputs in chunks of four GPU batches, or
+    /// fewer when their decoded pixels would pass half of asna's decoding budget (at least one
+    /// pair), as `asna score --pairs` does; the next chunk is converted while the GPU scores
+    /// this one.
     fn score_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
         self.check_process()?;
         let chunk = self.batch * 4;
@@ -376,9 +387,16 @@ impl NativeModel {
         let mut pending: Option<Pending<Vec<f64>>> = None;
         loop {
             let mut inputs: Vec<(Input, Input)> = Vec::with_capacity(chunk);
-            for item in items.by_ref().take(chunk) {
-                match item.and_then(|i| i.extract()) {
-                    Ok(pair) => inputs.push(pair),
+            let mut bytes = 0usize;
+            while inputs.len() < chunk && bytes < asna::data::DECODE_BUDGET_BYTES / 2 {
+                let Some(item) = items.next() else { break };
+                match item.and_then(|i| i.extract::<(Input, Input)>()) {
+                    Ok(pair) => {
+                        bytes = bytes
+                            .saturating_add(input_bytes(&pair.0))
+                            .saturating_add(input_bytes(&pair.1));
+                        inputs.push(pair)
+                    }
                     Err(e) => {
                         // Python code raised (a Ctrl-C among them): the GPU stops too.
                         if let Some(p) = pending.take() {

@@ -17,7 +17,10 @@ pub use augment::{
     center_crop_pair, lab_to_rgb, random_crop_pair, rgb_to_lab, scale_lightness, tta_variants,
     Augment,
 };
-pub use background::{decode_pairs_in_background, load_pair_at_least, InOrder};
+pub use background::{
+    decode_pairs_in_background, load_pair_at_least, next_chunk, pair_bytes, InOrder,
+    DECODE_BUDGET_BYTES,
+};
 pub use datasets::{open_dataset, reference_set, Dataset, DatasetFormat, Direction, PairRecord};
 pub use image_io::{
     check_min_size, check_same_size, decode_rgb, load_pair, load_rgb, rgb_from_samples, SampleType,
