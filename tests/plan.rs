@@ -341,3 +341,132 @@ fn copies_clears_and_constant_writes_replay_in_order() {
     assert_eq!(out["out"], want);
     assert_eq!(out["x_after"], vec![0u8; 16]);
 }
+
+/// Each refusal of `Plan::check` not covered above, one plan change at a time: the parameter
+/// slot, buffer sizes and initial contents, a binding that starts inside its buffer and runs
+/// past its end or is unaligned, pipelines and shaders, parameter blocks, copies, clears,
+/// writes (of constants, of inputs, of neither) and ports.
+#[test]
+fn every_check_of_a_plan_refuses_its_case() {
+    let (plan, _) = small_plan();
+    let change = |f: &dyn Fn(&mut Plan), needle: &str| {
+        let mut p = plan.clone();
+        f(&mut p);
+        refused(&p, needle);
+    };
+    for slot in [0, 6, 65540] {
+        change(&|p| p.param_slot = slot, "param_slot");
+    }
+    change(&|p| p.buffers[1].size = 0, "buffer 1: size 0");
+    change(&|p| p.buffers[1].size = 6, "buffer 1: size 6");
+    let init = plan.buffers.iter().position(|b| b.init.is_some()).unwrap();
+    change(
+        &|p| {
+            let size = p.buffers[init].size;
+            p.buffers[init].init = Some([0, size + 4]);
+            p.weights_bytes = size + 4;
+        },
+        "initial bytes exceed its size",
+    );
+    let at = plan
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::Dispatch { .. }))
+        .unwrap();
+    type Edit<'a> = &'a dyn Fn(&mut Vec<(usize, u64, Option<u64>)>, &mut Vec<u32>, &mut usize);
+    let in_dispatch = |p: &mut Plan, f: Edit| {
+        if let Command::Dispatch {
+            bind,
+            params,
+            pipeline,
+            ..
+        } = &mut p.commands[at]
+        {
+            f(bind, params, pipeline);
+        }
+    };
+    // A range that starts inside its buffer and runs past the end.
+    let sizes: Vec<u64> = plan.buffers.iter().map(|b| b.size).collect();
+    change(
+        &|p| {
+            in_dispatch(p, &|bind, _, _| {
+                let len = sizes[bind[0].0];
+                bind[0].1 = 4;
+                bind[0].2 = Some(len);
+            })
+        },
+        "do not fit buffer",
+    );
+    change(
+        &|p| in_dispatch(p, &|bind, _, _| bind[0].1 = 2),
+        "do not fit buffer",
+    );
+    change(
+        &|p| in_dispatch(p, &|_, _, pipeline| *pipeline = 9_999),
+        "no pipeline 9999",
+    );
+    let slot = plan.param_slot as usize;
+    change(
+        &|p| in_dispatch(p, &|_, params, _| params.resize(slot / 4 + 1, 0)),
+        "parameter block larger than param_slot",
+    );
+    change(
+        &|p| p.pipelines[0].shader = 9_999,
+        "pipeline 0: no shader 9999",
+    );
+    let (a, b) = (0usize, 1usize);
+    let copy = |src_offset: u64, size: u64| Command::Copy {
+        src: a,
+        src_offset,
+        dst: b,
+        dst_offset: 0,
+        size,
+    };
+    let (len_a, len_b) = (sizes[a], sizes[b]);
+    change(&|p| p.commands.push(copy(len_a, 4)), "do not fit buffer 0");
+    change(
+        &|p| p.commands.push(copy(0, len_b + 4)),
+        "do not fit buffer",
+    );
+    change(
+        &|p| {
+            p.commands.push(Command::Clear {
+                buffer: b,
+                size: len_b + 4,
+            })
+        },
+        "do not fit buffer 1",
+    );
+    let write = |data: Option<[u64; 2]>, input: Option<String>| Command::Write {
+        buffer: b,
+        data,
+        input,
+    };
+    let weights = plan.weights_bytes;
+    change(
+        &|p| p.commands.push(write(Some([weights, 4]), None)),
+        "outside the weights file",
+    );
+    change(
+        &|p| p.commands.push(write(Some([0, len_b + 4]), None)),
+        "do not fit buffer 1",
+    );
+    change(
+        &|p| p.commands.push(write(None, Some("nothing".into()))),
+        "no input \"nothing\"",
+    );
+    change(
+        &|p| p.commands.push(write(None, None)),
+        "either data or an input",
+    );
+    let name = plan.inputs[0].name.clone();
+    change(
+        &|p| p.commands.push(write(Some([0, 4]), Some(name.clone()))),
+        "either data or an input",
+    );
+    change(
+        &|p| p.outputs[0].bytes = sizes[p.outputs[0].buffer] + 4,
+        &format!("port \"{}\"", plan.outputs[0].name),
+    );
+    change(&|p| p.inputs[0].buffer = 9_999, "no buffer 9999");
+}

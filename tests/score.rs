@@ -88,6 +88,13 @@ fn shards_partition_every_pair_exactly_once() {
             }
         }
         assert!(seen.iter().all(|&c| c == 1), "shards of {n}");
+        // Not just any partition: shard K holds exactly items K, K + N, K + 2N, ... in order,
+        // the rule a job array relies on to name its part of a list.
+        for k in 0..n {
+            let shard: Shard = format!("{k}/{n}").parse().unwrap();
+            let want: Vec<usize> = (k..items.len()).step_by(n).collect();
+            assert_eq!(shard.select(&items), want, "shard {k}/{n}");
+        }
     }
     assert!("3/3".parse::<Shard>().is_err());
     assert!("a/3".parse::<Shard>().is_err());

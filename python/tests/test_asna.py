@@ -31,6 +31,16 @@ def test_demo_pair_scores_as_the_cli(model, cli_scores):
     assert model.score(DEMO_REF, DEMO_DIST) == cli_scores["dist.png"]
 
 
+# The embedded default model's score of the demo pair, as README and tests/score.rs pin it
+# (it moves with the shipped weights); 1.5e-4 leaves room for the adapter's rounding.
+DEMO_SCORE = 3.7397
+
+
+def test_demo_pair_score_is_the_pinned_one(model):
+    score = model.score(DEMO_REF, DEMO_DIST)
+    assert abs(score - DEMO_SCORE) < 1.5e-4, score
+
+
 def test_array_scores_as_the_cli_scores_its_files(crop_score, cli_scores):
     assert crop_score == cli_scores["crop_dist.png"]
 
