@@ -135,11 +135,22 @@ pub fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         .unwrap_or(false);
     adapters.sort_by_key(|a| {
         let info = a.get_info();
-        let r = type_rank(info.device_type);
-        let r = if low_power && r == 1 { 0 } else { r + 1 };
-        (info.backend == wgpu::Backend::Gl, r)
+        preference(info.backend, info.device_type, low_power)
     });
     Ok(adapters.remove(0))
+}
+
+/// The sort key of `choose_adapter`: smaller is preferred. Every OpenGL ES adapter comes after
+/// every other, whatever its type; `low_power` (WGPU_POWER_PREF=low) puts integrated GPUs
+/// before discrete ones.
+pub fn preference(
+    backend: wgpu::Backend,
+    device_type: wgpu::DeviceType,
+    low_power: bool,
+) -> (bool, u32) {
+    let r = type_rank(device_type);
+    let r = if low_power && r == 1 { 0 } else { r + 1 };
+    (backend == wgpu::Backend::Gl, r)
 }
 
 /// Features the engine uses where the adapter offers them.
@@ -291,4 +302,41 @@ fn first_line(s: &str) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preference;
+    use wgpu::{Backend, DeviceType};
+
+    #[test]
+    fn gl_adapters_come_after_every_other_backend() {
+        let mut adapters = vec![
+            (Backend::Gl, DeviceType::DiscreteGpu),
+            (Backend::Vulkan, DeviceType::Cpu),
+            (Backend::Gl, DeviceType::IntegratedGpu),
+            (Backend::Metal, DeviceType::IntegratedGpu),
+            (Backend::Dx12, DeviceType::VirtualGpu),
+            (Backend::Vulkan, DeviceType::DiscreteGpu),
+            (Backend::Gl, DeviceType::Cpu),
+        ];
+        adapters.sort_by_key(|&(b, t)| preference(b, t, false));
+        assert_eq!(
+            adapters,
+            [
+                (Backend::Vulkan, DeviceType::DiscreteGpu),
+                (Backend::Metal, DeviceType::IntegratedGpu),
+                (Backend::Dx12, DeviceType::VirtualGpu),
+                (Backend::Vulkan, DeviceType::Cpu),
+                (Backend::Gl, DeviceType::DiscreteGpu),
+                (Backend::Gl, DeviceType::IntegratedGpu),
+                (Backend::Gl, DeviceType::Cpu),
+            ]
+        );
+        // Low power: integrated before discrete, GL still last.
+        adapters.sort_by_key(|&(b, t)| preference(b, t, true));
+        assert_eq!(adapters[0], (Backend::Metal, DeviceType::IntegratedGpu));
+        assert_eq!(adapters[1], (Backend::Vulkan, DeviceType::DiscreteGpu));
+        assert!(adapters[4..].iter().all(|a| a.0 == Backend::Gl));
+    }
 }
