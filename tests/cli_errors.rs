@@ -398,6 +398,32 @@ fn odd_but_valid_images_score() {
     }
     let pal = write(&d.join("palette.png"), &palette_png(288, 288));
     scores(&score_pair(&pal, &pal));
+    // The same pair as PNG, lossless WebP, and 8 and 16-bit TIFF: the same score.
+    let (r, di) = (
+        DynamicImage::ImageRgb8(base.clone()),
+        DynamicImage::ImageRgb8(dist.clone()),
+    );
+    let mut same = Vec::new();
+    for (ext, fmt, r, di) in [
+        ("png", ImageFormat::Png, r.clone(), di.clone()),
+        ("webp", ImageFormat::WebP, r.clone(), di.clone()),
+        ("tif", ImageFormat::Tiff, r.clone(), di.clone()),
+        (
+            "tiff",
+            ImageFormat::Tiff,
+            r.into_rgb16().into(),
+            di.into_rgb16().into(),
+        ),
+    ] {
+        let (rp, dp) = (
+            d.join(format!("fmt_r.{ext}")),
+            d.join(format!("fmt_d.{ext}")),
+        );
+        fs::write(&rp, encode(&r, fmt)).unwrap();
+        fs::write(&dp, encode(&di, fmt)).unwrap();
+        same.push((ext, scores(&score_pair(&rp, &dp))));
+    }
+    assert!(same.iter().all(|(_, s)| *s == same[0].1), "{same:?}");
     // Not a multiple of 288: four overlapping windows.
     let (wr, wd) = (d.join("win_r.png"), d.join("win_d.png"));
     noise(300, 290, 10).save(&wr).unwrap();

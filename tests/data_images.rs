@@ -206,10 +206,10 @@ fn text_and_unsupported_formats() {
         e.contains("unsupported image format") && e.contains("Gif"),
         "{e}"
     );
-    fs::write(d.join("scan.png"), b"II*\x00\x08\x00\x00\x00\x00\x00").unwrap(); // TIFF content, PNG name
-    let e = err_of(&d.join("scan.png"));
+    fs::write(d.join("icon.png"), b"\x00\x00\x01\x00\x01\x00\x10\x10").unwrap(); // ICO content, PNG name
+    let e = err_of(&d.join("icon.png"));
     assert!(
-        e.contains("unsupported image format") && e.contains("Tiff"),
+        e.contains("unsupported image format") && e.contains("Ico"),
         "{e}"
     );
     // Content decides: a JPEG named .png and a PNG named .bmp both load.
@@ -721,5 +721,91 @@ fn a_jpeg_frame_larger_than_its_scan_data_is_refused() {
         fs::write(&p, &bytes).unwrap();
         load_rgb(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn tiff_8_and_16_bit_rgb_and_gray_are_read_and_truncation_refused() {
+    use image::{DynamicImage, ImageBuffer, Luma, Rgb};
+    let d = temp_dir("tiff");
+    let rgb = noise(37, 23);
+    let rgb16: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_fn(37, 23, |x, y| {
+        let p = rgb.get_pixel(x, y).0;
+        // 16-bit samples whose rounding to 8 bits is known: v * 257 + a little.
+        Rgb([
+            p[0] as u16 * 257 + 100,
+            p[1] as u16 * 257,
+            p[2] as u16 * 257 + 128,
+        ])
+    });
+    let gray = DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(37, 23, |x, y| {
+        Luma([gray.get_pixel(x, y).0[0] as u16 * 257])
+    });
+    let gray_rgb = RgbImage::from_fn(37, 23, |x, y| {
+        let v = gray.get_pixel(x, y).0[0];
+        image::Rgb([v, v, v])
+    });
+    let round16 = RgbImage::from_fn(37, 23, |x, y| {
+        let p = rgb16.get_pixel(x, y).0;
+        let r = |v: u16| ((v as u32 + 128) / 257) as u8;
+        image::Rgb([r(p[0]), r(p[1]), r(p[2])])
+    });
+    let cases = [
+        (
+            "rgb8.tif",
+            DynamicImage::ImageRgb8(rgb.clone()),
+            rgb.clone(),
+        ),
+        ("rgb16.tiff", DynamicImage::ImageRgb16(rgb16), round16),
+        (
+            "gray8.tif",
+            DynamicImage::ImageLuma8(gray.clone()),
+            gray_rgb.clone(),
+        ),
+        ("gray16.tif", DynamicImage::ImageLuma16(gray16), gray_rgb),
+    ];
+    for (name, img, want) in cases {
+        let bytes = encode(&img, image::ImageFormat::Tiff);
+        let p = d.join(name);
+        fs::write(&p, &bytes).unwrap();
+        assert_eq!(load_rgb(&p).unwrap(), want, "{name}");
+        // Content decides, not the name.
+        let q = d.join(format!("{name}.png"));
+        fs::write(&q, &bytes).unwrap();
+        assert_eq!(load_rgb(&q).unwrap(), want, "{name} named .png");
+        // Cut short: the strips end before the pixels do.
+        let cut = d.join(format!("cut-{name}"));
+        fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let e = err_of(&cut);
+        assert!(e.contains("TIFF"), "{e}");
+    }
+    // A header declaring 20000 x 20000: refused by size before any strip is read.
+    let mut big = encode(
+        &DynamicImage::ImageRgb8(noise(4, 4)),
+        image::ImageFormat::Tiff,
+    );
+    let ifd = u32::from_le_bytes([big[4], big[5], big[6], big[7]]) as usize;
+    let entries = u16::from_le_bytes([big[ifd], big[ifd + 1]]) as usize;
+    for e in 0..entries {
+        let at = ifd + 2 + 12 * e;
+        let tag = u16::from_le_bytes([big[at], big[at + 1]]);
+        if tag == 256 || tag == 257 {
+            // ImageWidth, ImageLength: SHORT or LONG, the value in place.
+            let kind = u16::from_le_bytes([big[at + 2], big[at + 3]]);
+            if kind == 3 {
+                big[at + 8..at + 10].copy_from_slice(&20000u16.to_le_bytes());
+            } else {
+                big[at + 8..at + 12].copy_from_slice(&20000u32.to_le_bytes());
+            }
+        }
+    }
+    let p = d.join("big.tif");
+    fs::write(&p, &big).unwrap();
+    let e = err_of(&p);
+    assert!(
+        e.contains("20000x20000") && e.contains("decompression bomb"),
+        "{e}"
+    );
     let _ = fs::remove_dir_all(&d);
 }

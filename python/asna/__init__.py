@@ -205,7 +205,7 @@ class Model:
             ValueError: an array of the wrong shape or type, float values outside [0, 1],
                 images of different sizes or smaller than 288x288.
             FileNotFoundError: a path that does not exist.
-            OSError: a file that is not a readable PNG, JPEG, WebP or BMP image.
+            OSError: a file that is not a readable PNG, JPEG, WebP, TIFF or BMP image.
         """
         return self._native.score_pairs(iter([(_input(ref, "ref"), _input(dist, "dist"))]))[0]
 

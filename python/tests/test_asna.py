@@ -56,6 +56,21 @@ def test_score_batch_equals_single_scores(model, crop, crop_score, files):
     assert scores[2] == model.score(d, r)
 
 
+@pytest.mark.parametrize("ext, options", [
+    ("tif", {}),
+    ("tiff", {"compression": "tiff_lzw"}),
+    ("webp", {"lossless": True}),
+])
+def test_tiff_and_webp_files_score_as_the_png(model, crop, crop_score, tmp_path, ext, options):
+    r, d = crop
+    paths = []
+    for name, pixels in (("r", r), ("d", d)):
+        path = tmp_path / f"{name}.{ext}"
+        Image.fromarray(pixels).save(path, **options)
+        paths.append(path)
+    assert model.score(*paths) == crop_score
+
+
 def test_score_batch_of_nothing(model):
     assert model.score_batch([], []).shape == (0,)
 

@@ -1,4 +1,4 @@
-//! Image decoding for asna: PNG, JPEG, WebP and BMP, recognised by content, always returned as 8-bit RGB.
+//! Image decoding for asna: PNG, JPEG, WebP, TIFF and BMP, recognised by content, always returned as 8-bit RGB.
 
 use std::fs;
 use std::io::Cursor;
@@ -16,8 +16,9 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 ///
 /// * The format is recognised from the file's content (magic bytes), not its extension:
 ///   a JPEG named `x.png` decodes as JPEG; a text file named `x.png` is refused.
-///   PNG, JPEG, WebP (lossy and lossless, by the `image` crate's pure-Rust decoder) and BMP are
-///   read; other recognised formats (GIF, TIFF, ...) are refused.
+///   PNG, JPEG, WebP (lossy and lossless), TIFF (8, 16 and 32-bit float samples, RGB and gray,
+///   uncompressed, LZW, Deflate or PackBits) and BMP are read, by the `image` crate's pure-Rust
+///   decoders; other recognised formats (GIF, ICO, ...) are refused.
 /// * Grayscale is replicated to R=G=B.
 /// * **Alpha is dropped**: for RGBA, grayscale+alpha and palette PNGs with transparency the colour
 ///   channels are kept exactly as stored (no compositing over a background, no premultiplication).
@@ -59,15 +60,21 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
                 .extension()
                 .map(|e| format!(" despite its .{} extension", e.to_string_lossy()))
                 .unwrap_or_default();
-            bail!("{p}: not an image file{ext} (content is not PNG, JPEG, WebP or BMP)")
+            bail!("{p}: not an image file{ext} (content is not PNG, JPEG, WebP, TIFF or BMP)")
         }
     };
     if !matches!(
         format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp
+        ImageFormat::Png
+            | ImageFormat::Jpeg
+            | ImageFormat::WebP
+            | ImageFormat::Tiff
+            | ImageFormat::Bmp
     ) || !format.reading_enabled()
     {
-        bail!("{p}: unsupported image format {format:?} (asna reads PNG, JPEG, WebP and BMP)");
+        bail!(
+            "{p}: unsupported image format {format:?} (asna reads PNG, JPEG, WebP, TIFF and BMP)"
+        );
     }
     if format == ImageFormat::Jpeg {
         if !jpeg_has_end_marker(bytes) {
@@ -120,6 +127,7 @@ fn format_name(f: ImageFormat) -> &'static str {
         ImageFormat::Png => "PNG",
         ImageFormat::Jpeg => "JPEG",
         ImageFormat::Bmp => "BMP",
+        ImageFormat::Tiff => "TIFF",
         ImageFormat::WebP => "WebP",
         _ => "image",
     }

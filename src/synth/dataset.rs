@@ -23,7 +23,7 @@ const THREADS: usize = 2;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthConfig {
-    /// Directory of reference images (PNG, JPEG, WebP or BMP, here and in subfolders; other files are ignored).
+    /// Directory of reference images (PNG, JPEG, WebP, TIFF or BMP, here and in subfolders; other files are ignored).
     pub refs: PathBuf,
     /// Output directory (created if missing).
     pub out: PathBuf,
@@ -109,7 +109,7 @@ fn is_image_file(p: &Path) -> bool {
             .map(|e| {
                 matches!(
                     e.to_ascii_lowercase().as_str(),
-                    "png" | "jpg" | "jpeg" | "webp" | "bmp"
+                    "png" | "jpg" | "jpeg" | "webp" | "tif" | "tiff" | "bmp"
                 )
             })
             .unwrap_or(false)
@@ -140,7 +140,7 @@ fn list_refs(dir: &Path) -> Result<Vec<PathBuf>> {
     v.sort_by(|a, b| a.strip_prefix(dir).ok().cmp(&b.strip_prefix(dir).ok()));
     if v.is_empty() {
         bail!(
-            "no reference images (PNG, JPEG, WebP or BMP) in {} or its subfolders",
+            "no reference images (PNG, JPEG, WebP, TIFF or BMP) in {} or its subfolders",
             dir.display()
         );
     }

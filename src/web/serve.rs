@@ -147,6 +147,7 @@ fn content_type(path: &Path) -> &'static str {
         "jpg" | "jpeg" => "image/jpeg",
         "bmp" => "image/bmp",
         "webp" => "image/webp",
+        "tif" | "tiff" => "image/tiff",
         "txt" | "csv" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
