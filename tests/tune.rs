@@ -1155,3 +1155,37 @@ fn a_candidate_replaces_the_default_only_when_clearly_faster() {
         "the fastest wins, wherever it is listed"
     );
 }
+
+/// `tune --limit N` tunes the N most expensive shapes: the order is by FLOPs per step, a
+/// shape's cost counting every call and image, not by the order the shapes were met in.
+#[test]
+fn shapes_are_tuned_most_expensive_first() {
+    use asna::ops::conv::policy::Seen;
+    let seen = |images, calls| Seen { images, calls };
+    let shapes: std::collections::BTreeMap<String, Seen> = [
+        // 2 * 16*16 * 9*8*8 = 294912 FLOPs per image: x 4 images x 1 call.
+        ("conv fwd 16x16x8->8 k3x3 s1", seen(4, 1)),
+        // 2 * 32*32 * 9*3*8: 442368 per image, x 1 x 1: the largest single call...
+        ("conv dx 32x32x3->8 k3x3 s1", seen(1, 1)),
+        // ...but this one runs 10 times: 2 * 16*16 * 8*8 = 32768 x 2 x 10.
+        ("conv dw 16x16x8->8 k1x1 s1", seen(2, 10)),
+        // A key that names no shape costs nothing and comes last.
+        ("conv up 4x4x3->8 k3x3 s1", seen(9, 9)),
+    ]
+    .into_iter()
+    .map(|(k, s)| (k.to_string(), s))
+    .collect();
+    let order: Vec<String> = asna::tune::order_shapes(&shapes)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "conv fwd 16x16x8->8 k3x3 s1",
+            "conv dw 16x16x8->8 k1x1 s1",
+            "conv dx 32x32x3->8 k3x3 s1",
+            "conv up 4x4x3->8 k3x3 s1",
+        ]
+    );
+}
