@@ -15,11 +15,11 @@ use std::time::Instant;
 // `asna bench`: the command line (a doc comment here would replace the help text).
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Scoring batch sizes (pairs)
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    /// Scoring batch sizes (pairs, each 1-4096)
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64", value_parser = |s: &str| crate::options::between::<usize>("--batch", s, 1.0, 4096.0))]
     pub batch: Vec<usize>,
     /// Timed iterations per measurement
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = |s: &str| crate::options::between::<usize>("--iters", s, 1.0, 10000.0))]
     pub iters: usize,
     /// Only the scoring measurements
     #[arg(long, conflicts_with = "train_only")]
@@ -39,7 +39,7 @@ pub struct BenchArgs {
     pub precision: crate::scorer::Precision,
     /// Distorted images per reference in the scoring measurements (as in PIPAL's 116 or
     /// KADID-10k's 125): above 1, the encoder runs once per distinct reference of a batch
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = |s: &str| crate::options::between::<usize>("--dists-per-ref", s, 1.0, 4096.0))]
     pub dists_per_ref: usize,
     /// Print JSON on stdout
     #[arg(long)]

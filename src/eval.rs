@@ -31,7 +31,8 @@ pub struct EvalArgs {
     /// Model file(s); default: the embedded model
     #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
-    #[arg(long, default_value_t = 16)]
+    /// Pairs (288x288 windows) per GPU batch (1-4096)
+    #[arg(long, default_value_t = 16, value_parser = |s: &str| crate::options::between::<usize>("--batch", s, 1.0, 4096.0))]
     pub batch: usize,
     /// Average over test-time variants
     #[arg(long)]
@@ -43,7 +44,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Only the first N pairs
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::options::between::<usize>("--limit", s, 1.0, 1e15))]
     pub limit: Option<usize>,
     /// Only the baselines (PSNR, SSIM, MS-SSIM, GMSD), without a model
     #[arg(long)]

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod options;
 pub mod plan;
 pub mod plot;
 pub mod plot_run;

@@ -86,8 +86,8 @@ pub struct ScoreArgs {
     /// ensemble. Default: the embedded model
     #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
-    /// Pairs (288x288 windows) per GPU batch; capped by the adapter's largest binding
-    #[arg(long, default_value_t = 16)]
+    /// Pairs (288x288 windows) per GPU batch (1-4096); capped by the adapter's largest binding
+    #[arg(long, default_value_t = 16, value_parser = |s: &str| crate::options::between::<usize>("--batch", s, 1.0, 4096.0))]
     pub batch: usize,
     /// Average over the authors' test-time variants (rotations, flips, L scales)
     #[arg(long)]

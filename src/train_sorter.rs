@@ -44,16 +44,16 @@ pub fn run(gpu: &Gpu, args: &SorterArgs) -> Result<()> {
 /// What determines a sorter's training, with the command line's defaults.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SorterConfig {
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = |s: &str| crate::options::between::<u64>("--steps", s, 1.0, 1e9))]
     pub steps: u64,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = |s: &str| crate::options::between::<usize>("--batch", s, 1.0, 65536.0))]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = |s: &str| crate::options::positive::<f32>("--lr", s, 1.0), allow_negative_numbers = true)]
     pub lr: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Held-out vectors for the final measures
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = |s: &str| crate::options::between::<usize>("--eval-vectors", s, 1.0, 1e7))]
     pub eval_vectors: usize,
 }
 

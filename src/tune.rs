@@ -31,16 +31,16 @@ pub enum Workload {
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
     /// Pairs per batch to time at [default: 16 on GPUs, 1 on CPU drivers]
-    #[arg(long)]
+    #[arg(long, value_parser = |s: &str| crate::options::between::<usize>("--batch", s, 1.0, 4096.0))]
     pub batch: Option<usize>,
     /// Shapes of: score, train or all
     #[arg(long, value_enum, default_value = "all")]
     pub workload: Workload,
     /// Tune only the N most expensive shapes
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::options::between::<usize>("--limit", s, 1.0, 1e6))]
     pub limit: Option<usize>,
     /// Timed runs per configuration (the best counts)
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = |s: &str| crate::options::between::<usize>("--reps", s, 1.0, 1000.0))]
     pub reps: usize,
     /// Print the cached table for this adapter and exit
     #[arg(long)]

@@ -1218,6 +1218,85 @@ fn train_options_out_of_range_exit_2_and_write_nothing() {
     }
 }
 
+/// Every other command's numeric options: out of range is a usage error naming the option,
+/// before any work (a sorter trained for 0 steps used to be written).
+#[test]
+fn numeric_options_of_every_command_are_range_checked() {
+    let f = fixture();
+    let d = case_dir("ranges_others");
+    let sorter = d.join("sorter.safetensors");
+    let img = f.refimg.as_path();
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
+        (vec![&"score", &img, &img, &"--batch", &"0"], "--batch"),
+        (vec![&"score", &img, &img, &"--batch", &"5000"], "--batch"),
+        (
+            vec![
+                &"eval",
+                &"--dataset",
+                &"csv",
+                &"--root",
+                &d,
+                &"--batch",
+                &"0",
+            ],
+            "--batch",
+        ),
+        (
+            vec![
+                &"eval",
+                &"--dataset",
+                &"csv",
+                &"--root",
+                &d,
+                &"--limit",
+                &"0",
+            ],
+            "--limit",
+        ),
+        (
+            vec![&"synth", &"--refs", &d, &"--out", &d, &"--crops", &"0"],
+            "--crops",
+        ),
+        (
+            vec![&"synth", &"--refs", &d, &"--out", &d, &"--crops", &"65"],
+            "--crops",
+        ),
+        (
+            vec![&"train-sorter", &"--out", &sorter, &"--steps", &"0"],
+            "--steps",
+        ),
+        (
+            vec![&"train-sorter", &"--out", &sorter, &"--lr", &"-1"],
+            "--lr",
+        ),
+        (
+            vec![&"train-sorter", &"--out", &sorter, &"--lr", &"NaN"],
+            "--lr",
+        ),
+        (
+            vec![&"train-sorter", &"--out", &sorter, &"--batch", &"0"],
+            "--batch",
+        ),
+        (vec![&"tune", &"--reps", &"0"], "--reps"),
+        (vec![&"tune", &"--limit", &"0"], "--limit"),
+        (vec![&"bench", &"--iters", &"0"], "--iters"),
+        (vec![&"bench", &"--batch", &"1,0"], "--batch"),
+        (vec![&"bench", &"--dists-per-ref", &"0"], "--dists-per-ref"),
+    ];
+    for (args, option) in cases {
+        let r = asna(&args, &[]);
+        let shown = display_args(&args).join(" ");
+        assert_eq!(r.code, 2, "{shown}: exit {}; {}", r.code, r.stderr);
+        let first = r.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error:") && first.contains(&format!("{option} must be a number")),
+            "{shown}: {}",
+            r.stderr
+        );
+    }
+    assert!(!sorter.exists(), "a sorter written");
+}
+
 #[test]
 fn no_adapter() {
     let env = [

@@ -96,8 +96,8 @@ pub struct SynthArgs {
     pub out: std::path::PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// 288x288 crops per reference image
-    #[arg(long, default_value_t = 1)]
+    /// 288x288 crops per reference image (1-64)
+    #[arg(long, default_value_t = 1, value_parser = |s: &str| crate::options::between::<usize>("--crops", s, 1.0, 64.0))]
     pub crops: usize,
     #[arg(long)]
     pub quiet: bool,

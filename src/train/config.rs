@@ -149,34 +149,13 @@ pub(crate) fn check_range(option: &str, value: f64) -> Result<(), String> {
         .iter()
         .find(|r| r.0 == option)
         .expect("every range-checked option is in RANGES");
-    let positive = option == "--lr";
-    let above_lowest = if positive { value > lo } else { value >= lo };
-    if value.is_finite() && above_lowest && value <= hi {
-        return Ok(());
-    }
-    let fmt = |v: f64| {
-        if v >= 1.0 && v.fract() == 0.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v}")
-        }
-    };
-    let (from, to) = if positive {
-        ("above", "and at most")
-    } else {
-        ("from", "to")
-    };
-    Err(format!(
-        "{option} must be a number {from} {} {to} {} (got {value})",
-        fmt(lo),
-        fmt(hi)
-    ))
+    crate::options::check_between(option, value, lo, hi, option == "--lr")
 }
 
-/// A numeric option's parser: the value as `T`, then within its range.
+/// A numeric option's parser: the value as `T`, then within its range in [`RANGES`].
 pub(crate) fn parse_in_range<T>(option: &str, s: &str) -> Result<T, String>
 where
-    T: std::str::FromStr + Copy + Into<InRange>,
+    T: std::str::FromStr + Copy + Into<crate::options::InRange>,
 {
     let v: T = s
         .trim()
@@ -185,21 +164,6 @@ where
     check_range(option, v.into().0)?;
     Ok(v)
 }
-
-/// A numeric option's value as checked against [`RANGES`].
-pub(crate) struct InRange(f64);
-
-// Every numeric type the options use; `as f64` is exact for the ranges in RANGES.
-macro_rules! in_range_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for InRange {
-            fn from(v: $t) -> Self {
-                InRange(v as f64)
-            }
-        }
-    )*};
-}
-in_range_from!(f32, f64, u64, usize);
 
 impl TrainConfig {
     /// Checks every numeric field against the ranges the command line enforces: a checkpoint's
