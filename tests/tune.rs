@@ -992,6 +992,17 @@ fn cache_file_keeps_other_adapters_and_rejects_garbage() {
     std::fs::write(&path, r#"{"version": 99, "adapters": {}}"#).unwrap();
     let err = format!("{:#}", load("adapter a").unwrap_err());
     assert!(err.contains("version 99"), "{err}");
+    // A cache that is a device or a FIFO is refused at once, not read forever.
+    let zero = tuning::load::<TunedKernel>(std::path::Path::new("/dev/zero"), "a");
+    assert!(format!("{:#}", zero.unwrap_err()).contains("a character device"));
+    let fifo = dir.join("fifo.json");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let err = format!("{:#}", tuning::load::<TunedKernel>(&fifo, "a").unwrap_err());
+    assert!(err.contains("a FIFO"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

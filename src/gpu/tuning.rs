@@ -50,13 +50,16 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
+/// The largest tuning cache read (a few kilobytes per adapter).
+const MAX_CACHE_BYTES: u64 = 16 << 20;
+
 fn read<E: DeserializeOwned>(path: &Path) -> Result<CacheFile<E>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
-        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
-    };
-    let file: CacheFile<E> = serde_json::from_str(&text)
+    if !path.exists() && path.symlink_metadata().is_err() {
+        return Ok(CacheFile::default());
+    }
+    // A regular file of bounded size, like every other file asna reads whole.
+    let bytes = crate::files::read_bounded(path, MAX_CACHE_BYTES, "a tuning cache")?;
+    let file: CacheFile<E> = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow!("{}: not a tuning cache ({e})", path.display()))?;
     if file.version != VERSION {
         return Err(anyhow!(
