@@ -304,8 +304,15 @@ fn bad_images_are_refused() {
             "unsupported",
         ),
         (
-            write(&d.join("scan.tif"), b"II*\x00\x08\x00\x00\x00\x00\x00"),
+            write(
+                &d.join("icon.ico"),
+                b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00",
+            ),
             "unsupported",
+        ),
+        (
+            write(&d.join("scan.tif"), b"II*\x00\x08\x00\x00\x00\x00\x00"),
+            "truncated or corrupt TIFF",
         ),
     ];
     fs::create_dir_all(d.join("a_directory.png")).unwrap();
