@@ -246,26 +246,20 @@ fn ssim_tiles(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invo
 const GPATCH: u32 = 18u;         // TILE + 2: the 3x3 Prewitt window's halo
 const T_GMS: f32 = 170.0;        // GMSD's constant on the 0..255 scale
 
-var<workgroup> grad_x: array<f32, 324>;   // GPATCH * GPATCH
-var<workgroup> grad_y: array<f32, 324>;
+// Both images' patches, x at 0 and y at GPATCH * GPATCH (one array, so that one function
+// reads either: WGSL passes no pointers to workgroup memory).
+var<workgroup> grad_patches: array<f32, 648>;
 var<workgroup> gms_part: array<f32, 256>;
 var<workgroup> gms_count: array<u32, 256>;
 
-// Prewitt gradient magnitude at patch position k of one patch (horizontal and vertical
-// differences of the 3x3 neighbourhood, each / 3).
-fn prewitt_x(k: u32) -> f32 {
-    let gx = (grad_x[k - GPATCH + 1u] + grad_x[k + 1u] + grad_x[k + GPATCH + 1u]
-            - grad_x[k - GPATCH - 1u] - grad_x[k - 1u] - grad_x[k + GPATCH - 1u]) / 3.0;
-    let gy = (grad_x[k + GPATCH - 1u] + grad_x[k + GPATCH] + grad_x[k + GPATCH + 1u]
-            - grad_x[k - GPATCH - 1u] - grad_x[k - GPATCH] - grad_x[k - GPATCH + 1u]) / 3.0;
-    return sqrt(gx * gx + gy * gy);
-}
-
-fn prewitt_y(k: u32) -> f32 {
-    let gx = (grad_y[k - GPATCH + 1u] + grad_y[k + 1u] + grad_y[k + GPATCH + 1u]
-            - grad_y[k - GPATCH - 1u] - grad_y[k - 1u] - grad_y[k + GPATCH - 1u]) / 3.0;
-    let gy = (grad_y[k + GPATCH - 1u] + grad_y[k + GPATCH] + grad_y[k + GPATCH + 1u]
-            - grad_y[k - GPATCH - 1u] - grad_y[k - GPATCH] - grad_y[k - GPATCH + 1u]) / 3.0;
+// Prewitt gradient magnitude at position k of the patch that starts at `base` in
+// grad_patches (horizontal and vertical differences of the 3x3 neighbourhood, each / 3).
+fn prewitt(base: u32, k: u32) -> f32 {
+    let c = base + k;
+    let gx = (grad_patches[c - GPATCH + 1u] + grad_patches[c + 1u] + grad_patches[c + GPATCH + 1u]
+            - grad_patches[c - GPATCH - 1u] - grad_patches[c - 1u] - grad_patches[c + GPATCH - 1u]) / 3.0;
+    let gy = (grad_patches[c + GPATCH - 1u] + grad_patches[c + GPATCH] + grad_patches[c + GPATCH + 1u]
+            - grad_patches[c - GPATCH - 1u] - grad_patches[c - GPATCH] - grad_patches[c - GPATCH + 1u]) / 3.0;
     return sqrt(gx * gx + gy * gy);
 }
 
@@ -289,8 +283,8 @@ fn gms_tiles(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invoc
             vx = plane_at(pair * p.h * p.w + px);
             vy = plane_at((p.n + pair) * p.h * p.w + px);
         }
-        grad_x[k] = vx;
-        grad_y[k] = vy;
+        grad_patches[k] = vx;
+        grad_patches[GPATCH * GPATCH + k] = vy;
     }
     workgroupBarrier();
 
@@ -300,8 +294,8 @@ fn gms_tiles(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invoc
     var gms = 0.0;
     if (inside) {
         let k = (lid3.y + 1u) * GPATCH + lid3.x + 1u;
-        let mx = prewitt_x(k);
-        let my = prewitt_y(k);
+        let mx = prewitt(0u, k);
+        let my = prewitt(GPATCH * GPATCH, k);
         gms = (2.0 * mx * my + T_GMS) / (mx * mx + my * my + T_GMS);
     }
     gms_part[lid] = gms;

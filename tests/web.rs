@@ -293,5 +293,8 @@ fn asna_web_reports_bad_arguments_in_one_line() {
     ]);
     assert!(err.contains("--serve 256.1.1.1:80: cannot listen"), "{err}");
     // The address is checked before the site is built.
-    assert!(!dir.join("site2").exists(), "a site written for a bad address");
+    assert!(
+        !dir.join("site2").exists(),
+        "a site written for a bad address"
+    );
 }

@@ -323,6 +323,26 @@ fn gms_deviation(gpu: &Gpu, x: &Planes) -> anyhow::Result<Vec<f64>> {
         .collect())
 }
 
+/// The batched structural metrics' shared start: the buffers checked, NaN for every pair when
+/// a side is below `min_side`, nothing for no pairs, else `metric` of the batch's luma planes.
+fn on_luma_planes(
+    gpu: &Gpu,
+    (a, b): (&[u8], &[u8]),
+    (n, h, w): (usize, usize, usize),
+    what: &str,
+    min_side: usize,
+    metric: impl FnOnce(Planes) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<Vec<f64>> {
+    check(a, b, n, h, w, what);
+    if h < min_side || w < min_side {
+        return Ok(vec![f64::NAN; n]);
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    metric(luma_planes(gpu, a, b, n, h, w))
+}
+
 /// Mean SSIM of each of the `n` pairs, as Wang et al. (2004) and scikit-image's
 /// `structural_similarity` with Gaussian weights: luma 0.299 R + 0.587 G + 0.114 B (not
 /// rounded), 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, L 255, biased local
@@ -336,15 +356,9 @@ pub fn ssim(
     h: usize,
     w: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    check(a, b, n, h, w, "ssim");
-    if h < SSIM_WINDOW || w < SSIM_WINDOW {
-        return Ok(vec![f64::NAN; n]);
-    }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let planes = luma_planes(gpu, a, b, n, h, w);
-    Ok(ssim_cs(gpu, &planes)?.into_iter().map(|(s, _)| s).collect())
+    on_luma_planes(gpu, (a, b), (n, h, w), "ssim", SSIM_WINDOW, |planes| {
+        Ok(ssim_cs(gpu, &planes)?.into_iter().map(|(s, _)| s).collect())
+    })
 }
 
 /// MS-SSIM of each of the `n` pairs (Wang, Simoncelli & Bovik 2003), as piq's
@@ -361,18 +375,19 @@ pub fn ms_ssim(
     h: usize,
     w: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    check(a, b, n, h, w, "ms_ssim");
-    if h < MS_SSIM_MIN_SIDE || w < MS_SSIM_MIN_SIDE {
-        return Ok(vec![f64::NAN; n]);
-    }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let planes = luma_planes(gpu, a, b, n, h, w);
-    Ok(ms_ssim_of(gpu, planes)?
-        .into_iter()
-        .map(|(m, _)| m)
-        .collect())
+    on_luma_planes(
+        gpu,
+        (a, b),
+        (n, h, w),
+        "ms_ssim",
+        MS_SSIM_MIN_SIDE,
+        |planes| {
+            Ok(ms_ssim_of(gpu, planes)?
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect())
+        },
+    )
 }
 
 /// MS-SSIM and (from its finest scale) SSIM of each pair of the planes.
@@ -409,15 +424,9 @@ pub fn gmsd(
     h: usize,
     w: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    check(a, b, n, h, w, "gmsd");
-    if h == 0 || w == 0 {
-        return Ok(vec![f64::NAN; n]);
-    }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let planes = luma_planes(gpu, a, b, n, h, w);
-    gms_deviation(gpu, &halve(gpu, &planes, OddSide::ZeroAfter))
+    on_luma_planes(gpu, (a, b), (n, h, w), "gmsd", 1, |planes| {
+        gms_deviation(gpu, &halve(gpu, &planes, OddSide::ZeroAfter))
+    })
 }
 
 /// The four baselines of one pair of images.
