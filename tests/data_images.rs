@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use asna::data::{check_min_size, load_pair, load_rgb};
+use asna::data::{check_min_size, decode_rgb, load_pair, load_rgb};
 use image::RgbImage;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -724,6 +724,56 @@ fn a_jpeg_frame_larger_than_its_scan_data_is_refused() {
     let _ = fs::remove_dir_all(&d);
 }
 
+/// The JPEG encodings of `tests/data/jpeg/` (made by `tools/jpeg_fixtures.py` with Pillow:
+/// baseline and progressive; 4:2:0, 4:2:2, 4:4:4 and gray; optimised tables; restart intervals;
+/// 1x1 and odd sizes) read as the `image` crate decodes them, and a cut at any byte of their
+/// scans, with an end-of-image marker appended, is refused: mid-scan, at a scan boundary of a
+/// progressive file (its refinements unfinished), or inside a table between scans.
+#[test]
+fn every_cut_of_a_jpeg_s_scans_is_refused_even_with_an_end_marker() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 9, "{paths:?}");
+    for path in &paths {
+        let bytes = fs::read(path).unwrap();
+        let img = load_rgb(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(img, image::load_from_memory(&bytes).unwrap().to_rgb8());
+        let first_scan = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let end = bytes.len() - 2;
+        assert_eq!(bytes[end..], [0xFF, 0xD9]);
+        for cut in first_scan..end {
+            let mut cut_file = bytes[..cut].to_vec();
+            cut_file.extend_from_slice(&[0xFF, 0xD9]);
+            match decode_rgb(&cut_file, path) {
+                Ok(_) => panic!(
+                    "{} cut after {cut} of its {} bytes was decoded",
+                    path.display(),
+                    bytes.len()
+                ),
+                Err(e) => assert!(e.to_string().contains("truncated or corrupt JPEG"), "{e}"),
+            }
+        }
+    }
+    // A large baseline file cut in half, and the whole of it.
+    let mut full = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut full, 90)
+        .encode_image(&noise(640, 480))
+        .unwrap();
+    let mut half = full[..full.len() / 2].to_vec();
+    half.extend_from_slice(&[0xFF, 0xD9]);
+    let e = decode_rgb(&half, Path::new("half.jpg")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("half.jpg: truncated or corrupt JPEG: its sequential frame declares 640x480")
+            && e.contains("of its 4800 MCUs"),
+        "{e}"
+    );
+    decode_rgb(&full, Path::new("full.jpg")).unwrap();
+}
+
 #[test]
 fn tiff_8_and_16_bit_rgb_and_gray_are_read_and_truncation_refused() {
     use image::{DynamicImage, ImageBuffer, Luma, Rgb};
@@ -733,9 +783,9 @@ fn tiff_8_and_16_bit_rgb_and_gray_are_read_and_truncation_refused() {
         let p = rgb.get_pixel(x, y).0;
         // 16-bit samples whose rounding to 8 bits is known: v * 257 + a little.
         Rgb([
-            p[0] as u16 * 257 + 100,
+            (p[0] as u16 * 257).saturating_add(100),
             p[1] as u16 * 257,
-            p[2] as u16 * 257 + 128,
+            (p[2] as u16 * 257).saturating_add(128),
         ])
     });
     let gray = DynamicImage::ImageRgb8(rgb.clone()).to_luma8();

@@ -5,6 +5,8 @@ use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::bail;
+
+use super::jpeg_scan;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 /// Largest accepted width or height (decompression-bomb guard).
@@ -26,8 +28,10 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 /// * **EXIF orientation is applied** (JPEG, and PNG `eXIf`), so the pixels are as a viewer shows them.
 /// * Images wider or taller than [`MAX_SIDE`] or with more than [`MAX_PIXELS`] pixels are refused
 ///   before any pixel is decoded.
-/// * A JPEG without its end-of-image marker, or a WebP file shorter than its RIFF header declares
-///   (truncated files), is refused rather than returned with filler.
+/// * Truncated files are refused rather than returned with filler: a JPEG without its
+///   end-of-image marker, or whose Huffman-coded scans end before its frame's last block (or,
+///   progressive, before its last refinement), and a WebP file shorter than its RIFF header
+///   declares.
 ///
 /// Every error is one line that names the file.
 pub fn load_rgb(path: &Path) -> anyhow::Result<RgbImage> {
@@ -80,7 +84,8 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> anyhow::Result<RgbImage> {
         if !jpeg_has_end_marker(bytes) {
             bail!("{p}: truncated or corrupt JPEG (no end-of-image marker)");
         }
-        check_jpeg_scan_size(bytes, path)?;
+        jpeg_scan::check_entropy_data(bytes, MAX_PIXELS)
+            .map_err(|why| anyhow::anyhow!("{p}: truncated or corrupt JPEG: {why}"))?;
     }
     let stripped;
     let bytes = if format == ImageFormat::Png {
@@ -238,98 +243,6 @@ fn png_without_ancillary_chunks(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         kept.extend_from_slice(&b[r]);
     }
     std::borrow::Cow::Owned(kept)
-}
-
-/// Refuses a JPEG whose scan data is too short for the frame it declares. Huffman coding
-/// spends at least 2 bits on every 8x8 block of a sequential scan (a DC code and an
-/// end-of-block code) and 1 bit in a progressive image's first DC scan, so a file whose bytes
-/// after its first start-of-scan cannot hold that many is truncated or lies about its size
-/// (a 51 KB file declaring 16384x16384 would otherwise be decoded as 805 MB of grey).
-/// Arithmetic-coded and lossless frames are not judged.
-fn check_jpeg_scan_size(b: &[u8], path: &Path) -> anyhow::Result<()> {
-    let Some((frame, scan_start)) = jpeg_frame(b) else {
-        return Ok(()); // no frame or scan found: the decoder reports it
-    };
-    let bits_per_block = match frame.marker {
-        0xC0 | 0xC1 => 2,
-        0xC2 => 1,
-        _ => return Ok(()),
-    };
-    let (hmax, vmax) = frame
-        .sampling
-        .iter()
-        .fold((1, 1), |(h, v), &(hi, vi)| (h.max(hi), v.max(vi)));
-    let (w, h) = (frame.width as u64, frame.height as u64);
-    let blocks: u64 = frame
-        .sampling
-        .iter()
-        .map(|&(hi, vi)| {
-            let cw = (w * hi as u64).div_ceil(hmax as u64);
-            let ch = (h * vi as u64).div_ceil(vmax as u64);
-            cw.div_ceil(8) * ch.div_ceil(8)
-        })
-        .sum();
-    let need = (blocks * bits_per_block).div_ceil(8);
-    let have = (b.len() - scan_start) as u64;
-    if have < need {
-        bail!(
-            "{}: truncated or corrupt JPEG: its frame declares {w}x{h} pixels, whose scan data \
-             needs at least {need} bytes, but the file has {have} after its first scan header",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// The start-of-frame header of a JPEG.
-struct JpegFrame {
-    marker: u8,
-    width: u16,
-    height: u16,
-    /// (horizontal, vertical) sampling factors of each component.
-    sampling: Vec<(u8, u8)>,
-}
-
-/// The frame header and the offset just past the first start-of-scan header.
-fn jpeg_frame(b: &[u8]) -> Option<(JpegFrame, usize)> {
-    let mut i = 2;
-    let mut frame = None;
-    while i + 3 < b.len() {
-        if b[i] != 0xFF {
-            return None;
-        }
-        let m = b[i + 1];
-        if m == 0xFF {
-            i += 1;
-            continue;
-        }
-        if m == 0x01 || (0xD0..=0xD7).contains(&m) {
-            i += 2;
-            continue;
-        }
-        let len = ((b[i + 2] as usize) << 8) | b[i + 3] as usize;
-        let seg = b.get(i + 4..i + 2 + len)?;
-        let is_sof = matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
-        if is_sof && seg.len() >= 6 {
-            let n = seg[5] as usize;
-            let comps = seg.get(6..6 + 3 * n)?;
-            let sampling = comps
-                .chunks_exact(3)
-                .map(|c| ((c[1] >> 4).max(1), (c[1] & 15).max(1)))
-                .collect();
-            frame = Some(JpegFrame {
-                marker: m,
-                height: u16::from_be_bytes([seg[1], seg[2]]),
-                width: u16::from_be_bytes([seg[3], seg[4]]),
-                sampling,
-            });
-        }
-        if m == 0xDA {
-            return frame.map(|f| (f, i + 2 + len));
-        }
-        i += 2 + len;
-    }
-    None
 }
 
 /// 8-bit RGB from any decoded image: alpha dropped, gray replicated, 16-bit rounded (v / 257).

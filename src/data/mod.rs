@@ -9,6 +9,7 @@ pub mod augment;
 pub mod background;
 pub mod datasets;
 pub mod image_io;
+mod jpeg_scan;
 pub(crate) mod labels;
 pub mod loader;
 pub mod split;
