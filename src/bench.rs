@@ -279,9 +279,11 @@ fn tuning_label(on: bool) -> &'static str {
     }
 }
 
-/// Runs `measure` once per tuning setting; with both, the report holds each and the ratio
-/// of `rate` (tuned over default).
-fn per_tuning(
+/// Runs `measure` once per tuning setting, with the kernel policy switched to it (and back
+/// after); the report holds each setting's result under `default` or `tuned` and, with both,
+/// `tuned_speedup`: the ratio of their `rate` entries, tuned over default (below 1 where the
+/// tuned kernels are slower).
+pub fn per_tuning(
     gpu: &Gpu,
     settings: &[bool],
     rate: &str,

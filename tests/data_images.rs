@@ -765,7 +765,9 @@ fn every_cut_of_a_jpeg_s_scans_is_refused_even_with_an_end_marker() {
         .unwrap();
     let mut half = full[..full.len() / 2].to_vec();
     half.extend_from_slice(&[0xFF, 0xD9]);
-    let e = decode_rgb(&half, Path::new("half.jpg")).unwrap_err().to_string();
+    let e = decode_rgb(&half, Path::new("half.jpg"))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("half.jpg: truncated or corrupt JPEG: its sequential frame declares 640x480")
             && e.contains("of its 4800 MCUs"),

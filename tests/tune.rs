@@ -1149,6 +1149,100 @@ fn tune_command_writes_the_cache_and_bench_compares() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `ASNA_TUNE=off` runs the defaults though the cache holds a winner for the shape, and
+/// `ASNA_SUBGROUPS=off` switches the subgroup variants off where the adapter runs them.
+#[test]
+fn asna_tune_off_and_asna_subgroups_off_are_obeyed() {
+    let gpu = gpu();
+    let dir = std::env::temp_dir().join(format!("asna-tune-env-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("tune.json");
+    // A cached "winner" for one shape of a scoring pass that is not its default.
+    let key = "conv fwd 72x72x16->32 k3x3 s1";
+    let (product, g) = conv::parse_tune_key(key, 1).unwrap();
+    let (_, gn, _) = product.gemm(&g);
+    let resolve = |c: TileConfig| c.family.resolve(product, &g, c, false);
+    let default = resolve(gpu.kernels.borrow().default_config(product, &g));
+    let other = gpu
+        .kernels
+        .borrow()
+        .candidates(gn)
+        .into_iter()
+        .map(resolve)
+        .find(|c| c.describe() != default.describe())
+        .expect("a candidate other than the default");
+    let entry = TunedKernel {
+        config: other,
+        images: 1,
+        tuned_us: 1.0,
+        default_us: 2.0,
+    };
+    let table = [(key.to_string(), entry)].into_iter().collect();
+    tuning::save(&cache, &tuning::adapter_key(&gpu.info), &table).unwrap();
+
+    let bench = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asna"));
+        cmd.args(["bench", "--score-only", "--batch", "1", "--iters", "1"])
+            .args(["--tuning", "on", "--json"])
+            .env("ASNA_TUNE_CACHE", &cache)
+            .env_remove("ASNA_TUNE")
+            .env_remove("ASNA_SUBGROUPS")
+            .env_remove("ASNA_CONV")
+            .envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ran = report["score_b1"]["tuned"]["conv_kernels"][key].clone();
+        (
+            ran,
+            report["score_b1"]["tuned"]["shared_loads"]
+                .as_bool()
+                .unwrap(),
+        )
+    };
+    let (ran, shared) = bench(&[]);
+    assert_eq!(ran, serde_json::json!([other.describe()]));
+    assert_eq!(shared, gpu.kernels.borrow().shared_loads());
+    let (ran, shared) = bench(&[("ASNA_TUNE", "off"), ("ASNA_SUBGROUPS", "off")]);
+    assert_eq!(ran, serde_json::json!([default.describe()]));
+    assert!(!shared);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tuned_speedup` is the tuned rate over the default one, below 1 where tuning lost: each
+/// setting is measured with the policy switched to it, and restored after.
+#[test]
+fn bench_reports_tuned_over_default_either_way() {
+    let gpu = gpu();
+    let was = gpu.kernels.borrow().uses_tuned();
+    for (default_rate, tuned_rate) in [(2.0, 3.0), (4.0, 1.0)] {
+        let report = asna::bench::per_tuning(&gpu, &[false, true], "pairs_per_s", || {
+            let rate = if gpu.kernels.borrow().uses_tuned() {
+                tuned_rate
+            } else {
+                default_rate
+            };
+            Ok(serde_json::json!({ "pairs_per_s": rate }))
+        })
+        .unwrap();
+        assert_eq!(report["default"]["pairs_per_s"], default_rate);
+        assert_eq!(report["tuned"]["pairs_per_s"], tuned_rate);
+        assert_eq!(report["tuned_speedup"], tuned_rate / default_rate);
+        assert_eq!(gpu.kernels.borrow().uses_tuned(), was);
+    }
+    // One setting alone has no ratio.
+    let one = asna::bench::per_tuning(&gpu, &[true], "pairs_per_s", || {
+        Ok(serde_json::json!({ "pairs_per_s": 1.0 }))
+    })
+    .unwrap();
+    assert!(one.get("tuned_speedup").is_none(), "{one}");
+}
+
 /// The winner rule alone: the fastest candidate replaces the default only when it is more
 /// than `MIN_WIN` faster; otherwise the default stays with its own time.
 #[test]

@@ -54,10 +54,16 @@ impl Drop for Ended {
 
 /// `asna web --out DIR --serve 127.0.0.1:0`, and the address it serves at.
 fn serve(dir: &Path) -> (Ended, String) {
+    serve_with(dir, &[])
+}
+
+/// `serve` with more arguments for `asna web`.
+fn serve_with(dir: &Path, args: &[&str]) -> (Ended, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_asna"))
         .args(["web", "--out"])
         .arg(dir)
         .args(["--serve", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -224,6 +230,76 @@ fn the_page_scores_as_the_engine_does_in_headless_chromium() {
         line.starts_with("asna error: this browser has WebGPU but offers no adapter"),
         "{line:?}"
     );
+}
+
+/// `path`'s safetensors file with one metadata entry replaced.
+fn with_metadata(path: &Path, key: &str, value: &str) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"][key] = value.into();
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+/// A model whose labels are lower-is-better (a DMOS scale) keeps that direction in the plan
+/// the page replays: the browser's score is the engine's for that model, which differs from
+/// the same weights read as higher-is-better.
+#[test]
+fn a_lower_is_better_model_keeps_its_direction_in_the_browser() {
+    let dir = temp_dir("site-dmos");
+    let weights = dir.with_extension("safetensors");
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/asna-default.safetensors");
+    std::fs::write(
+        &weights,
+        with_metadata(&default, "label_direction", "lower"),
+    )
+    .unwrap();
+    let (_server, url) = serve_with(&dir, &["--weights", weights.to_str().unwrap()]);
+    let profile = temp_dir("profile-dmos");
+
+    let open = |p: &str| image::open(dir.join(p)).unwrap().to_rgb8();
+    let crop = |img: &image::RgbImage| image::imageops::crop_imm(img, 301, 97, 288, 288).to_image();
+    let pair = (crop(&open("demo/ref.png")), crop(&open("demo/dist.png")));
+    write_png(&dir.join("crop-ref.png"), &pair.0);
+    write_png(&dir.join("crop-dist.png"), &pair.1);
+
+    let gpu = asna::gpu::Gpu::default_adapter().unwrap();
+    let engine = |path: &Path| {
+        let model = load_model(&gpu, Some(path)).unwrap();
+        let std = model.scaler.std;
+        let scorer = Scorer::new(&gpu, vec![model], 16, false);
+        (
+            scorer
+                .score_pairs(std::slice::from_ref(&pair), |_| {})
+                .unwrap()[0],
+            std,
+        )
+    };
+    let (lower, std) = engine(&weights);
+    let (higher, _) = engine(&default);
+    assert!((lower - higher).abs() > 0.01 * std, "{lower} vs {higher}");
+
+    let line = page_line(
+        &format!("{url}index.html?ref=crop-ref.png&dist=crop-dist.png"),
+        &profile,
+    );
+    let value: f64 = line
+        .strip_prefix("asna score: ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (value - lower).abs() / std <= 1e-4,
+        "browser {value}, engine {lower} (read as higher-is-better: {higher})"
+    );
+    let _ = std::fs::remove_file(&weights);
 }
 
 #[test]
