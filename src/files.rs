@@ -14,6 +14,37 @@ use std::path::{Path, PathBuf};
 pub const MAX_LIST_BYTES: u64 = 1 << 30;
 pub const MAX_RUN_LOG_BYTES: u64 = 256 << 20;
 
+/// A 64-bit FNV-1a digest of `bytes`: stable across platforms and releases, for telling files
+/// apart (not for security).
+pub fn digest(bytes: &[u8]) -> u64 {
+    let mut h = Digest::new();
+    h.update(bytes);
+    h.finish()
+}
+
+/// FNV-1a over bytes given in pieces.
+pub struct Digest(u64);
+
+impl Digest {
+    pub fn new() -> Digest {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Digest {
+        Digest::new()
+    }
+}
+
 /// What a file system object is, in words, for errors about things that are not regular files.
 fn kind_of(file_type: std::fs::FileType) -> &'static str {
     if file_type.is_dir() {
@@ -148,7 +179,7 @@ pub struct AtomicFile {
 
 /// Refuses a target that exists and is not a regular file: renaming over a device node or a
 /// FIFO would replace it, and a directory cannot be replaced at all.
-fn check_replaceable(path: &Path) -> Result<()> {
+pub(crate) fn check_replaceable(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(meta) if !meta.is_file() => bail!(
             "{}: is {}, not a regular file; refusing to replace it",

@@ -552,8 +552,8 @@ x/../../a.png,a.png
 }
 
 #[test]
-fn failed_list_leaves_no_output_file() {
-    let d = case_dir("atomic");
+fn a_failed_list_leaves_only_whole_rows_and_says_how_to_finish() {
+    let d = case_dir("partial");
     noise(288, 288, 30).save(d.join("a.png")).unwrap();
     let png = encode(
         &DynamicImage::ImageRgb8(noise(288, 288, 31)),
@@ -564,7 +564,8 @@ fn failed_list_leaves_no_output_file() {
         &d.join("list.csv"),
         b"ref,dist\na.png,a.png\na.png,bad.png\n",
     );
-    for fmt in ["csv", "json"] {
+    // The bad pair is in the first chunk: nothing is scored, and no file is written.
+    for fmt in ["csv", "json", "jsonl"] {
         let out = d.join(format!("scores.{fmt}"));
         let r = asna(
             &[
@@ -580,8 +581,14 @@ fn failed_list_leaves_no_output_file() {
             ],
             &[],
         );
-        fails(&r, &[&d.join("bad.png")], &["PNG"]);
-        assert!(!out.exists(), "{} written by a failed run", out.display());
+        let e = fails(&r, &[&d.join("bad.png")], &["PNG"]);
+        assert!(!e.contains("--resume"), "{e}");
+        assert!(
+            !out.exists(),
+            "{} written by a run that scored nothing",
+            out.display()
+        );
+        assert!(!d.join(format!("scores.{fmt}.resume.json")).exists());
     }
     // With one pair per batch the first chunk (4 pairs) is scored and its rows written before
     // the fifth pair fails.
@@ -605,8 +612,20 @@ fn failed_list_leaves_no_output_file() {
         ],
         &[],
     );
-    fails(&r, &[&d.join("bad.png")], &["PNG"]);
-    assert!(!out.exists(), "{} written by a failed run", out.display());
+    fails(
+        &r,
+        &[&d.join("bad.png"), &out],
+        &["PNG", "holds the pairs scored before it", "--resume"],
+    );
+    let record = fs::read_to_string(d.join("long_scores.csv.resume.json")).unwrap();
+    assert!(record.contains("\"complete\": false"), "{record}");
+    let text = fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(text.ends_with('\n'));
+    for l in &lines[1..] {
+        assert!(l.rsplit(',').next().unwrap().parse::<f64>().is_ok(), "{l}");
+    }
     let left: Vec<_> = fs::read_dir(&d)
         .unwrap()
         .flatten()

@@ -22,6 +22,7 @@ fn model(gpu: &Gpu, seed: u64) -> LoadedModel {
         },
         metadata: Default::default(),
         source: "test".into(),
+        digest: seed,
     }
 }
 
@@ -300,7 +301,7 @@ fn test_time_augmentation_is_the_mean_of_its_variants() {
 }
 
 #[test]
-fn command_line_scores_lists_maps_and_writes_atomically() {
+fn command_line_scores_lists_maps_and_resumes_a_failed_list() {
     let gpu = Gpu::default_adapter().unwrap();
     let dir = temp_dir("cli");
     let m = model(&gpu, 4);
@@ -320,7 +321,13 @@ fn command_line_scores_lists_maps_and_writes_atomically() {
     d.save(dir.join("d.png")).unwrap();
     std::fs::write(dir.join("list.csv"), "ref,dist\nr.png,d.png\nr.png,r.png\n").unwrap();
     let bin = env!("CARGO_BIN_EXE_asna");
-    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    };
 
     let out = run(&[
         "score",
@@ -412,36 +419,320 @@ fn command_line_scores_lists_maps_and_writes_atomically() {
         "the map has the input's size"
     );
 
-    // A failing list leaves no output file behind.
-    std::fs::write(
-        dir.join("bad.csv"),
-        "ref,dist\nr.png,d.png\nr.png,missing.png\n",
-    )
-    .unwrap();
+    // A list that fails midway (a missing image, in the second chunk of a batch of one)
+    // leaves the rows scored before it and says how to finish; once the image is there,
+    // `--resume` finishes the file as a run without the failure writes it.
+    let rows = (0..6)
+        .map(|i| {
+            if i == 5 {
+                "r.png,missing.png".to_string()
+            } else {
+                format!("r.png,d{i}.png")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for i in 0..5 {
+        std::fs::copy(dir.join("d.png"), dir.join(format!("d{i}.png"))).unwrap();
+    }
+    std::fs::write(dir.join("bad.csv"), format!("ref,dist\n{rows}\n")).unwrap();
     let bad_out = dir.join("bad-out.csv");
     let before = listing(&dir);
+    let bad_list = dir.join("bad.csv");
+    let score_bad = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "--pairs",
+            bad_list.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--batch",
+            "1",
+            "--out",
+            bad_out.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = score_bad(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.png")
+            && err.contains("bad-out.csv holds the pairs scored before it")
+            && err.contains("--resume")
+            && err.trim().lines().count() == 1
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let partial = std::fs::read_to_string(&bad_out).unwrap();
+    assert_eq!(
+        partial.lines().count(),
+        1 + 4,
+        "the first chunk's rows: {partial}"
+    );
+    let mut after = before.clone();
+    after.extend([
+        "bad-out.csv".to_string(),
+        "bad-out.csv.resume.json".to_string(),
+    ]);
+    after.sort();
+    assert_eq!(listing(&dir), after);
+    std::fs::copy(dir.join("d.png"), dir.join("missing.png")).unwrap();
+    let out = score_bad(&["--resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = std::fs::read(&bad_out).unwrap();
+    let fresh_out = dir.join("fresh-out.csv");
     let out = run(&[
         "score",
         "--pairs",
         dir.join("bad.csv").to_str().unwrap(),
         "--weights",
         weights.to_str().unwrap(),
+        "--batch",
+        "1",
         "--out",
-        bad_out.to_str().unwrap(),
+        fresh_out.to_str().unwrap(),
         "--quiet",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    let fresh = std::fs::read(&fresh_out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&resumed),
+        String::from_utf8_lossy(&fresh)
+    );
+    assert_eq!(String::from_utf8_lossy(&fresh).lines().count(), 7);
+}
+
+/// Pairs of 288x288 images (one window each) in `dir`, and their list.
+fn scoring_list(dir: &std::path::Path, n: usize, seed: u64) -> PathBuf {
+    let mut rng = Rng::new(seed);
+    let mut list = String::from("ref,dist\n");
+    for i in 0..n {
+        let r = image(&mut rng, 288, 288);
+        let d = distort(&mut rng, &r, 3.0 + i as f64);
+        r.save(dir.join(format!("r{i}.png"))).unwrap();
+        d.save(dir.join(format!("d{i}.png"))).unwrap();
+        list.push_str(&format!("r{i}.png,d{i}.png\n"));
+    }
+    let path = dir.join("list.csv");
+    std::fs::write(&path, list).unwrap();
+    path
+}
+
+/// The rows a score file holds so far: its lines after the header (CSV), after the opening
+/// bracket (JSON; each row starts a line), or all (JSON lines).
+fn rows_written(path: &std::path::Path, format: &str) -> usize {
+    let newlines = std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0);
+    match format {
+        "csv" => newlines.saturating_sub(1),
+        _ => newlines,
+    }
+}
+
+/// `score --pairs L --out F` killed with SIGKILL at several points, and resumed with
+/// `--resume` after each, ends with an F byte-identical to an uninterrupted run's, in CSV,
+/// JSON and JSON lines. (Rows are flushed per chunk of four batches of one pair: the kills
+/// land after 4, 8 or 12 of the 16 rows.)
+#[test]
+fn a_killed_scoring_run_resumes_to_the_same_bytes() {
+    let dir = temp_dir("kill");
+    let list = scoring_list(&dir, 16, 21);
+    let bin = env!("CARGO_BIN_EXE_asna");
+    let score = |out: &std::path::Path, format: &str, resume: bool| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["score", "--pairs"])
+            .arg(&list)
+            .args(["--batch", "1", "--quiet", "--format", format, "--out"])
+            .arg(out);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    for (format, kill_points) in [
+        ("csv", &[1, 5, 9][..]),
+        ("json", &[6][..]),
+        ("jsonl", &[3, 10][..]),
+    ] {
+        let whole = dir.join(format!("whole.{format}"));
+        assert!(score(&whole, format, false).status().unwrap().success());
+        let part = dir.join(format!("part.{format}"));
+        for (i, &k) in kill_points.iter().enumerate() {
+            let mut child = score(&part, format, i > 0)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let started = std::time::Instant::now();
+            while rows_written(&part, format) < k {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{format}: ended before row {k}"
+                );
+                assert!(
+                    started.elapsed().as_secs() < 300,
+                    "{format}: no row {k} in 300 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{format}: ended before the kill"
+            );
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let rows = rows_written(&part, format);
+            assert!((k..16).contains(&rows), "{format}: killed with {rows} rows");
+        }
+        let out = score(&part, format, true).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&std::fs::read(&part).unwrap()),
+            String::from_utf8_lossy(&std::fs::read(&whole).unwrap()),
+            "{format}"
+        );
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("part.{format}.resume.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["complete"], true);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--resume` goes on only from a file this very run would write: it refuses one made from
+/// another list, other weights, other options or another format, or without its record, in
+/// one line and without touching it; it drops a torn last row; on a finished file it scores
+/// nothing and leaves the bytes as they are.
+#[test]
+fn resume_refuses_another_run_s_file_and_drops_a_torn_row() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let dir = temp_dir("resume");
+    let list = scoring_list(&dir, 4, 5);
+    let other_weights = dir.join("other.safetensors");
+    let m = model(&gpu, 9);
+    checkpoint::save(
+        &gpu,
+        &other_weights,
+        &m.store,
+        None,
+        &checkpoint::model_metadata(&m.scaler),
+    )
+    .unwrap();
+    let reordered = dir.join("reordered.csv");
+    std::fs::write(
+        &reordered,
+        "ref,dist\nr1.png,d1.png\nr0.png,d0.png\nr2.png,d2.png\nr3.png,d3.png\n",
+    )
+    .unwrap();
+    let out = dir.join("scores.csv");
+    let bin = env!("CARGO_BIN_EXE_asna");
+    let score = |list: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new(bin)
+            .env_remove("RUST_BACKTRACE")
+            .args(["score", "--pairs"])
+            .arg(list)
+            .args(["--quiet", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(score(&list, &[]).status.success());
+    let whole = std::fs::read(&out).unwrap();
+
+    let out_done = score(&list, &["--resume"]);
+    assert!(out_done.status.success());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        whole,
+        "a finished file stays as it is"
+    );
+
+    // A torn last row (cut mid-score) and a row cut at its newline are rescored.
+    let third_row_end = whole
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(3)
+        .unwrap()
+        .0;
+    for cut in [third_row_end - 3, third_row_end, third_row_end + 1] {
+        std::fs::write(&out, &whole[..cut]).unwrap();
+        let resumed = score(&list, &["--resume"]);
+        assert!(
+            resumed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), whole, "cut at {cut}");
+    }
+
+    let weights = other_weights.to_str().unwrap();
+    for (list, extra, want) in [
+        (&reordered, &["--resume"][..], "another pair list"),
+        (&list, &["--resume", "--tta"][..], "another --tta"),
+        (&list, &["--resume", "--batch", "2"][..], "another --batch"),
+        (
+            &list,
+            &["--resume", "--format", "jsonl"][..],
+            "another format",
+        ),
+        (
+            &list,
+            &["--resume", "--shard", "0/1"][..],
+            "another --shard",
+        ),
+        (
+            &list,
+            &["--resume", "--weights", weights][..],
+            "another weights",
+        ),
+    ] {
+        std::fs::write(&out, &whole[..third_row_end + 1]).unwrap();
+        let refused = score(list, extra);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(
+            err.contains("scores.csv: --resume: these rows were scored with")
+                && err.contains(want)
+                && err.trim().lines().count() == 1,
+            "{extra:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            &whole[..third_row_end + 1],
+            "{extra:?}"
+        );
+    }
+    // Without F, --resume begins it.
+    std::fs::remove_file(&out).unwrap();
+    let begun = score(&list, &["--resume"]);
     assert!(
-        err.contains("missing.png") && !err.contains("panicked"),
+        begun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&begun.stderr)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), whole);
+    std::fs::remove_file(dir.join("scores.csv.resume.json")).unwrap();
+    let refused = score(&list, &["--resume"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() == Some(1) && err.contains("resume.json is missing"),
         "{err}"
     );
-    assert!(!bad_out.exists(), "no half-written output");
-    assert_eq!(
-        listing(&dir),
-        before,
-        "the failed run left files behind (its temporary output?)"
-    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn listing(dir: &std::path::Path) -> Vec<String> {

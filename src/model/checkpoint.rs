@@ -23,6 +23,9 @@ pub struct LoadedModel {
     pub scaler: LabelScaler,
     pub metadata: BTreeMap<String, String>,
     pub source: String,
+    /// A digest of the model file's bytes (`files::digest`): what a resumed scoring run checks
+    /// it is scoring with.
+    pub digest: u64,
 }
 
 fn meta<'a>(m: &'a BTreeMap<String, String>, key: &str, source: &str) -> Result<&'a str> {
@@ -102,6 +105,7 @@ pub fn parse_model(gpu: &Gpu, bytes: &[u8], source: &str) -> Result<LoadedModel>
         scaler,
         metadata: file.metadata,
         source: source.to_string(),
+        digest: crate::files::digest(bytes),
     })
 }
 

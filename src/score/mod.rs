@@ -1,22 +1,39 @@
 //! `asna score`: predicted MOS for one pair, or for a list of pairs streamed through the GPU in
-//! batches (decoding on background threads), written as CSV or JSON; `--shard K/N` splits a
-//! large list across the jobs of a cluster array without any coordinator.
+//! batches (decoding on background threads), written as CSV, JSON or JSON lines as they are
+//! scored; `--resume` finishes a file a killed run left; `--shard K/N` splits a large list
+//! across the jobs of a cluster array without any coordinator.
+
+mod list;
+pub mod rows;
+
+pub use list::{pairs_from_dirs, read_pair_list};
 
 use crate::data::{decode_pairs_in_background, load_pair_at_least};
-use crate::files::AtomicFile;
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
 use crate::model::checkpoint::load_models;
 use crate::scorer::{Precision, Scorer};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use image::RgbImage;
-use std::io::Write;
+use rows::{Rows, RunRecord};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Csv,
     Json,
+    /// One JSON object per line
+    Jsonl,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +115,13 @@ pub struct ScoreArgs {
     /// Output format for lists
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
-    /// Output file (written atomically); default stdout
+    /// Output file, written as pairs are scored (beside it FILE.resume.json records what
+    /// --resume checks); default stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Finish the --out file a stopped run left: keep its complete rows, score the rest
+    #[arg(long, requires = "out")]
+    pub resume: bool,
     /// Score only every N-th pair starting at K (0-based), e.g. 3/16 for job 3 of 16
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -112,164 +133,9 @@ pub struct ScoreArgs {
     pub quiet: bool,
 }
 
-/// Reads a pair list: CSV with header `ref,dist` (extra columns ignored; a column named twice
-/// is refused as ambiguous), paths relative to the list's own directory and inside it (an
-/// absolute path or `..` is refused), each pair once (a repeated row is refused). Errors name
-/// the list and the line, with control characters escaped.
-pub fn read_pair_list(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
-    use crate::data::labels::{csv_rows, escape_controls, relative_within, unique_column};
-    let src = path.display();
-    let bytes = crate::files::read_bounded(path, crate::files::MAX_LIST_BYTES, "a pair list")?;
-    let text = String::from_utf8(bytes).map_err(|e| anyhow!("{src}: not UTF-8 text ({e})"))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    if text.trim().is_empty() {
-        bail!("{src}: empty list (expected a header \"ref,dist\" and one pair per line)");
-    }
-    let rows = csv_rows(path, text.as_bytes())?;
-    let Some((header, rows)) = rows.split_first() else {
-        bail!("{src}: empty list (expected a header \"ref,dist\" and one pair per line)");
-    };
-    let (ri, di) = match (
-        unique_column(path, header, "ref")?,
-        unique_column(path, header, "dist")?,
-    ) {
-        (Some(r), Some(d)) => (r, d),
-        _ => bail!(
-            "{src}:{}: header must name the columns \"ref\" and \"dist\" (found: {})",
-            header.line,
-            escape_controls(&header.fields.join(","))
-        ),
-    };
-    let base = path.parent().unwrap_or(Path::new(""));
-    let within = "the list's folder";
-    let mut first_line = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let line = row.line;
-        let get = |i: usize| row.fields.get(i).map_or("", String::as_str);
-        let (r, d) = (get(ri), get(di));
-        if r.is_empty() || d.is_empty() {
-            bail!("{src}:{line}: empty \"ref\" or \"dist\" field");
-        }
-        let pair = (
-            relative_within(path, line, r, within)?,
-            relative_within(path, line, d, within)?,
-        );
-        if let Some(first) = first_line.insert(pair.clone(), line) {
-            bail!(
-                "{src}:{line}: the pair {},{} is listed twice (first at line {first})",
-                escape_controls(r),
-                escape_controls(d)
-            );
-        }
-        out.push((base.join(&pair.0), base.join(&pair.1)));
-    }
-    if out.is_empty() {
-        bail!("{src}: the list holds no pairs");
-    }
-    Ok(out)
-}
-
-/// Pairs of files with the same name in two directories.
-pub fn pairs_from_dirs(ref_dir: &Path, dist_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
-    let list = |d: &Path| -> Result<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-            .map_err(|e| anyhow!("{}: cannot list ({e})", d.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        v.sort();
-        Ok(v)
-    };
-    let dists = list(dist_dir)?;
-    let mut out = Vec::new();
-    for d in dists {
-        let r = ref_dir.join(d.file_name().unwrap());
-        if r.is_file() {
-            out.push((r, d));
-        }
-    }
-    if out.is_empty() {
-        bail!(
-            "{} and {}: no file names in common",
-            ref_dir.display(),
-            dist_dir.display()
-        );
-    }
-    Ok(out)
-}
-
 /// Loads a pair and checks it is large enough for the model, with errors naming the file.
 fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
     load_pair_at_least(r, d, SIZE as u32)
-}
-
-/// Writes rows to an atomic file (it appears complete at the end, or not at all), or to
-/// stdout.
-struct Output {
-    file: Option<AtomicFile>,
-    w: Box<dyn Write>,
-    format: Format,
-    rows: usize,
-}
-
-impl Output {
-    fn open(path: Option<&Path>, format: Format) -> Result<Output> {
-        let file = path.map(AtomicFile::create).transpose()?;
-        let w: Box<dyn Write> = match file {
-            Some(_) => Box::new(std::io::sink()),
-            None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-        };
-        let mut o = Output {
-            file,
-            w,
-            format,
-            rows: 0,
-        };
-        match format {
-            Format::Csv => writeln!(o.out(), "ref,dist,score")?,
-            Format::Json => write!(o.out(), "[")?,
-        }
-        Ok(o)
-    }
-    fn out(&mut self) -> &mut dyn Write {
-        match &mut self.file {
-            Some(f) => f,
-            None => &mut self.w,
-        }
-    }
-    fn row(&mut self, r: &Path, d: &Path, score: f64) -> Result<()> {
-        match self.format {
-            Format::Csv => {
-                let mut wtr = csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(vec![]);
-                wtr.write_record([
-                    r.display().to_string(),
-                    d.display().to_string(),
-                    format!("{score:.6}"),
-                ])?;
-                let line = wtr.into_inner().map_err(|e| anyhow!("{e}"))?;
-                self.out().write_all(&line)?;
-            }
-            Format::Json => {
-                let sep = if self.rows == 0 { "\n" } else { ",\n" };
-                let obj = serde_json::json!({"ref": r.display().to_string(), "dist": d.display().to_string(), "score": score});
-                write!(self.out(), "{sep}  {obj}")?;
-            }
-        }
-        self.rows += 1;
-        Ok(())
-    }
-    fn finish(mut self) -> Result<()> {
-        if self.format == Format::Json {
-            writeln!(self.out(), "\n]")?;
-        }
-        match self.file.take() {
-            Some(f) => f.commit(),
-            None => Ok(self.w.flush()?),
-        }
-    }
 }
 
 pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
@@ -337,16 +203,72 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
         }
     }
 
-    let mut out = Output::open(args.out.as_deref(), args.format)?;
+    let (mut out, done) = match &args.out {
+        None => (Rows::stdout(args.format)?, 0),
+        Some(path) => {
+            let record = RunRecord {
+                version: rows::RECORD_VERSION,
+                asna_version: env!("CARGO_PKG_VERSION").into(),
+                format: args.format.name().into(),
+                pairs: list.len(),
+                list: rows::list_digest(&list),
+                weights: scorer
+                    .models
+                    .iter()
+                    .map(|m| format!("{:016x}", m.digest))
+                    .collect(),
+                tta: args.tta,
+                precision: format!("{:?}", args.precision).to_lowercase(),
+                batch: scorer.batch,
+                shard: args.shard.map(|s| format!("{}/{}", s.index, s.count)),
+                adapter: gpu.describe(),
+                complete: false,
+            };
+            if args.resume {
+                Rows::resume(path, args.format, record, &list)?
+            } else {
+                (Rows::create(path, args.format, record)?, 0)
+            }
+        }
+    };
+    if args.resume && !args.quiet {
+        eprintln!(
+            "{}: {done} of {} pairs already scored",
+            args.out.as_deref().unwrap_or(Path::new("")).display(),
+            list.len()
+        );
+    }
     let bar = crate::progress::bar(
         list.len() as u64,
         !args.quiet && list.len() > 1,
         crate::progress::PAIRS,
     );
-    // Chunks of a few batches (and at most half the decoding budget): decoding of the next
-    // chunk overlaps the GPU on this one.
+    bar.set_position(done as u64);
+    bar.reset_eta();
+    let scored = score_rows(&scorer, &list[done..], &mut out, &bar);
+    bar.finish_and_clear();
+    if let (Err(e), Some(path), true) = (&scored, &args.out, out.in_file()) {
+        bail!(
+            "{}; {} holds the pairs scored before it: run the same command with --resume to \
+             finish it",
+            crate::one_line(e),
+            path.display()
+        );
+    }
+    scored?;
+    out.finish()
+}
+
+/// Scores `list` in chunks of a few batches (and at most half the decoding budget), decoding
+/// the next chunk while the GPU works on this one, and writes each chunk's rows as it ends.
+fn score_rows(
+    scorer: &Scorer,
+    list: &[(PathBuf, PathBuf)],
+    out: &mut Rows,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
     let chunk = scorer.batch * 4;
-    let mut decoded = decode_pairs_in_background(list.clone(), SIZE as u32, chunk * 2);
+    let mut decoded = decode_pairs_in_background(list.to_vec(), SIZE as u32, chunk * 2);
     let mut start = 0;
     while start < list.len() {
         let imgs = crate::data::next_chunk(&mut decoded, chunk)?;
@@ -359,9 +281,9 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
             let (r, d) = &list[start + i];
             out.row(r, d, *s)?;
         }
+        out.flush()?;
         bar.inc((end - start) as u64);
         start = end;
     }
-    bar.finish_and_clear();
-    out.finish()
+    Ok(())
 }
