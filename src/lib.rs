@@ -1,13 +1,22 @@
 //! asna: the ASNA full-reference image quality model (Ayyoubzadeh & Royat, NTIRE 2021) scored,
 //! trained and evaluated in WGSL compute shaders on any GPU that wgpu reaches.
 //!
-//! Layers, bottom up: `gpu` (context, buffers, pipelines, profiler), `ops` (kernel launches,
+//! To score, start at [`Model`]:
+//!
+//! ```
+//! let model = asna::Model::new()?; // the embedded default model
+//! println!("{:.4}", model.score_files("data/demo/ref.png", "data/demo/dist.png")?);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Layers, bottom up, beneath `api` (the front door): `gpu` (context, buffers, pipelines, profiler), `ops` (kernel launches,
 //! forward and backward), `autograd` (the tape), `model` (ASNA and its sorter), the pieces
 //! commands share (`optim`: Adam and the training steps; `scorer`: batched scoring; `metrics`;
 //! `run_dir`: a training run's files; `plan`: a scoring pass recorded as data for other
 //! runtimes), then one module per command, which imports none of the others (`web` writes the
 //! browser page that replays plans).
 
+pub mod api;
 pub mod autograd;
 pub mod bench;
 pub mod data;
@@ -34,6 +43,8 @@ pub mod train;
 pub mod train_sorter;
 pub mod tune;
 pub mod web;
+
+pub use api::{Model, ModelBuilder, Precision, QualityMap};
 
 /// An error as one line, the way the command line prints it: its chain of causes joined by
 /// ": ", each cause once, control characters blanked.

@@ -9,7 +9,7 @@ use crate::model::asna::{predict, predict_shared, Taps, SIZE};
 use crate::model::checkpoint::LoadedModel;
 use anyhow::{bail, Result};
 use image::RgbImage;
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 
 /// Window origins along one axis of length `len` >= 288: as few windows as cover it, evenly
 /// spread from one edge to the other (so neighbours overlap where the size is not a multiple).
@@ -195,9 +195,9 @@ impl<'g> Scorer<'g> {
 
     /// Scores pairs (on the first model's label scale, averaged over windows, variants and
     /// models). `on_done` is called as each pair completes (for progress bars).
-    pub fn score_pairs(
+    pub fn score_pairs<R: Borrow<RgbImage>, D: Borrow<RgbImage>>(
         &self,
-        pairs: &[(RgbImage, RgbImage)],
+        pairs: &[(R, D)],
         mut on_done: impl FnMut(usize),
     ) -> Result<Vec<f64>> {
         let mut sums = vec![0.0; pairs.len()];
@@ -205,6 +205,7 @@ impl<'g> Scorer<'g> {
         let mut queue: Vec<Job> = Vec::new();
         let variants = self.variants();
         for (i, (r, d)) in pairs.iter().enumerate() {
+            let (r, d) = (r.borrow(), d.borrow());
             if r.dimensions() != d.dimensions() {
                 bail!(
                     "pair {i}: reference {:?} and distorted {:?} differ in size",

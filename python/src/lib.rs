@@ -1,6 +1,6 @@
 //! `asna._asna`: the native half of the Python package. A thin layer over the asna crate: it
 //! turns what the Python half hands over (paths, or raw samples with their shape and numpy type)
-//! into the library's images, runs the library's scorer on a worker thread that owns the GPU,
+//! into the library's images, runs the library's `asna::Model` on a worker thread that owns the GPU,
 //! and turns the library's one-line errors into Python exceptions.
 //!
 //! The GPU context is single-threaded (`Rc`, `RefCell`), so each model lives on its own worker
@@ -15,8 +15,8 @@
 use asna::data::{check_min_size, check_same_size, load_rgb, rgb_from_samples, SampleType};
 use asna::gpu::{AdapterChoice, Gpu};
 use asna::model::asna::SIZE;
-use asna::model::checkpoint::load_models;
-use asna::scorer::{check_precision, Precision, Scorer};
+use asna::scorer::{check_precision, Precision};
+use asna::Model;
 use image::RgbImage;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -212,7 +212,14 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
     if let Err(e) = check_precision(&gpu, dtype) {
         return fail(gpu, Failure::value(e));
     }
-    let models = match load_models(&gpu, &settings.weights) {
+    let mut builder = Model::builder()
+        .precision(settings.precision)
+        .tta(settings.tta)
+        .batch(settings.batch);
+    for w in &settings.weights {
+        builder = builder.weights(w);
+    }
+    let model = match builder.build_on(gpu.clone()) {
         Ok(m) => m,
         Err(e) => {
             // The first weights path that does not exist makes it a FileNotFoundError.
@@ -224,16 +231,10 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
             return fail(gpu, failure);
         }
     };
-    let sources = models.iter().map(|m| m.source.clone()).collect();
-    let scorer = match Scorer::new(&gpu, models, settings.batch, settings.tta).with_precision(dtype)
-    {
-        Ok(s) => s,
-        Err(e) => return fail(gpu, Failure::runtime(e)),
-    };
     let report = Ready {
-        adapter: gpu.describe(),
-        batch: scorer.batch,
-        sources,
+        adapter: model.adapter(),
+        batch: model.batch(),
+        sources: model.sources(),
     };
     if ready.send(Ok(report)).is_err() {
         return;
@@ -242,11 +243,11 @@ fn worker(settings: Settings, ready: Reply<Ready>, requests: mpsc::Receiver<Requ
         // A caller that stopped waiting (an interrupted thread) is not an error here.
         match request {
             Request::Score(pairs, stop, reply) => {
-                let scores = guarded_until(&gpu, &stop, || scorer.score_pairs(&pairs, |_| {}));
+                let scores = guarded_until(&gpu, &stop, || model.score_batch(&pairs));
                 let _ = reply.send(scores);
             }
             Request::Map(r, d, stop, reply) => {
-                let map = guarded_until(&gpu, &stop, || scorer.degradation_map(&r, &d));
+                let map = guarded_until(&gpu, &stop, || Ok(model.quality_map(&r, &d)?.values));
                 let _ = reply.send(map);
             }
         }

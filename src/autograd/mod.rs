@@ -329,7 +329,7 @@ impl<'g> Tape<'g> {
         })
     }
 
-    /// |x[:N] - x[N:]| of a stacked [R; D] batch.
+    /// `|x[:N] - x[N:]|` of a stacked `[R; D]` batch.
     pub fn absdiff_halves(&mut self, x: &Var) -> Var {
         let y = ops::eltwise::absdiff_halves(self.gpu, &x.t);
         self.push(y, &[x], || Op::AbsDiffHalves { x: x.clone() })

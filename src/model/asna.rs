@@ -217,7 +217,7 @@ fn run(tape: &mut Tape, p: &Bound, bn: &mut BnContext, l: &Layer, x: &Var) -> Va
     }
 }
 
-/// Standardised scores [N] of N pairs, from the stacked input [2N, 288, 288, 3] (references
+/// Standardised scores `[N]` of N pairs, from the stacked input `[2N, 288, 288, 3]` (references
 /// first, then distorted images, normalised).
 pub fn forward(
     tape: &mut Tape,
@@ -230,7 +230,7 @@ pub fn forward(
 }
 
 /// `forward` where pairs may share a reference: with `ref_of` (pair i's reference is image
-/// ref_of[i]), the input is [K distinct references; N distorted images], the encoder runs once
+/// `ref_of[i]`), the input is `[K distinct references; N distorted images]`, the encoder runs once
 /// per image, and each scale's reference features are copied out per pair before the
 /// differences. Evaluation only (copies are not recorded); every image's features are
 /// computed as in `forward`, so the scores are the same.
@@ -462,7 +462,7 @@ fn stacked_images(tape: &mut Tape, first: &[u8], second: &[u8], size: usize, dty
     tape.leaf(x, false)
 }
 
-/// Evaluation-mode standardised scores [n] of n pairs of 288x288 u8 crops. Activations are
+/// Evaluation-mode standardised scores `[n]` of n pairs of 288x288 u8 crops. Activations are
 /// stored in the element type of the store's weights (see `ParamStore::to_dtype`); the scores
 /// download as f32 either way.
 pub fn predict(

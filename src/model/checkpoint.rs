@@ -18,6 +18,8 @@ use std::path::Path;
 pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../weights/asna-default.safetensors");
 pub const DEFAULT_MODEL_NAME: &str = "embedded default model (weights/asna-default.safetensors)";
 
+/// A model loaded for scoring. Cloning shares its tensors' buffers.
+#[derive(Clone)]
 pub struct LoadedModel {
     pub store: ParamStore,
     pub scaler: LabelScaler,

@@ -176,7 +176,9 @@ impl SpecList {
     }
 }
 
-/// A model's parameters and running statistics on the GPU, in engine layout.
+/// A model's parameters and running statistics on the GPU, in engine layout. Cloning shares
+/// the tensors' buffers.
+#[derive(Clone)]
 pub struct ParamStore {
     pub specs: Vec<ParamSpec>,
     pub values: BTreeMap<String, Tensor>,

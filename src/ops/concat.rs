@@ -84,7 +84,7 @@ pub fn split(gpu: &Gpu, dy: &Tensor, channels: &[usize]) -> Vec<Tensor> {
         .collect()
 }
 
-/// concat(upsample2x(low), |feats[:n] - feats[n:]|) in one pass (forward only, for scoring):
+/// `concat(upsample2x(low), |feats[:n] - feats[n:]|)` in one pass (forward only, for scoring):
 /// low [n, h/2, w/2, c1], feats [2n, h, w, c2] -> [n, h, w, c1 + c2].
 pub fn upsample_absdiff_concat(gpu: &Gpu, low: &Tensor, feats: &Tensor) -> Tensor {
     let (n, lh, lw, c1) = low.nhwc();

@@ -165,7 +165,7 @@ pub fn scale(gpu: &Gpu, a: &Tensor, s: f32) -> Tensor {
     axpby(gpu, s, a, 0.0, a)
 }
 
-/// alpha * a * g[0], for g a 1-element tensor on the GPU.
+/// `alpha * a * g[0]`, for g a 1-element tensor on the GPU.
 pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor {
     let out = gpu.empty_as(&a.shape, a.dtype);
     run(
@@ -185,7 +185,7 @@ pub fn scale_by_scalar(gpu: &Gpu, a: &Tensor, alpha: f32, g: &Tensor) -> Tensor 
     out
 }
 
-/// A tensor of `shape` filled with alpha * g[0].
+/// A tensor of `shape` filled with `alpha * g[0]`.
 pub fn fill_from_scalar(gpu: &Gpu, shape: &[usize], alpha: f32, g: &Tensor) -> Tensor {
     let out = gpu.empty_as(shape, g.dtype);
     let n = out.numel();
@@ -252,7 +252,7 @@ pub fn mul_backward(gpu: &Gpu, a: &Tensor, b: &Tensor, dy: &Tensor) -> (Tensor, 
     (da, db)
 }
 
-/// |x[:N] - x[N:]| of a stacked batch [R; D] of 2N images.
+/// `|x[:N] - x[N:]|` of a stacked batch `[R; D]` of 2N images.
 pub fn absdiff_halves(gpu: &Gpu, x: &Tensor) -> Tensor {
     let mut shape = x.shape.clone();
     assert!(shape[0] % 2 == 0, "absdiff_halves needs an even batch");

@@ -107,7 +107,7 @@ fn check(a: &[u8], b: &[u8], n: usize, h: usize, w: usize, what: &str) {
     );
 }
 
-/// PSNR in dB of each of the `n` pairs (a[i], b[i]) of `h` x `w` RGB images, packed
+/// PSNR in dB of each of the `n` pairs `(a[i], b[i])` of `h` x `w` RGB images, packed
 /// [n, h, w, 3]: `10 log10(255^2 / MSE)` over all bytes of the pair (the three channels pooled);
 /// +inf for identical images, NaN for empty ones. The squared error is summed exactly.
 pub fn psnr(

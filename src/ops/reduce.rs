@@ -30,7 +30,7 @@ const ROWS_PER_THREAD: usize = 16;
 /// may round differently from the forward's statistics, which keep their 16-row runs.
 const GRADIENT_ROWS_PER_THREAD: usize = 64;
 
-/// out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c]); out takes x's element
+/// `out[g, c] = scale * sum_r summand(x[g, r, c], y[g, r, c], m[c])`; out takes x's element
 /// type (y likewise, m is f32).
 pub fn columns(
     gpu: &Gpu,
@@ -139,7 +139,7 @@ pub fn total(gpu: &Gpu, x: &Tensor, summand: Summand) -> Tensor {
     .reshape(&[1])
 }
 
-/// out[i] = sum_s parts[s, i] for parts [S, L].
+/// `out[i] = sum_s parts[s, i]` for parts `[S, L]`.
 pub fn sum_splits(gpu: &Gpu, parts: &Tensor) -> Tensor {
     f32_only("sum_splits", &[parts]);
     let (s, len) = (parts.shape[0], parts.shape[1]);

@@ -8,15 +8,15 @@ pub mod rows;
 
 pub use list::{pairs_from_dirs, read_pair_list};
 
-use crate::data::{decode_pairs_in_background, load_pair_at_least};
+use crate::api::Model;
+use crate::data::load_pair_at_least;
 use crate::gpu::Gpu;
 use crate::model::asna::SIZE;
-use crate::model::checkpoint::load_models;
-use crate::scorer::{Precision, Scorer};
+use crate::scorer::Precision;
 use anyhow::{bail, Result};
-use image::RgbImage;
 use rows::{Rows, RunRecord};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -133,12 +133,7 @@ pub struct ScoreArgs {
     pub quiet: bool,
 }
 
-/// Loads a pair and checks it is large enough for the model, with errors naming the file.
-fn load_scorable(r: &Path, d: &Path) -> Result<(RgbImage, RgbImage)> {
-    load_pair_at_least(r, d, SIZE as u32)
-}
-
-pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
+pub fn run(gpu: Rc<Gpu>, args: &ScoreArgs) -> Result<()> {
     let list: Vec<(PathBuf, PathBuf)> = match (
         &args.reference,
         &args.distorted,
@@ -167,37 +162,39 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
         Some(s) => s.select(&list),
         None => list,
     };
-    crate::scorer::check_precision(gpu, args.precision.dtype())?;
-    let models = load_models(gpu, &args.weights)?;
-    let scorer =
-        Scorer::new(gpu, models, args.batch, args.tta).with_precision(args.precision.dtype())?;
+    let mut builder = Model::builder()
+        .precision(args.precision)
+        .tta(args.tta)
+        .batch(args.batch);
+    for w in &args.weights {
+        builder = builder.weights(w);
+    }
+    let model = builder.build_on(gpu)?;
 
     if single && args.out.is_none() && args.map.is_none() && args.format == Format::Csv {
-        let (r, d) = load_scorable(&list[0].0, &list[0].1)?;
-        let s = scorer.score_pairs(&[(r, d)], |_| {})?;
-        println!("{:.4}", s[0]);
+        println!("{:.4}", model.score_files(&list[0].0, &list[0].1)?);
         return Ok(());
     }
     if let Some(map_path) = &args.map {
         if !single {
             bail!("--map needs a single pair (REF DIST)");
         }
-        let (r, d) = load_scorable(&list[0].0, &list[0].1)?;
-        let map = scorer.degradation_map(&r, &d)?;
+        let (r, d) = load_pair_at_least(&list[0].0, &list[0].1, SIZE as u32)?;
+        let map = model.quality_map(&r, &d)?;
         crate::plot::quality_map_png(
             map_path,
             d.as_raw(),
             d.width(),
             d.height(),
-            &map,
+            &map.values,
             d.width(),
             d.height(),
             "feature difference",
             false,
         )?;
-        let s = scorer.score_pairs(&[(r, d)], |_| {})?;
+        let s = model.score(&r, &d)?;
         if args.out.is_none() {
-            println!("{:.4}", s[0]);
+            println!("{s:.4}");
             eprintln!("map written to {}", map_path.display());
             return Ok(());
         }
@@ -212,16 +209,16 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
                 format: args.format.name().into(),
                 pairs: list.len(),
                 list: rows::list_digest(&list),
-                weights: scorer
-                    .models
+                weights: model
+                    .models()
                     .iter()
                     .map(|m| format!("{:016x}", m.digest))
                     .collect(),
                 tta: args.tta,
                 precision: format!("{:?}", args.precision).to_lowercase(),
-                batch: scorer.batch,
+                batch: model.batch(),
                 shard: args.shard.map(|s| format!("{}/{}", s.index, s.count)),
-                adapter: gpu.describe(),
+                adapter: model.adapter(),
                 complete: false,
             };
             if args.resume {
@@ -245,7 +242,15 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
     );
     bar.set_position(done as u64);
     bar.reset_eta();
-    let scored = score_rows(&scorer, &list[done..], &mut out, &bar);
+    let rest = &list[done..];
+    let scored = model.score_file_chunks(rest, |start, scores| {
+        for (s, (r, d)) in scores.iter().zip(&rest[start..]) {
+            out.row(r, d, *s)?;
+        }
+        out.flush()?;
+        bar.inc(scores.len() as u64);
+        Ok(())
+    });
     bar.finish_and_clear();
     if let (Err(e), Some(path), true) = (&scored, &args.out, out.in_file()) {
         bail!(
@@ -257,33 +262,4 @@ pub fn run(gpu: &Gpu, args: &ScoreArgs) -> Result<()> {
     }
     scored?;
     out.finish()
-}
-
-/// Scores `list` in chunks of a few batches (and at most half the decoding budget), decoding
-/// the next chunk while the GPU works on this one, and writes each chunk's rows as it ends.
-fn score_rows(
-    scorer: &Scorer,
-    list: &[(PathBuf, PathBuf)],
-    out: &mut Rows,
-    bar: &indicatif::ProgressBar,
-) -> Result<()> {
-    let chunk = scorer.batch * 4;
-    let mut decoded = decode_pairs_in_background(list.to_vec(), SIZE as u32, chunk * 2);
-    let mut start = 0;
-    while start < list.len() {
-        let imgs = crate::data::next_chunk(&mut decoded, chunk)?;
-        let end = start + imgs.len();
-        if imgs.is_empty() {
-            bail!("image decoding ended before pair {}", start + 1);
-        }
-        let scores = scorer.score_pairs(&imgs, |_| {})?;
-        for (i, s) in scores.iter().enumerate() {
-            let (r, d) = &list[start + i];
-            out.row(r, d, *s)?;
-        }
-        out.flush()?;
-        bar.inc((end - start) as u64);
-        start = end;
-    }
-    Ok(())
 }
