@@ -241,6 +241,71 @@ impl Model {
         Ok(())
     }
 
+    /// How many GPU pipelines the next scoring of batches of `windows` 288x288 windows
+    /// (capped by [`Model::batch`]) will create, found by a pass that computes nothing; and
+    /// from then on `progress(ready, total)` is called as each of them has run once. On a new
+    /// adapter or driver each is compiled then (seconds each on a CPU driver), so a caller can
+    /// say what the wait is and how much is left. Returns the total (0: nothing to create).
+    /// Optional: scoring creates what it needs either way.
+    ///
+    /// ```
+    /// let model = asna::Model::new()?;
+    /// let ticks = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    /// let seen = ticks.clone();
+    /// let total = model.prepare(6, move |ready, total| seen.borrow_mut().push((ready, total)));
+    /// assert!(total > 0);
+    /// model.score_files("data/demo/ref.png", "data/demo/dist.png")?; // 6 windows: one batch
+    /// let want: Vec<_> = (1..=total).map(|i| (i, total)).collect();
+    /// assert_eq!(*ticks.borrow(), want, "one tick per pipeline, and the count was right");
+    /// assert_eq!(model.prepare(6, |_, _| {}), 0, "all created now");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn prepare(
+        &self,
+        windows: usize,
+        mut progress: impl FnMut(usize, usize) + 'static,
+    ) -> usize {
+        let n = windows.clamp(1, self.batch);
+        let pixels = vec![0u8; n * SIZE * SIZE * 3];
+        let needed = self.gpu.pipelines_needed(|| {
+            for m in &self.models {
+                drop(crate::model::asna::predict(
+                    &self.gpu, &m.store, &pixels, &pixels, n, None,
+                ));
+            }
+        });
+        let total = needed.len();
+        if total == 0 {
+            self.gpu.on_new_pipelines(None);
+            return 0;
+        }
+        let mut ready = 0;
+        self.gpu.on_new_pipelines(Some(Box::new(move || {
+            ready += 1;
+            progress(ready, total);
+            ready < total
+        })));
+        total
+    }
+
+    /// The windows one pair of `width` x `height` images takes (with test-time variants), the
+    /// count to [`Model::prepare`] for.
+    pub fn windows_of(&self, width: u32, height: u32) -> usize {
+        let (w, h) = (width as usize, height as usize);
+        if self.tta {
+            crate::data::tta_variants()
+                .iter()
+                .map(|v| {
+                    // Odd quarter turns swap the sides.
+                    let (vw, vh) = if v.rot90 % 2 == 1 { (h, w) } else { (w, h) };
+                    crate::scorer::windows(vw, vh).len()
+                })
+                .sum()
+        } else {
+            crate::scorer::windows(w, h).len()
+        }
+    }
+
     /// The degradation map of one pair (the first model's, without test-time variants).
     ///
     /// ```

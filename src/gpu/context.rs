@@ -181,6 +181,11 @@ pub struct Gpu {
     pub(crate) trace: RefCell<Option<super::trace::Trace>>,
     /// Tensors derived from others' contents, kept until those are written (derived.rs).
     pub derived: RefCell<super::derived::DerivedTensors>,
+    /// While `pipelines_needed` runs a pass: the pipelines its dispatches ask for (the
+    /// dispatches themselves are left out).
+    pub(crate) collecting: RefCell<Option<Vec<super::pipeline::PipelineRequest>>>,
+    /// Called after the first dispatch of each new pipeline has run (`on_new_pipelines`).
+    pub(crate) new_pipeline_hook: RefCell<Option<Box<dyn FnMut() -> bool>>>,
 }
 
 impl Gpu {
@@ -230,6 +235,8 @@ impl Gpu {
             kernels: RefCell::new(kernels),
             trace: RefCell::new(None),
             derived: RefCell::new(Default::default()),
+            collecting: RefCell::new(None),
+            new_pipeline_hook: RefCell::new(None),
         }))
     }
 

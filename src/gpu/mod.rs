@@ -118,6 +118,10 @@ impl Gpu {
         if groups.contains(&0) {
             return;
         }
+        if let Some(requests) = self.collecting.borrow_mut().as_mut() {
+            requests.push((*kernel, constants.to_vec(), dtype));
+            return;
+        }
         {
             let mut derived = self.derived.borrow_mut();
             if !derived.is_empty() {
@@ -136,10 +140,12 @@ impl Gpu {
                 groups,
             )
         });
+        let created = self.pipelines_created();
         let pipeline = self
             .pipelines
             .borrow_mut()
             .get(&self.device, kernel, constants, dtype);
+        let new = self.pipelines_created() > created;
         let full = self.recorder.borrow_mut().dispatch(
             &self.device,
             &pipeline,
@@ -150,9 +156,53 @@ impl Gpu {
             kernel.entry,
             work,
         );
-        if full {
+        if new && self.new_pipeline_hook.borrow().is_some() {
+            // A driver may compile a pipeline when it first runs rather than when it is
+            // created: waiting for this first dispatch makes the hook tick as each is ready.
+            let _ = self.sync();
+            let hook = self.new_pipeline_hook.borrow_mut().take();
+            if let Some(mut hook) = hook {
+                if hook() {
+                    *self.new_pipeline_hook.borrow_mut() = Some(hook);
+                }
+            }
+        } else if full {
             self.flush();
         }
+    }
+
+    /// Calls `hook` after the first dispatch of each pipeline created from now on has run
+    /// (each is then compiled, on drivers that compile at first use), until it returns false
+    /// or `None` replaces it.
+    pub fn on_new_pipelines(&self, hook: Option<Box<dyn FnMut() -> bool>>) {
+        *self.new_pipeline_hook.borrow_mut() = hook;
+    }
+
+    /// The pipelines `pass` would create that do not exist yet, in order of first use: `pass`
+    /// runs with every dispatch left out (nothing is computed), and the derived tensors it
+    /// cached, never computed, are dropped after.
+    pub fn pipelines_needed(&self, pass: impl FnOnce()) -> Vec<pipeline::PipelineRequest> {
+        self.flush();
+        *self.collecting.borrow_mut() = Some(Vec::new());
+        pass();
+        let requests = self.collecting.borrow_mut().take().unwrap_or_default();
+        *self.derived.borrow_mut() = Default::default();
+        let cache = self.pipelines.borrow();
+        let mut needed: Vec<pipeline::PipelineRequest> = Vec::new();
+        for r in requests {
+            let seen = needed.iter().any(|n| {
+                n.0.file == r.0.file && n.0.entry == r.0.entry && n.1 == r.1 && n.2 == r.2
+            });
+            if !seen && !cache.has(&r.0, &r.1, r.2) {
+                needed.push(r);
+            }
+        }
+        needed
+    }
+
+    /// How many pipelines this device has created.
+    pub fn pipelines_created(&self) -> usize {
+        self.pipelines.borrow().created.len()
     }
 
     /// Opens a trace: from now on every buffer and command is logged (src/gpu/trace.rs).

@@ -56,7 +56,7 @@ pub const UNIFORM_WINDOW: u64 = 65536;
 
 /// A compute entry point in one of the embedded WGSL files. Binding 0 is always the uniform
 /// parameter block; `bindings[i]` describes binding `i + 1`.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Kernel {
     pub file: &'static str,
     pub source: &'static str,
@@ -141,7 +141,20 @@ pub struct PipelineCache {
     pub created: Vec<PipelineConfig>,
 }
 
+/// A pipeline to create: a kernel, its override constants and element type.
+pub type PipelineRequest = (Kernel, Vec<(&'static str, f64)>, DType);
+
 impl PipelineCache {
+    /// Whether the pipeline exists already.
+    pub fn has(&self, kernel: &Kernel, constants: &[(&'static str, f64)], dtype: DType) -> bool {
+        self.pipelines.contains_key(&PipelineKey {
+            file: kernel.file,
+            entry: kernel.entry,
+            constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+            dtype,
+        })
+    }
+
     pub fn get(
         &mut self,
         device: &wgpu::Device,

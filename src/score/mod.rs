@@ -171,16 +171,30 @@ pub fn run(gpu: Rc<Gpu>, args: &ScoreArgs) -> Result<()> {
     }
     let model = builder.build_on(gpu)?;
 
-    if single && args.out.is_none() && args.map.is_none() && args.format == Format::Csv {
-        println!("{:.4}", model.score_files(&list[0].0, &list[0].1)?);
+    // A single pair is decoded first, so that the kernels prepared are those of its windows.
+    let first = if single {
+        Some(load_pair_at_least(&list[0].0, &list[0].1, SIZE as u32)?)
+    } else {
+        None
+    };
+    let windows = match &first {
+        Some((r, _)) => model.windows_of(r.width(), r.height()),
+        None => model.batch(),
+    };
+    crate::progress::show_kernel_compilation(&model, windows, args.quiet);
+    if let (Some((r, d)), true) = (
+        &first,
+        args.out.is_none() && args.map.is_none() && args.format == Format::Csv,
+    ) {
+        println!("{:.4}", model.score(r, d)?);
         return Ok(());
     }
     if let Some(map_path) = &args.map {
         if !single {
             bail!("--map needs a single pair (REF DIST)");
         }
-        let (r, d) = load_pair_at_least(&list[0].0, &list[0].1, SIZE as u32)?;
-        let map = model.quality_map(&r, &d)?;
+        let (r, d) = first.as_ref().expect("a single pair, decoded above");
+        let map = model.quality_map(r, d)?;
         crate::plot::quality_map_png(
             map_path,
             d.as_raw(),
@@ -192,7 +206,7 @@ pub fn run(gpu: Rc<Gpu>, args: &ScoreArgs) -> Result<()> {
             "feature difference",
             false,
         )?;
-        let s = model.score(&r, &d)?;
+        let s = model.score(r, d)?;
         if args.out.is_none() {
             println!("{s:.4}");
             eprintln!("map written to {}", map_path.display());
