@@ -184,6 +184,8 @@ pub struct Gpu {
     /// While `pipelines_needed` runs a pass: the pipelines its dispatches ask for (the
     /// dispatches themselves are left out).
     pub(crate) collecting: RefCell<Option<Vec<super::pipeline::PipelineRequest>>>,
+    /// wgpu's pipeline cache on disk, where the adapter has one (pipeline_disk.rs).
+    pub(crate) disk_cache: Option<super::pipeline_disk::DiskPipelineCache>,
     /// Called after the first dispatch of each new pipeline has run (`on_new_pipelines`).
     pub(crate) new_pipeline_hook: RefCell<Option<Box<dyn FnMut() -> bool>>>,
 }
@@ -194,7 +196,7 @@ impl Gpu {
         let adapter = choose_adapter(choice)?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & wanted_features();
+        let features = adapter.features() & (wanted_features() | wgpu::Features::PIPELINE_CACHE);
         let desc = wgpu::DeviceDescriptor {
             label: Some("asna"),
             required_features: features,
@@ -218,6 +220,11 @@ impl Gpu {
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = super::recorder::Recorder::new(&device, &limits);
         let profiler = Profiler::new(&device, &queue, features);
+        let disk_cache = features
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(|| super::pipeline_disk::path_for(&info))
+            .flatten()
+            .map(|path| super::pipeline_disk::DiskPipelineCache::open(&device, &path));
         let mut kernels = crate::ops::conv::KernelPolicy::for_adapter(&info);
         kernels.enable_shared_loads(&info, features);
         Ok(Rc::new(Gpu {
@@ -236,6 +243,7 @@ impl Gpu {
             trace: RefCell::new(None),
             derived: RefCell::new(Default::default()),
             collecting: RefCell::new(None),
+            disk_cache,
             new_pipeline_hook: RefCell::new(None),
         }))
     }
@@ -250,6 +258,16 @@ impl Gpu {
             "{} ({:?}, {:?}, {})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver
         )
+    }
+
+    /// The pipeline cache new pipelines go through, if the adapter has one.
+    pub(crate) fn disk_pipelines(&self) -> Option<&wgpu::PipelineCache> {
+        self.disk_cache.as_ref().map(|d| &d.cache)
+    }
+
+    /// Where this device's pipeline cache is kept on disk (None: the adapter has none).
+    pub fn pipeline_cache_file(&self) -> Option<&std::path::Path> {
+        self.disk_cache.as_ref().map(|d| d.path())
     }
 
     /// Submits everything recorded so far. Nothing waits.
@@ -345,5 +363,16 @@ mod tests {
         assert_eq!(adapters[0], (Backend::Metal, DeviceType::IntegratedGpu));
         assert_eq!(adapters[1], (Backend::Vulkan, DeviceType::DiscreteGpu));
         assert!(adapters[4..].iter().all(|a| a.0 == Backend::Gl));
+    }
+}
+
+impl Drop for Gpu {
+    /// Keeps the pipelines this device compiled for later runs (pipeline_disk.rs).
+    fn drop(&mut self) {
+        if let Some(disk) = &self.disk_cache {
+            if !self.pipelines.borrow().created.is_empty() {
+                disk.save();
+            }
+        }
     }
 }

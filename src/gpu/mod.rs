@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod context;
 pub mod derived;
 pub mod pipeline;
+pub mod pipeline_disk;
 pub mod profiler;
 pub mod recorder;
 pub mod trace;
@@ -141,10 +142,13 @@ impl Gpu {
             )
         });
         let created = self.pipelines_created();
-        let pipeline = self
-            .pipelines
-            .borrow_mut()
-            .get(&self.device, kernel, constants, dtype);
+        let pipeline = self.pipelines.borrow_mut().get(
+            &self.device,
+            self.disk_pipelines(),
+            kernel,
+            constants,
+            dtype,
+        );
         let new = self.pipelines_created() > created;
         let full = self.recorder.borrow_mut().dispatch(
             &self.device,

@@ -158,6 +158,7 @@ impl PipelineCache {
     pub fn get(
         &mut self,
         device: &wgpu::Device,
+        disk: Option<&wgpu::PipelineCache>,
         kernel: &Kernel,
         constants: &[(&'static str, f64)],
         dtype: DType,
@@ -249,7 +250,7 @@ impl PipelineCache {
                 constants,
                 zero_initialize_workgroup_memory: false,
             },
-            cache: None,
+            cache: disk,
         });
         self.created
             .push(PipelineConfig::new(kernel, constants, dtype));

@@ -35,11 +35,16 @@ pub fn cache_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ASNA_TUNE_CACHE") {
         return Some(PathBuf::from(p));
     }
+    Some(cache_dir()?.join("tune.json"))
+}
+
+/// asna's cache directory: `$XDG_CACHE_HOME/asna`, else `~/.cache/asna`.
+pub fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("asna").join("tune.json"))
+    Some(base.join("asna"))
 }
 
 /// Identifies an adapter and its driver: a new driver version is tuned afresh.
