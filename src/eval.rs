@@ -7,11 +7,12 @@ use crate::data::{self, DatasetFormat, Direction};
 use crate::gpu::Gpu;
 use crate::metrics::{correlations, fit_logistic4, Correlations};
 use crate::model::asna::SIZE;
-use crate::model::checkpoint::load_models;
+
 use crate::ops::quality;
-use crate::scorer::{Precision, Scorer};
+use crate::scorer::Precision;
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 // `asna eval`: the command line (a doc comment here would replace the help text).
 #[derive(clap::Args, Debug)]
@@ -95,7 +96,8 @@ pub fn baseline_rows(b: &[quality::Baselines], truth: &[f64]) -> Vec<(String, Co
     ]
 }
 
-pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
+pub fn run(shared_gpu: Rc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
+    let gpu: &Gpu = &shared_gpu;
     let format: DatasetFormat = args
         .dataset
         .parse()
@@ -123,22 +125,33 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
                 .chain(args.weights.iter().map(|w| w.as_path())),
         )?;
     }
-    let models = if args.baselines_only {
-        Vec::new()
+    let model = if args.baselines_only {
+        None
     } else {
-        load_models(gpu, &args.weights)?
+        let mut builder = crate::Model::builder()
+            .precision(args.precision)
+            .tta(args.tta)
+            .batch(args.batch);
+        for w in &args.weights {
+            builder = builder.weights(w);
+        }
+        Some(builder.build_on(shared_gpu.clone())?)
     };
-    let scorer =
-        Scorer::new(gpu, models, args.batch, args.tta).with_precision(args.precision.dtype())?;
+    let batch = model
+        .as_ref()
+        .map_or(crate::scorer::max_batch(gpu, args.batch), |m| m.batch());
+    if let Some(m) = &model {
+        crate::progress::show_kernel_compilation(m, m.batch(), args.quiet);
+    }
     let bar = crate::progress::bar(pairs.len() as u64, !args.quiet, crate::progress::PAIRS);
     let list: Vec<(PathBuf, PathBuf)> = pairs
         .iter()
         .map(|p| (p.ref_path.clone(), p.dist_path.clone()))
         .collect();
-    let mut decoded = data::decode_pairs_in_background(list, SIZE as u32, scorer.batch * 8);
+    let mut decoded = data::decode_pairs_in_background(list, SIZE as u32, batch * 8);
     let mut pred = Vec::new();
     let mut baselines = Vec::with_capacity(pairs.len());
-    let chunk = scorer.batch * 4;
+    let chunk = batch * 4;
     let mut done = 0;
     while done < pairs.len() {
         let imgs = data::next_chunk(&mut decoded, chunk)?;
@@ -146,8 +159,8 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             anyhow::bail!("image decoding ended before pair {}", done + 1);
         }
         let end = done + imgs.len();
-        if !args.baselines_only {
-            pred.extend(scorer.score_pairs(&imgs, |_| {})?);
+        if let Some(m) = &model {
+            pred.extend(m.score_batch(&imgs)?);
         }
         for (r, d) in &imgs {
             baselines.push(quality::baselines(gpu, r, d)?);
@@ -163,10 +176,9 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         1.0
     };
     let truth: Vec<f64> = pairs.iter().map(|p| sign * p.score).collect();
-    let flip = scorer
-        .models
-        .first()
-        .is_some_and(|m| m.scaler.direction == Direction::LowerIsBetter);
+    let flip = model
+        .as_ref()
+        .is_some_and(|m| m.scale().direction == Direction::LowerIsBetter);
     let pred_up: Vec<f64> = pred.iter().map(|v| if flip { -v } else { *v }).collect();
     let mut rows = Vec::new();
     if !args.baselines_only {

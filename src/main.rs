@@ -53,7 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Devices(a) => asna::devices::run(a),
         Command::Score(a) => asna::score::run(gpu()?, a),
-        Command::Eval(a) => asna::eval::run(&*gpu()?, a).map(|_| ()),
+        Command::Eval(a) => asna::eval::run(gpu()?, a).map(|_| ()),
         Command::Train(a) => asna::train::run(&*gpu()?, a),
         Command::TrainSorter(a) => asna::train_sorter::run(&*gpu()?, a),
         Command::Bench(a) => asna::bench::run(&*gpu()?, a),
